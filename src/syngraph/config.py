@@ -1,0 +1,248 @@
+"""The project config (``syngraph.toml`` in the working directory), validated with pydantic.
+
+Defaults live here and nowhere else; ``syngraph config init`` writes them as a commented TOML
+file generated from these models, and docs/config.md is generated the same way.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+CONFIG_NAME = "syngraph.toml"
+
+
+class ConfigError(ValueError):
+    """The config file is missing or has a bad key or value."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LayerSource(_Model):
+    """One input layer."""
+
+    path: str = Field(
+        description="Source of the layer: a layer name in volumes.zarr (default: the layer's own "
+        "name), or any path `syngraph import` reads (zarr, n5, precomputed, h5, tif, npy)"
+    )
+    kind: Literal["labels", "probability", "mask"] = Field(
+        "probability", description="labels (instance ids), probability (map) or mask (binary)"
+    )
+
+
+class OrganelleParams(_Model):
+    """Instance segmentation and cell assignment of one organelle layer (reference defaults)."""
+
+    threshold: float = Field(description="fraction of full scale; foreground is prob > threshold")
+    min_size_vx: int = Field(description="objects smaller than this (voxels) are dropped")
+    min_seed_vx: int = Field(10, description="watershed seeds smaller than this are dropped")
+    opening: int = Field(1, description="iterations of binary opening")
+    closing: int = Field(1, description="iterations of binary closing")
+    erosions: int = Field(0, description="erosions for watershed seeds; 0 = connected components")
+    mesh_downsample: tuple[int, int, int] = Field((4, 4, 2), description="XYZ mesh downsampling")
+    ratio_min: float = Field(description="cell assignment: overlap ratio must be > this")
+    ratio_max: float = Field(1.0, description="cell assignment: overlap ratio must be <= this")
+    assign_min_size_vx: int = Field(description="cell assignment: organelle size must be > this")
+
+
+def _default_organelles() -> dict[str, OrganelleParams]:
+    return {
+        "mi": OrganelleParams(
+            threshold=0.428571429, min_size_vx=500, min_seed_vx=50, erosions=4,
+            ratio_min=0.5, ratio_max=1.0, assign_min_size_vx=2786,
+        ),
+        "vc": OrganelleParams(
+            threshold=0.285714286, min_size_vx=100, min_seed_vx=10, erosions=0,
+            ratio_min=0.5, ratio_max=1.0, assign_min_size_vx=1584,
+        ),
+        "sj": OrganelleParams(
+            threshold=0.19047619, min_size_vx=100, min_seed_vx=10, erosions=0,
+            mesh_downsample=(2, 2, 1), ratio_min=0.1, ratio_max=0.9, assign_min_size_vx=498,
+        ),
+    }
+
+
+class MeshParams(_Model):
+    sv_downsample: tuple[int, int, int] = Field((4, 4, 2), description="XYZ downsampling of cell supervoxel meshes")
+    simplification_factor: int = Field(50, description="zmesh target reduction factor")
+    max_error_nm: float = Field(40.0, description="zmesh maximum simplification error in nm")
+    simplify: bool = Field(True, description="simplify meshes (costs ~23x the meshing itself)")
+
+
+class CellParams(_Model):
+    min_cc_size_nm: float = Field(
+        5000.0, description="prune components whose bounding-box diagonal (nm) is <= this; 0 = off"
+    )
+    astrocyte_threshold: float = Field(0.5, description="astrocyte probability threshold")
+
+
+class SkeletonParams(_Model):
+    teasar_scale: float = 2.0
+    teasar_const_nm: float = 500.0
+    pdrf_exponent: int = 4
+    pdrf_scale: float = 100000.0
+    soma_detection_threshold_nm: float = 1000.0
+    soma_acceptance_threshold_nm: float = 3000.0
+    soma_invalidation_scale: float = 1.0
+    soma_invalidation_const_nm: float = 2000.0
+    max_paths: int = 100
+    dust_threshold_vx: int = 1000
+    downsample: tuple[int, int, int] = Field((2, 2, 1), description="XYZ downsampling before TEASAR")
+    dust_nm: float = 250.0
+    tick_threshold_nm: float = 500.0
+    node_spacing_nm: float = Field(100.0, description="target spacing of nodes after thinning")
+    myelin_window_nm: float = Field(10000.0, description="path window of the myelin majority vote")
+
+
+class SynapseParams(_Model):
+    cs_filter_size_vx: tuple[int, int, int] = Field((13, 13, 7), description="XYZ partner window")
+    cs_closings: int = 6
+    cs_dilations: int = 2
+    cs_gap_nm: float = Field(250.0, description="fragments closer than this merge into one synapse")
+    min_size_vx: int = Field(100, description="minimum cell-level synapse size")
+    sym_threshold: float = Field(0.225, description="symmetric ratio above this gives sign -1")
+    vc_distance_nm: float = Field(500.0, description="vesicle search distance for the direction")
+    prob_threshold: float = Field(0.5, description="exported synapses have syn_prob >= this")
+
+
+class ComputeParams(_Model):
+    scheduler: str = Field(
+        "local", description='"local" (Dask LocalCluster), "serial", or a scheduler address tcp://host:port'
+    )
+    workers: int = Field(0, description="worker processes for local; 0 = number of cores")
+    memory_limit: str = Field("auto", description='per worker, e.g. "4GiB"; auto = memory / workers')
+    block_size_vx: tuple[int, int, int] = Field((256, 256, 128), description="XYZ block size")
+
+    @field_validator("block_size_vx")
+    @classmethod
+    def _positive(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
+        if any(b <= 0 for b in v):
+            raise ValueError(f"block_size_vx must be positive, got {list(v)}")
+        return v
+
+
+class ProjectConfig(_Model):
+    """Everything a run needs besides the volumes themselves."""
+
+    voxel_size_nm: tuple[float, float, float] = Field(description="XYZ voxel size in nm")
+    layers: dict[str, LayerSource] = Field(
+        default_factory=dict,
+        description="input layers by name: sv (cell supervoxels, labels), mi, vc, sj, optional syn_type, myelin",
+    )
+    rag: str | None = Field(None, description="supervoxel edge list (csv, npy, parquet) or sv->cell table; none = each sv its own cell")
+    organelles: dict[str, OrganelleParams] = Field(default_factory=_default_organelles)
+    meshes: MeshParams = Field(default_factory=MeshParams)
+    cells: CellParams = Field(default_factory=CellParams)
+    skeletons: SkeletonParams = Field(default_factory=SkeletonParams)
+    synapses: SynapseParams = Field(default_factory=SynapseParams)
+    compute: ComputeParams = Field(default_factory=ComputeParams)
+
+    @field_validator("voxel_size_nm")
+    @classmethod
+    def _voxel_size(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(x <= 0 for x in v):
+            raise ValueError(f"voxel_size_nm must be 3 positive numbers (x, y, z in nm), got {list(v)}")
+        return v
+
+
+def _format_error(path: Path, exc: ValidationError) -> str:
+    lines = [f"{path}: invalid config"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        got = err.get("input")
+        lines.append(f"  [{key}] {err['msg']} (got {got!r})")
+    lines.append(f"  fix the key(s) above; `syngraph config init` writes a commented default")
+    return "\n".join(lines)
+
+
+def load_config(workdir: str | Path) -> ProjectConfig:
+    """Read and validate ``<workdir>/syngraph.toml``."""
+    path = Path(workdir) / CONFIG_NAME
+    if not path.exists():
+        raise ConfigError(
+            f"no {CONFIG_NAME} in {Path(workdir).resolve()}; write one with `syngraph config init` "
+            f"or create a demo project with `syngraph synth DIR`"
+        )
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return ProjectConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(path, exc)) from exc
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, tuple | list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def _dump_model(model: BaseModel, prefix: str, out: list[str]) -> None:
+    nested: list[tuple[str, BaseModel | dict]] = []
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel) or isinstance(value, dict):
+            nested.append((name, value))
+            continue
+        if value is None:
+            if field.description:
+                out.append(f"# {field.description}")
+            out.append(f"# {name} = ")
+            continue
+        if field.description:
+            out.append(f"# {field.description}")
+        out.append(f"{name} = {_toml_value(value)}")
+    for name, value in nested:
+        section = f"{prefix}{name}"
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                out.append("")
+                out.append(f"[{section}.{key}]")
+                if isinstance(sub, BaseModel):
+                    _dump_model(sub, f"{section}.{key}.", out)
+        else:
+            out.append("")
+            desc = type(model).model_fields[name].description
+            if desc:
+                out.append(f"# {desc}")
+            out.append(f"[{section}]")
+            _dump_model(value, f"{section}.", out)
+
+
+def dump_config(config: ProjectConfig) -> str:
+    """The config as commented TOML (the text `syngraph config init` writes)."""
+    out = ["# syngraph project config. Coordinates and sizes are XYZ; units are in the key names."]
+    _dump_model(config, "", out)
+    return "\n".join(out) + "\n"
+
+
+def write_config(workdir: str | Path, config: ProjectConfig) -> Path:
+    path = Path(workdir) / CONFIG_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(dump_config(config))
+    tmp.replace(path)
+    return path
+
+
+def default_config(voxel_size_nm: tuple[float, float, float] = (10.0, 10.0, 25.0)) -> ProjectConfig:
+    return ProjectConfig(
+        voxel_size_nm=voxel_size_nm,
+        layers={
+            "sv": LayerSource(path="sv", kind="labels"),
+            "mi": LayerSource(path="mi"),
+            "vc": LayerSource(path="vc"),
+            "sj": LayerSource(path="sj"),
+        },
+    )

@@ -1,0 +1,107 @@
+"""Where tasks run: in-process (serial), a local Dask cluster, an existing scheduler, or SLURM.
+
+The user's task function never sees the scheduler: it gets one item and returns a small result.
+Dask workers are processes with one thread each (cc3d and friends hold the GIL), and tasks are
+coarse (one block, >= 100 ms), which is what Dask needs to pay off on few cores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Compute:
+    """How to run tasks.
+
+    scheduler: ``"local"`` (a ``distributed.LocalCluster`` of worker processes, the default),
+    ``"serial"`` (in this process, no Dask), or a scheduler address ``"tcp://host:8786"`` of an
+    existing cluster (e.g. one started with dask-jobqueue on SLURM, see docs/cluster.md).
+    workers: worker processes for ``local`` (default: the number of cores).
+    memory_limit: per worker, e.g. ``"4GiB"`` or ``"auto"`` (machine memory / workers).
+    """
+
+    scheduler: str = "local"
+    workers: int | None = None
+    memory_limit: str = "auto"
+
+    @property
+    def n_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
+class Runner:
+    """Runs ``fn(item)`` over items and yields ``(index, result, error)`` as tasks finish."""
+
+    def __init__(self, compute: Compute, client: Any = None):
+        self.compute = compute
+        self.client = client
+
+    def map_unordered(
+        self, fn: Callable[[Any], Any], items: Sequence[Any], keys: Sequence[str]
+    ) -> Iterator[tuple[int, Any, BaseException | None]]:
+        if self.client is None:
+            for i, item in enumerate(items):
+                try:
+                    yield i, fn(item), None
+                except Exception as exc:  # reported per task by the caller
+                    yield i, None, exc
+            return
+        from distributed import as_completed
+
+        futures = self.client.map(fn, list(items), key=list(keys), pure=False, retries=0)
+        index = {f.key: i for i, f in enumerate(futures)}
+        for fut in as_completed(futures):
+            i = index[fut.key]
+            if fut.status == "finished":
+                yield i, fut.result(), None
+            else:
+                yield i, None, fut.exception()
+            fut.release()
+
+
+_ACTIVE: list[Runner] = []
+
+
+@contextlib.contextmanager
+def session(compute: Compute | None = None) -> Iterator[Runner]:
+    """Open a runner for ``compute``; nested calls reuse the outer one (one cluster per pipeline)."""
+    if _ACTIVE and compute is None:
+        yield _ACTIVE[-1]
+        return
+    compute = compute or Compute()
+    if compute.scheduler == "serial" or (compute.scheduler == "local" and compute.n_workers <= 1):
+        runner = Runner(compute, None)
+        _ACTIVE.append(runner)
+        try:
+            yield runner
+        finally:
+            _ACTIVE.pop()
+        return
+    from distributed import Client, LocalCluster
+
+    with contextlib.ExitStack() as stack:
+        if compute.scheduler == "local":
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=compute.n_workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    memory_limit=compute.memory_limit,
+                    dashboard_address=None,
+                    silence_logs=40,
+                )
+            )
+            client = stack.enter_context(Client(cluster))
+        else:
+            client = stack.enter_context(Client(compute.scheduler, timeout="30s"))
+        runner = Runner(compute, client)
+        _ACTIVE.append(runner)
+        try:
+            yield runner
+        finally:
+            _ACTIVE.pop()

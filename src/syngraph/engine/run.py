@@ -1,0 +1,252 @@
+"""Resumable task runs with done markers (the daisy-v2 design, on Dask or in-process).
+
+What is stored, under ``<step_dir>``::
+
+    manifest.json        step name, parameter hash and task-layout hash of the run
+    tasks/<id>.parquet   the task's table (if it returned one), written as .tmp then renamed
+    tasks/<id>.done      JSON {seconds, peak_rss_mb, rows}: written last, after every output of the
+                         task is in place; its presence is what "done" means
+    stats.json           wall time, task counts, peak memory of the last run
+
+On failure: a task that raises leaves no ``.done`` file, so a rerun does it again; every output a
+task writes must be deterministic and idempotent (same bytes on a rerun, e.g. label chunks written
+at fixed positions), so a half-finished task is simply redone. After all tasks ran, failures raise
+:class:`TaskFailure` naming the failed ids; finished tasks stay done. A manifest whose hash differs
+from the current parameters refuses to resume (the fix: ``overwrite=True`` / ``--overwrite``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from syngraph.engine.compute import Compute, session
+
+
+class HasId(Protocol):
+    id: int
+
+
+class TaskFailure(RuntimeError):
+    """Some tasks of a step failed; the others are done and will be skipped on rerun."""
+
+
+class ManifestMismatch(RuntimeError):
+    """The step directory holds a run with other parameters."""
+
+
+@dataclass
+class RunReport:
+    step: str
+    n_tasks: int
+    n_done: int
+    n_skipped: int
+    seconds: float
+    peak_rss_mb: float
+
+
+def params_hash(params: Mapping[str, Any]) -> str:
+    blob = json.dumps(params, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def write_table_atomic(table: pa.Table, path: Path, metadata: Mapping[str, str] | None = None) -> None:
+    """Write a Parquet file under a temporary name, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if metadata:
+        meta = dict(table.schema.metadata or {})
+        meta.update({k.encode(): str(v).encode() for k, v in metadata.items()})
+        table = table.replace_schema_metadata(meta)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(path)
+
+
+def _peak_rss_mb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024.0 if sys.platform != "darwin" else kb / 2**20
+
+
+def _task_name(tid: int) -> str:
+    return f"{tid:08d}"
+
+
+class _TaskWrapper:
+    """Runs one task on a worker and puts its outputs in place (picklable)."""
+
+    def __init__(self, fn: Callable[[Any], pa.Table | None], tasks_dir: Path):
+        self.fn = fn
+        self.tasks_dir = tasks_dir
+
+    def __call__(self, item: HasId) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        table = self.fn(item)
+        name = _task_name(item.id)
+        rows = 0
+        if table is not None:
+            write_table_atomic(table, self.tasks_dir / f"{name}.parquet")
+            rows = table.num_rows
+        info = {
+            "seconds": time.perf_counter() - t0,
+            "peak_rss_mb": _peak_rss_mb(),
+            "rows": rows,
+            "pid": os.getpid(),
+        }
+        _atomic_write_text(self.tasks_dir / f"{name}.done", json.dumps(info))
+        return info
+
+
+def is_done(step_dir: str | Path) -> bool:
+    return (Path(step_dir) / "stats.json").exists()
+
+
+def run_tasks(
+    fn: Callable[[Any], pa.Table | None],
+    tasks: Sequence[HasId],
+    step_dir: str | Path,
+    *,
+    params: Mapping[str, Any],
+    compute: Compute | None = None,
+    desc: str | None = None,
+    progress: bool | None = None,
+    overwrite: bool = False,
+) -> RunReport:
+    """Run ``fn(task)`` for every task not yet done; return a :class:`RunReport`.
+
+    ``fn`` must be picklable (a module-level function or a ``functools.partial`` of one); it may
+    write volume data (idempotently) and may return a small ``pyarrow.Table`` that is stored as
+    the task's result (see :func:`read_task_tables`). ``params`` (JSON-able) identify the run:
+    resuming with other params raises :class:`ManifestMismatch`.
+    """
+    step_dir = Path(step_dir)
+    step = desc or step_dir.name
+    if overwrite and step_dir.exists():
+        shutil.rmtree(step_dir)
+    tasks_dir = step_dir / "tasks"
+    tasks_dir.mkdir(parents=True, exist_ok=True)
+    ids = [int(t.id) for t in tasks]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"step {step}: task ids are not unique")
+    manifest = {
+        "step": step,
+        "params_hash": params_hash(params),
+        "tasks_hash": hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:16],
+        "n_tasks": len(ids),
+        "params": json.loads(json.dumps(params, default=str)),
+    }
+    mpath = step_dir / "manifest.json"
+    if mpath.exists():
+        old = json.loads(mpath.read_text())
+        for key in ("params_hash", "tasks_hash"):
+            if old.get(key) != manifest[key]:
+                raise ManifestMismatch(
+                    f"step '{step}' in {step_dir} was started with other parameters or blocks "
+                    f"({key} {old.get(key)} != {manifest[key]}); rerun with --overwrite "
+                    f"(Python: overwrite=True) to discard it and start again"
+                )
+    else:
+        _atomic_write_text(mpath, json.dumps(manifest, indent=1))
+
+    todo = [t for t in tasks if not (tasks_dir / f"{_task_name(t.id)}.done").exists()]
+    n_skipped = len(tasks) - len(todo)
+    (step_dir / "stats.json").unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    failures: list[tuple[int, BaseException]] = []
+    infos: list[dict[str, Any]] = []
+    wrapper = _TaskWrapper(fn, tasks_dir)
+    show = sys.stderr.isatty() if progress is None else progress
+    with session(compute) as runner, _progress(step, len(tasks), n_skipped, show) as bar:
+        keys = [f"{step}-{_task_name(t.id)}-{manifest['params_hash']}" for t in todo]
+        for i, info, exc in runner.map_unordered(wrapper, todo, keys):
+            if exc is not None:
+                failures.append((todo[i].id, exc))
+            else:
+                infos.append(info)
+            bar(failed=len(failures))
+    seconds = time.perf_counter() - t0
+    if failures:
+        first_id, first_exc = failures[0]
+        tb = "".join(traceback.format_exception(first_exc))
+        raise TaskFailure(
+            f"step '{step}': {len(failures)} of {len(tasks)} tasks failed "
+            f"(ids {[f for f, _ in failures][:20]}); the other tasks are done and a rerun "
+            f"resumes. First failure (task {first_id}):\n{tb}"
+        ) from first_exc
+    peak = max([i["peak_rss_mb"] for i in infos] + [0.0])
+    report = RunReport(step, len(tasks), len(todo), n_skipped, seconds, peak)
+    _atomic_write_text(step_dir / "stats.json", json.dumps(report.__dict__, indent=1))
+    return report
+
+
+def read_task_tables(step_dir: str | Path) -> pa.Table | None:
+    """Concatenate the tables of all tasks in task-id order (deterministic); None if none."""
+    files = sorted((Path(step_dir) / "tasks").glob("*.parquet"))
+    if not files:
+        return None
+    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+
+
+class _Bar:
+    def __init__(self, progress: Any, task: Any, skipped: int):
+        self.progress, self.task, self.skipped = progress, task, skipped
+
+    def __call__(self, failed: int = 0) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1, failed=failed)
+
+
+class _progress:
+    """A rich progress bar with done/skipped/failed counts (a no-op when hidden)."""
+
+    def __init__(self, step: str, total: int, skipped: int, show: bool):
+        self.step, self.total, self.skipped, self.show = step, total, skipped, show
+        self.progress: Any = None
+
+    def __enter__(self) -> _Bar:
+        if not self.show:
+            return _Bar(None, None, self.skipped)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("skipped {task.fields[skipped]} failed {task.fields[failed]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        self.progress.__enter__()
+        task = self.progress.add_task(
+            self.step, total=self.total, completed=self.skipped, skipped=self.skipped, failed=0
+        )
+        return _Bar(self.progress, task, self.skipped)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
