@@ -1,0 +1,3 @@
+from syngraph.cli import main
+
+main()

@@ -1,0 +1,60 @@
+"""The ``syngraph`` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from syngraph import __version__
+
+app = typer.Typer(
+    name="syngraph",
+    help="From a dense volume-EM segmentation to a synaptic wiring diagram.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Write and check syngraph.toml.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+console = Console(stderr=True)
+
+WorkDir = Annotated[Path, typer.Option("--wd", "-w", help="working directory (holds syngraph.toml)")]
+Scheduler = Annotated[
+    str | None,
+    typer.Option(help='"local" (Dask LocalCluster), "serial", or a scheduler address tcp://host:port'),
+]
+Workers = Annotated[int | None, typer.Option(help="worker processes for a local cluster (default: cores)")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="discard earlier results of this step")]
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"syngraph {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=version_callback, is_eager=True, help="print the version")
+    ] = False,
+) -> None:
+    pass
+
+
+def main() -> None:
+    """Entry point: run the app and turn known errors into one clear message."""
+    from syngraph.errors import USER_ERRORS
+
+    # register the command modules
+    from syngraph.cli import commands  # noqa: F401
+
+    try:
+        app()
+    except USER_ERRORS as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)

@@ -1,0 +1,149 @@
+"""The commands: synth, import, config, run, demo, evaluate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from syngraph.cli import Overwrite, Scheduler, WorkDir, Workers, app, config_app, console
+from syngraph.engine import Compute
+
+
+def compute_for(workdir: Path | None, scheduler: str | None, workers: int | None) -> Compute:
+    """The project's [compute] settings, overridden by command-line options."""
+    from syngraph.config import CONFIG_NAME, load_config
+
+    sched, n, mem = "local", 0, "auto"
+    if workdir is not None and (workdir / CONFIG_NAME).exists():
+        c = load_config(workdir).compute
+        sched, n, mem = c.scheduler, c.workers, c.memory_limit
+    return Compute(scheduler=scheduler or sched, workers=workers if workers is not None else (n or None),
+                   memory_limit=mem)
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Argument(help="working directory to create")],
+    shape: Annotated[tuple[int, int, int], typer.Option(help="X Y Z voxels")] = (256, 256, 128),
+    seed: Annotated[int, typer.Option(help="random seed (same seed, same bytes)")] = 0,
+    voxel_size: Annotated[tuple[float, float, float], typer.Option(help="X Y Z nm")] = (10.0, 10.0, 25.0),
+    big_ids: Annotated[bool, typer.Option("--big-ids", help="ids above 2**40")] = False,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Write demo tissue with full ground truth: volumes, config, graph and gt/ tables."""
+    from syngraph.synth import synthesize
+
+    report = synthesize(out, shape_xyz=shape, seed=seed, voxel_size_nm=voxel_size, big_ids=big_ids,
+                        compute=compute_for(None, scheduler, workers), overwrite=overwrite)
+    console.print(f"[green]wrote[/] {out}: {report}")
+
+
+@app.command("import")
+def import_(
+    layer: Annotated[str, typer.Argument(help="layer name: sv, mi, vc, sj, syn_type, myelin, ...")],
+    source: Annotated[str, typer.Argument(help="zarr, n5, precomputed://, .h5, .tif (file or folder), .npy")],
+    wd: WorkDir = Path("."),
+    kind: Annotated[str, typer.Option(help="labels, probability or mask")] = "labels",
+    voxel_size: Annotated[tuple[float, float, float] | None, typer.Option(help="X Y Z nm, if the source has none")] = None,
+    axes: Annotated[str | None, typer.Option(help='axis order of the source, e.g. "zyx" or "xyz"')] = None,
+    dataset: Annotated[str | None, typer.Option(help="dataset/array key inside an h5, zarr or n5 container")] = None,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Copy a volume blockwise into the working store (never loading it whole)."""
+    from syngraph.io.importers import import_layer
+
+    lay = import_layer(wd, layer, source, kind=kind, voxel_size_nm=voxel_size, axes=axes,
+                       dataset=dataset, compute=compute_for(wd, scheduler, workers), overwrite=overwrite)
+    console.print(f"[green]imported[/] {lay}")
+
+
+@config_app.command("init")
+def config_init(
+    wd: WorkDir = Path("."),
+    voxel_size: Annotated[tuple[float, float, float], typer.Option(help="X Y Z nm")] = (10.0, 10.0, 25.0),
+    force: Annotated[bool, typer.Option("--force", help="replace an existing syngraph.toml")] = False,
+) -> None:
+    """Write a commented default syngraph.toml."""
+    from syngraph.config import CONFIG_NAME, default_config, write_config
+
+    if (wd / CONFIG_NAME).exists() and not force:
+        console.print(f"[red]error:[/] {wd / CONFIG_NAME} exists; pass --force to replace it")
+        raise typer.Exit(2)
+    path = write_config(wd, default_config(voxel_size))
+    console.print(f"[green]wrote[/] {path}")
+
+
+@config_app.command("check")
+def config_check(wd: WorkDir = Path(".")) -> None:
+    """Validate syngraph.toml and the layers it names."""
+    from syngraph.config import dump_config, load_config
+
+    cfg = load_config(wd)
+    typer.echo(dump_config(cfg))
+    console.print("[green]config is valid[/]")
+
+
+@app.command()
+def run(
+    step: Annotated[str, typer.Argument(help="a step name, or 'all'")],
+    wd: WorkDir = Path("."),
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Run one pipeline step (resumes where a killed run stopped), or all of them."""
+    from syngraph.config import load_config
+    from syngraph.engine import session
+    from syngraph.pipeline import get_step, run_step, step_names
+
+    load_config(wd)  # fail early, naming the bad key
+    names = step_names() if step == "all" else [get_step(step).name]
+    with session(compute_for(wd, scheduler, workers)):
+        for name in names:
+            info = run_step(wd, name, overwrite=overwrite)
+            console.print(f"[green]{name}[/] done in {info['seconds']:.1f} s")
+
+
+@app.command()
+def evaluate(
+    wd: Annotated[Path, typer.Argument(help="working directory with gt/ (demo tissue)")] = Path("."),
+) -> None:
+    """Score every step that ran against the demo ground truth; print and write evaluation.json."""
+    from syngraph.evaluate import evaluate as run_eval
+    from syngraph.evaluate import print_table
+
+    print_table(run_eval(wd))
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Argument(help="where to write the demo project")] = Path("demo"),
+    shape: Annotated[tuple[int, int, int], typer.Option(help="X Y Z voxels")] = (256, 256, 128),
+    seed: Annotated[int, typer.Option(help="tissue seed")] = 7,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+) -> None:
+    """Synthesize demo tissue, run every step, and print the accuracy against ground truth."""
+    from syngraph.engine import session
+    from syngraph.evaluate import evaluate as run_eval
+    from syngraph.evaluate import print_table
+    from syngraph.pipeline import run_step, step_names
+    from syngraph.synth import synthesize
+
+    compute = compute_for(None, scheduler, workers)
+    with session(compute):
+        console.rule(f"[bold]synth {shape[0]}x{shape[1]}x{shape[2]} seed {seed}")
+        synthesize(out, shape_xyz=shape, seed=seed, overwrite=True)
+        for name in step_names():
+            console.rule(f"[bold]{name}")
+            info = run_step(out, name, overwrite=True)
+            console.print(f"{name}: {info['seconds']:.1f} s")
+    console.rule("[bold]accuracy against ground truth")
+    print_table(run_eval(out))
+    console.print(f"project: {out.resolve()}")

@@ -1,0 +1,87 @@
+"""Scores against the demo tissue's ground truth: one scorer per step, run if the step is done.
+
+A scorer is ``score_<x>(workdir) -> dict[str, float | int]``; targets come from the issues' done-when
+lists. ``evaluate`` writes ``<wd>/evaluation.json``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+# (step whose DONE marker enables it, "module:function", {metric: (comparison, target)})
+SCORERS: tuple[tuple[str, str, dict[str, tuple[str, float]]], ...] = (
+    (
+        "init",
+        "syngraph.evaluate.organelles:score_organelles",
+        {
+            "mi_precision": (">=", 0.9),
+            "mi_recall": (">=", 0.9),
+            "vc_precision": (">=", 0.9),
+            "vc_recall": (">=", 0.9),
+        },
+    ),
+    (
+        "cells",
+        "syngraph.evaluate.cells:score_cells",
+        {"n_split": ("<=", 0), "n_merge": ("<=", 0), "astrocyte_accuracy": (">=", 0.95)},
+    ),
+)
+
+
+def _passes(value: Any, cmp: str, target: float) -> bool | None:
+    if not isinstance(value, int | float):
+        return None
+    return value >= target if cmp == ">=" else value <= target
+
+
+def evaluate(workdir: str | Path) -> dict[str, Any]:
+    """Run every scorer whose step is done; write and return ``{step: {metric: value}}``."""
+    wd = Path(workdir)
+    if not (wd / "gt").is_dir():
+        raise FileNotFoundError(
+            f"{wd} has no gt/ folder: evaluation needs the demo tissue's ground truth "
+            f"(create one with `syngraph synth DIR`)"
+        )
+    results: dict[str, Any] = {}
+    for step, target, goals in SCORERS:
+        if not (wd / "steps" / step / "DONE").exists():
+            continue
+        module, func = target.split(":")
+        try:
+            scorer = getattr(importlib.import_module(module), func)
+        except (ImportError, AttributeError):
+            continue
+        metrics = scorer(wd)
+        results[step] = {
+            "metrics": metrics,
+            "targets": {
+                k: {"cmp": c, "target": t, "pass": _passes(metrics.get(k), c, t)}
+                for k, (c, t) in goals.items()
+            },
+        }
+    tmp = wd / "evaluation.json.tmp"
+    tmp.write_text(json.dumps(results, indent=1, default=float))
+    tmp.replace(wd / "evaluation.json")
+    return results
+
+
+def print_table(results: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="accuracy against ground truth")
+    for col in ("step", "metric", "value", "target", "ok"):
+        table.add_column(col)
+    for step, res in results.items():
+        for name, value in res["metrics"].items():
+            goal = res["targets"].get(name)
+            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+            target = f"{goal['cmp']} {goal['target']:g}" if goal else ""
+            ok = "" if not goal or goal["pass"] is None else ("yes" if goal["pass"] else "[red]NO[/]")
+            table.add_row(step, name, shown, target, ok)
+    if not results:
+        table.add_row("-", "no step has run yet", "", "", "")
+    Console().print(table)

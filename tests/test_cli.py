@@ -1,0 +1,29 @@
+import subprocess
+import sys
+
+
+def syngraph(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "syngraph", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_config_init_writes_a_valid_config(tmp_path):
+    r = syngraph("config", "init", "--wd", str(tmp_path), "--voxel-size", "16", "16", "40")
+    assert r.returncode == 0, r.stderr
+    assert "voxel_size_nm = [16.0, 16.0, 40.0]" in (tmp_path / "syngraph.toml").read_text()
+    r = syngraph("config", "init", "--wd", str(tmp_path))
+    assert r.returncode == 2 and "--force" in r.stderr
+    r = syngraph("config", "check", "--wd", str(tmp_path))
+    assert r.returncode == 0 and "config is valid" in r.stderr
+
+
+def test_user_errors_are_one_clear_line(tmp_path):
+    r = syngraph("run", "all", "--wd", str(tmp_path))
+    assert r.returncode == 2
+    assert "error:" in r.stderr and "syngraph config init" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_unknown_step(tmp_path):
+    syngraph("config", "init", "--wd", str(tmp_path))
+    r = syngraph("run", "nosuchstep", "--wd", str(tmp_path))
+    assert r.returncode == 2 and "unknown step 'nosuchstep'" in r.stderr
