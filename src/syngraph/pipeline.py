@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from syngraph.engine import Compute
+from syngraph.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ def get_step(name: str) -> Step:
     for s in STEPS:
         if s.name == name:
             return s
-    raise ValueError(
+    raise InputError(
         f"unknown step '{name}'; steps are: {', '.join(step_names()) or 'none yet'} (or 'all')"
     )
 
