@@ -7,7 +7,7 @@ def syngraph(*args, cwd=None):
 
 
 def test_config_init_writes_a_valid_config(tmp_path):
-    r = syngraph("config", "init", "--wd", str(tmp_path), "--voxel-size", "16", "16", "40")
+    r = syngraph("config", "init", "--wd", str(tmp_path), "--voxel-size-nm", "16", "16", "40")
     assert r.returncode == 0, r.stderr
     assert "voxel_size_nm = [16.0, 16.0, 40.0]" in (tmp_path / "syngraph.toml").read_text()
     r = syngraph("config", "init", "--wd", str(tmp_path))
@@ -27,3 +27,18 @@ def test_unknown_step(tmp_path):
     syngraph("config", "init", "--wd", str(tmp_path))
     r = syngraph("run", "nosuchstep", "--wd", str(tmp_path))
     assert r.returncode == 2 and "unknown step 'nosuchstep'" in r.stderr
+
+
+def test_import_from_the_command_line(tmp_path):
+    import numpy as np
+
+    from syngraph.io.volume import open_layer
+
+    a = (np.arange(20 * 10 * 6, dtype=np.uint64).reshape(6, 10, 20) + 2**33)  # ZYX on disk
+    np.save(tmp_path / "seg.npy", a)
+    r = syngraph("import", "sv", str(tmp_path / "seg.npy"), "--wd", str(tmp_path),
+                 "--voxel-size-nm", "16", "16", "40", "--scheduler", "serial")
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(open_layer(tmp_path, "sv").read(), a.transpose(2, 1, 0))
+    r = syngraph("import", "mi", str(tmp_path / "nope.h5"), "--wd", str(tmp_path), "--kind", "probability")
+    assert r.returncode == 2 and "nope.h5" in r.stderr and "Traceback" not in r.stderr

@@ -68,9 +68,38 @@ class Project:
             )
         return pq.read_table(path)
 
+    def mesh(self, layer: str, obj_id: int) -> tuple[Any, Any]:
+        """One object's mesh: vertices (N, 3) float32 in nm and faces (M, 3) uint32.
+
+        Reads ``meshes/<layer>/`` (Neuroglancer precomputed legacy, written by ``syngraph run init``).
+        """
+        from syngraph.meshes import read_mesh
+
+        mesh_dir = self.workdir / "meshes" / layer
+        if not mesh_dir.is_dir():
+            have = sorted(p.name for p in (self.workdir / "meshes").glob("*")) if (self.workdir / "meshes").is_dir() else []
+            raise FileNotFoundError(
+                f"no meshes for layer '{layer}' in {self.workdir / 'meshes'} (have: {', '.join(have) or 'none'}); "
+                f"run `syngraph run init` (and check meshes.exclude in syngraph.toml)"
+            )
+        return read_mesh(mesh_dir, obj_id)
+
     def gt(self, name: str) -> pa.Table:
         """A ground-truth table of the demo tissue (``gt/<name>.parquet``)."""
         return pq.read_table(self.workdir / "gt" / f"{name}.parquet")
+
+    def cell(self, cell_id: int) -> Any:
+        """One cell (:class:`syngraph.cell.Cell`): sv ids, kind, bbox, organelles, ``.mesh``."""
+        from syngraph.cell import load_cell
+
+        return load_cell(self.workdir, cell_id)
+
+    def skeleton(self, cell_id: int) -> Any:
+        """One cell's skeleton (:class:`syngraph.skeleton_io.CellSkeleton`): nodes in nm, edges,
+        radius and node attributes (``myelin`` ...), read from ``tables/skeletons.parquet``."""
+        from syngraph.skeleton_io import read_skeleton
+
+        return read_skeleton(self.workdir, cell_id)
 
     def sql(self, query: str) -> Any:
         """Run a DuckDB query over every table (each visible under its name); returns Arrow."""
@@ -81,7 +110,7 @@ class Project:
             con.execute(
                 f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{self.table_path(name)}')"
             )
-        return con.execute(query).arrow()
+        return con.sql(query).to_arrow_table()
 
 
 def open(workdir: str | Path) -> Project:  # noqa: A001 - mirrors zarr.open / syngraph.open

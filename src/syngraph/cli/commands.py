@@ -28,7 +28,7 @@ def synth(
     out: Annotated[Path, typer.Argument(help="working directory to create")],
     shape: Annotated[tuple[int, int, int], typer.Option(help="X Y Z voxels")] = (256, 256, 128),
     seed: Annotated[int, typer.Option(help="random seed (same seed, same bytes)")] = 0,
-    voxel_size: Annotated[tuple[float, float, float], typer.Option(help="X Y Z nm")] = (10.0, 10.0, 25.0),
+    voxel_size_nm: Annotated[tuple[float, float, float], typer.Option(help="X Y Z nm")] = (10.0, 10.0, 25.0),
     big_ids: Annotated[bool, typer.Option("--big-ids", help="ids above 2**40")] = False,
     scheduler: Scheduler = None,
     workers: Workers = None,
@@ -37,7 +37,7 @@ def synth(
     """Write demo tissue with full ground truth: volumes, config, graph and gt/ tables."""
     from syngraph.synth import synthesize
 
-    report = synthesize(out, shape_xyz=shape, seed=seed, voxel_size_nm=voxel_size, big_ids=big_ids,
+    report = synthesize(out, shape_xyz=shape, seed=seed, voxel_size_nm=voxel_size_nm, big_ids=big_ids,
                         compute=compute_for(None, scheduler, workers), overwrite=overwrite)
     console.print(f"[green]wrote[/] {out}: {report}")
 
@@ -48,9 +48,11 @@ def import_(
     source: Annotated[str, typer.Argument(help="zarr, n5, precomputed://, .h5, .tif (file or folder), .npy")],
     wd: WorkDir = Path("."),
     kind: Annotated[str, typer.Option(help="labels, probability or mask")] = "labels",
-    voxel_size: Annotated[tuple[float, float, float] | None, typer.Option(help="X Y Z nm, if the source has none")] = None,
+    voxel_size_nm: Annotated[tuple[float, float, float] | None, typer.Option(help="X Y Z nm, if the source has none")] = None,
     axes: Annotated[str | None, typer.Option(help='axis order of the source, e.g. "zyx" or "xyz"')] = None,
     dataset: Annotated[str | None, typer.Option(help="dataset/array key inside an h5, zarr or n5 container")] = None,
+    block_size_vx: Annotated[tuple[int, int, int] | None, typer.Option(help="X Y Z copy block")] = None,
+    chunks_xyz: Annotated[tuple[int, int, int] | None, typer.Option(help="X Y Z chunk shape on disk")] = None,
     scheduler: Scheduler = None,
     workers: Workers = None,
     overwrite: Overwrite = False,
@@ -58,15 +60,16 @@ def import_(
     """Copy a volume blockwise into the working store (never loading it whole)."""
     from syngraph.io.importers import import_layer
 
-    lay = import_layer(wd, layer, source, kind=kind, voxel_size_nm=voxel_size, axes=axes,
-                       dataset=dataset, compute=compute_for(wd, scheduler, workers), overwrite=overwrite)
+    lay = import_layer(wd, layer, source, kind=kind, voxel_size_nm=voxel_size_nm, axes=axes,
+                       dataset=dataset, block_size_vx=block_size_vx, chunks_xyz=chunks_xyz,
+                       compute=compute_for(wd, scheduler, workers), overwrite=overwrite)
     console.print(f"[green]imported[/] {lay}")
 
 
 @config_app.command("init")
 def config_init(
     wd: WorkDir = Path("."),
-    voxel_size: Annotated[tuple[float, float, float], typer.Option(help="X Y Z nm")] = (10.0, 10.0, 25.0),
+    voxel_size_nm: Annotated[tuple[float, float, float], typer.Option(help="X Y Z nm")] = (10.0, 10.0, 25.0),
     force: Annotated[bool, typer.Option("--force", help="replace an existing syngraph.toml")] = False,
 ) -> None:
     """Write a commented default syngraph.toml."""
@@ -75,7 +78,7 @@ def config_init(
     if (wd / CONFIG_NAME).exists() and not force:
         console.print(f"[red]error:[/] {wd / CONFIG_NAME} exists; pass --force to replace it")
         raise typer.Exit(2)
-    path = write_config(wd, default_config(voxel_size))
+    path = write_config(wd, default_config(voxel_size_nm))
     console.print(f"[green]wrote[/] {path}")
 
 

@@ -1,0 +1,412 @@
+"""The ``synapses`` step: contact sites, synapse fragments, cell-level synapses and contacts.
+
+Reads the ``sv`` layer, ``tables/sv_to_cell`` (cells step), the sj map and, when configured, the
+synapse type, vc and mi maps. Writes::
+
+    tables/cs.parquet       one row per touching supervoxel pair: faces, area, contact voxels, bbox, rep
+    tables/syn_ssv.parquet  one row per cell-level synapse candidate (all probabilities)
+    tables/cs_ssv.parquet   one row per touching cell pair: contact area and synapse count
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from syngraph.config import ProjectConfig, load_config
+from syngraph.engine import Compute, block_grid, read_task_tables, run_tasks, write_table_atomic
+from syngraph.errors import InputError, StepOrderError
+from syngraph.io.volume import Layer, VolumeError, open_layer
+from syngraph.steps.synapses.blocks import contacts_task
+from syngraph.steps.synapses.cluster import cluster_synapses, map_to_cells
+from syngraph.steps.synapses.features import SynapseChunk, features_task
+
+STEP = "synapses"
+CHUNK_SYNAPSES = 64
+
+
+def _layer_name(cfg: ProjectConfig, key: str) -> str | None:
+    src = cfg.layers.get(key)
+    return None if src is None else (src.path or key)
+
+
+def _check_same_grid(sv: Layer, other: Layer, key: str) -> None:
+    if other.info.shape_xyz != sv.info.shape_xyz or tuple(other.info.voxel_size_nm) != tuple(sv.info.voxel_size_nm):
+        raise InputError(
+            f"layer '{key}' ({other.path}) has shape {list(other.info.shape_xyz)} and voxel size "
+            f"{list(other.info.voxel_size_nm)} nm, but sv has {list(sv.info.shape_xyz)} and "
+            f"{list(sv.info.voxel_size_nm)} nm; re-import it on the sv grid"
+        )
+
+
+def _raw_threshold(layer: Layer, fraction: float) -> float:
+    full = layer.info.value_range or (255.0 if layer.dtype == np.uint8 else 1.0)
+    return float(fraction) * float(full)
+
+
+def _open_optional(wd: Path, cfg: ProjectConfig, key: str, sv: Layer) -> Layer | None:
+    name = _layer_name(cfg, key)
+    if name is None:
+        return None
+    try:
+        lay = open_layer(wd, name)
+    except VolumeError as exc:
+        raise InputError(f"layer '{key}' is named in the config but missing: {exc}") from exc
+    _check_same_grid(sv, lay, key)
+    return lay
+
+
+def run_synapses(
+    workdir: str | Path,
+    *,
+    config: ProjectConfig | None = None,
+    compute: Compute | None = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    contacts_only: bool = False,
+) -> dict[str, Any]:
+    """Run the synapse step; returns counts (see the module docstring for outputs)."""
+    wd = Path(workdir)
+    cfg = config or load_config(wd)
+    sp = cfg.synapses
+    sv = open_layer(wd, _layer_name(cfg, "sv") or "sv")
+    s2c_path = wd / "tables" / "sv_to_cell.parquet"
+    if not contacts_only and not s2c_path.exists():
+        raise StepOrderError(
+            f"{s2c_path} is missing: synapses need the cells; run `syngraph run cells` first "
+            f"(or `--contacts-only` for contact sites alone)"
+        )
+    sj = None if contacts_only else _open_optional(wd, cfg, "sj", sv)
+    if sj is None and not contacts_only:
+        raise InputError(
+            "no sj layer: synapses need a synaptic junction map; add [layers.sj] to syngraph.toml "
+            "and import it (`syngraph import sj SOURCE --kind probability`), or run contact sites "
+            "alone with --contacts-only"
+        )
+    syn_type = None if contacts_only else _open_optional(wd, cfg, "syn_type", sv)
+    vc = None if contacts_only else _open_optional(wd, cfg, "vc", sv)
+    mi = None if contacts_only else _open_optional(wd, cfg, "mi", sv)
+
+    vs = tuple(float(v) for v in sv.info.voxel_size_nm)
+    params: dict[str, Any] = {
+        "voxel_size_nm": vs,
+        "dilations": int(sp.cs_dilations),
+        "sj_layer": sj.info.name if sj else None,
+        "sj_threshold_raw": _raw_threshold(sj, cfg.organelles["sj"].threshold) if sj else None,
+        "sj_range": (sj.info.value_range or 255.0) if sj else None,
+        "type_layer": syn_type.info.name if syn_type else None,
+        "sym_threshold_raw": _raw_threshold(syn_type, 0.5) if syn_type else None,
+    }
+    root = wd / "steps" / STEP
+    if overwrite and root.exists():
+        import shutil
+
+        shutil.rmtree(root)
+    blocks = block_grid(sv.bbox, cfg.compute.block_size_vx, halo=params["dilations"] + 1)
+    bdir = root / "blocks"
+    fn = functools.partial(contacts_task, workdir=str(wd), step_dir=str(bdir), params=params)
+    run_tasks(fn, blocks, bdir, params=params, compute=compute, desc="synapses: contacts",
+              progress=progress)
+
+    cs = _reduce_contacts(read_task_tables(bdir))
+    meta = {"voxel_size_nm": json.dumps(vs), "step": STEP}
+    write_table_atomic(cs, wd / "tables" / "cs.parquet", meta)
+    result: dict[str, Any] = {"n_contact_pairs": cs.num_rows}
+    if contacts_only:
+        return result
+
+    s2c = pq.read_table(s2c_path).sort_by("sv_id")
+    sv_ids = s2c["sv_id"].to_numpy()
+    cell_ids = s2c["cell_id"].to_numpy()
+    vox = _concat(bdir / "syn_vox")
+    faces = _concat(bdir / "syn_faces")
+    syn, info = _synapses_from_voxels(vox, faces, sv_ids, cell_ids, vs, sp.cs_gap_nm, sp.min_size_vx,
+                                      has_type=syn_type is not None)
+    result.update(info)
+
+    feat_params = {
+        "voxel_size_nm": vs,
+        "vc_layer": vc.info.name if vc else None,
+        "vc_threshold_raw": _raw_threshold(vc, cfg.organelles["vc"].threshold) if vc else None,
+        "vc_distance_nm": float(sp.vc_distance_nm),
+        "mi_layer": mi.info.name if mi else None,
+        "mi_threshold_raw": _raw_threshold(mi, cfg.organelles["mi"].threshold) if mi else None,
+        "mi_distance_nm": float(sp.mi_distance_nm),
+        "n_synapses": syn.num_rows,
+    }
+    centres = np.stack([syn[f"{a}_vx"].to_numpy() for a in "xyz"], axis=1)
+    cells = np.stack([syn["cell_a"].to_numpy(), syn["cell_b"].to_numpy()], axis=1)
+    chunks = [
+        SynapseChunk(k, np.arange(s, min(s + CHUNK_SYNAPSES, syn.num_rows)), centres[s:s + CHUNK_SYNAPSES],
+                     cells[s:s + CHUNK_SYNAPSES])
+        for k, s in enumerate(range(0, syn.num_rows, CHUNK_SYNAPSES))
+    ]
+    fdir = root / "features"
+    run_tasks(functools.partial(features_task, workdir=str(wd), params=feat_params), chunks, fdir,
+              params={**feat_params, "synapses_hash": _hash_table(syn)}, compute=compute,
+              desc="synapses: features", progress=progress)
+    feats = read_task_tables(fdir)
+    syn = _finish(syn, feats, sp.sym_threshold if syn_type else None, vc is not None)
+    from syngraph.models.synapse import predict_synapse_prob
+
+    syn = syn.append_column("syn_prob", pa.array(predict_synapse_prob(syn), pa.float32()))
+    write_table_atomic(syn, wd / "tables" / "syn_ssv.parquet", meta)
+    cs_ssv = _cell_contacts(cs, sv_ids, cell_ids, syn)
+    write_table_atomic(cs_ssv, wd / "tables" / "cs_ssv.parquet", meta)
+    result.update(n_synapses=syn.num_rows, n_cell_pairs_in_contact=cs_ssv.num_rows)
+    return result
+
+
+def _concat(folder: Path) -> pa.Table:
+    files = sorted(folder.glob("*.parquet"))
+    return pa.concat_tables([pq.read_table(f) for f in files]) if files else pa.table({})
+
+
+def _hash_table(t: pa.Table) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for col in ("x_vx", "y_vx", "z_vx", "cell_a", "cell_b"):
+        h.update(t[col].to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _reduce_contacts(t: pa.Table | None) -> pa.Table:
+    """Sum per-block contact rows per supervoxel pair; rep from the block with most voxels."""
+    if t is None or t.num_rows == 0:
+        z = pa.array([], pa.uint64())
+        return pa.table({"sv_a": z, "sv_b": z})
+    con = duckdb.connect()
+    con.register("t", t)
+    q = """
+    select sv_a, sv_b,
+      sum(size_vx)::bigint as size_vx,
+      sum(n_faces_x)::bigint as n_faces_x, sum(n_faces_y)::bigint as n_faces_y,
+      sum(n_faces_z)::bigint as n_faces_z,
+      sum(area_nm2) as area_nm2,
+      min(bbox_min_x) filter (where size_vx > 0) as bbox_min_x,
+      min(bbox_min_y) filter (where size_vx > 0) as bbox_min_y,
+      min(bbox_min_z) filter (where size_vx > 0) as bbox_min_z,
+      max(bbox_max_x) filter (where size_vx > 0) as bbox_max_x,
+      max(bbox_max_y) filter (where size_vx > 0) as bbox_max_y,
+      max(bbox_max_z) filter (where size_vx > 0) as bbox_max_z,
+      sum(sum_x) / nullif(sum(size_vx), 0) as com_x,
+      sum(sum_y) / nullif(sum(size_vx), 0) as com_y,
+      sum(sum_z) / nullif(sum(size_vx), 0) as com_z,
+      arg_max(rep_x, size_vx * 1000000 - block) as rep_x,
+      arg_max(rep_y, size_vx * 1000000 - block) as rep_y,
+      arg_max(rep_z, size_vx * 1000000 - block) as rep_z
+    from t group by sv_a, sv_b order by sv_a, sv_b
+    """
+    return con.execute(q).to_arrow_table()
+
+
+def _synapses_from_voxels(
+    vox: pa.Table,
+    faces: pa.Table,
+    sv_ids: np.ndarray,
+    cell_ids: np.ndarray,
+    vs: tuple[float, float, float],
+    gap_nm: float,
+    min_size_vx: int,
+    has_type: bool,
+) -> tuple[pa.Table, dict[str, int]]:
+    if vox.num_rows == 0:
+        return _empty_synapses(), {"n_synapses": 0}
+    xyz = np.stack([vox[a].to_numpy() for a in "xyz"], axis=1).astype(np.int64)
+    sva, svb = vox["sv_a"].to_numpy(), vox["sv_b"].to_numpy()
+    ca = map_to_cells(sva, sv_ids, cell_ids)
+    cb = map_to_cells(svb, sv_ids, cell_ids)
+    cl = cluster_synapses(xyz, ca, cb, vs, gap_nm, min_size_vx)
+    keep = cl.voxel_synapse >= 0
+    s = cl.voxel_synapse[keep]
+    n = len(cl.cell_pair)
+    xyz_k = xyz[keep]
+    vsa = np.asarray(vs)
+    size = np.bincount(s, minlength=n)
+    com = np.stack([np.bincount(s, xyz_k[:, i] * vsa[i], n) for i in range(3)], axis=1) / size[:, None]
+    d2 = ((xyz_k * vsa - com[s]) ** 2).sum(1)
+    order = np.lexsort((xyz_k[:, 2], xyz_k[:, 1], xyz_k[:, 0], d2, s))
+    first = order[np.unique(s[order], return_index=True)[1]]
+    centre = np.zeros((n, 3), np.int64)
+    centre[s[first]] = xyz_k[first]
+    # stable synapse ids: order by centre x, y, z then cell pair
+    rank = np.lexsort((cl.cell_pair[:, 1], cl.cell_pair[:, 0], centre[:, 2], centre[:, 1], centre[:, 0]))
+    new_index = np.empty(n, np.int64)
+    new_index[rank] = np.arange(n)
+    s = new_index[s]
+    centre = centre[rank]
+    pair = cl.cell_pair[rank]
+    size = size[rank]
+    sj = vox["sj_prob"].to_numpy()[keep]
+    sj_mean = np.bincount(s, sj, n) / size
+    sj_max = np.zeros(n, np.float32)
+    np.maximum.at(sj_max, s, sj)
+    own_sv = vox["sv"].to_numpy()[keep]
+    own_cell = map_to_cells(own_sv, sv_ids, cell_ids)
+    sv_a_major = _majority_sv(s, own_sv, own_cell == pair[s, 0], n)
+    sv_b_major = _majority_sv(s, own_sv, own_cell == pair[s, 1], n)
+    area = _face_area(faces, vox, keep, s, n)
+    cols: dict[str, Any] = {
+        "synapse_index": np.arange(n, dtype=np.int64),
+        "cell_a": pair[:, 0],
+        "cell_b": pair[:, 1],
+        "sv_a": sv_a_major,
+        "sv_b": sv_b_major,
+        "x_vx": centre[:, 0],
+        "y_vx": centre[:, 1],
+        "z_vx": centre[:, 2],
+        "size_vx": size.astype(np.int64),
+        "area_um2": area / 1e6,
+        "sj_mean": sj_mean.astype(np.float32),
+        "sj_max": sj_max,
+    }
+    if has_type:
+        sym = vox["sym"].to_numpy()[keep].astype(np.float64)
+        cols["sym_ratio"] = (np.bincount(s, sym, n) / size).astype(np.float32)
+    info = {
+        "n_synapse_voxels": int(keep.sum()),
+        "dropped_same_cell_vx": cl.n_dropped_same_cell,
+        "dropped_no_cell_vx": cl.n_dropped_no_cell,
+        "dropped_small_clusters": cl.n_dropped_small,
+    }
+    return pa.table(cols), info
+
+
+def _majority_sv(s: np.ndarray, sv: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros(n, np.uint64)
+    if not mask.any():
+        return out
+    ss, vv = s[mask], sv[mask]
+    keys, counts = np.unique(np.stack([ss, vv.astype(np.int64).view(np.int64)], 1), axis=0, return_counts=True)
+    order = np.lexsort((keys[:, 1], -counts, keys[:, 0]))
+    k = keys[order]
+    first = np.unique(k[:, 0], return_index=True)[1]
+    out[k[first, 0]] = k[first, 1].view(np.uint64)
+    return out
+
+
+def _face_area(faces: pa.Table, vox: pa.Table, keep: np.ndarray, s: np.ndarray, n: int) -> np.ndarray:
+    """Sum the faces of each synapse: a face belongs to the synapse of a voxel on either side."""
+    area = np.zeros(n, np.float64)
+    if faces.num_rows == 0:
+        return area
+    con = duckdb.connect()
+    v = pa.table({
+        "x": vox["x"].to_numpy()[keep], "y": vox["y"].to_numpy()[keep], "z": vox["z"].to_numpy()[keep],
+        "sv_a": vox["sv_a"].to_numpy()[keep], "sv_b": vox["sv_b"].to_numpy()[keep], "s": s,
+    })
+    con.register("v", v)
+    con.register("f", faces)
+    q = """
+    with f2 as (
+      select row_number() over () as fid, x, y, z, sv_a, sv_b, axis, area_nm2,
+        x + (axis = 0)::int as ux, y + (axis = 1)::int as uy, z + (axis = 2)::int as uz from f),
+    hits as (
+      select f2.fid, f2.area_nm2, v.s from f2 join v on v.sv_a = f2.sv_a and v.sv_b = f2.sv_b
+        and v.x = f2.x and v.y = f2.y and v.z = f2.z
+      union all
+      select f2.fid, f2.area_nm2, v.s from f2 join v on v.sv_a = f2.sv_a and v.sv_b = f2.sv_b
+        and v.x = f2.ux and v.y = f2.uy and v.z = f2.uz)
+    select min(s) as s, any_value(area_nm2) as a from hits group by fid
+    """
+    r = con.execute(q).fetchnumpy()
+    np.add.at(area, r["s"].astype(np.int64), r["a"])
+    return area
+
+
+def _finish(syn: pa.Table, feats: pa.Table | None, sym_threshold: float | None, has_vc: bool) -> pa.Table:
+    """Direction from vesicles, sign from the type ratio, pre/post columns."""
+    n = syn.num_rows
+    f = {}
+    if feats is not None and feats.num_rows:
+        order = np.argsort(feats["synapse_index"].to_numpy())
+        f = {k: feats[k].to_numpy()[order] for k in feats.column_names}
+    zeros = np.zeros(n, np.int64)
+    infs = np.full(n, np.inf)
+    vc_a, vc_b = f.get("vc_a_vx", zeros), f.get("vc_b_vx", zeros)
+    a_is_pre = vc_a >= vc_b
+    tot = vc_a + vc_b
+    conf = np.where(tot > 0, np.abs(vc_a - vc_b) / np.maximum(tot, 1), 0.0)
+
+    def pick(a, b, pre: bool):
+        return np.where(a_is_pre == pre, a, b)
+
+    ca, cb = syn["cell_a"].to_numpy(), syn["cell_b"].to_numpy()
+    sa, sb = syn["sv_a"].to_numpy(), syn["sv_b"].to_numpy()
+    if sym_threshold is None:
+        sign = np.zeros(n, np.int8)
+    else:
+        sign = np.where(syn["sym_ratio"].to_numpy() > sym_threshold, -1, 1).astype(np.int8)
+    cols: dict[str, Any] = {
+        "synapse_id": np.arange(1, n + 1, dtype=np.uint64),
+        "pre_cell_id": pick(ca, cb, True).astype(np.uint64),
+        "post_cell_id": pick(ca, cb, False).astype(np.uint64),
+        "pre_sv_id": pick(sa, sb, True).astype(np.uint64),
+        "post_sv_id": pick(sa, sb, False).astype(np.uint64),
+    }
+    for name in ("x_vx", "y_vx", "z_vx", "size_vx", "area_um2", "sj_mean", "sj_max"):
+        cols[name] = syn[name].to_numpy()
+    cols["sign"] = sign
+    if "sym_ratio" in syn.column_names:
+        cols["sym_ratio"] = syn["sym_ratio"].to_numpy()
+    cols["direction_conf"] = conf.astype(np.float32)
+    cols["direction_source"] = np.where(tot > 0, "vesicles", "none") if has_vc else np.full(n, "none")
+    for org in ("vc", "mi"):
+        a, b = f.get(f"{org}_a_vx", zeros), f.get(f"{org}_b_vx", zeros)
+        da, db = f.get(f"{org}_a_dist_nm", infs), f.get(f"{org}_b_dist_nm", infs)
+        cols[f"{org}_pre_vx"] = pick(a, b, True).astype(np.int64)
+        cols[f"{org}_post_vx"] = pick(a, b, False).astype(np.int64)
+        cols[f"{org}_pre_dist_nm"] = pick(da, db, True).astype(np.float32)
+        cols[f"{org}_post_dist_nm"] = pick(da, db, False).astype(np.float32)
+    return pa.table(cols)
+
+
+def _empty_synapses() -> pa.Table:
+    z = np.zeros(0, np.int64)
+    u = np.zeros(0, np.uint64)
+    return pa.table({
+        "synapse_index": z, "cell_a": u, "cell_b": u, "sv_a": u, "sv_b": u,
+        "x_vx": z, "y_vx": z, "z_vx": z, "size_vx": z, "area_um2": np.zeros(0),
+        "sj_mean": np.zeros(0, np.float32), "sj_max": np.zeros(0, np.float32),
+    })
+
+
+def _cell_contacts(cs: pa.Table, sv_ids: np.ndarray, cell_ids: np.ndarray, syn: pa.Table) -> pa.Table:
+    """Contacts per cell pair (the reference's cs_ssv): area, faces, supervoxel pairs, synapses."""
+    if cs.num_rows == 0:
+        u = pa.array([], pa.uint64())
+        return pa.table({"cell_a": u, "cell_b": u})
+    ca = map_to_cells(cs["sv_a"].to_numpy(), sv_ids, cell_ids)
+    cb = map_to_cells(cs["sv_b"].to_numpy(), sv_ids, cell_ids)
+    t = pa.table({
+        "cell_a": np.minimum(ca, cb), "cell_b": np.maximum(ca, cb),
+        "area_nm2": cs["area_nm2"].to_numpy(), "size_vx": cs["size_vx"].to_numpy(),
+    })
+    s = pa.table({
+        "cell_a": np.minimum(syn["pre_cell_id"].to_numpy(), syn["post_cell_id"].to_numpy()),
+        "cell_b": np.maximum(syn["pre_cell_id"].to_numpy(), syn["post_cell_id"].to_numpy()),
+        "area_um2": syn["area_um2"].to_numpy(),
+    })
+    con = duckdb.connect()
+    con.register("t", t)
+    con.register("s", s)
+    q = """
+    with c as (
+      select cell_a, cell_b, count(*) as n_sv_pairs, sum(area_nm2) / 1e6 as contact_area_um2,
+        sum(size_vx)::bigint as contact_size_vx
+      from t where cell_a > 0 and cell_a <> cell_b group by cell_a, cell_b),
+    y as (select cell_a, cell_b, count(*) as n_synapses, sum(area_um2) as synapse_area_um2
+      from s group by cell_a, cell_b)
+    select c.*, coalesce(y.n_synapses, 0)::bigint as n_synapses,
+      coalesce(y.synapse_area_um2, 0.0) as synapse_area_um2
+    from c left join y using (cell_a, cell_b) order by cell_a, cell_b
+    """
+    return con.execute(q).to_arrow_table()
