@@ -29,7 +29,17 @@ class Step:
         return getattr(importlib.import_module(module), func)
 
 
-STEPS: tuple[Step, ...] = ()
+STEPS: tuple[Step, ...] = (
+    Step("init", "syngraph.steps.init.run:run_init",
+         "organelle instances, object properties, meshes, organelle/supervoxel overlap"),
+    Step("rag", "syngraph.steps.rag:run_rag", "supervoxel graph: read, check against contacts, prune"),
+    Step("astrocytes", "syngraph.steps.astrocytes:run_astrocytes", "split astrocyte supervoxels off"),
+    Step("cells", "syngraph.steps.cells:run_cells", "agglomerate supervoxels into cells"),
+    Step("skeletons", "syngraph.steps.skeletons:run_skeletons", "one skeleton per cell, with myelin"),
+    Step("synapses", "syngraph.steps.synapses.run:run_synapses",
+         "contact sites, synapses between cells, direction, sign, probability"),
+    Step("matrix", "syngraph.export.matrix:run_matrix", "the wiring diagram tables and exports"),
+)
 
 
 def step_names() -> list[str]:
@@ -45,6 +55,16 @@ def get_step(name: str) -> Step:
     )
 
 
+def _as_dict(result: Any) -> dict[str, Any] | None:
+    import dataclasses
+
+    if isinstance(result, dict):
+        return result
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        return dataclasses.asdict(result)
+    return None
+
+
 def done_marker(workdir: str | Path, name: str) -> Path:
     return Path(workdir) / "steps" / name / "DONE"
 
@@ -56,20 +76,21 @@ def run_step(
     compute: Compute | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Run one step and record its wall time and peak memory in ``steps/<name>/DONE``."""
+    """Run one step (``options`` go to the step function) and record its wall time and peak memory in ``steps/<name>/DONE``."""
     import resource
 
     step = get_step(name)
     marker = done_marker(workdir, name)
     marker.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    result = step.function()(workdir, compute=compute, overwrite=overwrite, progress=progress)
+    result = step.function()(workdir, compute=compute, overwrite=overwrite, progress=progress, **options)
     info = {
         "step": name,
         "seconds": round(time.perf_counter() - t0, 3),
         "peak_rss_mb_main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "result": result if isinstance(result, dict) else None,
+        "result": _as_dict(result),
     }
     marker.parent.mkdir(parents=True, exist_ok=True)
     tmp = marker.with_suffix(".tmp")

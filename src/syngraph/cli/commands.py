@@ -99,6 +99,8 @@ def run(
     scheduler: Scheduler = None,
     workers: Workers = None,
     overwrite: Overwrite = False,
+    contacts_only: Annotated[bool, typer.Option("--contacts-only", help="synapses: contact sites alone (no sj map needed)")] = False,
+    drop_unknown: Annotated[bool, typer.Option("--drop-unknown", help="rag: drop edges naming supervoxels absent from the volume")] = False,
 ) -> None:
     """Run one pipeline step (resumes where a killed run stopped), or all of them."""
     from syngraph.config import load_config
@@ -109,7 +111,10 @@ def run(
     names = step_names() if step == "all" else [get_step(step).name]
     with session(compute_for(wd, scheduler, workers)):
         for name in names:
-            info = run_step(wd, name, overwrite=overwrite)
+            extra = {"contacts_only": True} if contacts_only and name == "synapses" else {}
+            if drop_unknown and name == "rag":
+                extra["drop_unknown"] = True
+            info = run_step(wd, name, overwrite=overwrite, **extra)
             console.print(f"[green]{name}[/] done in {info['seconds']:.1f} s")
 
 
@@ -122,6 +127,7 @@ def evaluate(
     from syngraph.evaluate import print_table
 
     print_table(run_eval(wd))
+    console.print(f"wrote {wd / 'evaluation.json'}")
 
 
 @app.command()
@@ -149,4 +155,107 @@ def demo(
             console.print(f"{name}: {info['seconds']:.1f} s")
     console.rule("[bold]accuracy against ground truth")
     print_table(run_eval(out))
+    from syngraph.report import write_report
+
+    console.print(f"report: {write_report(out).resolve()}")
     console.print(f"project: {out.resolve()}")
+
+
+train_app = typer.Typer(help="Fit the learned models on labelled data.", no_args_is_help=True)
+export_app = typer.Typer(help="Write results in the formats other tools read.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(export_app, name="export")
+
+
+@train_app.command("astrocytes")
+def train_astrocytes_cmd(
+    labels: Annotated[Path, typer.Option(help="table with sv_id and is_astrocyte (or type)")],
+    wd: WorkDir = Path("."),
+    out: Annotated[Path | None, typer.Option(help="model path (default <wd>/models/astrocyte.npz)")] = None,
+) -> None:
+    """Fit the astrocyte classifier on labelled supervoxels; prints cross-validated accuracy."""
+    from syngraph.steps.astrocytes import train_astrocytes
+
+    path, acc = train_astrocytes(wd, labels, out=out)
+    console.print(f"[green]wrote[/] {path}; cross-validated accuracy {acc:.3f}")
+
+
+@train_app.command("synapses")
+def train_synapses_cmd(
+    labels: Annotated[Path, typer.Option(help="points x_nm, y_nm, z_nm, label (csv or parquet)")],
+    wd: WorkDir = Path("."),
+    out: Annotated[Path | None, typer.Option(help="model path (default <wd>/models/synapse_rf.skops)")] = None,
+) -> None:
+    """Fit the synapse classifier from labelled points; prints cross-validated accuracy."""
+    from syngraph.models.synapse import train_synapses
+
+    path, acc = train_synapses(wd, labels, out=out)
+    console.print(f"[green]wrote[/] {path}; cross-validated accuracy {acc:.3f}; set it with "
+                  f"`syngraph run synapses` after pointing [synapses] model at it")
+
+
+@app.command()
+def edit(
+    wd: Annotated[Path, typer.Argument(help="working directory")],
+    merge: Annotated[list[str] | None, typer.Option(help='"A B": join the cells of supervoxels A and B')] = None,
+    split: Annotated[list[str] | None, typer.Option(help='"A B": separate supervoxels A and B (min cut)')] = None,
+    table: Annotated[Path | None, typer.Option(help="table of edits: op, sv_a, sv_b")] = None,
+) -> None:
+    """Merge or split cells by supervoxel ids; recomputes only the cells the edits touch."""
+    from syngraph.errors import InputError
+    from syngraph.steps.edit import edit_cells
+
+    def pairs(values: list[str] | None) -> list[tuple[int, int]]:
+        out = []
+        for v in values or []:
+            parts = v.replace(",", " ").split()
+            if len(parts) != 2 or not all(p.isdigit() for p in parts):
+                raise InputError(f"--merge/--split take two supervoxel ids like \"12 57\", got {v!r}")
+            out.append((int(parts[0]), int(parts[1])))
+        return out
+
+    report = edit_cells(wd, merges=pairs(merge), splits=pairs(split), table=table)
+    console.print(f"[green]edited[/] {report}")
+
+
+@export_app.command("skeletons")
+def export_skeletons(
+    wd: WorkDir = Path("."),
+    format: Annotated[str, typer.Option(help="swc")] = "swc",
+    out: Annotated[Path | None, typer.Option(help="folder (default <wd>/export/swc)")] = None,
+    ids: Annotated[list[int] | None, typer.Option(help="cell ids (default: all)")] = None,
+) -> None:
+    """Write skeletons as SWC files (nm, unit in the header)."""
+    from syngraph.errors import InputError
+    from syngraph.skeleton_io import export_swc
+
+    if format != "swc":
+        raise InputError(f"--format {format!r} is not supported for skeletons; use swc "
+                         f"(navis Parquet and Neuroglancer precomputed are written by the step)")
+    paths = export_swc(wd, out or wd / "export" / "swc", ids)
+    console.print(f"[green]wrote[/] {len(paths)} SWC files")
+
+
+@export_app.command("synapses")
+def export_synapses(
+    wd: WorkDir = Path("."),
+    format: Annotated[str, typer.Option(help="parquet, cave, neuprint or syconn")] = "parquet",
+) -> None:
+    """Write the synapse table (runs the matrix export; all formats land in <wd>/export/)."""
+    from syngraph.errors import InputError
+    from syngraph.export.matrix import run_matrix
+
+    files = {"parquet": "tables/synapses.parquet", "cave": "export/cave_synapses.parquet",
+             "neuprint": "export/neuprint_connections.csv", "syconn": "export/conn_mat.csv"}
+    if format not in files:
+        raise InputError(f"--format {format!r}: choose one of {', '.join(files)}")
+    run_matrix(wd)
+    console.print(f"[green]wrote[/] {wd / files[format]}")
+
+
+@app.command()
+def report(wd: Annotated[Path, typer.Argument(help="working directory")] = Path(".")) -> None:
+    """Write report.html (matrix heatmap, distributions, accuracy, step timings)."""
+    from syngraph.report import write_report
+
+    console.print(f"[green]wrote[/] {write_report(wd)}")

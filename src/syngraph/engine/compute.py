@@ -29,6 +29,12 @@ class Compute:
     workers: int | None = None
     memory_limit: str = "auto"
 
+    @classmethod
+    def from_config(cls, params: Any) -> Compute:
+        """From a config's ``[compute]`` section (``ProjectConfig.compute``)."""
+        return cls(scheduler=params.scheduler, workers=params.workers or None,
+                   memory_limit=params.memory_limit)
+
     @property
     def n_workers(self) -> int:
         return self.workers or os.cpu_count() or 1
@@ -70,7 +76,8 @@ _ACTIVE: list[Runner] = []
 @contextlib.contextmanager
 def session(compute: Compute | None = None) -> Iterator[Runner]:
     """Open a runner for ``compute``; nested calls reuse the outer one (one cluster per pipeline)."""
-    if _ACTIVE and compute is None:
+    if _ACTIVE:
+        # the outermost session decides where tasks run (one cluster per pipeline run)
         yield _ACTIVE[-1]
         return
     compute = compute or Compute()
@@ -92,7 +99,7 @@ def session(compute: Compute | None = None) -> Iterator[Runner]:
                     threads_per_worker=1,
                     processes=True,
                     memory_limit=compute.memory_limit,
-                    dashboard_address=None,
+                    dashboard_address=":0",
                     silence_logs=40,
                 )
             )

@@ -28,6 +28,19 @@ SCORERS: tuple[tuple[str, str, dict[str, tuple[str, float]]], ...] = (
         "syngraph.evaluate.cells:score_cells",
         {"n_split": ("<=", 0), "n_merge": ("<=", 0), "astrocyte_accuracy": (">=", 0.95)},
     ),
+    (
+        "skeletons",
+        "syngraph.evaluate.skeletons:score_skeletons",
+        {"node_precision": (">=", 0.95), "node_recall": (">=", 0.95),
+         "cells_cable_within_5pct": (">=", 1.0), "myelin_accuracy": (">=", 0.95)},
+    ),
+    (
+        "matrix",
+        "syngraph.evaluate.synapses:score_synapses",
+        {"synapse_precision": (">=", 0.9), "synapse_recall": (">=", 0.9),
+         "direction_accuracy": (">=", 0.95), "sign_accuracy": (">=", 0.95),
+         "area_median_rel_error": ("<=", 0.25)},
+    ),
 )
 
 
@@ -54,7 +67,7 @@ def evaluate(workdir: str | Path) -> dict[str, Any]:
             scorer = getattr(importlib.import_module(module), func)
         except (ImportError, AttributeError):
             continue
-        metrics = scorer(wd)
+        metrics = {k: v for k, v in scorer(wd).items() if isinstance(v, int | float | str)}
         results[step] = {
             "metrics": metrics,
             "targets": {

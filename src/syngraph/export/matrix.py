@@ -70,7 +70,7 @@ def synapse_table(syn: pa.Table, voxel_size_nm: tuple[float, float, float], thre
 def connection_table(synapses: pa.Table) -> pa.Table:
     con = duckdb.connect()
     con.register("s", synapses)
-    return con.execute("""
+    return con.sql("""
       select pre_cell_id, post_cell_id, count(*)::bigint as n_synapses, sum(area_um2) as area_um2_sum,
         count(*) filter (where sign = 1)::bigint as n_asymmetric,
         count(*) filter (where sign = -1)::bigint as n_symmetric,

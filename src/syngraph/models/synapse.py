@@ -90,3 +90,91 @@ def fit(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[Any, float]:
     cv = float(cross_val_score(model, x, y, cv=folds).mean()) if folds >= 2 else float("nan")
     model.fit(x, y)
     return model, cv
+
+
+def candidate_labels_from_truth(workdir: str | Path, max_dist_nm: float = 500.0) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of a demo project's synapse candidates (1 = matches a true synapse)."""
+    import pyarrow.parquet as pq
+
+    from syngraph.evaluate.synapses import match_synapses
+    from syngraph.steps.synapses.cluster import map_to_cells
+
+    wd = Path(workdir)
+    syn = pq.read_table(wd / "tables" / "syn_ssv.parquet")
+    gt = pq.read_table(wd / "gt" / "synapses.parquet")
+    s2c = pq.read_table(wd / "gt" / "sv_to_cell.parquet").sort_by("sv_id")
+    ids, cells = s2c["sv_id"].to_numpy(), s2c["cell_id"].to_numpy()
+    pairs = np.stack([map_to_cells(syn[c].to_numpy(), ids, cells) for c in ("pre_sv_id", "post_sv_id")], 1)
+    vs = np.asarray(__import__("json").loads(pq.read_schema(wd / "tables" / "syn_ssv.parquet")
+                                              .metadata[b"voxel_size_nm"]))
+    det_nm = np.stack([syn[f"{a}_vx"].to_numpy() for a in "xyz"], 1) * vs
+    gt_nm = np.stack([gt[f"{a}_nm"].to_numpy() for a in "xyz"], 1)
+    gt_pairs = np.stack([gt["pre_cell_id"].to_numpy(), gt["post_cell_id"].to_numpy()], 1)
+    di, _ = match_synapses(pairs, det_nm, gt_pairs, gt_nm, max_dist_nm)
+    y = np.zeros(syn.num_rows, np.int64)
+    y[di] = 1
+    return feature_matrix(syn), y
+
+
+def train_synapses(
+    workdir: str | Path, labels: str | Path, out: str | Path | None = None, max_dist_nm: float = 500.0
+) -> tuple[Path, float]:
+    """Fit the classifier from labelled points (``x_nm, y_nm, z_nm, label`` with label 1/0 or
+    synaptic/non-synaptic): each point labels the candidate whose centre is nearest, within
+    ``max_dist_nm``. Writes ``<wd>/models/synapse_rf.skops``; returns it and the CV accuracy."""
+    import json
+
+    import pyarrow.parquet as pq
+    from scipy.spatial import cKDTree
+
+    from syngraph.errors import InputError
+
+    wd = Path(workdir)
+    labels = Path(labels)
+    if not labels.exists():
+        raise InputError(f"labels table {labels} not found")
+    if labels.suffix == ".parquet":
+        pts = pq.read_table(labels)
+    else:
+        import pyarrow.csv as pacsv
+
+        pts = pacsv.read_csv(labels)
+    missing = {"x_nm", "y_nm", "z_nm", "label"} - set(pts.column_names)
+    if missing:
+        raise InputError(f"{labels}: missing columns {sorted(missing)}; expected x_nm, y_nm, z_nm, label")
+    syn_path = wd / "tables" / "syn_ssv.parquet"
+    syn = pq.read_table(syn_path)
+    vs = np.asarray(json.loads(pq.read_schema(syn_path).metadata[b"voxel_size_nm"]))
+    centres = np.stack([syn[f"{a}_vx"].to_numpy() for a in "xyz"], 1) * vs
+    p = np.stack([pts[f"{a}_nm"].to_numpy().astype(float) for a in "xyz"], 1)
+    raw = pts["label"].to_pylist()
+    y_pts = np.array([1 if str(v).lower() in ("1", "true", "synaptic", "yes") else 0 for v in raw])
+    d, j = cKDTree(centres).query(p)
+    ok = d <= max_dist_nm
+    if ok.sum() < 4 or len(np.unique(y_pts[ok])) < 2:
+        raise InputError(
+            f"{labels}: only {int(ok.sum())} labelled points lie within {max_dist_nm} nm of a synapse "
+            f"candidate (need both labels); check that x_nm/y_nm/z_nm are in nm"
+        )
+    x = feature_matrix(syn)[j[ok]]
+    model, cv = fit(x, y_pts[ok])
+    path = Path(out) if out else wd / "models" / "synapse_rf.skops"
+    save_model(model, path)
+    return path, cv
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Retrain the shipped default from demo projects: ``python -m syngraph.models.synapse WD...``."""
+    import sys
+
+    wds = (argv if argv is not None else sys.argv[1:])
+    xs, ys = zip(*(candidate_labels_from_truth(wd) for wd in wds), strict=True)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    model, cv = fit(x, y)
+    save_model(model, DEFAULT_MODEL)
+    print(f"trained on {len(y)} candidates ({int(y.sum())} true) from {len(wds)} projects; "
+          f"5-fold CV accuracy {cv:.3f}; wrote {DEFAULT_MODEL}")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,7 @@ Each task writes three tables for its block (all coordinates global voxels, XYZ)
 - ``cs`` (returned to the engine): one row per supervoxel pair with faces or contact voxels in the block.
 - ``syn_vox/<id>.parquet``: every contact voxel inside the sj mask, with its pair, own supervoxel,
   sj probability and symmetric flag.
-- ``syn_faces/<id>.parquet``: every face of a pair with an sj voxel on either side, with its area.
+- ``syn_faces/<id>.parquet``: every face of a pair with sj voxels on both sides, with its area.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def _write_syn_tables(block, workdir, step_dir, params, sv, c) -> None:
         cols["sym"] = st[flat] > params["sym_threshold_raw"]
     write_table_atomic(pa.table(cols), step_dir / "syn_vox" / f"{block.id:08d}.parquet")
 
-    f_in = sj_mask[c.face_lo_flat] | sj_mask[c.face_hi_flat]
+    f_in = sj_mask[c.face_lo_flat] & sj_mask[c.face_hi_flat]
     lo = np.stack(np.unravel_index(c.face_lo_flat[f_in], sv.shape), axis=1) + np.asarray(block.read.start)
     fp = c.face_pair[f_in]
     faces = pa.table(
@@ -92,6 +92,8 @@ def _write_syn_tables(block, workdir, step_dir, params, sv, c) -> None:
             "sv_b": c.pairs[fp, 1],
             "axis": c.face_axis[f_in],
             "area_nm2": c.face_area_nm2[f_in],
+            "sj_min": np.minimum(sj_flat[c.face_lo_flat[f_in]], sj_flat[c.face_hi_flat[f_in]]).astype(
+                np.float32) / np.float32(params["sj_range"]),
         }
     )
     write_table_atomic(faces, step_dir / "syn_faces" / f"{block.id:08d}.parquet")

@@ -71,8 +71,13 @@ def run_synapses(
     overwrite: bool = False,
     progress: bool | None = None,
     contacts_only: bool = False,
+    model_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run the synapse step; returns counts (see the module docstring for outputs)."""
+    """Run the synapse step; returns counts (see the module docstring for outputs).
+
+    ``model_path``: the synapse classifier (default: the shipped model); ``"none"`` leaves
+    ``syn_prob`` NaN (used to collect training candidates).
+    """
     wd = Path(workdir)
     cfg = config or load_config(wd)
     sp = cfg.synapses
@@ -156,7 +161,11 @@ def run_synapses(
     syn = _finish(syn, feats, sp.sym_threshold if syn_type else None, vc is not None)
     from syngraph.models.synapse import predict_synapse_prob
 
-    syn = syn.append_column("syn_prob", pa.array(predict_synapse_prob(syn), pa.float32()))
+    if str(model_path) == "none":
+        prob = np.full(syn.num_rows, np.nan, np.float32)
+    else:
+        prob = predict_synapse_prob(syn, model_path)
+    syn = syn.append_column("syn_prob", pa.array(prob, pa.float32()))
     write_table_atomic(syn, wd / "tables" / "syn_ssv.parquet", meta)
     cs_ssv = _cell_contacts(cs, sv_ids, cell_ids, syn)
     write_table_atomic(cs_ssv, wd / "tables" / "cs_ssv.parquet", meta)
@@ -205,7 +214,7 @@ def _reduce_contacts(t: pa.Table | None) -> pa.Table:
       arg_max(rep_z, size_vx * 1000000 - block) as rep_z
     from t group by sv_a, sv_b order by sv_a, sv_b
     """
-    return con.execute(q).to_arrow_table()
+    return con.sql(q).to_arrow_table()
 
 
 def _synapses_from_voxels(
@@ -253,7 +262,7 @@ def _synapses_from_voxels(
     own_cell = map_to_cells(own_sv, sv_ids, cell_ids)
     sv_a_major = _majority_sv(s, own_sv, own_cell == pair[s, 0], n)
     sv_b_major = _majority_sv(s, own_sv, own_cell == pair[s, 1], n)
-    area = _face_area(faces, vox, keep, s, n)
+    area = _face_area(faces, vox, keep, s, n, sj_max)
     cols: dict[str, Any] = {
         "synapse_index": np.arange(n, dtype=np.int64),
         "cell_a": pair[:, 0],
@@ -293,8 +302,12 @@ def _majority_sv(s: np.ndarray, sv: np.ndarray, mask: np.ndarray, n: int) -> np.
     return out
 
 
-def _face_area(faces: pa.Table, vox: pa.Table, keep: np.ndarray, s: np.ndarray, n: int) -> np.ndarray:
-    """Sum the faces of each synapse: a face belongs to the synapse of a voxel on either side."""
+def _face_area(
+    faces: pa.Table, vox: pa.Table, keep: np.ndarray, s: np.ndarray, n: int, sj_max: np.ndarray
+) -> np.ndarray:
+    """Junction area of each synapse: the faces between its two cells whose voxels both reach half
+    the synapse's peak sj probability (full width at half maximum, so the blur of a prediction map
+    does not widen the junction). A face belongs to the synapse of a voxel on either side."""
     area = np.zeros(n, np.float64)
     if faces.num_rows == 0:
         return area
@@ -307,18 +320,20 @@ def _face_area(faces: pa.Table, vox: pa.Table, keep: np.ndarray, s: np.ndarray, 
     con.register("f", faces)
     q = """
     with f2 as (
-      select row_number() over () as fid, x, y, z, sv_a, sv_b, axis, area_nm2,
+      select row_number() over () as fid, x, y, z, sv_a, sv_b, axis, area_nm2, sj_min,
         x + (axis = 0)::int as ux, y + (axis = 1)::int as uy, z + (axis = 2)::int as uz from f),
     hits as (
-      select f2.fid, f2.area_nm2, v.s from f2 join v on v.sv_a = f2.sv_a and v.sv_b = f2.sv_b
+      select f2.fid, f2.area_nm2, f2.sj_min, v.s from f2 join v on v.sv_a = f2.sv_a and v.sv_b = f2.sv_b
         and v.x = f2.x and v.y = f2.y and v.z = f2.z
       union all
-      select f2.fid, f2.area_nm2, v.s from f2 join v on v.sv_a = f2.sv_a and v.sv_b = f2.sv_b
+      select f2.fid, f2.area_nm2, f2.sj_min, v.s from f2 join v on v.sv_a = f2.sv_a and v.sv_b = f2.sv_b
         and v.x = f2.ux and v.y = f2.uy and v.z = f2.uz)
-    select min(s) as s, any_value(area_nm2) as a from hits group by fid
+    select min(s) as s, any_value(area_nm2) as a, any_value(sj_min) as p from hits group by fid
     """
     r = con.execute(q).fetchnumpy()
-    np.add.at(area, r["s"].astype(np.int64), r["a"])
+    syn_of = r["s"].astype(np.int64)
+    half = r["p"] >= 0.5 * sj_max[syn_of]
+    np.add.at(area, syn_of[half], r["a"][half])
     return area
 
 
@@ -409,4 +424,4 @@ def _cell_contacts(cs: pa.Table, sv_ids: np.ndarray, cell_ids: np.ndarray, syn: 
       coalesce(y.synapse_area_um2, 0.0) as synapse_area_um2
     from c left join y using (cell_a, cell_b) order by cell_a, cell_b
     """
-    return con.execute(q).to_arrow_table()
+    return con.sql(q).to_arrow_table()
