@@ -50,6 +50,24 @@ def _passes(value: Any, cmp: str, target: float) -> bool | None:
     return value >= target if cmp == ">=" else value <= target
 
 
+def _flatten(result: Any, prefix: str = "") -> dict[str, Any]:
+    """Scalar metrics of a scorer's result (dicts and dataclasses flattened as ``outer_inner``)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        result = dataclasses.asdict(result)
+    out: dict[str, Any] = {}
+    for key, value in result.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and not all(isinstance(k, str) for k in value):
+            continue  # per-object breakdowns (keyed by id) stay in the scorer's own output
+        if dataclasses.is_dataclass(value) or isinstance(value, dict):
+            out.update(_flatten(value, f"{name}_"))
+        elif isinstance(value, bool | int | float | str) or hasattr(value, "item"):
+            out[name] = value.item() if hasattr(value, "item") else value
+    return out
+
+
 def evaluate(workdir: str | Path) -> dict[str, Any]:
     """Run every scorer whose step is done; write and return ``{step: {metric: value}}``."""
     wd = Path(workdir)
@@ -67,7 +85,7 @@ def evaluate(workdir: str | Path) -> dict[str, Any]:
             scorer = getattr(importlib.import_module(module), func)
         except (ImportError, AttributeError):
             continue
-        metrics = {k: v for k, v in scorer(wd).items() if isinstance(v, int | float | str)}
+        metrics = _flatten(scorer(wd))
         results[step] = {
             "metrics": metrics,
             "targets": {

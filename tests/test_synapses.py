@@ -1,0 +1,116 @@
+"""The synapses and matrix steps on hand-made tissue with exact answers, and their errors."""
+
+import csv
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from syngraph.config import LayerSource, default_config, write_config
+from syngraph.engine import Compute
+from syngraph.errors import InputError, StepOrderError
+from syngraph.export.matrix import run_matrix
+from syngraph.io.volume import create_layer
+from syngraph.steps.synapses.run import run_synapses
+
+VS = (10.0, 10.0, 25.0)
+A = np.uint64(2**40 + 5)  # presynaptic supervoxel, ids above 2**32 must survive
+B = np.uint64(2**33 + 7)  # postsynaptic supervoxel
+SERIAL = Compute(scheduler="serial")
+
+
+def tissue(wd, sym: bool, with_sj: bool = True, block=(64, 64, 32)):
+    """Two boxes touching along a face normal to x, a junction disc across the face, vesicles in A."""
+    shape = (60, 50, 24)
+    sv = np.zeros(shape, np.uint64)
+    sv[5:30, 5:45, 2:22] = A
+    sv[30:55, 5:45, 2:22] = B
+    sj = np.zeros(shape, np.uint8)
+    sj[27:33, 15:35, 7:17] = 230  # 20 x 10 faces of the interface inside the junction
+    vc = np.zeros(shape, np.uint8)
+    vc[12:26, 15:35, 7:17] = 200
+    typ = np.zeros(shape, np.uint8)
+    typ[sj > 0] = 220 if sym else 10
+    cfg = default_config(VS)
+    cfg.compute.block_size_vx = block
+    cfg.layers = {"sv": LayerSource(path="sv", kind="labels"), "vc": LayerSource(path="vc"),
+                  "syn_type": LayerSource(path="syn_type")}
+    create_layer(wd, "sv", shape, "uint64", VS, chunks_xyz=(16, 16, 8)).write(sv)
+    create_layer(wd, "vc", shape, "uint8", VS, kind="probability", value_range=255).write(vc)
+    create_layer(wd, "syn_type", shape, "uint8", VS, kind="probability", value_range=255).write(typ)
+    if with_sj:
+        cfg.layers["sj"] = LayerSource(path="sj")
+        create_layer(wd, "sj", shape, "uint8", VS, kind="probability", value_range=255).write(sj)
+    write_config(wd, cfg)
+    (wd / "tables").mkdir()
+    pq.write_table(pa.table({"sv_id": np.array([B, A], np.uint64), "cell_id": np.array([B, A], np.uint64)}),
+                   wd / "tables" / "sv_to_cell.parquet")
+
+
+@pytest.mark.parametrize("sym,block", [(False, (64, 64, 32)), (True, (16, 16, 8))])
+def test_one_synapse_exact(tmp_path, sym, block):
+    tissue(tmp_path, sym, block=block)
+    run_synapses(tmp_path, compute=SERIAL, progress=False, model_path="none")
+    syn = pq.read_table(tmp_path / "tables" / "syn_ssv.parquet").to_pylist()
+    assert len(syn) == 1
+    s = syn[0]
+    assert (s["pre_cell_id"], s["post_cell_id"]) == (int(A), int(B))
+    assert (s["pre_sv_id"], s["post_sv_id"]) == (int(A), int(B))
+    assert s["area_um2"] == pytest.approx(20 * 10 * VS[1] * VS[2] / 1e6)
+    assert s["sign"] == (-1 if sym else 1)
+    assert s["direction_conf"] == pytest.approx(1.0) and s["direction_source"] == "vesicles"
+    assert s["vc_post_vx"] == 0 and s["vc_pre_vx"] > 1000
+    assert 27 <= s["x_vx"] < 33 and 15 <= s["y_vx"] < 35 and 7 <= s["z_vx"] < 17
+    cs = pq.read_table(tmp_path / "tables" / "cs.parquet").to_pylist()
+    assert len(cs) == 1 and cs[0]["n_faces_x"] == 40 * 20 and cs[0]["n_faces_y"] == 0
+    assert cs[0]["area_nm2"] == pytest.approx(800 * VS[1] * VS[2])
+
+
+def test_matrix_exports_keep_64bit_ids_and_conventions(tmp_path):
+    tissue(tmp_path, sym=True)
+    run_synapses(tmp_path, compute=SERIAL, progress=False, model_path="none")
+    t = pq.read_table(tmp_path / "tables" / "syn_ssv.parquet")
+    t = t.set_column(t.column_names.index("syn_prob"), "syn_prob", pa.array([0.9], pa.float32()))
+    pq.write_table(t, tmp_path / "tables" / "syn_ssv.parquet")
+    assert run_matrix(tmp_path) == {"n_synapses": 1, "n_connections": 1}
+    syn = pq.read_table(tmp_path / "tables" / "synapses.parquet")
+    meta = pq.read_schema(tmp_path / "tables" / "synapses.parquet").metadata
+    assert json.loads(meta[b"voxel_size_nm"]) == list(VS) and b"config_sha256" in meta
+    assert syn["pre_cell_id"].type == pa.uint64() and syn["pre_cell_id"][0].as_py() == int(A)
+    assert syn["post_compartment"].null_count == 1
+    conns = pq.read_table(tmp_path / "tables" / "connections.parquet").to_pylist()
+    assert conns == [{"pre_cell_id": int(A), "post_cell_id": int(B), "n_synapses": 1,
+                      "area_um2_sum": pytest.approx(0.05), "n_asymmetric": 0, "n_symmetric": 1,
+                      "n_unsigned": 0}]
+    cave = pq.read_table(tmp_path / "export" / "cave_synapses.parquet")
+    assert {"pre_pt_root_id", "post_pt_root_id", "ctr_pt_position", "size"} <= set(cave.column_names)
+    with open(tmp_path / "export" / "neuprint_connections.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows == [{"bodyId_pre": str(int(A)), "bodyId_post": str(int(B)), "weight": "1"}]
+    with open(tmp_path / "export" / "conn_mat.csv") as f:
+        header, row = list(csv.reader(f))
+    assert header[:6] == ["x", "y", "z", "ssv1", "ssv2", "size"] and header[-1] == "sign"
+    assert len(header) == 36 and header[15] == "latentmorph1_0"
+    assert row[3] == str(int(A)) and float(row[5]) > 0 and row[-1] == "-1"
+
+
+def test_missing_inputs_name_the_fix(tmp_path):
+    tissue(tmp_path, sym=False, with_sj=False)
+    with pytest.raises(InputError, match="no sj layer.*--contacts-only"):
+        run_synapses(tmp_path, compute=SERIAL, progress=False)
+    run_synapses(tmp_path, compute=SERIAL, progress=False, contacts_only=True)
+    assert pq.read_table(tmp_path / "tables" / "cs.parquet").num_rows == 1
+    (tmp_path / "tables" / "sv_to_cell.parquet").unlink()
+    with pytest.raises(StepOrderError, match="syngraph run cells"):
+        run_synapses(tmp_path, compute=SERIAL, progress=False)
+    with pytest.raises(StepOrderError, match="syngraph run synapses"):
+        run_matrix(tmp_path)
+
+
+def test_type_map_on_another_grid_is_refused(tmp_path):
+    tissue(tmp_path, sym=False)
+    create_layer(tmp_path, "syn_type", (30, 50, 24), "uint8", VS, overwrite=True)
+    with pytest.raises(InputError, match="layer 'syn_type'.*re-import it on the sv grid"):
+        run_synapses(tmp_path, compute=SERIAL, progress=False)
