@@ -12,9 +12,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import fastremap
 import numpy as np
 
 UINT64 = np.uint64
+
+
+def unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique rows of ``(a, b)`` (uint64) and the row index of each input pair.
+
+    Ids are renumbered to dense ranks first so one int64 key holds a pair (numpy's ``unique`` with
+    ``axis=0`` or on large int64 arrays is 10-20x slower than fastremap here).
+    """
+    ids = fastremap.unique(np.concatenate([a, b]))
+    ra = np.searchsorted(ids, a).astype(np.int64)
+    rb = np.searchsorted(ids, b).astype(np.int64)
+    keys, inverse = fastremap.unique(ra * len(ids) + rb, return_inverse=True)
+    pairs = np.stack([ids[keys // len(ids)], ids[keys % len(ids)]], axis=1)
+    return pairs, np.asarray(inverse).reshape(-1)
+
+
+def first_of_runs(sorted_values: np.ndarray) -> np.ndarray:
+    """Index of the first element of each run of equal values in a sorted array."""
+    if len(sorted_values) == 0:
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
 
 
 @dataclass
@@ -93,14 +115,13 @@ def block_contacts(
     flo = np.concatenate(f_lo)
     fhi = np.concatenate(f_hi)
     fax = np.concatenate(f_axis)
-    pairs, pair_of_face = np.unique(np.stack([fa, fb], axis=1), axis=0, return_inverse=True)
-    pair_of_face = pair_of_face.reshape(-1)
+    pairs, pair_of_face = unique_pairs(fa, fb)
 
     # contact voxel entries (voxel, pair) on both sides of every face in the read region
     e_flat = np.concatenate([flo, fhi])
     e_pair = np.concatenate([pair_of_face, pair_of_face]).astype(np.int64)
     n_pairs = len(pairs)
-    key = np.unique(e_flat * n_pairs + e_pair)
+    key = fastremap.unique(e_flat * n_pairs + e_pair)
     for _ in range(dilations):
         key = _dilate(key, n_pairs, flat, pairs, shape, strides)
     e_flat = key // n_pairs
@@ -132,7 +153,7 @@ def block_contacts(
         d2 = ((coords - mean[e_pair]) ** 2 * (vs**2)).sum(1)
         background = flat[e_flat] == 0  # prefer voxels of the two supervoxels over the cleft
         order = np.lexsort((e_flat, d2, background, e_pair))
-        first = order[np.unique(e_pair[order], return_index=True)[1]]
+        first = order[first_of_runs(e_pair[order])]
         rep[e_pair[first]] = coords[first]
     origin = np.asarray(read_origin, np.int64)
     # re-index to the pairs present in this block's core
@@ -179,7 +200,7 @@ def _dilate(
             lab = flat[nb]
             allowed = (lab == 0) | (lab == pairs[p, 0]) | (lab == pairs[p, 1])
             new.append(nb[allowed] * n_pairs + p[allowed])
-    return np.unique(np.concatenate(new))
+    return fastremap.unique(np.concatenate(new))
 
 
 def _empty() -> BlockContacts:

@@ -26,6 +26,7 @@ from syngraph.errors import InputError, StepOrderError
 from syngraph.io.volume import Layer, VolumeError, open_layer
 from syngraph.steps.synapses.blocks import contacts_task
 from syngraph.steps.synapses.cluster import cluster_synapses, map_to_cells
+from syngraph.steps.synapses.contacts import first_of_runs, unique_pairs
 from syngraph.steps.synapses.features import SynapseChunk, features_task
 
 STEP = "synapses"
@@ -243,7 +244,7 @@ def _synapses_from_voxels(
     com = np.stack([np.bincount(s, xyz_k[:, i] * vsa[i], n) for i in range(3)], axis=1) / size[:, None]
     d2 = ((xyz_k * vsa - com[s]) ** 2).sum(1)
     order = np.lexsort((xyz_k[:, 2], xyz_k[:, 1], xyz_k[:, 0], d2, s))
-    first = order[np.unique(s[order], return_index=True)[1]]
+    first = order[first_of_runs(s[order])]
     centre = np.zeros((n, 3), np.int64)
     centre[s[first]] = xyz_k[first]
     # stable synapse ids: order by centre x, y, z then cell pair
@@ -293,12 +294,12 @@ def _majority_sv(s: np.ndarray, sv: np.ndarray, mask: np.ndarray, n: int) -> np.
     out = np.zeros(n, np.uint64)
     if not mask.any():
         return out
-    ss, vv = s[mask], sv[mask]
-    keys, counts = np.unique(np.stack([ss, vv.astype(np.int64).view(np.int64)], 1), axis=0, return_counts=True)
-    order = np.lexsort((keys[:, 1], -counts, keys[:, 0]))
-    k = keys[order]
-    first = np.unique(k[:, 0], return_index=True)[1]
-    out[k[first, 0]] = k[first, 1].view(np.uint64)
+    pairs, inverse = unique_pairs(s[mask].astype(np.uint64), sv[mask].astype(np.uint64))
+    counts = np.bincount(inverse, minlength=len(pairs))
+    order = np.lexsort((pairs[:, 1], -counts, pairs[:, 0]))
+    k = pairs[order]
+    first = first_of_runs(k[:, 0])
+    out[k[first, 0].astype(np.int64)] = k[first, 1]
     return out
 
 
