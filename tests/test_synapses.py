@@ -114,3 +114,20 @@ def test_type_map_on_another_grid_is_refused(tmp_path):
     create_layer(tmp_path, "syn_type", (30, 50, 24), "uint8", VS, overwrite=True)
     with pytest.raises(InputError, match="layer 'syn_type'.*re-import it on the sv grid"):
         run_synapses(tmp_path, compute=SERIAL, progress=False)
+
+
+def test_forest_arrays_predict_like_sklearn(tmp_path):
+    from sklearn.ensemble import RandomForestClassifier
+
+    from syngraph.models.synapse import Forest
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 5))
+    y = (x[:, 0] + 0.5 * x[:, 3] > 0.2).astype(int)
+    rf = RandomForestClassifier(n_estimators=15, max_depth=6, random_state=0).fit(x, y)
+    f = Forest.from_sklearn(rf, features=("a", "b", "c", "d", "e"))
+    f.save(tmp_path / "m.npz")
+    g = Forest.load(tmp_path / "m.npz")
+    xt = rng.normal(size=(200, 5))
+    np.testing.assert_allclose(g.predict_proba1(xt), rf.predict_proba(xt)[:, 1], atol=1e-12)
+    assert g.features == ("a", "b", "c", "d", "e")

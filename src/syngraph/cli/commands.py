@@ -184,14 +184,14 @@ def train_astrocytes_cmd(
 def train_synapses_cmd(
     labels: Annotated[Path, typer.Option(help="points x_nm, y_nm, z_nm, label (csv or parquet)")],
     wd: WorkDir = Path("."),
-    out: Annotated[Path | None, typer.Option(help="model path (default <wd>/models/synapse_rf.skops)")] = None,
+    out: Annotated[Path | None, typer.Option(help="model path (default <wd>/models/synapse_forest.npz)")] = None,
 ) -> None:
     """Fit the synapse classifier from labelled points; prints cross-validated accuracy."""
     from syngraph.models.synapse import train_synapses
 
     path, acc = train_synapses(wd, labels, out=out)
     console.print(f"[green]wrote[/] {path}; cross-validated accuracy {acc:.3f}; set it with "
-                  f"`syngraph run synapses` after pointing [synapses] model at it")
+                  f"then set [synapses] model = "<path>" in syngraph.toml")
 
 
 @app.command()

@@ -1,9 +1,10 @@
-"""The synapse probability classifier: a random forest on per-synapse features (skops, no pickle).
+"""The synapse probability classifier: a random forest on per-synapse features (plain arrays).
 
 Features (the reference's 14-feature RFC, adapted: pre/post instead of partner order, and the sj
 probability statistics): size, junction area, mean and max sj probability, vesicle cloud and
 mitochondria voxels and nearest distances on each side, and the direction confidence.
-The default model ships in ``models/data/synapse_rf.skops``, trained on demo tissue ground truth
+The default model ships in ``models/data/synapse_forest.npz`` (the trees as plain arrays: loads in
+milliseconds, never unpickles, predicts without scikit-learn), trained on demo tissue ground truth
 (``python -m syngraph.models.synapse`` retrains it); ``syngraph train synapses --labels TABLE`` fits
 one from labelled points.
 """
@@ -31,9 +32,8 @@ FEATURES = (
     "mi_post_dist_nm",
     "direction_conf",
 )
-DEFAULT_MODEL = Path(__file__).parent / "data" / "synapse_rf.skops"
+DEFAULT_MODEL = Path(__file__).parent / "data" / "synapse_forest.npz"
 FAR_NM = 1e5  # stands in for "none within the search radius"
-TRUSTED = ["sklearn.ensemble._forest.RandomForestClassifier", "sklearn.tree._classes.DecisionTreeClassifier"]
 
 
 def feature_matrix(syn: pa.Table) -> np.ndarray:
@@ -45,51 +45,94 @@ def feature_matrix(syn: pa.Table) -> np.ndarray:
     return np.stack(cols, axis=1) if cols else np.zeros((syn.num_rows, 0))
 
 
-def save_model(model: Any, path: str | Path) -> None:
-    import skops.io as sio
+class Forest:
+    """A fitted random forest as plain arrays (no pickle, no sklearn needed to predict).
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    sio.dump(model, tmp)
-    tmp.replace(path)
+    Trees are concatenated: ``left``/``right`` child (-1 for leaves, indices global), ``feature``,
+    ``threshold`` and ``prob`` (class-1 probability of each node); ``roots`` index each tree's root.
+    """
 
+    def __init__(self, left, right, feature, threshold, prob, roots, features):
+        self.left, self.right = np.asarray(left, np.int64), np.asarray(right, np.int64)
+        self.feature, self.threshold = np.asarray(feature, np.int64), np.asarray(threshold, np.float64)
+        self.prob, self.roots = np.asarray(prob, np.float64), np.asarray(roots, np.int64)
+        self.features = tuple(str(f) for f in features)
 
-def load_model(path: str | Path = DEFAULT_MODEL) -> Any:
-    """Load a skops model, trusting only the random-forest types (never an arbitrary pickle)."""
-    import skops.io as sio
+    @classmethod
+    def from_sklearn(cls, model: Any, features: tuple[str, ...] = FEATURES) -> Forest:
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in ("l", "r", "f", "t", "p")}
+        roots, offset = [], 0
+        for est in model.estimators_:
+            t = est.tree_
+            leaf = t.children_left < 0
+            parts["l"].append(np.where(leaf, -1, t.children_left + offset))
+            parts["r"].append(np.where(leaf, -1, t.children_right + offset))
+            parts["f"].append(np.where(leaf, 0, t.feature))
+            parts["t"].append(t.threshold)
+            v = t.value[:, 0, :]
+            cls_index = list(est.classes_).index(1) if 1 in est.classes_ else None
+            p = v[:, cls_index] / v.sum(1) if cls_index is not None else np.zeros(len(v))
+            parts["p"].append(p)
+            roots.append(offset)
+            offset += t.node_count
+        return cls(*(np.concatenate(parts[k]) for k in ("l", "r", "f", "t", "p")), roots, features)
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"synapse model {path} not found; train one with `syngraph train synapses --labels TABLE`"
-        )
-    untrusted = sio.get_untrusted_types(file=path)
-    extra = [t for t in untrusted if not t.startswith(("sklearn.", "numpy."))]
-    if extra:
-        raise ValueError(f"synapse model {path} contains untrusted types {extra}; refusing to load it")
-    return sio.load(path, trusted=untrusted)
+    def predict_proba1(self, x: np.ndarray) -> np.ndarray:
+        """Mean class-1 probability over the trees for each row of ``x``."""
+        node = np.repeat(self.roots[None, :], len(x), axis=0)
+        rows = np.arange(len(x))[:, None]
+        while True:
+            inner = self.left[node] >= 0
+            if not inner.any():
+                break
+            go_left = x[np.broadcast_to(rows, node.shape), self.feature[node]] <= self.threshold[node]
+            nxt = np.where(go_left, self.left[node], self.right[node])
+            node = np.where(inner, nxt, node)
+        return self.prob[node].mean(axis=1)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, left=self.left, right=self.right, feature=self.feature,
+                            threshold=self.threshold, prob=self.prob, roots=self.roots,
+                            features=np.array(self.features))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Forest:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"synapse model {path} not found; train one with `syngraph train synapses --labels TABLE`"
+            )
+        with np.load(path, allow_pickle=False) as z:
+            return cls(z["left"], z["right"], z["feature"], z["threshold"], z["prob"], z["roots"],
+                       z["features"].tolist())
 
 
 def predict_synapse_prob(syn: pa.Table, model_path: str | Path | None = None) -> np.ndarray:
     """Probability that each candidate is a synapse."""
     if syn.num_rows == 0:
         return np.zeros(0, np.float32)
-    model = load_model(model_path or DEFAULT_MODEL)
-    return model.predict_proba(feature_matrix(syn))[:, 1].astype(np.float32)
+    forest = Forest.load(model_path or DEFAULT_MODEL)
+    if forest.features != FEATURES:
+        raise ValueError(f"synapse model {model_path} was trained on features {forest.features}, "
+                         f"this version computes {FEATURES}; retrain it")
+    return forest.predict_proba1(feature_matrix(syn)).astype(np.float32)
 
 
-def fit(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[Any, float]:
-    """Fit a random forest; returns the model and its 5-fold cross-validated accuracy."""
+def fit(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[Forest, float]:
+    """Fit a random forest (scikit-learn); returns it as a :class:`Forest` and its CV accuracy."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.model_selection import cross_val_score
 
-    model = RandomForestClassifier(n_estimators=200, max_features="sqrt", min_samples_leaf=2,
-                                   random_state=seed, n_jobs=1)
+    model = RandomForestClassifier(n_estimators=100, max_features="sqrt", min_samples_leaf=2,
+                                   max_depth=12, random_state=seed, n_jobs=1)
     folds = int(min(5, np.bincount(y.astype(int)).min())) if len(np.unique(y)) > 1 else 0
     cv = float(cross_val_score(model, x, y, cv=folds).mean()) if folds >= 2 else float("nan")
     model.fit(x, y)
-    return model, cv
+    return Forest.from_sklearn(model), cv
 
 
 def candidate_labels_from_truth(workdir: str | Path, max_dist_nm: float = 500.0) -> tuple[np.ndarray, np.ndarray]:
@@ -121,7 +164,7 @@ def train_synapses(
 ) -> tuple[Path, float]:
     """Fit the classifier from labelled points (``x_nm, y_nm, z_nm, label`` with label 1/0 or
     synaptic/non-synaptic): each point labels the candidate whose centre is nearest, within
-    ``max_dist_nm``. Writes ``<wd>/models/synapse_rf.skops``; returns it and the CV accuracy."""
+    ``max_dist_nm``. Writes ``<wd>/models/synapse_forest.npz``; returns it and the CV accuracy."""
     import json
 
     import pyarrow.parquet as pq
@@ -158,8 +201,8 @@ def train_synapses(
         )
     x = feature_matrix(syn)[j[ok]]
     model, cv = fit(x, y_pts[ok])
-    path = Path(out) if out else wd / "models" / "synapse_rf.skops"
-    save_model(model, path)
+    path = Path(out) if out else wd / "models" / "synapse_forest.npz"
+    model.save(path)
     return path, cv
 
 
@@ -171,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     xs, ys = zip(*(candidate_labels_from_truth(wd) for wd in wds), strict=True)
     x, y = np.concatenate(xs), np.concatenate(ys)
     model, cv = fit(x, y)
-    save_model(model, DEFAULT_MODEL)
+    model.save(DEFAULT_MODEL)
     print(f"trained on {len(y)} candidates ({int(y.sum())} true) from {len(wds)} projects; "
           f"5-fold CV accuracy {cv:.3f}; wrote {DEFAULT_MODEL}")
 

@@ -165,7 +165,7 @@ def run_synapses(
     if str(model_path) == "none":
         prob = np.full(syn.num_rows, np.nan, np.float32)
     else:
-        prob = predict_synapse_prob(syn, model_path)
+        prob = predict_synapse_prob(syn, model_path or sp.model)
     syn = syn.append_column("syn_prob", pa.array(prob, pa.float32()))
     write_table_atomic(syn, wd / "tables" / "syn_ssv.parquet", meta)
     cs_ssv = _cell_contacts(cs, sv_ids, cell_ids, syn)
