@@ -7,12 +7,12 @@ import sys
 import time
 from pathlib import Path
 
+import _engine_tasks
 import cloudpickle
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-import _engine_tasks
 from syngraph.bbox import BBox
 from syngraph.engine import (
     Compute,

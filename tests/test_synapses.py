@@ -131,3 +131,41 @@ def test_forest_arrays_predict_like_sklearn(tmp_path):
     xt = rng.normal(size=(200, 5))
     np.testing.assert_allclose(g.predict_proba1(xt), rf.predict_proba(xt)[:, 1], atol=1e-12)
     assert g.features == ("a", "b", "c", "d", "e")
+
+
+def test_demo_tissue_synapse_accuracy(tmp_path):
+    """A seed never used in development; cells from the ground truth so only synapses are scored."""
+    import shutil
+
+    from syngraph.evaluate.synapses import score_synapses
+    from syngraph.synth import synthesize
+
+    wd = tmp_path / "demo"
+    synthesize(wd, shape_xyz=(256, 256, 128), seed=2027, compute=SERIAL, progress=False)
+    (wd / "tables").mkdir(exist_ok=True)
+    shutil.copy(wd / "gt" / "sv_to_cell.parquet", wd / "tables" / "sv_to_cell.parquet")
+    run_synapses(wd, compute=SERIAL, progress=False)
+    run_matrix(wd)
+    s = score_synapses(wd)
+    print(s)
+    assert s["synapses_true"] >= 5
+    assert s["synapse_precision"] >= 0.9 and s["synapse_recall"] >= 0.9
+    assert s["direction_accuracy"] >= 0.95 and s["sign_accuracy"] >= 0.95
+    assert s["area_median_rel_error"] <= 0.25
+
+
+def test_interrupted_step_resumes_to_the_same_tables(tmp_path):
+    tissue(tmp_path, sym=True, block=(16, 16, 8))
+    run_synapses(tmp_path, compute=SERIAL, progress=False)
+    tables = ("cs", "syn_ssv", "cs_ssv")
+    first = {t: pq.read_table(tmp_path / "tables" / f"{t}.parquet") for t in tables}
+    # a kill mid-step: some blocks never finished, final tables never written
+    done = sorted((tmp_path / "steps" / "synapses" / "blocks" / "tasks").glob("*.done"))
+    for marker in done[::2]:
+        marker.unlink()
+    for t in tables:
+        (tmp_path / "tables" / f"{t}.parquet").unlink()
+    run_synapses(tmp_path, compute=SERIAL, progress=False)
+    for t in tables:
+        again = pq.read_table(tmp_path / "tables" / f"{t}.parquet")
+        assert again.equals(first[t]), t

@@ -48,10 +48,9 @@ def _main(
 
 def main() -> None:
     """Entry point: run the app and turn known errors into one clear message."""
-    from syngraph.errors import USER_ERRORS
-
     # register the command modules
     from syngraph.cli import commands  # noqa: F401
+    from syngraph.errors import USER_ERRORS
 
     try:
         app()
