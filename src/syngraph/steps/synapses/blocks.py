@@ -36,6 +36,7 @@ def contacts_task(block: Block, workdir: str, step_dir: str, params: dict[str, A
         block.read.start,
         params["voxel_size_nm"],
         dilations=params["dilations"],
+        gap_search_vx=tuple(params.get("gap_search_vx", (0, 0, 0))),
     )
     cs = pa.table(
         {

@@ -74,12 +74,15 @@ def block_contacts(
     read_origin: tuple[int, int, int],
     voxel_size_nm: tuple[float, float, float],
     dilations: int = 0,
+    gap_search_vx: tuple[int, int, int] = (0, 0, 0),
 ) -> BlockContacts:
     """Find the contacts of a block.
 
     ``sv`` is the XYZ supervoxel array of the block's read region (core plus a halo of at least
-    ``dilations + 1`` voxels where the volume continues); ``core_*_local`` locate the core inside it;
-    ``read_origin`` is the global voxel of ``sv[0, 0, 0]``.
+    ``dilations + 1`` and ``gap_search_vx`` voxels where the volume continues); ``core_*_local`` locate
+    the core inside it; ``read_origin`` is the global voxel of ``sv[0, 0, 0]``. ``gap_search_vx`` (XYZ
+    half-widths, e.g. 6, 6, 3 for the reference's 13x13x7 window) also pairs each voxel that borders
+    background with the nearest other supervoxel across the gap along the six axis directions.
     """
     shape = np.array(sv.shape)
     lo = np.asarray(core_start_local)
@@ -108,18 +111,21 @@ def block_contacts(
         f_lo.append(lo_flat)
         f_hi.append(lo_flat + strides[ax])
         f_axis.append(np.full(len(lo_flat), ax, np.int8))
-    if not f_a:
+    g_vox, g_a, g_b = gap_partners(sv, gap_search_vx, vs)
+    if not f_a and not len(g_vox):
         return _empty()
-    fa = np.concatenate(f_a)
-    fb = np.concatenate(f_b)
-    flo = np.concatenate(f_lo)
-    fhi = np.concatenate(f_hi)
-    fax = np.concatenate(f_axis)
-    pairs, pair_of_face = unique_pairs(fa, fb)
+    cat = (lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt))
+    fa, fb = cat(f_a, np.uint64), cat(f_b, np.uint64)
+    flo, fhi = cat(f_lo, np.int64), cat(f_hi, np.int64)
+    fax = cat(f_axis, np.int8)
+    n_f = len(fa)
+    pairs, pair_index = unique_pairs(np.concatenate([fa, g_a]), np.concatenate([fb, g_b]))
+    pair_of_face, pair_of_gap = pair_index[:n_f], pair_index[n_f:]
 
-    # contact voxel entries (voxel, pair) on both sides of every face in the read region
-    e_flat = np.concatenate([flo, fhi])
-    e_pair = np.concatenate([pair_of_face, pair_of_face]).astype(np.int64)
+    # contact voxel entries (voxel, pair) on both sides of every face in the read region, and the
+    # voxels that face another supervoxel across a gap
+    e_flat = np.concatenate([flo, fhi, g_vox])
+    e_pair = np.concatenate([pair_of_face, pair_of_face, pair_of_gap]).astype(np.int64)
     n_pairs = len(pairs)
     key = fastremap.unique(e_flat * n_pairs + e_pair)
     for _ in range(dilations):
@@ -176,6 +182,59 @@ def block_contacts(
         face_area_nm2=face_area[fax],
         face_axis=fax,
     )
+
+
+def gap_partners(
+    sv: np.ndarray, search_vx: tuple[int, int, int], voxel_size_nm: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Voxels that border background and see another supervoxel across it.
+
+    From each non-zero voxel with a background 6-neighbour, walk up to ``search_vx[axis]`` voxels
+    through background along each of the six axis directions; the first non-zero voxel of another
+    supervoxel is a candidate, and the nearest candidate in nm wins (ties: the smaller id).
+    Returns (flat index of the voxel, sv_a, sv_b) with sv_a < sv_b.
+    """
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.uint64), np.zeros(0, np.uint64))
+    if not any(search_vx):
+        return empty
+    shape = np.array(sv.shape)
+    flat = sv.reshape(-1)
+    strides = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
+    fg = sv != 0
+    border = np.zeros_like(fg)
+    for ax in range(3):
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[ax], hi[ax] = slice(0, -1), slice(1, None)
+        border[tuple(lo)] |= fg[tuple(lo)] & ~fg[tuple(hi)]
+        border[tuple(hi)] |= fg[tuple(hi)] & ~fg[tuple(lo)]
+    vox = np.flatnonzero(border)
+    if not len(vox):
+        return empty
+    coords = np.stack(np.unravel_index(vox, sv.shape), axis=1)
+    own = flat[vox]
+    best_d = np.full(len(vox), np.inf)
+    best_id = np.zeros(len(vox), np.uint64)
+    for ax in range(3):
+        for step in (-1, 1):
+            alive = np.ones(len(vox), bool)
+            for k in range(1, search_vx[ax] + 1):
+                c = coords[:, ax] + step * k
+                alive &= (c >= 0) & (c < shape[ax])
+                idx = np.flatnonzero(alive)
+                if not len(idx):
+                    break
+                val = flat[vox[idx] + step * k * strides[ax]]
+                d = k * voxel_size_nm[ax]
+                hit = val != 0
+                other = hit & (val != own[idx])
+                better = other & ((d < best_d[idx]) | ((d == best_d[idx]) & (val < best_id[idx])))
+                best_d[idx[better]] = d
+                best_id[idx[better]] = val[better]
+                alive[idx[hit]] = False  # the walk stops at the first non-background voxel
+    found = best_id != 0
+    a, b = own[found], best_id[found]
+    return vox[found], np.minimum(a, b), np.maximum(a, b)
 
 
 def _dilate(

@@ -104,6 +104,7 @@ def run_synapses(
     params: dict[str, Any] = {
         "voxel_size_nm": vs,
         "dilations": int(sp.cs_dilations),
+        "gap_search_vx": tuple(int(f) // 2 for f in sp.cs_filter_size_vx),
         "sj_layer": sj.info.name if sj else None,
         "sj_threshold_raw": _raw_threshold(sj, cfg.organelles["sj"].threshold) if sj else None,
         "sj_range": (sj.info.value_range or 255.0) if sj else None,
@@ -115,7 +116,8 @@ def run_synapses(
         import shutil
 
         shutil.rmtree(root)
-    blocks = block_grid(sv.bbox, cfg.compute.block_size_vx, halo=params["dilations"] + 1)
+    halo = [max(params["dilations"] + 1, g) for g in params["gap_search_vx"]]
+    blocks = block_grid(sv.bbox, cfg.compute.block_size_vx, halo=halo)
     bdir = root / "blocks"
     fn = functools.partial(contacts_task, workdir=str(wd), step_dir=str(bdir), params=params)
     run_tasks(fn, blocks, bdir, params=params, compute=compute, desc="synapses: contacts",
