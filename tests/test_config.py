@@ -61,3 +61,12 @@ def test_missing_config_says_how_to_make_one(tmp_path):
 def test_unknown_top_level_key_is_rejected():
     with pytest.raises(Exception, match="voxel_sizes"):
         ProjectConfig.model_validate({"voxel_size_nm": [1, 1, 1], "voxel_sizes": 3})
+
+
+def test_docs_config_md_is_generated_from_the_defaults():
+    from pathlib import Path
+
+    from syngraph.config import config_markdown
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+    assert doc.read_text() == config_markdown(), "regenerate: syngraph config docs > docs/config.md"

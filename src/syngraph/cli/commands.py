@@ -92,6 +92,14 @@ def config_check(wd: WorkDir = Path(".")) -> None:
     console.print("[green]config is valid[/]")
 
 
+@config_app.command("docs")
+def config_docs() -> None:
+    """Print the config reference (docs/config.md) generated from the defaults."""
+    from syngraph.config import config_markdown
+
+    typer.echo(config_markdown(), nl=False)
+
+
 @app.command()
 def run(
     step: Annotated[str, typer.Argument(help="a step name, or 'all'")],
