@@ -44,6 +44,9 @@ class OrganelleParams(_Model):
     opening: int = Field(1, description="iterations of binary opening")
     closing: int = Field(1, description="iterations of binary closing")
     erosions: int = Field(0, description="erosions for watershed seeds; 0 = connected components")
+    connectivity: Literal[6, 18, 26] = Field(
+        6, description="voxel connectivity of objects and watershed seeds (reference: 6)"
+    )
     mesh_downsample: tuple[int, int, int] = Field((4, 4, 2), description="XYZ mesh downsampling")
     ratio_min: float = Field(description="cell assignment: overlap ratio must be > this")
     ratio_max: float = Field(1.0, description="cell assignment: overlap ratio must be <= this")
@@ -72,6 +75,9 @@ class MeshParams(_Model):
     simplification_factor: int = Field(50, description="zmesh target reduction factor")
     max_error_nm: float = Field(40.0, description="zmesh maximum simplification error in nm")
     simplify: bool = Field(True, description="simplify meshes (costs ~23x the meshing itself)")
+    exclude: list[str] = Field(
+        default_factory=list, description='layers not to mesh (e.g. ["sv"]); their mesh_area_um2 is NaN'
+    )
 
 
 class CellParams(_Model):
@@ -79,23 +85,51 @@ class CellParams(_Model):
         5000.0, description="prune components whose bounding-box diagonal (nm) is <= this; 0 = off"
     )
     astrocyte_threshold: float = Field(0.5, description="astrocyte probability threshold")
+    max_component_sv: int = Field(
+        0, description="error if a component of the input graph has more supervoxels than this; 0 = no limit"
+    )
+    astrocyte_model: str | None = Field(
+        None, description="astrocyte classifier (.npz written by `syngraph train astrocytes`); none = the built-in default"
+    )
+    mesh: bool = Field(True, description="write a welded, closed mesh per cell to meshes/cells/")
 
 
 class SkeletonParams(_Model):
-    teasar_scale: float = 2.0
-    teasar_const_nm: float = 500.0
-    pdrf_exponent: int = 4
-    pdrf_scale: float = 100000.0
-    soma_detection_threshold_nm: float = 1000.0
-    soma_acceptance_threshold_nm: float = 3000.0
-    soma_invalidation_scale: float = 1.0
-    soma_invalidation_const_nm: float = 2000.0
-    max_paths: int = 100
-    dust_threshold_vx: int = 1000
-    downsample: tuple[int, int, int] = Field((2, 2, 1), description="XYZ downsampling before TEASAR")
-    dust_nm: float = 250.0
-    tick_threshold_nm: float = 500.0
+    """TEASAR skeletons with kimimaro (reference parameters), joined exactly across blocks."""
+
+    teasar_scale: float = Field(2.0, description="TEASAR invalidation ball: radius = scale * DBF + const")
+    teasar_const_nm: float = Field(500.0, description="TEASAR invalidation ball constant in nm")
+    pdrf_exponent: int = Field(4, description="TEASAR penalty field exponent")
+    pdrf_scale: float = Field(100000.0, description="TEASAR penalty field scale")
+    soma_detection_threshold_nm: float = Field(1000.0, description="DBF above this (nm) tests for a soma")
+    soma_acceptance_threshold_nm: float = Field(3000.0, description="DBF above this (nm) is a soma")
+    soma_invalidation_scale: float = Field(1.0, description="soma invalidation ball scale")
+    soma_invalidation_const_nm: float = Field(2000.0, description="soma invalidation ball constant in nm")
+    max_paths: int = Field(100, description="TEASAR paths per piece per block, besides one per border target")
+    dust_threshold_vx: int = Field(
+        1000, description="trees of fewer voxels (at skeleton resolution, summed over blocks) are dropped"
+    )
+    downsample: tuple[int, int, int] = Field((2, 2, 1), description="XYZ downsampling (striding) before TEASAR")
+    block_size_vx: tuple[int, int, int] = Field(
+        (512, 512, 256),
+        description="XYZ block size in full-resolution voxels (a multiple of downsample); "
+        "a worker needs about 60 bytes per downsampled voxel of a block",
+    )
+    edt_halo_nm: float = Field(
+        500.0, description="halo (nm) read around a block for the distance-to-boundary field (radii)"
+    )
+    dust_nm: float = Field(250.0, description="trees with less cable (nm) are dropped")
+    tick_threshold_nm: float = Field(500.0, description="tip branches shorter than this (nm) are removed")
     node_spacing_nm: float = Field(100.0, description="target spacing of nodes after thinning")
+    node_max_deviation_nm: float = Field(
+        5.0, description="thinning keeps a node where dropping it would move the skeleton by more (nm)"
+    )
+    smooth_iterations: int = Field(
+        1, description="(1,2,1)/4 passes along the paths before thinning (removes the voxel staircase)"
+    )
+    myelin_box_vx: tuple[int, int, int] = Field(
+        (44, 44, 20), description="XYZ box (full-resolution voxels) around a node for the myelin test"
+    )
     myelin_window_nm: float = Field(10000.0, description="path window of the myelin majority vote")
 
 
@@ -107,7 +141,9 @@ class SynapseParams(_Model):
     min_size_vx: int = Field(100, description="minimum cell-level synapse size")
     sym_threshold: float = Field(0.225, description="symmetric ratio above this gives sign -1")
     vc_distance_nm: float = Field(500.0, description="vesicle search distance for the direction")
+    mi_distance_nm: float = Field(1000.0, description="mitochondria search distance (features)")
     prob_threshold: float = Field(0.5, description="exported synapses have syn_prob >= this")
+    model: str | None = Field(None, description="synapse classifier (.npz from `syngraph train synapses`); none = the shipped default")
 
 
 class ComputeParams(_Model):
@@ -156,7 +192,7 @@ def _format_error(path: Path, exc: ValidationError) -> str:
         key = ".".join(str(p) for p in err["loc"])
         got = err.get("input")
         lines.append(f"  [{key}] {err['msg']} (got {got!r})")
-    lines.append(f"  fix the key(s) above; `syngraph config init` writes a commented default")
+    lines.append("  fix the key(s) above; `syngraph config init` writes a commented default")
     return "\n".join(lines)
 
 
@@ -225,6 +261,43 @@ def dump_config(config: ProjectConfig) -> str:
     out = ["# syngraph project config. Coordinates and sizes are XYZ; units are in the key names."]
     _dump_model(config, "", out)
     return "\n".join(out) + "\n"
+
+
+def config_markdown() -> str:
+    """docs/config.md: every key with its default and description, generated from the models."""
+    lines = [
+        "# syngraph.toml reference",
+        "",
+        "Generated from `syngraph.config` (`syngraph config docs > docs/config.md`); a test keeps it",
+        "in sync. Coordinates and sizes are XYZ; units are in the key names. `syngraph config init` writes",
+        "the same defaults as a commented file.",
+    ]
+
+    def section(title: str, model: type[BaseModel], instance: BaseModel | None) -> None:
+        lines.extend(["", f"## `[{title}]`" if title else "## top level", "",
+                      "| key | default | meaning |", "|---|---|---|"])
+        for name, field in model.model_fields.items():
+            if instance is None and field.is_required():
+                shown = "required"
+            else:
+                value = getattr(instance, name) if instance is not None else field.default
+                if isinstance(value, BaseModel | dict):
+                    continue
+                shown = "none" if value is None else _toml_value(value)
+            lines.append(f"| `{name}` | `{shown}` | {field.description or ''} |")
+
+    cfg = default_config()
+    section("", ProjectConfig, cfg)
+    for name, field in ProjectConfig.model_fields.items():
+        value = getattr(cfg, name)
+        if isinstance(value, BaseModel):
+            section(name, type(value), value)
+        elif name == "organelles":
+            for key, sub in value.items():
+                section(f"organelles.{key}", type(sub), sub)
+        elif name == "layers":
+            section("layers.<name>", LayerSource, None)
+    return "\n".join(lines) + "\n"
 
 
 def write_config(workdir: str | Path, config: ProjectConfig) -> Path:

@@ -49,14 +49,26 @@ def renumber(edges: np.ndarray, nodes: np.ndarray | None = None) -> tuple[np.nda
     ([[0, 2]], [10, 20, 30])
     """
     e = np.asarray(edges, dtype=np.uint64).reshape(-1, 2)
-    parts = [e.ravel()]
-    if nodes is not None:
-        parts.append(np.asarray(nodes, dtype=np.uint64).ravel())
-    flat = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    ids = np.unique(flat)
-    del flat
+    extra = np.zeros(0, np.uint64) if nodes is None else np.asarray(nodes, dtype=np.uint64).ravel()
+    flat = e.ravel() if extra.size == 0 else np.concatenate([e.ravel(), extra])
+    # a stable (radix) argsort + run ranks: several times faster than np.unique + searchsorted
+    order = np.argsort(flat, kind="stable")
+    srt = flat[order]
+    if extra.size:
+        del flat
+    new = np.empty(srt.size, bool)
+    new[:1] = True
+    np.not_equal(srt[1:], srt[:-1], out=new[1:])
+    ids = srt[new]
+    del srt
     itype = np.int32 if ids.size < 2**31 - 1 else np.int64
-    dense = np.searchsorted(ids, e).astype(itype, copy=False)
+    rank = np.cumsum(new, dtype=itype)
+    rank -= 1
+    del new
+    inverse = np.empty(rank.size, itype)
+    inverse[order] = rank
+    del order, rank
+    dense = inverse[: e.size].reshape(-1, 2)
     return dense, ids
 
 

@@ -1,0 +1,1 @@
+"""Learned models shipped with syngraph, stored as plain arrays (never pickles)."""

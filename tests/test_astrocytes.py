@@ -1,0 +1,135 @@
+"""Step astrocytes: features against geometric oracles, the model, the splitting rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from test_rag import SERIAL, make_project
+
+from syngraph.bbox import BBox
+from syngraph.models.astrocyte import (
+    FEATURES,
+    LogisticModel,
+    cross_validate,
+    default_model,
+    fit_logistic,
+)
+from syngraph.project import Project
+from syngraph.steps.astrocytes import (
+    block_morphology,
+    run_astrocytes,
+    split_astrocytes,
+    train_astrocytes,
+)
+from syngraph.steps.cells import run_cells
+from syngraph.steps.rag import run_rag
+
+
+def test_block_morphology_cube_oracle_and_blockwise():
+    lab = np.zeros((12, 10, 8), np.uint64)
+    lab[2:8, 2:6, 1:5] = 7  # 6 x 4 x 4 box
+    vs = (2.0, 3.0, 5.0)
+    whole = block_morphology(lab, BBox.from_shape(lab.shape), BBox.from_shape(lab.shape), vs).to_pydict()
+    i = whole["sv_id"].index(7)
+    assert whole["n_vx"][i] == 96
+    # faces: 2 x-faces of 4x4 (area 3*5), 2 y-faces of 6x4 (2*5), 2 z-faces of 6x4 (2*3)
+    assert whole["area_nm2"][i] == pytest.approx(2 * 16 * 15 + 2 * 24 * 10 + 2 * 24 * 6)
+    assert whole["contact_area_nm2"][i] == 0.0  # touches only background
+    lab2 = lab.copy()
+    lab2[8:10, 2:6, 1:5] = 9  # a 2 x 4 x 4 box on the cube's +x face: 16 shared x-faces
+    two = block_morphology(lab2, BBox.from_shape(lab.shape), BBox.from_shape(lab.shape), vs).to_pydict()
+    for sv in (7, 9):
+        assert two["contact_area_nm2"][two["sv_id"].index(sv)] == pytest.approx(16 * 15)
+    # blockwise sums equal the whole-volume sums for counts and area
+    tot = {"n_vx": 0, "area_nm2": 0.0}
+    for x0 in (0, 5):
+        for z0 in (0, 3):
+            core = BBox((x0, 0, z0), (min(x0 + 5, 12) if x0 == 0 else 12, 10, 3 if z0 == 0 else 8))
+            read = core.grow(8, clip=BBox.from_shape(lab.shape))
+            t = block_morphology(lab[read.slices], core, read, vs).to_pydict()
+            if 7 in t["sv_id"]:
+                j = t["sv_id"].index(7)
+                tot["n_vx"] += t["n_vx"][j]
+                tot["area_nm2"] += t["area_nm2"][j]
+    assert tot["n_vx"] == 96 and tot["area_nm2"] == pytest.approx(whole["area_nm2"][i])
+
+
+def test_split_rules_hand_graph():
+    # component A: chain 1-2-3-4-5 (each sv 100 nm long in x, side by side); 3 is a tiny astro
+    # fragment -> stays neuron. component B: 10 (big astro) - 11 (small neuron orphan) -> 11 astro.
+    # component C: 20 astro, 21 neuron, both small: no big neuron -> all astrocyte.
+    # component D: 30 big astro, 31 big neuron, 32 small neuron hanging on 30 -> 32 orphan -> astro.
+    ids = np.array([1, 2, 3, 4, 5, 10, 11, 20, 21, 30, 31, 32], np.uint64)
+    edges = np.array([[1, 2], [2, 3], [3, 4], [4, 5], [10, 11], [20, 21], [30, 31], [30, 32]], np.uint64)
+    bmin = np.zeros((12, 3), int)
+    bmax = np.ones((12, 3), int)
+    bmin[:5, 0] = [0, 100, 200, 300, 400]
+    bmax[:5, 0] = [100, 200, 201, 400, 500]
+    bmax[[5, 9, 10], 0] = 200
+    astro = np.array([0, 0, 1, 0, 0, 1, 0, 1, 0, 1, 0, 0], bool)
+    out = split_astrocytes(ids, edges, astro, bmin, bmax, (1.0, 1.0, 1.0), 50.0)
+    assert out.astype(int).tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 1]
+
+
+def test_model_roundtrip_fit_and_cv(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, len(FEATURES)))
+    y = (x[:, 4] - x[:, 2] > 0).astype(float)
+    model = fit_logistic(x, y)
+    assert ((model.predict(x) >= 0.5) == y).mean() >= 0.97
+    assert cross_validate(x, y) >= 0.93
+    path = model.save(tmp_path / "m.npz")
+    again = LogisticModel.load(path)
+    assert np.array_equal(again.predict(x), model.predict(x))
+    with np.load(path, allow_pickle=False) as z:  # plain arrays only
+        assert all(z[k].dtype != object for k in z.files)
+    with pytest.raises(ValueError, match=rf"expects features of shape \(n, {len(FEATURES)}\)"):
+        model.predict(x[:, :3])
+    assert default_model().feature_names == FEATURES
+
+
+def toy_tissue() -> tuple[np.ndarray, dict[int, bool]]:
+    """Thick straight 'dendrites' (astrocyte False) and a thin branched 'astrocyte' tree (True)."""
+    lab = np.zeros((64, 64, 24), np.uint64)
+    x, y, z = np.meshgrid(np.arange(64), np.arange(64), np.arange(24), indexing="ij")
+    truth = {}
+    for k, (yc, zc) in enumerate([(10, 6), (30, 12), (52, 17)]):
+        lab[((y - yc) ** 2 + ((z - zc) * 2) ** 2) <= 36] = 100 + k  # radius 6 vx along x
+        truth[100 + k] = False
+    tree = np.zeros_like(lab, bool)
+    for yc in range(4, 64, 8):  # a comb: one spine along y plus many thin teeth along x
+        tree |= (np.abs(y - yc) <= 0) & (np.abs(z - 3) <= 0) & (x < 40)
+    tree |= (np.abs(x - 40) <= 0) & (np.abs(z - 3) <= 0)
+    lab[tree & (lab == 0)] = 200
+    truth[200] = True
+    return lab, truth
+
+
+def test_run_astrocytes_end_to_end(tmp_path):
+    lab, truth = toy_tissue()
+    wd = make_project(tmp_path, lab, voxel_size_nm=(20.0, 20.0, 40.0), chunks=(32, 32, 24),
+                      block=(32, 32, 24), min_cc_size_nm=500.0)
+    run_rag(wd, compute=SERIAL)
+    # train on this tissue's labels (the default model is trained on the demo tissue instead)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("sv_id,is_astrocyte\n" + "".join(f"{k},{int(v)}\n" for k, v in truth.items()))
+    with pytest.raises(ValueError, match="both classes"):
+        lbl1 = tmp_path / "one.csv"
+        lbl1.write_text("sv_id,is_astrocyte\n100,0\n101,0\n")
+        train_astrocytes(wd, lbl1, compute=SERIAL)
+    path, acc = train_astrocytes(wd, labels, compute=SERIAL, folds=2)
+    feats = Project(wd).objects("sv_features").to_pydict()
+    i_tree, i_den = feats["sv_id"].index(200), feats["sv_id"].index(100)
+    assert feats["log_branchiness"][i_tree] > feats["log_branchiness"][i_den] + 0.5
+    assert feats["log_thickness_nm"][i_tree] < feats["log_thickness_nm"][i_den]
+    cfgp = wd / "syngraph.toml"
+    cfgp.write_text(cfgp.read_text().replace("[cells]\n", f'[cells]\nastrocyte_model = "{path}"\n'))
+    rep = run_astrocytes(wd, compute=SERIAL)
+    cls = Project(wd).objects("sv_class").to_pydict()
+    assert {s: k == "astrocyte" for s, k in zip(cls["sv_id"], cls["kind"], strict=True)} == truth
+    assert rep.n_astrocyte_sv == 1
+    run_cells(wd, compute=SERIAL)
+    kinds = dict(zip(*Project(wd).objects("cells").select(["cell_id", "kind"]).to_pydict().values(), strict=True))
+    assert kinds == {100: "neuron", 101: "neuron", 102: "neuron", 200: "astrocyte"}
+    _ = pa
