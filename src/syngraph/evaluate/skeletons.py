@@ -1,0 +1,159 @@
+"""Score the skeletons step against the demo tissue's true skeletons (``gt/skeletons.parquet``).
+
+* node precision: fraction of our nodes within the tolerance of the true skeleton (its edges,
+  not only its nodes); node recall: fraction of true nodes within the tolerance of ours. The
+  tolerance at a point is ``max(2 * largest voxel side, local true radius)``.
+* cable length: ``|ours - true| / true`` per cell (cells with >= 1 um of true cable), the
+  fractions within 5 % and 10 %, and the relative error of the summed cable.
+* ``per_type``: precision, recall and cable per true cell type (``gt/cells.parquet``).
+* myelin: fraction of our nodes whose ``myelin`` equals that of the nearest true edge.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+from scipy.spatial import cKDTree
+
+from syngraph.config import load_config
+
+
+def densify(nodes: np.ndarray, parent: np.ndarray, values: dict[str, np.ndarray],
+            step_nm: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Points every ``step_nm`` along the edges (child -> parent) plus the nodes; values of the
+    child node go with the points of its edge (the parent's at the parent end)."""
+    pts = [nodes]
+    vals = {k: [np.asarray(v)] for k, v in values.items()}
+    has = parent >= 0
+    a, b = nodes[has], nodes[parent[has]]
+    seg = np.linalg.norm(b - a, axis=1)
+    nsub = np.maximum(np.ceil(seg / step_nm).astype(np.int64), 1)
+    rep = np.repeat(np.arange(len(a)), nsub)
+    t = (np.arange(nsub.sum()) - np.repeat(np.cumsum(nsub) - nsub, nsub)) / np.repeat(nsub, nsub)
+    pts.append(a[rep] + (b[rep] - a[rep]) * t[:, None])
+    for k, v in values.items():
+        vals[k].append(np.asarray(v)[has][rep])
+    return np.concatenate(pts), {k: np.concatenate(v) for k, v in vals.items()}
+
+
+def cable_um(nodes: np.ndarray, parent: np.ndarray) -> float:
+    has = parent >= 0
+    return float(np.linalg.norm(nodes[has] - nodes[parent[has]], axis=1).sum() / 1000)
+
+
+def score_cell(gt: dict[str, np.ndarray], ours: dict[str, np.ndarray], min_tol_nm: float) -> dict[str, Any]:
+    """Counts for one cell; arrays: nodes (n,3) nm, parent, radius, myelin (optional)."""
+    gvals = {"radius": gt["radius"]}
+    if "myelin" in gt:
+        gvals["myelin"] = gt["myelin"]
+    gpts, gv = densify(gt["nodes"], gt["parent"], gvals, min_tol_nm / 4)
+    tol_g = np.maximum(gv["radius"], min_tol_nm)
+    out: dict[str, Any] = {"n_ours": len(ours["nodes"]), "n_true": len(gt["nodes"])}
+    if len(ours["nodes"]):
+        d, j = cKDTree(gpts).query(ours["nodes"])
+        out["precise"] = int((d <= tol_g[j]).sum())
+        opts, _ = densify(ours["nodes"], ours["parent"], {}, min_tol_nm / 4)
+        d2, _ = cKDTree(opts).query(gt["nodes"])
+        out["recalled"] = int((d2 <= np.maximum(gt["radius"], min_tol_nm)).sum())
+        if "myelin" in ours and "myelin" in gv:
+            out["myelin_ok"] = int((np.asarray(ours["myelin"], bool) == gv["myelin"][j].astype(bool)).sum())
+    else:
+        out.update(precise=0, recalled=0, myelin_ok=0)
+    out["cable_true_um"] = cable_um(gt["nodes"], gt["parent"])
+    out["cable_ours_um"] = cable_um(ours["nodes"], ours["parent"]) if len(ours["nodes"]) else 0.0
+    return out
+
+
+def _by_cell(table: Any, id_col: str, xyz: tuple[str, str, str], radius: str) -> dict[int, dict[str, np.ndarray]]:
+    cols = {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}
+    ids = cols[id_col].astype(np.uint64)
+    order = np.lexsort((cols["node_id"], ids))
+    ids = ids[order]
+    bounds = np.r_[0, np.flatnonzero(ids[1:] != ids[:-1]) + 1, len(ids)]
+    out = {}
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        rows = order[a:b]
+        node_id = cols["node_id"][rows]
+        pos = {int(n): i for i, n in enumerate(node_id.tolist())}
+        par = np.array([pos.get(int(p), -1) for p in cols["parent_id"][rows].tolist()], np.int64)
+        d = {
+            "nodes": np.stack([cols[c][rows] for c in xyz], 1).astype(np.float64),
+            "parent": par,
+            "radius": cols[radius][rows].astype(np.float64),
+        }
+        if "myelin" in cols:
+            d["myelin"] = cols["myelin"][rows].astype(bool)
+        out[int(ids[a])] = d
+    return out
+
+
+def score_skeletons(workdir: str | Path, *, min_cable_um: float = 1.0) -> dict[str, Any]:
+    """Node precision/recall, cable length error per cell and myelin accuracy vs the demo truth."""
+    workdir = Path(workdir)
+    gt_path = workdir / "gt" / "skeletons.parquet"
+    ours_path = workdir / "tables" / "skeletons.parquet"
+    for p, fix in ((gt_path, "create a demo with `syngraph synth DIR`"),
+                   (ours_path, "run `syngraph run skeletons` first")):
+        if not p.exists():
+            raise FileNotFoundError(f"{p} does not exist; {fix}")
+    vs = load_config(workdir).voxel_size_nm
+    min_tol = 2.0 * max(vs)
+    gt = _by_cell(pq.read_table(gt_path), "cell_id", ("x_nm", "y_nm", "z_nm"), "radius_nm")
+    ours = _by_cell(pq.read_table(ours_path), "neuron", ("x", "y", "z"), "radius")
+    empty = {"nodes": np.zeros((0, 3)), "parent": np.zeros(0, np.int64), "radius": np.zeros(0)}
+    per_cell = {}
+    tot = dict(precise=0, n_ours=0, recalled=0, n_true=0, myelin_ok=0)
+    for cid, g in gt.items():
+        s = score_cell(g, ours.get(cid, empty), min_tol)
+        per_cell[cid] = s
+        for k in tot:
+            tot[k] += int(s.get(k, 0))
+    cable_err = {
+        c: abs(s["cable_ours_um"] - s["cable_true_um"]) / s["cable_true_um"]
+        for c, s in per_cell.items() if s["cable_true_um"] >= min_cable_um
+    }
+    errs = np.array(list(cable_err.values())) if cable_err else np.zeros(0)
+    has_myelin = "myelin" in pq.read_schema(ours_path).names
+    long = [s for s in per_cell.values() if s["cable_true_um"] >= min_cable_um]
+    true_total = sum(s["cable_true_um"] for s in long)
+    return {
+        "cells_true": len(gt),
+        "cells_ours": len(ours),
+        "cells_missing": sorted(set(gt) - set(ours)),
+        "node_precision": tot["precise"] / max(tot["n_ours"], 1),
+        "node_recall": tot["recalled"] / max(tot["n_true"], 1),
+        "tolerance_nm": f"max({min_tol:g}, local radius)",
+        "cable_rel_error_median": float(np.median(errs)) if len(errs) else float("nan"),
+        "cable_rel_error_max": float(errs.max()) if len(errs) else float("nan"),
+        "cells_cable_within_5pct": float((errs <= 0.05).mean()) if len(errs) else float("nan"),
+        "cells_cable_within_10pct": float((errs <= 0.10).mean()) if len(errs) else float("nan"),
+        "cable_total_rel_error": (sum(s["cable_ours_um"] for s in long) / true_total - 1.0
+                                  if true_total > 0 else float("nan")),
+        "myelin_accuracy": tot["myelin_ok"] / max(tot["n_ours"], 1) if has_myelin else float("nan"),
+        "per_type": _per_type(workdir / "gt" / "cells.parquet", per_cell, min_cable_um),
+        "per_cell": per_cell,
+    }
+
+
+def _per_type(cells_path: Path, per_cell: dict[int, dict[str, Any]], min_cable_um: float) -> dict[str, Any]:
+    """The headline numbers per true cell type (``gt/cells.parquet`` column ``type``), if known."""
+    if not cells_path.exists() or "type" not in pq.read_schema(cells_path).names:
+        return {}
+    t = pq.read_table(cells_path, columns=["cell_id", "type"])
+    kind = dict(zip(t.column("cell_id").to_pylist(), t.column("type").to_pylist(), strict=True))
+    out: dict[str, Any] = {}
+    for name in sorted({kind.get(c, "unknown") for c in per_cell}):
+        cells = [s for c, s in per_cell.items() if kind.get(c, "unknown") == name]
+        long = [s for s in cells if s["cable_true_um"] >= min_cable_um]
+        ok = [abs(s["cable_ours_um"] - s["cable_true_um"]) <= 0.05 * s["cable_true_um"] for s in long]
+        out[name] = {
+            "cells": len(cells),
+            "nodes_true": sum(s["n_true"] for s in cells),
+            "node_precision": sum(s["precise"] for s in cells) / max(sum(s["n_ours"] for s in cells), 1),
+            "node_recall": sum(s["recalled"] for s in cells) / max(sum(s["n_true"] for s in cells), 1),
+            "cells_cable_within_5pct": float(np.mean(ok)) if ok else float("nan"),
+        }
+    return out

@@ -1,0 +1,161 @@
+"""Triangle meshes: welding, checks and the Neuroglancer precomputed legacy format.
+
+Format written under ``<workdir>/meshes/<layer>/`` (Neuroglancer ``neuroglancer_legacy_mesh``)::
+
+    info              {"@type": "neuroglancer_legacy_mesh"}
+    <id>:0            JSON manifest {"fragments": ["<id>:0:1"]} ({"fragments": []} if no mesh)
+    <id>:0:1          uint32 n_vertices, float32 xyz[n_vertices] in nm (global frame),
+                      then uint32 triangle index triples to the end of the file
+
+One object's mesh is one file, so it is read without touching the others. Files are written under a
+temporary name and renamed (the manifest last), so a killed writer leaves no half mesh behind.
+View with Neuroglancer as ``precomputed://<url of meshes/<layer>>``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+INFO = {"@type": "neuroglancer_legacy_mesh"}
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def write_info(mesh_dir: str | Path) -> None:
+    mesh_dir = Path(mesh_dir)
+    mesh_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_bytes(mesh_dir / "info", json.dumps(INFO).encode())
+
+
+def encode_legacy(vertices_nm: np.ndarray, faces: np.ndarray) -> bytes:
+    v = np.ascontiguousarray(vertices_nm, "<f4").reshape(-1, 3)
+    f = np.ascontiguousarray(faces, "<u4").reshape(-1, 3)
+    return np.uint32(len(v)).astype("<u4").tobytes() + v.tobytes() + f.tobytes()
+
+
+def decode_legacy(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    n = int(np.frombuffer(data[:4], "<u4")[0])
+    v = np.frombuffer(data[4 : 4 + 12 * n], "<f4").reshape(n, 3).astype(np.float32)
+    f = np.frombuffer(data[4 + 12 * n :], "<u4").reshape(-1, 3).astype(np.uint32)
+    return v, f
+
+
+def write_mesh(mesh_dir: str | Path, obj_id: int, vertices_nm: np.ndarray, faces: np.ndarray) -> None:
+    """Write one object's mesh (fragment, then manifest) into a legacy precomputed directory."""
+    mesh_dir = Path(mesh_dir)
+    frags = []
+    if len(faces):
+        name = f"{int(obj_id)}:0:1"
+        _atomic_bytes(mesh_dir / name, encode_legacy(vertices_nm, faces))
+        frags.append(name)
+    _atomic_bytes(mesh_dir / f"{int(obj_id)}:0", json.dumps({"fragments": frags}).encode())
+
+
+def read_mesh(mesh_dir: str | Path, obj_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (N, 3) float32 in nm and faces (M, 3) uint32 of one object (all fragments)."""
+    mesh_dir = Path(mesh_dir)
+    manifest = mesh_dir / f"{int(obj_id)}:0"
+    if not manifest.exists():
+        raise FileNotFoundError(
+            f"no mesh for id {int(obj_id)} in {mesh_dir} (no manifest {manifest.name}); "
+            f"is the id in the layer's table, and was the layer meshed (config meshes.exclude)?"
+        )
+    vs, fs, n = [], [], 0
+    for name in json.loads(manifest.read_text())["fragments"]:
+        v, f = decode_legacy((mesh_dir / name).read_bytes())
+        vs.append(v)
+        fs.append(f + np.uint32(n))
+        n += len(v)
+    if not vs:
+        return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint32)
+    return np.concatenate(vs), np.concatenate(fs)
+
+
+def weld(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge identical vertices (exact equality: pass quantized integer positions), drop faces
+    that became degenerate and duplicated faces (same vertex set; the first one is kept).
+
+    >>> v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]])
+    >>> f = np.array([[0, 1, 2], [3, 5, 4], [2, 1, 0]])
+    >>> vv, ff = weld(v, f); len(vv), ff.tolist()
+    (4, [[0, 2, 1], [2, 3, 1]])
+    """
+    if len(faces) == 0:
+        return np.zeros((0, 3), vertices.dtype), np.zeros((0, 3), np.uint32)
+    uniq, inv = _unique_rows(vertices)
+    f = inv[faces]
+    ok = (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])
+    f = f[ok]
+    _, first = _unique_rows(np.sort(f, axis=1), return_index=True)
+    f = f[np.sort(first)]
+    used = np.flatnonzero(np.bincount(f.ravel(), minlength=len(uniq)))
+    remap = np.full(len(uniq), -1, np.int64)
+    remap[used] = np.arange(len(used))
+    return uniq[used], remap[f].astype(np.uint32)
+
+
+def _unique_rows(a: np.ndarray, return_index: bool = False):
+    """Unique rows of an integer (n, 3) array, via one int64 key per row when it fits (fast)."""
+    a = np.asarray(a)
+    lo = a.min(0).astype(np.int64) if len(a) else np.zeros(3, np.int64)
+    span = (a.max(0).astype(np.int64) - lo + 1) if len(a) else np.ones(3, np.int64)
+    if a.dtype.kind in "iu" and float(span[0]) * float(span[1]) * float(span[2]) < 2**62:
+        b = a.astype(np.int64) - lo
+        key = (b[:, 0] * span[1] + b[:, 1]) * span[2] + b[:, 2]
+        order = np.argsort(key, kind="stable")
+        sk = key[order]
+        new = np.ones(len(a), bool)
+        new[1:] = sk[1:] != sk[:-1]
+    else:  # lexsort on the columns: much faster than np.unique(axis=0)
+        order = np.lexsort((a[:, 2], a[:, 1], a[:, 0]))
+        s = a[order]
+        new = np.ones(len(a), bool)
+        new[1:] = (s[1:] != s[:-1]).any(1)
+    idx = order[new]
+    inv = np.empty(len(a), np.int64)
+    inv[order] = np.cumsum(new) - 1
+    inv = inv.reshape(-1)
+    if return_index:
+        return a[idx], idx
+    return a[idx], inv
+
+
+def edge_counts(faces: np.ndarray) -> np.ndarray:
+    """How many faces share each undirected edge."""
+    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]).astype(np.int64)
+    e.sort(axis=1)
+    key = np.sort(e[:, 0] * (int(e.max()) + 1) + e[:, 1])
+    new = np.ones(len(key), bool)
+    new[1:] = key[1:] != key[:-1]
+    return np.diff(np.append(np.flatnonzero(new), len(key)))
+
+
+def is_closed(faces: np.ndarray) -> bool:
+    """True if every edge is shared by exactly two faces (watertight) and there is a face."""
+    return len(faces) > 0 and bool((edge_counts(faces) == 2).all())
+
+
+def area(vertices: np.ndarray, faces: np.ndarray) -> float:
+    """Surface area (units of the vertices, squared)."""
+    if len(faces) == 0:
+        return 0.0
+    v = vertices.astype(np.float64)
+    a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
+    return float(0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1).sum())
+
+
+def volume(vertices: np.ndarray, faces: np.ndarray) -> float:
+    """Enclosed volume of a closed, consistently oriented mesh (divergence theorem; signed)."""
+    if len(faces) == 0:
+        return 0.0
+    v = vertices.astype(np.float64)
+    a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
+    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)

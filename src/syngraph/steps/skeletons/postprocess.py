@@ -1,0 +1,413 @@
+"""Post-processing of one joined cell skeleton: thinning, dust and tick removal, tree order.
+
+Order as in the reference (thin per block, then dust and ticks on the merged skeleton): thinning
+keeps every tip and branch point, so tick and dust lengths are measured on the same cable.
+All functions are pure on a :class:`~.join.Forest` (nodes in nm) and never add edges between
+nodes that were not already connected by a path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import breadth_first_order
+
+from syngraph.steps.skeletons.join import Forest, components, edge_lengths
+
+HOOK = 1.5  # a tip whose path to a covering node is this much longer than the straight line is a hook
+
+
+def degrees(n: int, edges: np.ndarray) -> np.ndarray:
+    return np.bincount(np.asarray(edges, np.int64).reshape(-1), minlength=n)
+
+
+def _adjacency(n: int, edges: np.ndarray) -> list[list[int]]:
+    adj: list[list[int]] = [[] for _ in range(n)]
+    for a, b in np.asarray(edges, np.int64).reshape(-1, 2).tolist():
+        adj[a].append(b)
+        adj[b].append(a)
+    return adj
+
+
+def orient(forest: Forest, priority: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Tree order of a forest: ``(order, parent)`` with parents before children.
+
+    Each tree is rooted at its node of highest ``priority`` (default: the largest radius, the
+    soma for a neuron); ``order`` lists node indices tree by tree (trees by their smallest node
+    index) in breadth-first order; ``parent[i]`` is the parent of node ``i`` (-1 for roots).
+    """
+    n = len(forest)
+    parent = np.full(n, -1, np.int64)
+    if n == 0:
+        return np.zeros(0, np.int64), parent
+    pr = forest.radius_nm if priority is None else priority
+    comp = components(n, forest.edges)
+    # root per tree: highest priority, ties to the lowest index
+    idx = np.lexsort((np.arange(n), -np.asarray(pr, np.float64), comp))
+    first = np.r_[True, comp[idx][1:] != comp[idx][:-1]]
+    roots = idx[first]
+    roots = roots[np.argsort(comp[roots])]
+    e = forest.edges
+    g = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n)).tocsr()
+    orders = []
+    for r in roots.tolist():
+        o, pred = breadth_first_order(g, r, directed=False, return_predecessors=True)
+        parent[o[1:]] = pred[o[1:]]
+        orders.append(o)
+    return np.concatenate(orders).astype(np.int64), parent
+
+
+def smooth(forest: Forest, iterations: int) -> Forest:
+    """Smooth node positions along the paths; tips and branch points stay where they are.
+
+    Each iteration moves every node of degree two to ``(prev + 2 * self + next) / 4``, which
+    removes the staircase of a path traced through voxels (it adds about 8 % of length to a
+    line at 26.6 degrees to a grid axis) while moving a smooth path by much less than a voxel.
+
+    >>> f = Forest(np.array([[0.0, 0, 0], [1, 1, 0], [2, 0, 0]]), np.array([[0, 1], [1, 2]]),
+    ...            np.ones(3, np.float32), {})
+    >>> smooth(f, 1).nodes_nm[1].tolist()
+    [1.0, 0.5, 0.0]
+    """
+    n = len(forest)
+    if n < 3 or iterations <= 0:
+        return forest
+    e = forest.edges
+    deg = degrees(n, e)
+    mid = np.flatnonzero(deg == 2)
+    if len(mid) == 0:
+        return forest
+    both = np.concatenate([e, e[:, ::-1]])
+    both = both[np.argsort(both[:, 0], kind="stable")]
+    start = np.searchsorted(both[:, 0], mid)
+    a, b = both[start, 1], both[start + 1, 1]
+    pos = forest.nodes_nm.astype(np.float64, copy=True)
+    for _ in range(iterations):
+        pos[mid] = 0.25 * pos[a] + 0.5 * pos[mid] + 0.25 * pos[b]
+    return Forest(pos, e, forest.radius_nm, forest.attrs)
+
+
+def thin(forest: Forest, spacing_nm: float, max_deviation_nm: float = np.inf) -> Forest:
+    """Keep tips, branch points and about one node per ``spacing_nm`` of cable in between.
+
+    Walking each tree from its root, a node is kept when it is a root, tip or branch point,
+    when the path length since the last kept node reaches ``spacing_nm``, or when leaving out
+    the nodes since the last kept one would move the skeleton by more than
+    ``max_deviation_nm`` (so bends keep their nodes and near-collinear nodes go); kept nodes
+    are joined to their nearest kept ancestor. Node positions are unchanged.
+
+    >>> f = Forest(np.c_[np.arange(11.0), np.zeros(11), np.zeros(11)],
+    ...            np.c_[np.arange(10), np.arange(1, 11)], np.ones(11, np.float32), {})
+    >>> thin(f, 4.0).nodes_nm[:, 0].tolist()
+    [0.0, 4.0, 8.0, 10.0]
+    """
+    n = len(forest)
+    if n == 0 or spacing_nm <= 0:
+        return forest
+    nodes = forest.nodes_nm
+    order, parent = orient(forest, priority=-np.arange(n, dtype=np.float64))
+    deg = degrees(n, forest.edges)
+    step = np.zeros(n)
+    has_p = parent >= 0
+    step[has_p] = np.linalg.norm(nodes[has_p] - nodes[parent[has_p]], axis=1)
+    new_parent = np.full(n, -1, np.int64)
+    par = parent.tolist()
+    st = step.tolist()
+    kp = ((deg != 2) | ~has_p).tolist()
+    acc = [0.0] * n
+    ka = list(range(n))  # nearest kept node at or above each node
+    check = bool(np.isfinite(max_deviation_nm))
+    for v in order.tolist():
+        p = par[v]
+        if p < 0:
+            continue
+        if check and not kp[p]:
+            a = ka[p]
+            run = [p]
+            while par[run[-1]] != a:
+                run.append(par[run[-1]])
+            chord = nodes[v] - nodes[a]
+            c2 = float(chord @ chord)
+            rel = nodes[run] - nodes[a]
+            if c2 > 0:
+                rel = rel - np.outer(np.clip(rel @ chord / c2, 0.0, 1.0), chord)
+            if float(np.einsum("ij,ij->i", rel, rel).max()) > max_deviation_nm**2:
+                kp[p] = True  # p has one child (v), so nothing else depends on it yet
+                new_parent[p] = a
+                ka[p] = p
+        run_len = (0.0 if kp[p] else acc[p]) + st[v]
+        acc[v] = run_len
+        if not kp[v] and run_len >= spacing_nm:
+            kp[v] = True
+        if kp[v]:
+            new_parent[v] = ka[p]
+            ka[v] = v
+        else:
+            ka[v] = ka[p]
+    keep = np.array(kp, bool)
+    child = np.flatnonzero(keep & (new_parent >= 0))
+    edges = np.stack([child, new_parent[child]], 1)
+    return forest.subset(keep, edges)
+
+
+def on_volume_border(nodes_nm: np.ndarray, spacing_nm: tuple[float, float, float],
+                     volume_shape_vx: tuple[int, int, int] | None) -> np.ndarray:
+    """True for nodes on the first or last voxel plane of the volume (skeleton resolution)."""
+    if volume_shape_vx is None or len(nodes_nm) == 0:
+        return np.zeros(len(nodes_nm), bool)
+    v = np.rint(np.asarray(nodes_nm) / np.asarray(spacing_nm)).astype(np.int64)
+    return np.any((v <= 0) | (v >= np.asarray(volume_shape_vx) - 1), axis=1)
+
+
+def retract_tips(forest: Forest, fixed: np.ndarray, tol_nm: float) -> Forest:
+    """Move every tip back from the surface to the centre of its end cap.
+
+    TEASAR paths end on the object's surface; the axis of a neurite ends at the centre of the
+    sphere that caps it. Walking in from a tip ``t``, the new tip is the last node ``q`` whose
+    inscribed sphere contains the tip's (``|q - t| + radius[t] <= radius[q] + tol_nm``,
+    ``tol_nm`` about a voxel and a half for the discretisation of the distance field); the
+    nodes before it are removed. A tip already at a cap centre stays (its own sphere is as
+    large as its neighbours'). The walk ends at a branch point, which may itself be that
+    node: a bump on the surface (a branch no longer than the radius of the branch it sits on)
+    then disappears. A tree's last node is never removed. Tips where ``fixed`` is true (ends on
+    the volume border, where the neurite leaves the volume) stay, and no walk passes them.
+
+    >>> x = np.arange(0.0, 101.0, 10.0)
+    >>> f = Forest(np.c_[x, np.zeros(11), np.zeros(11)], np.c_[np.arange(10), np.arange(1, 11)],
+    ...            np.minimum(np.minimum(x, 100 - x) + 5, 30).astype(np.float32), {})
+    >>> retract_tips(f, np.zeros(11, bool), 0.0).nodes_nm[:, 0].tolist()
+    [20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0]
+    """
+    n = len(forest)
+    if n < 2:
+        return forest
+    deg = degrees(n, forest.edges)
+    adj = _adjacency(n, forest.edges)
+    nodes = forest.nodes_nm
+    radius = forest.radius_nm.astype(np.float64)
+    reach = radius + tol_nm
+    alive = np.ones(n, bool)
+    # in a cap, |q - t| and radius[q] grow together, with the noise of a few voxel steps
+    margin = 3.0 * float(np.median(edge_lengths(nodes, forest.edges))) if len(forest.edges) else 0.0
+    fixed = np.asarray(fixed, bool)
+    for t in np.flatnonzero((deg == 1) & ~fixed).tolist():
+        if not alive[t]:
+            continue
+        path = [t]
+        last = 0  # index in path of the last node whose sphere reaches t
+        prev, cur = -1, t
+        far = reach[t]
+        while True:
+            nxt = [w for w in adj[cur] if w != prev and alive[w]]
+            if len(nxt) != 1:
+                break
+            w = nxt[0]
+            if fixed[w]:  # never walk through an end on the volume border
+                break
+            d = float(np.linalg.norm(nodes[w] - nodes[t]))
+            far = max(far, reach[w])
+            if d > far + margin:  # farther than any sphere on the way can reach
+                break
+            path.append(w)
+            if d + radius[t] <= reach[w]:
+                last = len(path) - 1
+            if deg[w] >= 3:
+                break
+            prev, cur = cur, w
+        if last == 0:
+            continue
+        drop = path[:last]  # all of it if the branch lies in the branch point's sphere
+        if len(drop) >= int(alive.sum()):
+            drop = drop[:-1]
+        alive[drop] = False
+        if deg[path[last]] >= 3:
+            deg[path[last]] -= 1
+    return forest.subset(alive)
+
+
+def cable_length_nm(forest: Forest) -> float:
+    return float(edge_lengths(forest.nodes_nm, forest.edges).sum())
+
+
+def remove_dust(forest: Forest, dust_nm: float, tree_vx: np.ndarray | None = None,
+                dust_vx: int = 0) -> Forest:
+    """Drop trees with cable length < ``dust_nm`` or (if given) fewer than ``dust_vx`` voxels.
+
+    If that would drop every tree, the largest tree (by voxels, then cable) is kept, so every
+    non-empty cell keeps a skeleton (a piece of one voxel keeps its single node).
+    """
+    n = len(forest)
+    if n == 0:
+        return forest
+    comp = components(n, forest.edges)
+    ncomp = int(comp.max()) + 1
+    cable = np.zeros(ncomp)
+    if len(forest.edges):
+        np.add.at(cable, comp[forest.edges[:, 0]], edge_lengths(forest.nodes_nm, forest.edges))
+    vx = np.zeros(ncomp, np.int64)
+    if tree_vx is not None:
+        vx[comp] = tree_vx
+    ok = cable >= dust_nm
+    if tree_vx is not None:
+        ok &= vx >= dust_vx
+    if not ok.any():
+        ok[np.lexsort((-cable, -vx))[0]] = True
+    return forest.subset(ok[comp])
+
+
+def _tip_branches(n: int, e: np.ndarray, alive: np.ndarray, nodes: np.ndarray,
+                  max_len: float) -> dict[int, list[tuple[float, list[int]]]]:
+    """Tip branches (tip .. node before the branch point) up to ``max_len``, per branch point."""
+    deg = degrees(n, e)
+    adj = _adjacency(n, e)
+    out: dict[int, list[tuple[float, list[int]]]] = {}
+    for tip in np.flatnonzero(alive & (deg == 1)).tolist():
+        path = [tip]
+        prev, cur = -1, tip
+        length = 0.0
+        while True:
+            nxt = [w for w in adj[cur] if w != prev]
+            if not nxt:
+                break
+            w = nxt[0]
+            length += float(np.linalg.norm(nodes[w] - nodes[cur]))
+            if length >= max_len:
+                break
+            if deg[w] >= 3:
+                out.setdefault(w, []).append((length, path))
+                break
+            if deg[w] == 1:  # the whole tree is one path
+                break
+            path.append(w)
+            prev, cur = cur, w
+    return out
+
+
+def _prune(forest: Forest, max_len: float, removable, order_key) -> Forest:  # type: ignore[no-untyped-def]
+    """Remove tip branches for which ``removable(path, alive)`` holds, in ``order_key`` order.
+
+    Candidates are re-tested against the current tree one at a time, and at most one branch
+    per branch point goes per round (after that it may no longer be a branch point).
+    """
+    n = len(forest)
+    alive = np.ones(n, bool)
+    edges = forest.edges
+    while True:
+        e = edges[alive[edges[:, 0]] & alive[edges[:, 1]]] if len(edges) else edges
+        branches = _tip_branches(n, e, alive, forest.nodes_nm, max_len)
+        cands = [(order_key(length, path), bp, path) for bp, c in branches.items() for length, path in c]
+        cands.sort(key=lambda c: (c[0], c[2][0]))
+        done: set[int] = set()
+        for _, bp, path in cands:
+            if bp in done or not removable(path, alive):
+                continue
+            alive[path] = False
+            done.add(bp)
+        if not done:
+            break
+    return forest.subset(alive)
+
+
+def remove_ticks(forest: Forest, tick_nm: float, fixed: np.ndarray | None = None) -> Forest:
+    """Remove branches from a tip to a branch point shorter than ``tick_nm``, shortest first.
+
+    At each branch point only the shortest tick is removed per round; the branch point may then
+    become an ordinary node and its remaining branches merge into longer ones, as in
+    ``kimimaro.postprocess.remove_ticks``. A tree that is a single path is never shortened.
+    Tips where ``fixed`` is true (on the volume border: a neurite leaving the volume, not a bump
+    on a surface) are never removed.
+    """
+    if len(forest) == 0 or tick_nm <= 0:
+        return forest
+    keep = np.zeros(len(forest), bool) if fixed is None else np.asarray(fixed, bool)
+    return _prune(forest, tick_nm, lambda path, alive: not keep[path[0]], lambda length, path: length)
+
+
+def remove_redundant_branches(forest: Forest, tol_nm: float) -> Forest:
+    """Peel tips that lie inside the lumen of a part of the tree they are not locally joined to.
+
+    Where a block face runs along a neurite, the thin sliver on the far side of the face gets
+    its own path, parallel to the neurite's axis and inside it. A tip node ``t`` is peeled when
+    some other node ``m`` has ``t`` inside its radius (``|t - m| <= radius[m] + tol_nm``) while
+    the path from ``t`` to ``m`` along the tree is longer than ``|t - m| + radius[m] + tol_nm``
+    or than ``1.5 |t - m| + 2 tol_nm`` (so ``m`` is not just ``t``'s own neighbourhood; the
+    second bound catches a path that hooks back into the neurite at its end, as a sliver path
+    does where a block face cuts a neurite's end cap). Thinner tips go first; peeling a tip may
+    expose the next one. Two neurites of one cell that run side by side are not touched: their
+    axes are farther apart than either radius.
+    """
+    import heapq
+
+    from scipy.spatial import cKDTree
+
+    n = len(forest)
+    if n < 3:
+        return forest
+    nodes = forest.nodes_nm
+    radius = forest.radius_nm.astype(np.float64)
+    reach = radius + tol_nm
+    tree = cKDTree(nodes)
+    adj = _adjacency(n, forest.edges)
+    alive = np.ones(n, bool)
+    deg = degrees(n, forest.edges)
+    heap = [(radius[t], t) for t in np.flatnonzero(deg == 1).tolist()]
+    heapq.heapify(heap)
+    rmax = float(reach.max())
+
+    def covered(t: int) -> bool:
+        cand = [m for m in tree.query_ball_point(nodes[t], rmax) if alive[m] and m != t]
+        de = {m: float(np.linalg.norm(nodes[m] - nodes[t])) for m in cand}
+        cand = [m for m in cand if de[m] <= reach[m]]
+        if not cand:
+            return False
+        limit = max(de[m] + reach[m] for m in cand)
+        dist = {t: 0.0}
+        pq = [(0.0, t)]
+        while pq:
+            d, u = heapq.heappop(pq)
+            if d > dist.get(u, np.inf) or d > limit:
+                continue
+            for w in adj[u]:
+                if not alive[w]:
+                    continue
+                nd = d + float(np.linalg.norm(nodes[w] - nodes[u]))
+                if nd < dist.get(w, np.inf) and nd <= limit:
+                    dist[w] = nd
+                    heapq.heappush(pq, (nd, w))
+        return any(dist.get(m, np.inf) > min(de[m] + reach[m], HOOK * de[m] + 2 * tol_nm) for m in cand)
+
+    while heap:
+        _, t = heapq.heappop(heap)
+        if not alive[t] or deg[t] != 1 or not covered(t):
+            continue
+        alive[t] = False
+        for w in adj[t]:
+            if alive[w]:
+                deg[w] -= 1
+                if deg[w] == 1:
+                    heapq.heappush(heap, (radius[w], w))
+    return forest.subset(alive)
+
+
+@dataclass(frozen=True)
+class SkeletonStats:
+    cable_length_um: float
+    n_branch_points: int
+    n_tips: int
+    n_nodes: int
+    n_trees: int
+
+
+def stats(forest: Forest) -> SkeletonStats:
+    n = len(forest)
+    deg = degrees(n, forest.edges)
+    ntrees = int(components(n, forest.edges).max()) + 1 if n else 0
+    return SkeletonStats(
+        cable_length_um=cable_length_nm(forest) / 1000.0,
+        n_branch_points=int((deg >= 3).sum()),
+        n_tips=int((deg == 1).sum()),
+        n_nodes=n,
+        n_trees=ntrees,
+    )

@@ -1,0 +1,320 @@
+"""TEASAR skeletons of one block with kimimaro, border-aware so that blocks join exactly.
+
+The block function sees only numpy: a label array at skeleton resolution (cell ids, already
+downsampled) that covers the block's *trace region* plus a halo. The halo is used only for the
+distance-to-boundary field (so radii and path centring near a block face are what a whole-volume
+run would see); tracing happens inside the trace region, which overlaps the next block's trace
+region by exactly one voxel plane. As kimimaro's ``fix_borders``, every cross-section on every
+face of the trace region gets a border target at the maximum of its 2-D distance transform
+(:func:`face_targets`: taken over the read region's whole plane, so a section clipped by a block
+edge keeps its target near the axis); the shared plane is identical in both blocks, so both
+place the same vertex there and the pieces join where their vertices coincide (:mod:`.join`).
+Targets where the axis crosses a face are traced before the TEASAR paths (the path runs
+through them); targets on a face that runs along a neurite are traced after them, as short
+spurs off the axis (:func:`_crosses`).
+
+We call kimimaro's own building blocks (``compute_cc_labels``, ``trace``) instead of
+``kimimaro.skeletonize`` for three reasons, each a case where the whole-volume entry point
+would break exact joins:
+
+* ``trace`` returns an empty skeleton when a piece has ``max_paths`` or more border targets; we
+  allow ``max_paths`` TEASAR paths *plus* one path per border target;
+* in soma mode kimimaro trims path points within the soma radius, which can remove a border
+  target; we put it back as a vertex joined to the soma root, which is how kimimaro represents
+  every other path inside the soma;
+* the dust threshold must apply to whole cells, not to the part of a cell inside one block, so
+  pieces are all skeletonized here and dust is removed after joining (``piece_vx`` is returned
+  so the caller can sum voxel counts over joined pieces).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypedDict
+
+import cc3d
+import edt
+import fastremap
+import numpy as np
+from kimimaro.trace import trace
+from kimimaro.utility import compute_cc_labels
+from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import breadth_first_order, connected_components
+
+
+class TeasarParams(TypedDict):
+    """kimimaro TEASAR parameters; lengths in nm."""
+
+    scale: float
+    const: float
+    pdrf_scale: float
+    pdrf_exponent: int
+    soma_detection_threshold: float
+    soma_acceptance_threshold: float
+    soma_invalidation_scale: float
+    soma_invalidation_const: float
+    max_paths: int
+
+
+@dataclass(frozen=True)
+class BlockSkeletons:
+    """The skeleton pieces of one block, one row per vertex.
+
+    ``vertex_vx`` are integer voxel coordinates at skeleton resolution, relative to the trace
+    region's origin; ``parent`` is a row index into the same arrays (-1 for a piece's root), so
+    every piece is a tree; ``piece`` numbers the pieces of the block and ``piece_vx`` is the
+    voxel count of the connected component a vertex was traced in.
+    """
+
+    cell_id: np.ndarray  # (n,) uint64
+    vertex_vx: np.ndarray  # (n, 3) int64
+    radius_nm: np.ndarray  # (n,) float32
+    parent: np.ndarray  # (n,) int64
+    piece: np.ndarray  # (n,) int64
+    piece_vx: np.ndarray  # (n,) int64
+
+    @classmethod
+    def empty(cls) -> BlockSkeletons:
+        z = np.zeros(0, np.int64)
+        return cls(np.zeros(0, np.uint64), np.zeros((0, 3), np.int64), np.zeros(0, np.float32), z, z, z)
+
+    def __len__(self) -> int:
+        return int(self.cell_id.shape[0])
+
+
+def tree_parents(n: int, edges: np.ndarray, root: int = 0) -> np.ndarray:
+    """Parent index of every vertex of a forest given undirected ``edges``; roots get -1.
+
+    The component containing ``root`` is rooted there, every other component at its lowest
+    vertex index. Edges that would close a cycle are dropped (a BFS tree is kept).
+
+    >>> tree_parents(4, np.array([[0, 1], [1, 2], [3, 2]]), root=2).tolist()
+    [1, 2, -1, 2]
+    """
+    parent = np.full(n, -1, np.int64)
+    if n == 0:
+        return parent
+    e = np.asarray(edges, np.int64).reshape(-1, 2)
+    g = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n)).tocsr()
+    ncomp, comp = connected_components(g, directed=False)
+    roots = [root] + [int(np.flatnonzero(comp == c)[0]) for c in range(ncomp) if c != comp[root]]
+    for r in roots:
+        order, pred = breadth_first_order(g, r, directed=False, return_predecessors=True)
+        parent[order] = pred[order]
+        parent[r] = -1
+    parent[parent < 0] = -1
+    return parent
+
+
+def face_targets(
+    labels: np.ndarray,
+    trace_region: tuple[slice, slice, slice],
+    cc_labels: np.ndarray,
+    anisotropy_nm: tuple[float, float, float],
+) -> tuple[dict[int, list[tuple[int, int, int]]], dict[int, list[tuple[int, int, int]]]]:
+    """Border targets of every piece: one per connected cross-section on each trace-region face.
+
+    Like ``kimimaro.intake.compute_border_targets`` (the maximum of the 2-D distance transform
+    of each 8-connected cross-section of a face), except that the distance transform is taken
+    over the whole plane of the read region, not only the face: a neurite whose cross-section
+    is cut by the edge of the face (it crosses near a block edge or corner) gets its target
+    where its axis is, or as near to it as the face allows, instead of at the centre of the
+    clipped part. The plane and the face are the same in both blocks that share the face, so
+    both compute the same target (ties go to the first voxel in C order).
+
+    Returns ``(on_volume_border, on_shared_faces)``, each ``{piece id in cc_labels: [(x, y, z),
+    ...]}`` in trace-region coordinates. A face is on the volume border when it is also a face
+    of ``labels`` (the read region is the trace region grown by a halo of at least one voxel,
+    clipped to the volume).
+    """
+    volume: dict[int, list[tuple[int, int, int]]] = {}
+    shared: dict[int, list[tuple[int, int, int]]] = {}
+    tr = [(s.start, s.stop) for s in trace_region]
+    for axis in range(3):
+        other = [a for a in range(3) if a != axis]
+        spacing = tuple(float(anisotropy_nm[a]) for a in other)
+        for local in (0, tr[axis][1] - tr[axis][0] - 1):
+            index = [slice(None)] * 3
+            index[axis] = tr[axis][0] + local  # type: ignore[call-overload]
+            at_border = tr[axis][0] + local in (0, labels.shape[axis] - 1)
+            out = volume if at_border else shared
+            plane = np.ascontiguousarray(labels[tuple(index)])
+            rect = tuple(slice(*tr[a]) for a in other)
+            face = plane[rect]
+            if not face.any():
+                continue
+            dt = edt.edt(plane, anisotropy=spacing, black_border=True, parallel=1)[rect]
+            cc2, n = cc3d.connected_components(face, connectivity=8, return_N=True)
+            if n == 0:
+                continue
+            pos = ndimage.maximum_position(dt, cc2, index=np.arange(1, n + 1))
+            for p in pos:
+                t = [0, 0, 0]
+                t[axis] = local
+                t[other[0]], t[other[1]] = int(p[0]), int(p[1])
+                piece = int(cc_labels[tuple(t)])
+                out.setdefault(piece, [])
+                if tuple(t) not in out[piece]:
+                    out[piece].append(tuple(t))  # type: ignore[arg-type]
+    return volume, shared
+
+
+def _crosses(dbf_roi: np.ndarray, mask: np.ndarray, t_local: tuple[int, int, int],
+             t_region: tuple[int, int, int], region_shape: tuple[int, ...], aniso: np.ndarray) -> bool:
+    """Whether the neurite's axis crosses the face at a face target (rather than running along
+    the face, or the target lying on a sliver beside the axis).
+
+    Walking half the target's radius from it into the block along the face normal, the
+    distance to the boundary must stay above 0.6 of the target's (the axis meets the face at
+    less than about 53 degrees from the normal) and never exceed it by more than a voxel (the
+    target is not beside a thicker axis).
+    """
+    faces = [(a, 1) for a in range(3) if t_region[a] == 0]
+    faces += [(a, -1) for a in range(3) if t_region[a] == region_shape[a] - 1]
+    if len(faces) != 1:
+        return False
+    axis, sign = faces[0]
+    d0 = float(dbf_roi[t_local])
+    if d0 < 2 * float(aniso.max()):  # a section a few voxels across: a graze, not a crossing
+        return False
+    steps = max(1, int(round(0.5 * d0 / float(aniso[axis]))))
+    p = list(t_local)
+    for _ in range(steps):
+        p[axis] += sign
+        if not 0 <= p[axis] < mask.shape[axis] or not mask[tuple(p)]:
+            return False
+        if float(dbf_roi[tuple(p)]) > d0 + float(aniso.max()):
+            return False
+    return float(dbf_roi[tuple(p)]) >= 0.6 * d0
+
+
+def skeletonize_block(
+    labels: np.ndarray,
+    trace_region: tuple[slice, slice, slice],
+    *,
+    anisotropy_nm: tuple[float, float, float],
+    teasar: TeasarParams,
+) -> BlockSkeletons:
+    """Skeletonize every label in ``labels[trace_region]``; see the module docstring.
+
+    Parameters
+    ----------
+    labels : (X, Y, Z) integer array of cell ids (0 = background) at skeleton resolution,
+        covering the trace region and its halo. Not modified.
+    trace_region : slices of the trace region inside ``labels``.
+    anisotropy_nm : voxel size at skeleton resolution, in nm.
+    teasar : TEASAR parameters (lengths in nm).
+
+    Returns
+    -------
+    BlockSkeletons with vertex coordinates relative to the trace region's origin. Every
+    26-connected piece of a label in the trace region gets one tree (a piece of one voxel gets
+    one vertex); every border target of a piece is a vertex of its tree.
+    """
+    aniso = np.asarray(anisotropy_nm, np.float32)
+    region = labels[trace_region]
+    if not region.any():
+        return BlockSkeletons.empty()
+    dbf_all = edt.edt(
+        np.asfortranarray(labels), anisotropy=tuple(float(a) for a in aniso), black_border=False,
+        parallel=1,
+    )
+    dbf = np.asfortranarray(dbf_all[trace_region], dtype=np.float32)
+    del dbf_all
+    if not np.isfinite(dbf).all():  # a label filling the whole read region has no boundary
+        far = float(np.linalg.norm(np.asarray(labels.shape) * aniso))
+        dbf = np.asfortranarray(np.nan_to_num(dbf, posinf=far))
+    cc_labels, remapping = compute_cc_labels(np.asfortranarray(region))
+    volume_targets, shared_targets = face_targets(labels, trace_region, cc_labels, tuple(aniso.tolist()))
+    segids, counts = fastremap.unique(cc_labels, return_counts=True)
+    all_slices = ndimage.find_objects(cc_labels)
+
+    out_cell, out_v, out_r, out_p, out_piece, out_pvx = [], [], [], [], [], []
+    n_rows = 0
+    piece_no = 0
+    for segid, count in zip(segids.tolist(), counts.tolist(), strict=True):
+        if segid == 0:
+            continue
+        slices = all_slices[segid - 1]
+        if slices is None:
+            continue
+        minpt = np.array([s.start for s in slices], np.int64)
+        mask = cc_labels[slices] == segid
+        on_volume = volume_targets.get(segid, [])
+        targets = on_volume + [t for t in shared_targets.get(segid, []) if t not in on_volume]
+        if count == 1:
+            verts = minpt[None, :].copy()
+            edges = np.zeros((0, 2), np.int64)
+            radii = dbf[tuple(minpt)][None].astype(np.float32)
+        else:
+            dbf_roi = np.where(mask, dbf[slices], 0.0).astype(np.float32, copy=False)
+            local = [tuple(int(c) - int(m) for c, m in zip(t, minpt, strict=True)) for t in targets]
+            # ends on the volume border and faces the axis crosses first, as kimimaro's
+            # fix_borders (the root is one of them); targets on a face that runs along a
+            # neurite or cuts a sliver off it after the TEASAR paths, so that they hang off
+            # paths that follow the axis as in a whole-volume run as short spurs instead of
+            # pulling the paths to the face (TEASAR invalidates everything near a path)
+            before = local[: len(on_volume)]
+            pairs = sorted(zip(local[len(on_volume):], targets[len(on_volume):], strict=True),
+                           key=lambda tg: (-float(dbf_roi[tg[0]]), tg[0]))  # most central first
+            cross = [t for t, g in pairs if _crosses(dbf_roi, mask, t, g, region.shape, aniso)]
+            other = [t for t, _ in pairs if t not in cross]
+            if before:
+                root = before.pop()
+            elif cross:
+                root = cross.pop(0)
+            elif other:  # the most central face target
+                root = other.pop(0)
+            else:
+                root = None
+            before = before + cross
+            after = other
+            params = dict(teasar)
+            params["max_paths"] = int(teasar["max_paths"]) + len(local)
+            skel = trace(
+                np.asfortranarray(mask), np.asfortranarray(dbf_roi), anisotropy=aniso,
+                fix_branching=True, manual_targets_before=before, manual_targets_after=after,
+                root=root, **params,
+            )
+            verts = np.rint(skel.vertices).astype(np.int64)
+            edges = np.asarray(skel.edges, np.int64).reshape(-1, 2)
+            radii = np.asarray(skel.radii, np.float32)
+            if len(verts) == 0:  # kimimaro found no root: keep the piece as its deepest voxel
+                deepest = np.unravel_index(int(np.argmax(dbf_roi)), dbf_roi.shape)
+                verts = np.array([deepest], np.int64)
+                edges = np.zeros((0, 2), np.int64)
+                radii = dbf_roi[deepest][None].astype(np.float32)
+            missing = sorted(set(local) - {tuple(v) for v in verts.tolist()})
+            if missing:
+                # soma mode trimmed these ends; kimimaro joins every trimmed path to the soma
+                # root, so do the same (the root is the vertex of largest radius)
+                anchor = int(np.argmax(radii))
+                add = np.array(missing, np.int64)
+                edges = np.concatenate(
+                    [edges, np.stack([np.full(len(add), anchor), len(verts) + np.arange(len(add))], 1)]
+                )
+                radii = np.concatenate([radii, dbf_roi[tuple(add.T)].astype(np.float32)])
+                verts = np.concatenate([verts, add])
+            verts = verts + minpt
+        root_idx = 0
+        parent = tree_parents(len(verts), edges, root_idx)
+        parent[parent >= 0] += n_rows
+        out_cell.append(np.full(len(verts), remapping[segid], np.uint64))
+        out_v.append(verts)
+        out_r.append(radii)
+        out_p.append(parent)
+        out_piece.append(np.full(len(verts), piece_no, np.int64))
+        out_pvx.append(np.full(len(verts), count, np.int64))
+        n_rows += len(verts)
+        piece_no += 1
+    if not out_cell:
+        return BlockSkeletons.empty()
+    return BlockSkeletons(
+        np.concatenate(out_cell),
+        np.concatenate(out_v),
+        np.concatenate(out_r),
+        np.concatenate(out_p),
+        np.concatenate(out_piece),
+        np.concatenate(out_pvx),
+    )
