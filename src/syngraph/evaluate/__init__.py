@@ -50,8 +50,9 @@ def _passes(value: Any, cmp: str, target: float) -> bool | None:
     return value >= target if cmp == ">=" else value <= target
 
 
-def _flatten(result: Any, prefix: str = "") -> dict[str, Any]:
-    """Scalar metrics of a scorer's result (dicts and dataclasses flattened as ``outer_inner``)."""
+def _flatten(result: Any, prefix: str = "", depth: int = 0) -> dict[str, Any]:
+    """Scalar metrics of a scorer's result; one level of dicts/dataclasses flattens as
+    ``outer_inner`` (per-layer scores); deeper breakdowns stay in the scorer's own output."""
     import dataclasses
 
     if dataclasses.is_dataclass(result) and not isinstance(result, type):
@@ -62,7 +63,8 @@ def _flatten(result: Any, prefix: str = "") -> dict[str, Any]:
         if isinstance(value, dict) and not all(isinstance(k, str) for k in value):
             continue  # per-object breakdowns (keyed by id) stay in the scorer's own output
         if dataclasses.is_dataclass(value) or isinstance(value, dict):
-            out.update(_flatten(value, f"{name}_"))
+            if depth == 0:
+                out.update(_flatten(value, f"{name}_", depth + 1))
         elif isinstance(value, bool | int | float | str) or hasattr(value, "item"):
             out[name] = value.item() if hasattr(value, "item") else value
     return out
