@@ -87,7 +87,12 @@ def main() -> None:
     from syngraph.config import load_config, write_config
     from syngraph.engine import Compute
     from syngraph.io.volume import open_layer
-    from syngraph.steps.skeletons.run import read_downsampled, relabel_to_cells, run_skeletons, teasar_params
+    from syngraph.steps.skeletons.run import (
+        read_downsampled,
+        relabel_to_cells,
+        run_skeletons,
+        teasar_params,
+    )
 
     wd = Path(tempfile.mkdtemp(prefix="bench_skel_"))
     try:
@@ -120,11 +125,12 @@ def main() -> None:
             "main_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }
         if not args.no_baseline:
-            from syngraph.bbox import BBox
             import pyarrow.parquet as pq
 
+            from syngraph.bbox import BBox
+
             ds = tuple(p.downsample)
-            shape_ds = tuple(-(-s // d) for s, d in zip(sv.shape, ds))
+            shape_ds = tuple(-(-s // d) for s, d in zip(sv.shape, ds, strict=True))
             labels = read_downsampled(sv, BBox.from_shape(shape_ds), ds)  # type: ignore[arg-type]
             m = pq.read_table(wd / "tables" / "sv_to_cell.parquet")
             ids = m.column("sv_id").to_numpy().astype(np.uint64)
@@ -133,7 +139,7 @@ def main() -> None:
             path = wd / "labels_ds.npy"
             np.save(path, np.asfortranarray(labels))
             del labels
-            aniso = tuple(v * d for v, d in zip(sv.info.voxel_size_nm, ds))
+            aniso = tuple(v * d for v, d in zip(sv.info.voxel_size_nm, ds, strict=True))
             q: mp.Queue = mp.get_context("spawn").Queue()
             proc = mp.get_context("spawn").Process(
                 target=_baseline, args=(str(path), aniso, dict(teasar_params(p)), p.dust_threshold_vx, q))

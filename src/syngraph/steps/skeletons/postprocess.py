@@ -8,6 +8,7 @@ nodes that were not already connected by a path.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,6 +90,24 @@ def smooth(forest: Forest, iterations: int) -> Forest:
     return Forest(pos, e, forest.radius_nm, forest.attrs)
 
 
+def _deviates(pts: list[list[float]], par: list[int], a: int, p: int, v: int, tol2: float) -> bool:
+    """Whether a node between ``a`` and ``v`` (``p`` and its ancestors below ``a``) lies farther
+    than ``sqrt(tol2)`` from the segment ``a``-``v`` (pure Python: the runs are a few nodes)."""
+    ax, ay, az = pts[a]
+    cx, cy, cz = pts[v][0] - ax, pts[v][1] - ay, pts[v][2] - az
+    c2 = cx * cx + cy * cy + cz * cz
+    u = p
+    while u != a:
+        rx, ry, rz = pts[u][0] - ax, pts[u][1] - ay, pts[u][2] - az
+        if c2 > 0:
+            t = min(1.0, max(0.0, (rx * cx + ry * cy + rz * cz) / c2))
+            rx, ry, rz = rx - t * cx, ry - t * cy, rz - t * cz
+        if rx * rx + ry * ry + rz * rz > tol2:
+            return True
+        u = par[u]
+    return False
+
+
 def thin(forest: Forest, spacing_nm: float, max_deviation_nm: float = np.inf) -> Forest:
     """Keep tips, branch points and about one node per ``spacing_nm`` of cable in between.
 
@@ -119,24 +138,16 @@ def thin(forest: Forest, spacing_nm: float, max_deviation_nm: float = np.inf) ->
     acc = [0.0] * n
     ka = list(range(n))  # nearest kept node at or above each node
     check = bool(np.isfinite(max_deviation_nm))
+    tol2 = float(max_deviation_nm) ** 2 if check else 0.0
+    pts = nodes.tolist()
     for v in order.tolist():
         p = par[v]
         if p < 0:
             continue
-        if check and not kp[p]:
-            a = ka[p]
-            run = [p]
-            while par[run[-1]] != a:
-                run.append(par[run[-1]])
-            chord = nodes[v] - nodes[a]
-            c2 = float(chord @ chord)
-            rel = nodes[run] - nodes[a]
-            if c2 > 0:
-                rel = rel - np.outer(np.clip(rel @ chord / c2, 0.0, 1.0), chord)
-            if float(np.einsum("ij,ij->i", rel, rel).max()) > max_deviation_nm**2:
-                kp[p] = True  # p has one child (v), so nothing else depends on it yet
-                new_parent[p] = a
-                ka[p] = p
+        if check and not kp[p] and _deviates(pts, par, ka[p], p, v, tol2):
+            kp[p] = True  # p has one child (v), so nothing else depends on it yet
+            new_parent[p] = ka[p]
+            ka[p] = p
         run_len = (0.0 if kp[p] else acc[p]) + st[v]
         acc[v] = run_len
         if not kp[v] and run_len >= spacing_nm:
@@ -186,6 +197,7 @@ def retract_tips(forest: Forest, fixed: np.ndarray, tol_nm: float) -> Forest:
     deg = degrees(n, forest.edges)
     adj = _adjacency(n, forest.edges)
     nodes = forest.nodes_nm
+    pts = nodes.tolist()
     radius = forest.radius_nm.astype(np.float64)
     reach = radius + tol_nm
     alive = np.ones(n, bool)
@@ -206,7 +218,7 @@ def retract_tips(forest: Forest, fixed: np.ndarray, tol_nm: float) -> Forest:
             w = nxt[0]
             if fixed[w]:  # never walk through an end on the volume border
                 break
-            d = float(np.linalg.norm(nodes[w] - nodes[t]))
+            d = math.dist(pts[w], pts[t])
             far = max(far, reach[w])
             if d > far + margin:  # farther than any sphere on the way can reach
                 break
@@ -262,6 +274,7 @@ def _tip_branches(n: int, e: np.ndarray, alive: np.ndarray, nodes: np.ndarray,
     """Tip branches (tip .. node before the branch point) up to ``max_len``, per branch point."""
     deg = degrees(n, e)
     adj = _adjacency(n, e)
+    pts = nodes.tolist()
     out: dict[int, list[tuple[float, list[int]]]] = {}
     for tip in np.flatnonzero(alive & (deg == 1)).tolist():
         path = [tip]
@@ -272,7 +285,7 @@ def _tip_branches(n: int, e: np.ndarray, alive: np.ndarray, nodes: np.ndarray,
             if not nxt:
                 break
             w = nxt[0]
-            length += float(np.linalg.norm(nodes[w] - nodes[cur]))
+            length += math.dist(pts[w], pts[cur])
             if length >= max_len:
                 break
             if deg[w] >= 3:
@@ -346,6 +359,7 @@ def remove_redundant_branches(forest: Forest, tol_nm: float) -> Forest:
     if n < 3:
         return forest
     nodes = forest.nodes_nm
+    pts = nodes.tolist()
     radius = forest.radius_nm.astype(np.float64)
     reach = radius + tol_nm
     tree = cKDTree(nodes)
@@ -358,7 +372,7 @@ def remove_redundant_branches(forest: Forest, tol_nm: float) -> Forest:
 
     def covered(t: int) -> bool:
         cand = [m for m in tree.query_ball_point(nodes[t], rmax) if alive[m] and m != t]
-        de = {m: float(np.linalg.norm(nodes[m] - nodes[t])) for m in cand}
+        de = {m: math.dist(pts[m], pts[t]) for m in cand}
         cand = [m for m in cand if de[m] <= reach[m]]
         if not cand:
             return False
@@ -372,7 +386,7 @@ def remove_redundant_branches(forest: Forest, tol_nm: float) -> Forest:
             for w in adj[u]:
                 if not alive[w]:
                     continue
-                nd = d + float(np.linalg.norm(nodes[w] - nodes[u]))
+                nd = d + math.dist(pts[w], pts[u])
                 if nd < dist.get(w, np.inf) and nd <= limit:
                     dist[w] = nd
                     heapq.heappush(pq, (nd, w))
