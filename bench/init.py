@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -115,10 +116,14 @@ def main() -> None:
     ap.add_argument("--no-meshes", action="store_true")
     ap.add_argument("--no-simplify", action="store_true")
     ap.add_argument("--baseline", help=argparse.SUPPRESS)
+    ap.add_argument("--make", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.baseline:
         sec = baseline(Path(args.baseline))
         print(json.dumps({"seconds": sec, "peak_rss_mb": _rss_mb()}))
+        return
+    if args.make:
+        make_volume(args.make[0], Path(args.make[1]))
         return
     from syngraph.config import load_config, write_config
     from syngraph.engine import Compute
@@ -129,7 +134,10 @@ def main() -> None:
     try:
         for kind in args.volumes.split(","):
             t0 = time.perf_counter()
-            wd = make_volume(kind, root)
+            # in a child process: Linux keeps a process's peak RSS across fork + exec, so a driver that
+            # held the whole volume would pass its peak on to the dask workers' ru_maxrss
+            subprocess.run([sys.executable, __file__, "--make", kind, str(root)], check=True)
+            wd = root / kind
             print(f"# {kind}: volume made in {time.perf_counter() - t0:.1f} s", flush=True)
             cfg = load_config(wd)
             if args.no_meshes:
@@ -162,6 +170,8 @@ def main() -> None:
                     "baseline_peak_rss_mb": round(base["peak_rss_mb"], 1),
                     "simplify": cfg.meshes.simplify,
                     "passes_s": {k: round(v["seconds"], 2) for k, v in s["passes"].items()},
+                    "passes_peak_rss_mb": {k: round(v["peak_rss_mb"]) for k, v in s["passes"].items()},
+                    "loadavg_1min": round(os.getloadavg()[0], 1),
                 }
                 print(json.dumps(row), flush=True)
             print(json.dumps({"volume": kind, "ratio_median": round(float(np.median(ratios)), 2),

@@ -50,7 +50,7 @@ def per_cell_state(w) -> dict[int, str]:
     for row in cells:
         c = row["cell_id"]
         h = hashlib.sha256(repr(row).encode())
-        h.update(repr([s for s, cc in zip(s2c["sv_id"], s2c["cell_id"]) if cc == c]).encode())
+        h.update(repr([s for s, cc in zip(s2c["sv_id"], s2c["cell_id"], strict=True) if cc == c]).encode())
         for f in sorted((w / "meshes" / "cells").glob(f"{c}:*")):
             h.update(f.name.encode() + f.read_bytes() + str(f.stat().st_mtime_ns).encode())
         out[c] = h.hexdigest()

@@ -275,6 +275,27 @@ def test_watershed_mode_agrees_with_whole_volume(tmp_path):
     assert len({s for s, _ in best.values()}) == len(best)
 
 
+def test_watershed_keeps_a_flat_object_whose_seeds_all_erode(tmp_path):
+    """A flat slab 5 slices thick loses every seed to 4 erosions (z radius 1 each): it stays one
+    object (the reference drops it), blockwise across faces as in the whole volume."""
+    shape = (48, 40, 16)
+    prob = np.zeros(shape, np.uint8)
+    prob[4:30, 8:30, 5:10] = 255  # flat: no seed survives
+    prob[36:46, 10:24, 2:14] = 255  # thick enough for a seed: watershed as usual
+    sv = np.ones(shape, np.uint64)
+    op = OrganelleParams(
+        threshold=0.4286, min_size_vx=100, min_seed_vx=5, erosions=4, ratio_min=0.5, assign_min_size_vx=1
+    )
+    whole = segment_volume(prob, threshold=0.4286, value_range=255, voxel_size_nm=VS, min_size_vx=100,
+                           min_seed_vx=5, erosions=4)
+    slab = whole[4:30, 8:30, 5:10]
+    assert int(whole.max()) == 2 and len(np.unique(slab[slab != 0])) == 1 and (slab != 0).sum() > 1000
+    make_project(tmp_path, {"mi": prob}, sv, block=(16, 16, 8), chunks=(16, 16, 8), organelles={"mi": op})
+    run_init(tmp_path, compute=SERIAL, progress=False)
+    seg = open_layer(tmp_path, "mi_seg").read()
+    assert _same_partition(seg, whole)
+
+
 # ----------------------------------------------------------------------------- meshes
 
 

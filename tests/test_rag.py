@@ -86,7 +86,8 @@ def oracle_contacts(labels: np.ndarray) -> dict[tuple[int, int], int]:
 
 
 def table_contacts(t: pa.Table) -> dict[tuple[int, int], int]:
-    return dict(zip(zip(t["sv_a"].to_pylist(), t["sv_b"].to_pylist()), t["contact_faces"].to_pylist()))
+    pairs = zip(t["sv_a"].to_pylist(), t["sv_b"].to_pylist(), strict=True)
+    return dict(zip(pairs, t["contact_faces"].to_pylist(), strict=True))
 
 
 # --------------------------------------------------------------------------- graph helpers

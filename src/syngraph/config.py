@@ -288,7 +288,7 @@ def config_markdown() -> str:
 
     cfg = default_config()
     section("", ProjectConfig, cfg)
-    for name, field in ProjectConfig.model_fields.items():
+    for name in ProjectConfig.model_fields:
         value = getattr(cfg, name)
         if isinstance(value, BaseModel):
             section(name, type(value), value)

@@ -79,7 +79,7 @@ def run_step(
     **options: Any,
 ) -> dict[str, Any]:
     """Run one step (``options`` go to the step function) and record its wall time and peak memory in ``steps/<name>/DONE``."""
-    import resource
+    from syngraph.engine.run import peak_rss_mb
 
     step = get_step(name)
     marker = done_marker(workdir, name)
@@ -89,7 +89,7 @@ def run_step(
     info = {
         "step": name,
         "seconds": round(time.perf_counter() - t0, 3),
-        "peak_rss_mb_main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb_main": peak_rss_mb(),
         "result": _as_dict(result),
     }
     marker.parent.mkdir(parents=True, exist_ok=True)

@@ -81,7 +81,16 @@ def write_table_atomic(table: pa.Table, path: Path, metadata: Mapping[str, str] 
     tmp.replace(path)
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. ``VmHWM`` where Linux has it: ``ru_maxrss`` survives
+    fork + exec, so a freshly spawned worker would report its parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / 1024.0 if sys.platform != "darwin" else kb / 2**20
 
@@ -107,7 +116,7 @@ class _TaskWrapper:
             rows = table.num_rows
         info = {
             "seconds": time.perf_counter() - t0,
-            "peak_rss_mb": _peak_rss_mb(),
+            "peak_rss_mb": peak_rss_mb(),
             "rows": rows,
             "pid": os.getpid(),
         }

@@ -271,6 +271,7 @@ def run_astrocytes(
     """Features, probabilities and splitting; writes ``sv_features`` and ``sv_class``."""
     workdir = Path(workdir)
     cfg = config or load_config(workdir)
+    compute = compute or Compute.from_config(cfg.compute)
     project = Project(workdir)
     for name, step in (("sv", "init"), ("sv_components", "rag"), ("rag_pruned", "rag")):
         if not project.table_path(name).exists():
@@ -323,6 +324,7 @@ def train_astrocytes(
 
     workdir = Path(workdir)
     cfg = config or load_config(workdir)
+    compute = compute or Compute.from_config(cfg.compute)
     project = Project(workdir)
     x_ids, x = load_features(workdir, cfg, compute, progress)
     ids, y = read_labels(labels_table_path)

@@ -423,6 +423,7 @@ def run_cells(
     """Build every cell from scratch (replaying ``tables/edits.parquet`` if present)."""
     workdir = Path(workdir)
     cfg = config or load_config(workdir)
+    compute = compute or Compute.from_config(cfg.compute)
     project = Project(workdir)
     inputs = load_inputs(project)
     cells, s2c = build_cells(inputs, inputs.nodes, inputs.edges)

@@ -108,6 +108,7 @@ def edit_cells(
     """Apply merges, then splits, then the rows of ``table``; recompute only the touched cells."""
     workdir = Path(workdir)
     cfg = config or load_config(workdir)
+    compute = compute or Compute.from_config(cfg.compute)
     project = Project(workdir)
     for name in ("cells", "sv_to_cell", "cell_graph"):
         if not project.table_path(name).exists():

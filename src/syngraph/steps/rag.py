@@ -280,6 +280,7 @@ def run_rag(
     """
     workdir = Path(workdir)
     cfg = config or load_config(workdir)
+    compute = compute or Compute.from_config(cfg.compute)
     project = Project(workdir)
     ids, _size, bmin, bmax = sv_arrays(_sv_table(project))
     vs = tuple(project.layer("sv").info.voxel_size_nm)

@@ -319,12 +319,20 @@ def segment_task(block: Block, ctx: Ctx) -> pa.Table:
         if p.mode == "ws":
             seeds, n = label_components(erode(mask_h, st, p.erosions)[core], p.connectivity, return_n=True)
             scratch.write(ctx.scratch, f"{p.name}_seeds", block.id, seeds)
-            parts.append(_pieces(seeds, n, block, p.name, "seed"))
+            piece = _pieces(seeds, n, block, p.name, "seed")
+            # the mask component holding each seed (a seed lies inside one component)
+            m = seeds != 0
+            key = fastremap.unique((seeds[m].astype(np.uint64) << np.uint64(32)) | lab[m].astype(np.uint64))
+            parent = np.zeros(n, np.uint64)
+            parent[(key >> np.uint64(32)).astype(np.int64) - 1] = provisional(key & np.uint64(0xFFFFFFFF), block.id)
+            piece["parent"] = parent
+            parts.append(piece)
     return _concat(parts)
 
 
 def _concat(parts: list[dict[str, np.ndarray]]) -> pa.Table:
     cols = ["layer", "kind", "id", "size_vx"] + [f"bbox_min_{a}" for a in "xyz"] + [f"bbox_max_{a}" for a in "xyz"]
+    cols.append("parent")
     out: dict[str, Any] = {}
     for c in cols:
         arrs = [pt.get(c) for pt in parts]
@@ -332,7 +340,7 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> pa.Table:
         arrs = [a if a is not None else np.zeros(k, np.int64) for a, k in zip(arrs, n, strict=True)]
         if c in ("layer", "kind"):
             out[c] = pa.array(np.concatenate(arrs).tolist() if arrs else [], pa.string())
-        elif c == "id":
+        elif c in ("id", "parent"):
             out[c] = pa.array(np.concatenate(arrs).astype(np.uint64) if arrs else np.zeros(0, np.uint64))
         else:
             out[c] = pa.array(np.concatenate(arrs).astype(np.int64) if arrs else np.zeros(0, np.int64))
@@ -425,6 +433,11 @@ def watershed_task(block: Block, ctx: Ctx) -> pa.Table:
             cc = _scratch_read(ctx, f"{p.name}_cc", region, _load_mapping(ctx, p.name, "cc"))
             seeds = _scratch_read(ctx, f"{p.name}_seeds", region, _load_mapping(ctx, p.name, "seed"))
             ws = watershed_components(cc != 0, seeds, ctx.voxel_size_nm)
+            ns_src, ns_dst = _load_mapping(ctx, p.name, "noseed")
+            if len(ns_src):  # seedless components: the whole component is one object
+                lut = np.zeros(len(comps) + 1, np.uint64)
+                lut[ns_src.astype(np.int64)] = ns_dst
+                ws = np.where(ws == 0, lut[cc], ws)
             del cc, seeds
             inter = region.intersect(block.core)
             out[inter.local_slices(block.core)] = ws[inter.local_slices(region)]
@@ -638,9 +651,7 @@ def run_init(
     workdir = Path(workdir)
     config = config or load_config(workdir)
     ctx = plan(workdir, config)
-    if compute is None:
-        c = config.compute
-        compute = Compute(scheduler=c.scheduler, workers=c.workers or None, memory_limit=c.memory_limit)
+    compute = compute or Compute.from_config(config.compute)
     if overwrite and ctx.step_dir.exists():
         shutil.rmtree(ctx.step_dir)
     blocks = block_grid(ctx.volume, ctx.block_size)
@@ -686,6 +697,16 @@ def run_init(
                 write_table_atomic(pa.table(comps), sd / "mappings" / f"{p.name}_comps.parquet")
                 s = _resolve_pieces(pieces, pairs, p.name, "seed", p.min_seed_vx)
                 _write_mapping(ctx, p.name, "seed", s.src, s.dst)
+                # mask components left without a seed (e.g. flat objects that the erosions remove)
+                # become one object each, ids after the seeds' (the reference drops them)
+                sp = _select(pieces, layer=p.name, kind="seed")
+                g_seed = s.dst[np.searchsorted(s.src, sp.column("id").to_numpy())] if sp.num_rows else np.zeros(0, np.uint64)
+                g_comp = r.dst[np.searchsorted(r.src, sp.column("parent").to_numpy())] if sp.num_rows else np.zeros(0, np.uint64)
+                has = np.zeros(len(r.size_vx) + 1, bool)
+                has[g_comp[g_seed != 0].astype(np.int64)] = True
+                noseed = (np.flatnonzero(~has[1:]) + 1).astype(np.uint64)
+                _write_mapping(ctx, p.name, "noseed", noseed,
+                               len(s.size_vx) + np.arange(1, len(noseed) + 1, dtype=np.uint64))
         # watershed ---------------------------------------------------------------------------
         if any(p.mode == "ws" for p in orgs):
             _run("watershed", watershed_task, blocks)

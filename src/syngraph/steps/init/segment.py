@@ -188,7 +188,8 @@ def segment_volume(
 ) -> np.ndarray:
     """Whole-array organelle instances (uint64, 0 = background), the oracle for the blockwise run.
 
-    Connected components when ``erosions == 0``, otherwise the seeded watershed. Objects smaller
+    Connected components when ``erosions == 0``, otherwise the seeded watershed, where a mask
+    component (26-connected) left without a seed becomes one object. Objects smaller
     than ``min_size_vx`` voxels are dropped and ids are renumbered 1..n by first voxel.
 
     >>> p = np.zeros((12, 6, 4), np.uint8); p[1:5, 1:5, 1:3] = 255; p[7:11, 1:5, 1:3] = 255
@@ -210,4 +211,11 @@ def segment_volume(
         if len(small):
             seeds = fastremap.mask(seeds, small)
         labels = watershed_components(mask, seeds, voxel_size_nm)
+        # mask components (26-connected) without a surviving seed become one object each
+        comps = label_components(mask, 26)
+        seeded = fastremap.unique(comps[seeds != 0])
+        lut = np.arange(1, int(comps.max()) + 2, dtype=np.uint64) + np.uint64(labels.max())
+        lut[0] = 0
+        lut[seeded] = 0
+        labels = np.where(labels == 0, lut[comps], labels)
     return size_filter_relabel(labels, min_size_vx)

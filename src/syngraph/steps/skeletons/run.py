@@ -308,6 +308,7 @@ def run_skeletons(
 
     workdir = Path(workdir)
     cfg = config or load_config(workdir)
+    compute = compute or Compute.from_config(cfg.compute)
     p = cfg.skeletons
     _check_inputs(workdir, p)
     sv = open_layer(workdir, "sv")

@@ -114,7 +114,9 @@ def block_contacts(
     g_vox, g_a, g_b = gap_partners(sv, gap_search_vx, vs)
     if not f_a and not len(g_vox):
         return _empty()
-    cat = (lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt))
+    def cat(parts: list[np.ndarray], dt: type) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros(0, dt)
+
     fa, fb = cat(f_a, np.uint64), cat(f_b, np.uint64)
     flo, fhi = cat(f_lo, np.int64), cat(f_hi, np.int64)
     fax = cat(f_axis, np.int8)

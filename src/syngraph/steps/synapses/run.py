@@ -82,6 +82,7 @@ def run_synapses(
     wd = Path(workdir)
     cfg = config or load_config(wd)
     sp = cfg.synapses
+    compute = compute or Compute.from_config(cfg.compute)
     sv = open_layer(wd, _layer_name(cfg, "sv") or "sv")
     s2c_path = wd / "tables" / "sv_to_cell.parquet"
     if not contacts_only and not s2c_path.exists():
