@@ -90,8 +90,15 @@ def _by_cell(table: Any, id_col: str, xyz: tuple[str, str, str], radius: str) ->
     return out
 
 
-def score_skeletons(workdir: str | Path, *, min_cable_um: float = 1.0) -> dict[str, Any]:
-    """Node precision/recall, cable length error per cell and myelin accuracy vs the demo truth."""
+def score_skeletons(
+    workdir: str | Path, *, min_cable_um: float = 1.0, in_scope_only: bool = True
+) -> dict[str, Any]:
+    """Node precision/recall, cable length error per cell and myelin accuracy vs the demo truth.
+
+    ``in_scope_only``: score the true cells the pipeline is meant to keep, those whose in-volume
+    bounding-box diagonal exceeds ``cells.min_cc_size_nm`` (smaller border fragments are pruned by
+    design, as in the cells score); their count is reported as ``cells_out_of_scope``.
+    """
     workdir = Path(workdir)
     gt_path = workdir / "gt" / "skeletons.parquet"
     ours_path = workdir / "tables" / "skeletons.parquet"
@@ -99,9 +106,18 @@ def score_skeletons(workdir: str | Path, *, min_cable_um: float = 1.0) -> dict[s
                    (ours_path, "run `syngraph run skeletons` first")):
         if not p.exists():
             raise FileNotFoundError(f"{p} does not exist; {fix}")
-    vs = load_config(workdir).voxel_size_nm
+    cfg = load_config(workdir)
+    vs = cfg.voxel_size_nm
     min_tol = 2.0 * max(vs)
     gt = _by_cell(pq.read_table(gt_path), "cell_id", ("x_nm", "y_nm", "z_nm"), "radius_nm")
+    n_out = 0
+    cells_path = workdir / "gt" / "cells.parquet"
+    if in_scope_only and cells_path.exists() and "bbox_diag_nm" in pq.read_schema(cells_path).names:
+        cells = pq.read_table(cells_path, columns=["cell_id", "bbox_diag_nm"])
+        keep = {int(c) for c, d in zip(cells["cell_id"].to_numpy(), cells["bbox_diag_nm"].to_numpy(), strict=True)
+                if d > cfg.cells.min_cc_size_nm}
+        n_out = sum(1 for c in gt if c not in keep)
+        gt = {c: g for c, g in gt.items() if c in keep}
     ours = _by_cell(pq.read_table(ours_path), "neuron", ("x", "y", "z"), "radius")
     empty = {"nodes": np.zeros((0, 3)), "parent": np.zeros(0, np.int64), "radius": np.zeros(0)}
     per_cell = {}
@@ -121,6 +137,7 @@ def score_skeletons(workdir: str | Path, *, min_cable_um: float = 1.0) -> dict[s
     true_total = sum(s["cable_true_um"] for s in long)
     return {
         "cells_true": len(gt),
+        "cells_out_of_scope": n_out,
         "cells_ours": len(ours),
         "cells_missing": sorted(set(gt) - set(ours)),
         "node_precision": tot["precise"] / max(tot["n_ours"], 1),
