@@ -169,3 +169,26 @@ def test_interrupted_step_resumes_to_the_same_tables(tmp_path):
     for t in tables:
         again = pq.read_table(tmp_path / "tables" / f"{t}.parquet")
         assert again.equals(first[t]), t
+
+
+def test_train_from_labelled_points(tmp_path):
+    """`syngraph train synapses --labels`: points label their nearest candidate; bad tables are named."""
+    import pyarrow.csv as pacsv
+
+    from syngraph.models.synapse import Forest, train_synapses
+
+    tissue(tmp_path, sym=False)
+    run_synapses(tmp_path, compute=SERIAL, progress=False, model_path="none")
+    syn = pq.read_table(tmp_path / "tables" / "syn_ssv.parquet")
+    c = np.array([syn[f"{a}_vx"][0].as_py() for a in "xyz"], float) * np.array(VS)
+    pts = pa.table({"x_nm": [c[0], c[0] + 20, c[0] - 20, c[0], 9e6, c[0] + 10],
+                    "y_nm": [c[1]] * 6, "z_nm": [c[2]] * 6,
+                    "label": ["synaptic", "synaptic", "synaptic", "non-synaptic", "synaptic", "0"]})
+    pacsv.write_csv(pts, tmp_path / "points.csv")
+    path, cv = train_synapses(tmp_path, tmp_path / "points.csv")
+    assert path == tmp_path / "models" / "synapse_forest.npz" and 0.0 <= cv <= 1.0
+    prob = Forest.load(path).predict_proba1(np.zeros((1, len(Forest.load(path).features))))
+    assert prob.shape == (1,)
+    pacsv.write_csv(pts.drop_columns(["label"]), tmp_path / "bad.csv")
+    with pytest.raises(InputError, match=r"bad.csv: missing columns \['label'\]"):
+        train_synapses(tmp_path, tmp_path / "bad.csv")
