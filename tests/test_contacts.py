@@ -1,4 +1,3 @@
-import gzip
 from pathlib import Path
 
 import cc3d
@@ -82,16 +81,11 @@ def test_blockwise_contacts_equal_whole_volume(tmp_path_factory, bs, seed):
     assert max(tables[0]["sv_b"]) > 2**32
 
 
-PINKY = Path(__file__).resolve().parents[2] / "shared" / "data" / "pinky40" / "connectomics.npy.ckl.gz"
 
 
 @pytest.fixture(scope="module")
-def pinky():
-    if not PINKY.exists():
-        pytest.skip(f"real data not found at {PINKY} (needs ../shared/data/pinky40)")
-    import crackle
-
-    return np.asfortranarray(crackle.decompress(gzip.open(PINKY, "rb").read()))
+def pinky(pinky40_labels):
+    return np.asfortranarray(pinky40_labels)
 
 
 @pytest.mark.slow

@@ -12,9 +12,6 @@ downsampled voxels thick), not from welding. Only the sv layer exists (no organe
 
 from __future__ import annotations
 
-import gzip
-from pathlib import Path
-
 import cc3d
 import fastremap
 import numpy as np
@@ -27,17 +24,12 @@ from syngraph.io.volume import create_layer
 from syngraph.meshes import is_closed, volume
 from syngraph.steps.init import run_init
 
-PINKY = Path(__file__).resolve().parents[2] / "shared" / "data" / "pinky40" / "connectomics.npy.ckl.gz"
 VS = (16.0, 16.0, 40.0)
 
 
 @pytest.fixture(scope="module")
-def pinky() -> np.ndarray:
-    if not PINKY.exists():
-        pytest.skip(f"pinky40 data not found at {PINKY} (the repository sits next to shared/)")
-    import crackle
-
-    return crackle.decompress(gzip.open(PINKY, "rb").read()).astype(np.uint64)
+def pinky(pinky40_labels) -> np.ndarray:
+    return pinky40_labels.astype(np.uint64)
 
 
 @pytest.fixture(scope="module")

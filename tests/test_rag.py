@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import warnings
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from syngraph.io.volume import create_layer
 from syngraph.project import Project
 from syngraph.steps.rag import RagError, face_contacts, run_rag
 
-PINKY = Path(__file__).resolve().parents[2] / "shared" / "data" / "pinky40" / "connectomics.npy.ckl.gz"
 SERIAL = Compute(scheduler="serial")
 
 
@@ -254,12 +252,8 @@ def test_bad_inputs_name_file_and_rows(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def pinky():
-    if not PINKY.exists():
-        pytest.skip(f"pinky40 data not found at {PINKY} (needs ../shared/data next to the repo)")
-    import crackle
-
-    return np.asarray(crackle.decompress(gzip.open(PINKY, "rb").read()))
+def pinky(pinky40_labels):
+    return np.asarray(pinky40_labels)
 
 
 def pinky_sv_table(lab: np.ndarray) -> pa.Table:

@@ -280,19 +280,11 @@ def test_run_skeletons_end_to_end(tmp_path):
     np.testing.assert_array_equal(attrs["myelin"].astype(bool), m)
 
 
-PINKY = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "pinky40"
 
 
 @pytest.fixture
-def pinky40():
-    files = sorted(PINKY.glob("*.ckl.gz"))
-    if not files:
-        pytest.skip(f"pinky40 not found in {PINKY} (the repo must sit next to shared/)")
-    import gzip
-
-    import crackle
-
-    return crackle.decompress(gzip.open(files[0], "rb").read())
+def pinky40(pinky40_labels):
+    return pinky40_labels
 
 
 @pytest.fixture(scope="module")
