@@ -135,8 +135,8 @@ class SkeletonParams(_Model):
 
 class SynapseParams(_Model):
     cs_filter_size_vx: tuple[int, int, int] = Field((13, 13, 7), description="XYZ partner window")
-    cs_closings: int = 6
-    cs_dilations: int = 2
+    cs_closings: int = Field(6, description="binary closings of the contact band (reference: 6; not applied yet, see docs/synapses.md)")
+    cs_dilations: int = Field(2, description="6-connected dilations of the contact voxels into either partner or background")
     cs_gap_nm: float = Field(250.0, description="fragments closer than this merge into one synapse")
     min_size_vx: int = Field(100, description="minimum cell-level synapse size")
     sym_threshold: float = Field(0.225, description="symmetric ratio above this gives sign -1")
