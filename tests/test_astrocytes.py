@@ -9,11 +9,18 @@ from test_rag import SERIAL, make_project
 
 from syngraph.bbox import BBox
 from syngraph.models.astrocyte import (
+    CONTEXT_FEATURES,
     FEATURES,
+    ContextModel,
+    GraphData,
     LogisticModel,
+    context_features,
     cross_validate,
+    cross_validate_context,
     default_model,
+    fit_context_model,
     fit_logistic,
+    load_model,
 )
 from syngraph.project import Project
 from syngraph.steps.astrocytes import (
@@ -86,7 +93,61 @@ def test_model_roundtrip_fit_and_cv(tmp_path):
         assert all(z[k].dtype != object for k in z.files)
     with pytest.raises(ValueError, match=rf"expects features of shape \(n, {len(FEATURES)}\)"):
         model.predict(x[:, :3])
-    assert default_model().feature_names == FEATURES
+    shipped = default_model()
+    assert isinstance(shipped, ContextModel)
+    assert shipped.local.feature_names == FEATURES
+    assert shipped.context.feature_names == FEATURES + CONTEXT_FEATURES
+
+
+def test_context_features_oracle():
+    ids = np.array([1, 2, 3, 4], np.uint64)
+    p = np.array([0.9, 0.1, 0.6, 0.2])
+    edges = np.array([[1, 2], [2, 3], [9, 2]], np.uint64)  # 9 is unknown: ignored
+    contacts = np.array([[1, 4], [3, 4]], np.uint64)
+    c = context_features(ids, p, edges, contacts, np.array([1.0, 3.0]))
+    assert c[:, 0] == pytest.approx(np.log10(1 + np.array([1, 2, 1, 0])))
+    assert c[:, 1] == pytest.approx([0.1, 0.9, 0.1, 0.0])  # max neighbour probability
+    assert c[:, 2] == pytest.approx([0.1, 0.75, 0.1, 0.0])  # mean
+    assert c[:, 3].tolist() == [0, 2, 0, 0]  # neighbours >= 0.5
+    assert c[:, 4] == pytest.approx([0.2, 0.0, 0.2, (0.9 * 1 + 0.6 * 3) / 4])  # area-weighted
+
+
+def _graph_tissue(rng: np.random.Generator, n_cells: int = 12) -> GraphData:
+    """Chains of supervoxels; one in four chains is an astrocyte whose supervoxels look like a
+    neuron's half the time (the local features alone cannot tell), every chain has true edges."""
+    feats, labels, edges, start = [], [], [], 1
+    for c in range(n_cells):
+        astro = c % 4 == 0
+        k = 6
+        x = 0.3 * rng.normal(size=(k, len(FEATURES)))
+        x[:, 4] += np.where(astro & (rng.random(k) < 0.5), 2.5, 0.0)  # branchiness
+        feats.append(x)
+        labels += [float(astro)] * k
+        ids = np.arange(start, start + k)
+        edges += [(a, a + 1) for a in ids[:-1]]
+        start += k
+    x = np.concatenate(feats)
+    ids = np.arange(1, x.shape[0] + 1, dtype=np.uint64)
+    return GraphData(ids, x, np.array(edges, np.uint64), np.zeros((0, 2), np.uint64), np.zeros(0),
+                     np.arange(ids.size), np.array(labels))
+
+
+def test_context_model_beats_local_and_roundtrips(tmp_path):
+    rng = np.random.default_rng(1)
+    train = [_graph_tissue(rng) for _ in range(4)]
+    test = _graph_tissue(rng)
+    model = fit_context_model(train)
+    local_acc = ((model.predict(test.features) >= 0.5) == test.y).mean()
+    ctx_acc = ((model.refine(test.features, test.context(model.predict(test.features))) >= 0.5) == test.y).mean()
+    assert local_acc < 0.95 and ctx_acc >= local_acc + 0.05, (local_acc, ctx_acc)
+    assert min(cross_validate_context(train)) >= 0.85
+    path = model.save(tmp_path / "ctx.npz")
+    again = load_model(path)
+    assert isinstance(again, ContextModel)
+    ctx = test.context(again.predict(test.features))
+    assert np.array_equal(again.refine(test.features, ctx), model.refine(test.features, ctx))
+    with np.load(path, allow_pickle=False) as z:
+        assert all(z[k].dtype != object for k in z.files)
 
 
 def toy_tissue() -> tuple[np.ndarray, dict[int, bool]]:

@@ -1,8 +1,15 @@
-"""The default astrocyte classifier: logistic regression on per-supervoxel morphology and
-organelle features, stored as plain arrays in an ``.npz`` (loaded with ``allow_pickle=False``).
+"""The default astrocyte classifier, stored as plain arrays in an ``.npz`` (loaded with
+``allow_pickle=False``): two logistic regressions.
+
+1. A per-supervoxel stage on morphology and organelle features (:data:`FEATURES`).
+2. A context stage on the same features plus :data:`CONTEXT_FEATURES`, the first stage's
+   probabilities of the supervoxel's neighbours in the supervoxel graph and of the supervoxels
+   it touches (weighted by contact area). A supervoxel that is part of an astrocyte sits among
+   astrocyte supervoxels and is a hub of the agglomeration's merge errors.
 
 Any object with ``predict(features) -> probability`` (features: ``(n, len(FEATURES))`` float64,
-columns in :data:`FEATURES` order) can replace it (``run_astrocytes(..., classifier=obj)``).
+columns in :data:`FEATURES` order) can replace it (``run_astrocytes(..., classifier=obj)``); an
+object that also has ``refine(features, context) -> probability`` gets the context stage.
 """
 
 from __future__ import annotations
@@ -23,6 +30,14 @@ FEATURES: tuple[str, ...] = (
     "vc_density",  # fraction inside vesicle clouds
     "log_partners_per_um",  # log10(1 + touching supervoxels per um of estimated cable length)
     "contact_fraction",  # fraction of the boundary area touching other supervoxels (not background)
+)
+
+CONTEXT_FEATURES: tuple[str, ...] = (
+    "log_graph_degree",  # log10(1 + edges of the supervoxel in the pruned graph)
+    "graph_max_prob",  # largest first-stage probability among its graph neighbours (0 if none)
+    "graph_mean_prob",  # mean first-stage probability of its graph neighbours (0 if none)
+    "graph_n_astrocyte",  # graph neighbours with first-stage probability >= 0.5
+    "contact_mean_prob",  # contact-area-weighted mean first-stage probability of touching svs
 )
 
 DEFAULT_MODEL_PATH = Path(__file__).parent / "data" / "astrocyte_default.npz"
@@ -54,29 +69,100 @@ class LogisticModel:
         z = ((x - self.mean) / self.scale) @ self.coef + self.intercept
         return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
+    def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        return {
+            f"{prefix}feature_names": np.array(self.feature_names), f"{prefix}mean": self.mean,
+            f"{prefix}scale": self.scale, f"{prefix}coef": self.coef,
+            f"{prefix}intercept": np.array([self.intercept]),
+            f"{prefix}cv_accuracy": np.array([self.cv_accuracy]), f"{prefix}n_train": np.array([self.n_train]),
+        }
+
+    @classmethod
+    def from_arrays(cls, z, prefix: str, expected: tuple[str, ...], path: str | Path) -> LogisticModel:
+        names = tuple(str(n) for n in z[f"{prefix}feature_names"])
+        if names != expected:
+            raise ValueError(
+                f"{path}: model features {names} differ from this syngraph's {expected}; "
+                f"retrain with `syngraph train astrocytes --labels TABLE`"
+            )
+        return cls(names, z[f"{prefix}mean"], z[f"{prefix}scale"], z[f"{prefix}coef"],
+                   float(z[f"{prefix}intercept"][0]), float(z[f"{prefix}cv_accuracy"][0]),
+                   int(z[f"{prefix}n_train"][0]))
+
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(
-            tmp, feature_names=np.array(self.feature_names), mean=self.mean, scale=self.scale,
-            coef=self.coef, intercept=np.array([self.intercept]),
-            cv_accuracy=np.array([self.cv_accuracy]), n_train=np.array([self.n_train]),
-        )
-        tmp.replace(path)
-        return path
+        return _save_npz(path, self.arrays())
 
     @classmethod
     def load(cls, path: str | Path) -> LogisticModel:
         with np.load(path, allow_pickle=False) as z:
-            names = tuple(str(n) for n in z["feature_names"])
-            if names != FEATURES:
-                raise ValueError(
-                    f"{path}: model features {names} differ from this syngraph's {FEATURES}; "
-                    f"retrain with `syngraph train astrocytes --labels TABLE`"
-                )
-            return cls(names, z["mean"], z["scale"], z["coef"], float(z["intercept"][0]),
-                       float(z["cv_accuracy"][0]), int(z["n_train"][0]))
+            return cls.from_arrays(z, "", FEATURES, path)
+
+
+@dataclass(frozen=True)
+class ContextModel:
+    """The per-supervoxel stage (``predict``) and the context stage (``refine``)."""
+
+    local: LogisticModel
+    context: LogisticModel
+
+    @property
+    def cv_accuracy(self) -> float:
+        return self.context.cv_accuracy
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return self.local.predict(features)
+
+    def refine(self, features: np.ndarray, context: np.ndarray) -> np.ndarray:
+        return self.context.predict(np.c_[np.asarray(features, np.float64), np.asarray(context, np.float64)])
+
+    def save(self, path: str | Path) -> Path:
+        return _save_npz(path, self.local.arrays() | self.context.arrays("context_"))
+
+
+def _save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
+    tmp.replace(path)
+    return path
+
+
+def context_features(
+    ids: np.ndarray, prob: np.ndarray, edges: np.ndarray, contacts: np.ndarray, contact_area: np.ndarray
+) -> np.ndarray:
+    """:data:`CONTEXT_FEATURES` per supervoxel (``ids`` sorted uint64, ``prob`` the first stage's).
+
+    ``edges`` (m, 2): the supervoxel graph; ``contacts`` (k, 2) with ``contact_area``: every pair
+    of touching supervoxels. Ids not in ``ids`` are ignored.
+
+    >>> ids = np.array([1, 2, 3], np.uint64); p = np.array([0.9, 0.1, 0.2])
+    >>> context_features(ids, p, np.array([[1, 2]], np.uint64), np.zeros((0, 2), np.uint64), np.zeros(0))[1].round(2).tolist()
+    [0.3, 0.9, 0.9, 1.0, 0.0]
+    """
+    n = ids.size
+    prob = np.asarray(prob, np.float64)
+
+    def ends(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pairs = np.asarray(pairs, np.uint64).reshape(-1, 2)
+        if n == 0 or pairs.size == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
+        pos = np.minimum(np.searchsorted(ids, pairs), n - 1)
+        ok = (ids[pos] == pairs).all(1)
+        a, b = pos[ok, 0], pos[ok, 1]
+        return np.r_[a, b], np.r_[b, a], ok
+
+    src, dst, _ = ends(edges)
+    deg = np.bincount(src, minlength=n).astype(np.float64)
+    mx = np.zeros(n)
+    np.maximum.at(mx, src, prob[dst])
+    mean = np.bincount(src, weights=prob[dst], minlength=n) / np.maximum(deg, 1)
+    n_astro = np.bincount(src, weights=(prob[dst] >= 0.5).astype(np.float64), minlength=n)
+    csrc, cdst, cok = ends(contacts)
+    w = np.tile(np.asarray(contact_area, np.float64)[cok], 2)
+    wsum = np.bincount(csrc, weights=w, minlength=n)
+    cmean = np.bincount(csrc, weights=w * prob[cdst], minlength=n) / np.maximum(wsum, 1e-9)
+    return np.stack([np.log10(1 + deg), mx, mean, n_astro, cmean], 1)
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 100) -> LogisticModel:
@@ -103,7 +189,8 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 10
         w -= step
         if np.abs(step).max() < 1e-8:
             break
-    return LogisticModel(FEATURES, mean, scale, w[:-1], float(w[-1]), n_train=int(x.shape[0]))
+    names = FEATURES if x.shape[1] == len(FEATURES) else FEATURES + CONTEXT_FEATURES
+    return LogisticModel(names, mean, scale, w[:-1], float(w[-1]), n_train=int(x.shape[0]))
 
 
 def cross_validate(x: np.ndarray, y: np.ndarray, k: int = 5, seed: int = 0, threshold: float = 0.5) -> float:
@@ -121,18 +208,99 @@ def cross_validate(x: np.ndarray, y: np.ndarray, k: int = 5, seed: int = 0, thre
     return correct / n
 
 
-def default_model() -> LogisticModel:
+@dataclass(frozen=True)
+class GraphData:
+    """One working directory's supervoxels: features, graph and contacts, and labels.
+
+    ``ids`` sorted uint64 with ``features`` in that order; ``labelled`` row positions with ``y``
+    (0/1) are the training rows; the rest only give context.
+    """
+
+    ids: np.ndarray
+    features: np.ndarray
+    edges: np.ndarray
+    contacts: np.ndarray
+    contact_area: np.ndarray
+    labelled: np.ndarray
+    y: np.ndarray
+
+    def context(self, prob: np.ndarray) -> np.ndarray:
+        return context_features(self.ids, prob, self.edges, self.contacts, self.contact_area)
+
+
+def _oof_local(data: list[GraphData], folds: int, seed: int = 0) -> list[np.ndarray]:
+    """First-stage probabilities of every supervoxel, each labelled row predicted by a model that
+    did not see it: leave one working directory out, or k-fold within a single one."""
+    if len(data) > 1:
+        out = []
+        for g, d in enumerate(data):
+            rest = [e for h, e in enumerate(data) if h != g]
+            m = fit_logistic(np.concatenate([e.features[e.labelled] for e in rest]), np.concatenate([e.y for e in rest]))
+            out.append(m.predict(d.features))
+        return out
+    d = data[0]
+    prob = fit_logistic(d.features[d.labelled], d.y).predict(d.features)
+    parts = np.array_split(np.random.default_rng(seed).permutation(d.labelled.size), folds)
+    for f in parts:
+        tr = np.setdiff1d(np.arange(d.labelled.size), f)
+        if np.unique(d.y[tr]).size == 2:
+            prob[d.labelled[f]] = fit_logistic(d.features[d.labelled[tr]], d.y[tr]).predict(d.features[d.labelled[f]])
+    return [prob]
+
+
+def fit_context_model(data: list[GraphData], folds: int = 5) -> ContextModel:
+    """Both stages: the local stage on every labelled row, the context stage on context computed
+    from out-of-fold first-stage probabilities (as it will see them on new tissue)."""
+    x = np.concatenate([d.features[d.labelled] for d in data])
+    y = np.concatenate([d.y for d in data])
+    local = fit_logistic(x, y)
+    ctx = np.concatenate([d.context(p)[d.labelled] for d, p in zip(data, _oof_local(data, folds), strict=True)])
+    return ContextModel(local, fit_logistic(np.c_[x, ctx], y))
+
+
+def cross_validate_context(data: list[GraphData], folds: int = 5, seed: int = 0) -> list[float]:
+    """Accuracy of the two-stage model on held-out rows: per working directory (leave one out)
+    when there are several, else one number over k folds of the labelled rows."""
+    if len(data) > 1:
+        accs = []
+        for g, d in enumerate(data):
+            m = fit_context_model([e for h, e in enumerate(data) if h != g], folds)
+            prob = m.refine(d.features, d.context(m.predict(d.features)))[d.labelled]
+            accs.append(float(((prob >= 0.5) == (d.y > 0.5)).mean()))
+        return accs
+    d = data[0]
+    correct = 0
+    for f in np.array_split(np.random.default_rng(seed).permutation(d.labelled.size), folds):
+        tr = np.setdiff1d(np.arange(d.labelled.size), f)
+        if np.unique(d.y[tr]).size < 2:
+            correct += int(((d.y[tr][0] > 0.5) == (d.y[f] > 0.5)).sum()) if tr.size else 0
+            continue
+        sub = GraphData(d.ids, d.features, d.edges, d.contacts, d.contact_area, d.labelled[tr], d.y[tr])
+        m = fit_context_model([sub], folds)
+        prob = m.refine(d.features, d.context(m.predict(d.features)))[d.labelled[f]]
+        correct += int(((prob >= 0.5) == (d.y[f] > 0.5)).sum())
+    return [correct / max(d.labelled.size, 1)]
+
+
+def default_model() -> LogisticModel | ContextModel:
     """The shipped model (trained on demo tissue seeds 0-9, see docs/cells.md)."""
     if not DEFAULT_MODEL_PATH.exists():
         raise FileNotFoundError(
             f"the default astrocyte model {DEFAULT_MODEL_PATH} is missing from this installation; "
             f"train one with `syngraph train astrocytes --labels TABLE` and set cells.astrocyte_model"
         )
-    return LogisticModel.load(DEFAULT_MODEL_PATH)
+    return load_model(DEFAULT_MODEL_PATH)
 
 
-def load_model(path: str | Path | None) -> LogisticModel:
-    return default_model() if path is None else LogisticModel.load(path)
+def load_model(path: str | Path | None) -> LogisticModel | ContextModel:
+    """The model in ``path`` (a one-stage or a context model), or the shipped default."""
+    if path is None:
+        return default_model()
+    with np.load(path, allow_pickle=False) as z:
+        local = LogisticModel.from_arrays(z, "", FEATURES, path)
+        if "context_feature_names" not in z:
+            return local
+        return ContextModel(local, LogisticModel.from_arrays(z, "context_", FEATURES + CONTEXT_FEATURES, path))
 
 
 def demo_labels(workdir: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -156,42 +324,35 @@ def main(argv: list[str] | None = None) -> int:
     ``python -m syngraph.models.astrocyte WD [WD ...] [--out PATH]``: each WD is a demo tissue
     (``syngraph synth``) on which ``syngraph run init`` and ``run rag`` have run; the astrocyte
     features are computed there if missing (``tables/sv_features.parquet``), labels come from
-    ``gt/``. Prints the pooled 5-fold and the leave-one-workdir-out accuracy and writes the model
-    (default: the shipped :data:`DEFAULT_MODEL_PATH`).
+    ``gt/``. Prints the leave-one-workdir-out accuracy of the two-stage model (context from
+    out-of-fold first-stage probabilities) and writes it (default: the shipped
+    :data:`DEFAULT_MODEL_PATH`).
     """
     import argparse
 
+    import dataclasses
+
     from syngraph.config import load_config
     from syngraph.engine import Compute
-    from syngraph.steps.astrocytes import load_features
+    from syngraph.steps.astrocytes import graph_data
 
     ap = argparse.ArgumentParser(prog="python -m syngraph.models.astrocyte", description=main.__doc__)
     ap.add_argument("workdirs", nargs="+", type=Path, help="demo working directories")
     ap.add_argument("--out", type=Path, default=DEFAULT_MODEL_PATH, help="model file to write")
     args = ap.parse_args(argv)
-    xs, ys, groups = [], [], []
-    for g, wd in enumerate(args.workdirs):
-        f_ids, f = load_features(wd, load_config(wd), Compute(scheduler="serial"), False)
+    data = []
+    for wd in args.workdirs:
         ids, y = demo_labels(wd)
-        pos = np.minimum(np.searchsorted(f_ids, ids), max(f_ids.size - 1, 0))
-        if f_ids.size == 0 or not np.array_equal(f_ids[pos], ids):
-            raise ValueError(f"{wd}: gt/sv_to_cell names supervoxels missing from tables/sv_features.parquet")
-        xs.append(f[pos])
-        ys.append(y)
-        groups.append(np.full(ids.size, g))
+        data.append(graph_data(wd, ids, y, load_config(wd), Compute(scheduler="serial"), False, f"{wd}/gt"))
         print(f"{wd}: {ids.size} supervoxels, {int(y.sum())} astrocyte")
-    x, y, grp = np.concatenate(xs), np.concatenate(ys), np.concatenate(groups)
-    cv = cross_validate(x, y, k=5)
-    held = []
-    for g in range(len(args.workdirs)):
-        tr = grp != g
-        if np.unique(y[tr]).size == 2:
-            held.append(float(((fit_logistic(x[tr], y[tr]).predict(x[~tr]) >= 0.5) == (y[~tr] > 0.5)).mean()))
-    model = fit_logistic(x, y)
-    model = LogisticModel(model.feature_names, model.mean, model.scale, model.coef, model.intercept, cv, model.n_train)
+    held = cross_validate_context(data) if len(data) > 1 else []
+    cv = float(np.mean(held)) if held else cross_validate_context(data)[0]
+    model = fit_context_model(data)
+    model = ContextModel(model.local, dataclasses.replace(model.context, cv_accuracy=cv))
     model.save(args.out)
-    print(f"5-fold CV accuracy {cv:.4f} on {y.size} supervoxels ({int(y.sum())} astrocyte); "
-          f"leave-one-workdir-out accuracy {', '.join(f'{h:.3f}' for h in held)}")
+    n = sum(d.y.size for d in data)
+    print(f"{n} supervoxels ({int(sum(d.y.sum() for d in data))} astrocyte); leave-one-workdir-out "
+          f"accuracy {', '.join(f'{h:.3f}' for h in held)} (mean {cv:.4f})")
     print(f"wrote {args.out}")
     return 0
 

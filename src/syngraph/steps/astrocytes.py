@@ -6,8 +6,10 @@ Reads ``tables/sv.parquet``, ``tables/sv_components.parquet`` and ``tables/rag_p
 ``sv`` layer. Writes::
 
     tables/sv_features.parquet  sv_id + the classifier features (syngraph.models.astrocyte.FEATURES)
-    tables/sv_class.parquet     sv_id, astrocyte_prob, predicted (prob >= cells.astrocyte_threshold),
-                                kind (neuron/astrocyte after the splitting rules)
+    tables/sv_class.parquet     sv_id, astrocyte_prob (the model's final probability),
+                                astrocyte_prob_local (its per-supervoxel stage), predicted
+                                (prob >= cells.astrocyte_threshold), kind (neuron/astrocyte after
+                                the splitting rules)
 
 Splitting, per component of the pruned graph, with size = union bbox diagonal in nm and
 ``T = cells.min_cc_size_nm`` (the reference uses the same 5000 nm):
@@ -21,6 +23,7 @@ Splitting, per component of the pruned graph, with size = union bbox diagonal in
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +43,13 @@ from syngraph.engine import (
 )
 from syngraph.graph import connected_components, group_diagonal_nm, induced_components
 from syngraph.io.volume import open_layer
-from syngraph.models.astrocyte import FEATURES, AstrocyteClassifier, load_model
+from syngraph.models.astrocyte import (
+    FEATURES,
+    AstrocyteClassifier,
+    GraphData,
+    context_features,
+    load_model,
+)
 from syngraph.project import Project
 from syngraph.steps.cells import CellsError, SvData
 
@@ -278,13 +287,16 @@ def run_astrocytes(
             raise CellsError(f"{project.table_path(name)} is missing; run `syngraph run {step}` first")
     model = classifier or load_model(cfg.cells.astrocyte_model)
     sv, feats = compute_features(workdir, config=cfg, compute=compute, overwrite=overwrite, progress=progress)
-    prob = np.asarray(model.predict(feats), np.float64)
+    edges = _pairs(project.objects("rag_pruned"))
+    local = np.asarray(model.predict(feats), np.float64)
+    prob = local
+    if hasattr(model, "refine"):
+        contacts, area = _contacts(project)
+        prob = np.asarray(model.refine(feats, context_features(sv.ids, local, edges, contacts, area)), np.float64)
     predicted = prob >= cfg.cells.astrocyte_threshold
     comps = project.objects("sv_components")
     kept_ids = comps.column("sv_id").to_numpy()[comps.column("kept").to_numpy(zero_copy_only=False)].astype(np.uint64)
     kpos = sv.index(kept_ids)
-    pruned = project.objects("rag_pruned")
-    edges = np.stack([pruned.column("sv_a").to_numpy(), pruned.column("sv_b").to_numpy()], 1).astype(np.uint64)
     vs = tuple(project.layer("sv").info.voxel_size_nm)
     final = predicted.copy()
     final[kpos] = split_astrocytes(
@@ -293,7 +305,8 @@ def run_astrocytes(
     )
     kind = np.where(final, "astrocyte", "neuron")
     write_table_atomic(
-        pa.table({"sv_id": sv.ids, "astrocyte_prob": prob, "predicted": predicted, "kind": kind.tolist()}),
+        pa.table({"sv_id": sv.ids, "astrocyte_prob": prob, "astrocyte_prob_local": local,
+                  "predicted": predicted, "kind": kind.tolist()}),
         project.table_path("sv_class"),
         {"astrocyte_threshold": cfg.cells.astrocyte_threshold},
     )
@@ -320,28 +333,51 @@ def train_astrocytes(
     with ``gt/cells`` gives it). Features come from ``tables/sv_features.parquet`` (computed if
     missing). Writes ``out`` (default ``<wd>/models/astrocyte.npz``); returns ``(path, cv_acc)``.
     """
-    from syngraph.models.astrocyte import cross_validate, fit_logistic
+    from syngraph.models.astrocyte import cross_validate_context, fit_context_model
 
     workdir = Path(workdir)
     cfg = config or load_config(workdir)
     compute = compute or Compute.from_config(cfg.compute)
-    project = Project(workdir)
-    x_ids, x = load_features(workdir, cfg, compute, progress)
     ids, y = read_labels(labels_table_path)
-    pos = np.searchsorted(x_ids, ids)
-    pos = np.minimum(pos, x_ids.size - 1)
-    ok = x_ids[pos] == ids
-    if not ok.all():
-        raise CellsError(
-            f"{labels_table_path}: {int((~ok).sum())} labelled sv ids are not in tables/sv.parquet "
-            f"(e.g. {ids[~ok][:5].tolist()}); label supervoxels of this working directory"
-        )
-    model = fit_logistic(x[pos], y)
-    acc = cross_validate(x[pos], y, k=folds)
-    model = type(model)(model.feature_names, model.mean, model.scale, model.coef, model.intercept, acc, model.n_train)
-    path = Path(out) if out is not None else project.workdir / "models" / "astrocyte.npz"
+    data = graph_data(workdir, ids, y, cfg, compute, progress, source=str(labels_table_path))
+    model = fit_context_model([data], folds)
+    acc = cross_validate_context([data], folds)[0]
+    model = type(model)(model.local, dataclasses.replace(model.context, cv_accuracy=acc))
+    path = Path(out) if out is not None else Project(workdir).workdir / "models" / "astrocyte.npz"
     model.save(path)
     return path, acc
+
+
+def _pairs(t: pa.Table) -> np.ndarray:
+    return np.stack([t.column("sv_a").to_numpy(), t.column("sv_b").to_numpy()], 1).astype(np.uint64)
+
+
+def _contacts(project: Project) -> tuple[np.ndarray, np.ndarray]:
+    if not project.table_path("sv_contacts").exists():
+        return np.zeros((0, 2), np.uint64), np.zeros(0)
+    t = project.objects("sv_contacts")
+    return _pairs(t), t.column("contact_area_nm2").to_numpy().astype(np.float64)
+
+
+def graph_data(
+    workdir: str | Path, ids: np.ndarray, y: np.ndarray, cfg: ProjectConfig, compute: Compute | None,
+    progress: bool | None = None, source: str = "labels",
+) -> GraphData:
+    """Features, pruned graph and contacts of a working directory, with labels ``y`` for the
+    sorted supervoxel ``ids`` (training data for :func:`fit_context_model`)."""
+    project = Project(workdir)
+    if not project.table_path("rag_pruned").exists():
+        raise CellsError(f"{project.table_path('rag_pruned')} is missing; run `syngraph run rag` first")
+    x_ids, x = load_features(workdir, cfg, compute, progress)
+    pos = np.minimum(np.searchsorted(x_ids, ids), max(x_ids.size - 1, 0))
+    ok = x_ids[pos] == ids if x_ids.size else np.zeros(ids.size, bool)
+    if not ok.all():
+        raise CellsError(
+            f"{source}: {int((~ok).sum())} labelled sv ids are not in tables/sv.parquet "
+            f"(e.g. {ids[~ok][:5].tolist()}); label supervoxels of this working directory"
+        )
+    contacts, area = _contacts(project)
+    return GraphData(x_ids, x, _pairs(project.objects("rag_pruned")), contacts, area, pos, np.asarray(y, np.float64))
 
 
 def load_features(workdir: str | Path, cfg: ProjectConfig, compute: Compute | None, progress: bool | None) -> tuple[np.ndarray, np.ndarray]:

@@ -61,6 +61,9 @@ class SynthParams:
     # astrocytes
     astrocyte_r_nm: Range = (55.0, 130.0)
     astrocyte_branch_per_um: float = 1.5
+    # astrocytic lamellae: an astrocyte owns the free extracellular space whose nearest cell surface
+    # is its own, up to this distance (thin sheets that fill the gaps between neurites)
+    astrocyte_fill_nm: float = 150.0
     # supervoxels
     sv_stretch_nm: Range = (1000.0, 3000.0)
     spine_own_sv_p: float = 0.5

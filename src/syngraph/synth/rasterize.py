@@ -1,9 +1,11 @@
 """Draw the tissue into one box of voxels (pure: geometry in, arrays out).
 
 Every voxel ``p`` (centre at ``index * voxel_size_nm``) takes the primitive with the smallest
-signed distance ``d = |p - axis(t)| - r(t)`` among those closer than the expansion distance
-(cells touch along flat faces where two cells' distances are equal); ties go to the primitive
-added first. A myelin sheath is a shell primitive (``d = max(|p-axis| - r_out, r_in - |p-axis|)``)
+signed distance ``d = |p - axis(t)| - r(t)`` if it is closer than the expansion distance
+(cells touch along flat faces where two cells' distances are equal), or, for an astrocyte's
+primitive, closer than ``astrocyte_fill_nm`` (lamellae filling the free space whose nearest cell
+surface is the astrocyte's, by a margin of one voxel diagonal: a generalized Voronoi region, so
+connected to the process); ties go to the primitive added first. A myelin sheath is a shell primitive (``d = max(|p-axis| - r_out, r_in - |p-axis|)``)
 whose voxels are background with ``gt_myelin = 1``. A soma voxel takes the supervoxel of the
 nearest of its soma's seeds. Organelles are the voxels inside their primitive *and* owned by their
 cell (both partner cells for a junction disc). Probability maps are logistic functions of the
@@ -46,9 +48,24 @@ class Indexed:
                 np.ceil(hi / self.vs).astype(np.int64) + 1)
 
     @cached_property
+    def reach_nm(self) -> float:
+        """How far from its surface a primitive must be evaluated."""
+        return max(self.tissue.expansion_nm, self.tissue.astrocyte_fill_nm)
+
+    @cached_property
+    def prim_expansion(self) -> np.ndarray:
+        """Per primitive, how far from its surface it may own voxels."""
+        from syngraph.synth.tissue import CELL_TYPES
+
+        t = self.tissue
+        P = t.prims
+        astro = (t.cells["type"][P["cell"]] == CELL_TYPES.index("astrocyte")) & (P["kind"] != MYELIN_SHELL)
+        return np.where(astro, max(t.astrocyte_fill_nm, t.expansion_nm), t.expansion_nm).astype(np.float32)
+
+    @cached_property
     def prim_boxes(self) -> tuple[np.ndarray, np.ndarray]:
         P = self.tissue.prims
-        r = np.maximum(P["ra"], P["rb"]) + self.tissue.expansion_nm + 1.0
+        r = np.maximum(P["ra"], P["rb"]) + self.reach_nm + 1.0
         lo, hi = self._boxes(P["a"], P["b"], r)
         dead = P["kind"] == DEAD
         lo[dead] = hi[dead] = 2**40  # far away: never selected
@@ -148,9 +165,15 @@ def _ownership(ix: Indexed, box: BBox) -> tuple[np.ndarray, np.ndarray, np.ndarr
     shape = box.shape
     coords = [(np.arange(s, e, dtype=np.float64) * v).astype(np.float32)
               for s, e, v in zip(box.start, box.stop, vs, strict=True)]
-    E = np.float32(t.expansion_nm)
+    E = np.float32(ix.reach_nm)
     P = t.prims
     best = np.full(shape, E, np.float32)
+    best_other = np.full(shape, np.float32(np.inf), np.float32)  # nearest surface of a non-astrocyte
+    astro_prim = ix.prim_expansion > t.expansion_nm
+    sv_of = ix.prim_sv_global
+    a_best = np.full(shape, np.float32(np.inf), np.float32)
+    a_second = np.full(shape, np.float32(np.inf), np.float32)
+    a_sv = np.zeros(shape, np.uint64)
     owner = np.full(shape, -1, np.int32)
     dmy = np.full(shape, np.float32(1e4), np.float32)
     lo, hi = ix.prim_boxes
@@ -172,8 +195,28 @@ def _ownership(ix: Indexed, box: BBox) -> tuple[np.ndarray, np.ndarray, np.ndarr
         m = d < sub_best
         sub_best[m] = d[m]
         owner[sl][m] = pid
+        if not astro_prim[pid]:
+            np.minimum(best_other[sl], d, out=best_other[sl])
+        else:  # nearest astrocyte surface and the nearest of another supervoxel
+            svp = sv_of[pid]
+            b1, l1, b2 = a_best[sl], a_sv[sl], a_second[sl]
+            new = d < b1
+            moved = new & (l1 != svp)
+            b2[moved] = b1[moved]
+            b1[new] = d[new]
+            l1[new] = svp
+            other = ~new & (l1 != svp)
+            b2[other] = np.minimum(b2[other], d[other])
     fg = owner >= 0
     own = np.where(fg, owner, 0)
+    fg &= best < ix.prim_expansion[own]  # nearest surface beyond its primitive's expansion: free
+    # astrocyte lamellae only where the nearest surface of another cell or supervoxel is a voxel
+    # diagonal farther: every voxel on the way to the process is then the same supervoxel's too
+    # (no islands from rounding)
+    fill = fg & astro_prim[own] & (best >= t.expansion_nm)
+    margin = np.float32(np.linalg.norm(vs))
+    fg &= ~fill | ((best_other - best >= margin) & (a_second - best >= margin))
+    owner[~fg] = -1
     cell_fg = fg & (P["kind"][own] != MYELIN_SHELL)
     sv = np.where(cell_fg, ix.prim_sv_global[own], np.uint64(0)).astype(np.uint64)
     # soma voxels take the supervoxel of the nearest seed of their soma

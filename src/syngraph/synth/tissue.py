@@ -54,6 +54,7 @@ class Tissue:
     organelles: dict[str, dict[str, np.ndarray]]  # mi / vc / sj: a, b, r, h, kind, cell, value
     synapses: dict[str, np.ndarray]
     speckle: dict[str, np.ndarray]  # layer (0 mi, 1 vc, 2 sj), pos, r, peak
+    astrocyte_fill_nm: float = 0.0  # astrocytes own free space up to this distance (lamellae)
 
     def to_npz_dict(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {
@@ -61,6 +62,7 @@ class Tissue:
             "meta_vs": np.array(self.voxel_size_nm, np.float64),
             "meta_seed": np.array(self.seed, np.int64),
             "meta_expansion": np.array(self.expansion_nm, np.float64),
+            "meta_astrocyte_fill": np.array(self.astrocyte_fill_nm, np.float64),
         }
         for group in ("prims", "nodes", "cells", "soma_seeds", "synapses", "speckle"):
             for k, v in getattr(self, group).items():
@@ -89,6 +91,7 @@ class Tissue:
             voxel_size_nm=tuple(float(v) for v in d["meta_vs"]),  # type: ignore[arg-type]
             seed=int(d["meta_seed"]),
             expansion_nm=float(d["meta_expansion"]),
+            astrocyte_fill_nm=float(d["meta_astrocyte_fill"]) if "meta_astrocyte_fill" in d else 0.0,
             organelles=org,
             **groups,  # type: ignore[arg-type]
         )
@@ -175,7 +178,6 @@ class _Builder:
                 if max_total_nm is not None and total >= max_total_nm:
                     return total
                 p = N["pos"][node]
-                exempt = scene.exempt_prims(node, 3)
                 ok = False
                 for attempt in range(attempts):
                     sig = sigma * (1.0 + 0.8 * attempt)
@@ -184,7 +186,9 @@ class _Builder:
                     if jitter:
                         r_new = float(np.clip(r_new * (1.0 + jitter * rng.normal()), r_min, 2.5 * r_min))
                     q = p + nd * seg_nm
-                    if scene.clear(p, q, r + shell_nm, r_new + shell_nm, cell.index, exempt=exempt,
+                    # clear of other cells, and of its own cell wherever that is far along the
+                    # tree (a cable never folds back into its own lumen)
+                    if scene.clear(p, q, r + shell_nm, r_new + shell_nm, cell.index, grow_from=node,
                                    gap=gap, max_overlap_frac=max_overlap_frac):
                         ok = True
                         break
@@ -483,16 +487,16 @@ class _Builder:
             if tgt is None:
                 tgt = self._pick_site(cell, p, d, failed)
                 since = 0
-            exempt = scene.exempt_prims(node, 3)
+            exempt: set[int] = set()
             bias = None
             if tgt is not None:
                 site = self.sites[tgt["k"]]
-                exempt = exempt | {site["prim"]}
+                exempt = {site["prim"]}
                 v = site["center"] - p
                 dist = float(np.linalg.norm(v))
                 if dist <= seg_nm * 1.3:
                     c = site["center"]
-                    if scene.clear(p, c, r, r, cell.index, exempt=exempt):
+                    if scene.clear(p, c, r, r, cell.index, exempt=exempt, grow_from=node):
                         node = self._claim(cell, node, site, sv, r)
                         acc += dist
                         length += dist
@@ -514,7 +518,7 @@ class _Builder:
                 base = d if bias is None else unit(0.35 * d + 0.65 * bias)
                 nd = unit(base + rng.normal(0.0, sig, 3))
                 q = p + nd * seg_nm
-                if scene.clear(p, q, r, r, cell.index, exempt=exempt):
+                if scene.clear(p, q, r, r, cell.index, exempt=exempt, grow_from=node):
                     ok = True
                     break
             if not ok:
@@ -1139,6 +1143,7 @@ def build_tissue(
         voxel_size_nm=tuple(float(v) for v in voxel_size_nm),  # type: ignore[arg-type]
         seed=int(seed),
         expansion_nm=params.expansion_nm,
+        astrocyte_fill_nm=params.astrocyte_fill_nm,
         prims=scene.prims.freeze(),
         nodes=scene.nodes.freeze(),
         cells={
