@@ -7,9 +7,16 @@ is ever built per node or edge, so 1e8 edges fit in a few GB).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
+
+
+def edge_array(table: Any, a: str = "sv_a", b: str = "sv_b") -> np.ndarray:
+    """The ``(m, 2)`` uint64 edge list in columns ``a``, ``b`` of a pyarrow table."""
+    return np.stack([table.column(a).to_numpy(), table.column(b).to_numpy()], 1).astype(np.uint64)
 
 
 def normalize_edges(edges: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from syngraph.config import load_config
-from syngraph.graph import connected_components, group_diagonal_nm
+from syngraph.graph import connected_components, edge_array, group_diagonal_nm
 
 
 class CellScore(TypedDict):
@@ -88,7 +88,7 @@ def score_cells(workdir: str | Path) -> CellScore:
     in_scope = cell_diag > size_nm
     # true cells whose supervoxels are not connected by the true edges
     te = pq.read_table(wd / "gt" / "sv_edges.parquet")
-    tedges = np.stack([te.column("sv_a").to_numpy(), te.column("sv_b").to_numpy()], 1).astype(np.uint64)
+    tedges = edge_array(te)
     _, tcomp = connected_components(tedges, gt_sv)
     ucell, cinv = np.unique(gt_cell, return_inverse=True)
     pair = np.unique(np.stack([cinv, np.unique(tcomp, return_inverse=True)[1].ravel()], 1), axis=0)

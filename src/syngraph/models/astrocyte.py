@@ -165,7 +165,9 @@ def context_features(
     return np.stack([np.log10(1 + deg), mx, mean, n_astro, cmean], 1)
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 100) -> LogisticModel:
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 100, names: tuple[str, ...] = FEATURES
+) -> LogisticModel:
     """Fit by Newton's method (IRLS) with an L2 penalty on standardised features; deterministic."""
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
@@ -189,7 +191,6 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 10
         w -= step
         if np.abs(step).max() < 1e-8:
             break
-    names = FEATURES if x.shape[1] == len(FEATURES) else FEATURES + CONTEXT_FEATURES
     return LogisticModel(names, mean, scale, w[:-1], float(w[-1]), n_train=int(x.shape[0]))
 
 
@@ -255,7 +256,7 @@ def fit_context_model(data: list[GraphData], folds: int = 5) -> ContextModel:
     y = np.concatenate([d.y for d in data])
     local = fit_logistic(x, y)
     ctx = np.concatenate([d.context(p)[d.labelled] for d, p in zip(data, _oof_local(data, folds), strict=True)])
-    return ContextModel(local, fit_logistic(np.c_[x, ctx], y))
+    return ContextModel(local, fit_logistic(np.c_[x, ctx], y, names=FEATURES + CONTEXT_FEATURES))
 
 
 def cross_validate_context(data: list[GraphData], folds: int = 5, seed: int = 0) -> list[float]:
@@ -329,7 +330,6 @@ def main(argv: list[str] | None = None) -> int:
     :data:`DEFAULT_MODEL_PATH`).
     """
     import argparse
-
     import dataclasses
 
     from syngraph.config import load_config

@@ -41,7 +41,7 @@ from syngraph.engine import (
     run_tasks,
     write_table_atomic,
 )
-from syngraph.graph import connected_components, group_diagonal_nm, induced_components
+from syngraph.graph import connected_components, edge_array, group_diagonal_nm, induced_components
 from syngraph.io.volume import open_layer
 from syngraph.models.astrocyte import (
     FEATURES,
@@ -287,7 +287,7 @@ def run_astrocytes(
             raise CellsError(f"{project.table_path(name)} is missing; run `syngraph run {step}` first")
     model = classifier or load_model(cfg.cells.astrocyte_model)
     sv, feats = compute_features(workdir, config=cfg, compute=compute, overwrite=overwrite, progress=progress)
-    edges = _pairs(project.objects("rag_pruned"))
+    edges = edge_array(project.objects("rag_pruned"))
     local = np.asarray(model.predict(feats), np.float64)
     prob = local
     if hasattr(model, "refine"):
@@ -348,15 +348,11 @@ def train_astrocytes(
     return path, acc
 
 
-def _pairs(t: pa.Table) -> np.ndarray:
-    return np.stack([t.column("sv_a").to_numpy(), t.column("sv_b").to_numpy()], 1).astype(np.uint64)
-
-
 def _contacts(project: Project) -> tuple[np.ndarray, np.ndarray]:
     if not project.table_path("sv_contacts").exists():
         return np.zeros((0, 2), np.uint64), np.zeros(0)
     t = project.objects("sv_contacts")
-    return _pairs(t), t.column("contact_area_nm2").to_numpy().astype(np.float64)
+    return edge_array(t), t.column("contact_area_nm2").to_numpy().astype(np.float64)
 
 
 def graph_data(
@@ -377,7 +373,7 @@ def graph_data(
             f"(e.g. {ids[~ok][:5].tolist()}); label supervoxels of this working directory"
         )
     contacts, area = _contacts(project)
-    return GraphData(x_ids, x, _pairs(project.objects("rag_pruned")), contacts, area, pos, np.asarray(y, np.float64))
+    return GraphData(x_ids, x, edge_array(project.objects("rag_pruned")), contacts, area, pos, np.asarray(y, np.float64))
 
 
 def load_features(workdir: str | Path, cfg: ProjectConfig, compute: Compute | None, progress: bool | None) -> tuple[np.ndarray, np.ndarray]:

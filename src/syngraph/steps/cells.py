@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from syngraph.bbox import BBox
 from syngraph.config import ProjectConfig, load_config
 from syngraph.engine import Compute, run_tasks, write_table_atomic
-from syngraph.graph import connected_components, normalize_edges
+from syngraph.graph import connected_components, edge_array, normalize_edges
 from syngraph.io.volume import open_layer
 from syngraph.meshes import write_info, write_mesh
 from syngraph.project import Project
@@ -366,11 +366,7 @@ def load_inputs(project: Project) -> CellInputs:
         cls = project.objects("sv_class")
         pos = sv.index(cls.column("sv_id").to_numpy().astype(np.uint64), "sv_class ids")
         astro[pos] = np.asarray(cls.column("kind").to_pylist(), dtype=object) == "astrocyte"
-    pruned = project.objects("rag_pruned")
-    base = np.stack(
-        [pruned.column("sv_a").to_numpy(), pruned.column("sv_b").to_numpy()], 1
-    ).astype(np.uint64)
-    base = class_edges(normalize_edges(base), sv.ids, astro)
+    base = class_edges(normalize_edges(edge_array(project.objects("rag_pruned"))), sv.ids, astro)
     edits = project.objects("edits") if project.table_path("edits").exists() else None
     edges = apply_edits(base, edits)
     nodes = np.asarray(kept, np.uint64)

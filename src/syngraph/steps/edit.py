@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from syngraph.config import ProjectConfig, load_config
 from syngraph.engine import Compute, write_table_atomic
-from syngraph.graph import connected_components, min_cut, normalize_edges
+from syngraph.graph import connected_components, edge_array, min_cut, normalize_edges
 from syngraph.project import Project
 from syngraph.steps.cells import (
     CellsError,
@@ -133,7 +133,7 @@ def edit_cells(
     s2c_sv = s2c.column("sv_id").to_numpy().astype(np.uint64)
     s2c_cell = s2c.column("cell_id").to_numpy().astype(np.uint64)
     graph = project.objects("cell_graph")
-    all_edges = np.stack([graph.column("sv_a").to_numpy(), graph.column("sv_b").to_numpy()], 1).astype(np.uint64)
+    all_edges = edge_array(graph)
 
     def cell_of(x: int) -> int | None:
         i = np.searchsorted(s2c_sv, np.uint64(x))
