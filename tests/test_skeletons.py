@@ -89,7 +89,7 @@ def capsules(shape_vx, segments_nm, radius_nm, label=1):
     for a, b in segments_nm:
         a, b = np.asarray(a, float), np.asarray(b, float)
         length = np.linalg.norm(b - a)
-        d = (b - a) / length
+        d = (b - a) / length if length > 0 else np.zeros(3)  # a sphere when a == b
         t = np.clip((p - a) @ d, 0, length)
         lab[np.linalg.norm(p - a - t[..., None] * d, axis=-1) <= radius_nm] = label
     return lab
@@ -150,6 +150,109 @@ def test_bent_capsule_cut_by_block_faces_matches_whole_volume(block, rel):
     assert (whole.n_trees, whole.n_branch_points, whole.n_tips) == (1, 0, 2)
     assert (s.n_trees, s.n_branch_points, s.n_tips) == (1, 0, 2)
     assert s.cable_length_um == pytest.approx(whole.cable_length_um, rel=rel)
+
+
+def _tips_nm(f: Forest) -> np.ndarray:
+    deg = np.bincount(f.edges.reshape(-1), minlength=len(f))
+    return f.nodes_nm[deg == 1]
+
+
+def test_neurite_leaving_the_volume_ends_where_its_axis_crosses_the_border():
+    """An oblique capsule (r 120 nm) leaving through the x face ends there, on its axis."""
+    shape = (100, 80, 40)
+    a = np.array([800.0, 500.0, 500.0])
+    d = np.array([1.0, 0.5, 0.2]) / np.linalg.norm([1.0, 0.5, 0.2])
+    lab = capsules(shape, [(a, a + 2500 * d)], 120.0, label=3)
+    f = skeletonize_in_blocks(lab, (1000, 1000, 1000))[3]
+    x_face = (shape[0] - 1) * ANISO[0]
+    exit_nm = a + d * (x_face - a[0]) / d[0]
+    s = stats(f)
+    assert (s.n_trees, s.n_branch_points, s.n_tips) == (1, 0, 2)
+    tips = _tips_nm(f)
+    end = tips[np.argmax(tips[:, 0])]
+    assert end[0] == x_face
+    assert np.linalg.norm(end - exit_nm) <= 1.5 * max(ANISO)
+    assert s.cable_length_um == pytest.approx(np.linalg.norm(exit_nm - a) / 1000, rel=0.05)
+
+
+@pytest.mark.parametrize("depth_nm, rel", [(40.0, 0.05), (100.0, 0.02), (120.0, 0.02)])
+def test_neurite_grazing_the_volume_border_does_not_end_there(depth_nm, rel):
+    """A capsule (r 150 nm) running along the y = 0 face with its axis ``depth_nm`` inside pokes
+    out of the volume without leaving it: no end and no spur on the border (the true tree has
+    none there). Known limit, not tested: with the axis 80 nm inside, the distance to the
+    boundary is flat from the axis to the face (voxel rounding) and the path zigzags."""
+    lab = capsules((100, 80, 40), [((300, depth_nm, 500), (1700, depth_nm, 500))], 150.0, label=4)
+    f = skeletonize_in_blocks(lab, (1000, 1000, 1000))[4]
+    s = stats(f)
+    assert (s.n_trees, s.n_branch_points, s.n_tips) == (1, 0, 2)
+    assert s.cable_length_um == pytest.approx(1.4, rel=rel)
+    if depth_nm >= 100:  # ends at the cap centres, not on the border
+        assert sorted(_tips_nm(f)[:, 0].tolist()) == pytest.approx([300.0, 1700.0], abs=ANISO[0])
+        assert (_tips_nm(f)[:, 1] > 0).all()
+
+
+def test_bouton_bulging_out_of_the_volume_is_not_an_end():
+    """A bouton (r 300 nm) on an axon parallel to the y = 0 face bulges out of the volume. Its
+    contact with the border used to be an end traced first, whose invalidation ball (2 r +
+    500 nm) then hid the other half of the axon (measured: cable 0.86 of 1.4 um)."""
+    lab = capsules((100, 80, 40), [((300, 250, 500), (1700, 250, 500))], 70.0, label=5)
+    lab |= capsules((100, 80, 40), [((1000, 150, 500), (1000, 150, 500))], 300.0, label=5)
+    f = skeletonize_in_blocks(lab, (1000, 1000, 1000))[5]
+    s = stats(f)
+    assert (s.n_trees, s.n_branch_points, s.n_tips) == (1, 0, 2)
+    assert sorted(_tips_nm(f)[:, 0].tolist()) == pytest.approx([300.0, 1700.0], abs=1.5 * ANISO[0])
+    # the path bends into the bouton towards its centre (measured +5 %)
+    assert s.cable_length_um == pytest.approx(1.4, rel=0.07)
+
+
+@pytest.mark.parametrize("branch_nm", [550.0, 650.0])
+def test_astrocyte_parameters_keep_short_branches(branch_nm):
+    """A thin side branch (r 60 nm, longer than the tick threshold) off a 120 nm process lies
+    inside TEASAR's invalidation ball with the reference const (2 r + 500 nm): the neuron
+    parameters lose it, the astrocyte parameters (``astrocyte_teasar_const_nm``) keep it."""
+    lab = capsules((100, 80, 40), [((200, 700, 500), (1800, 700, 500))], 120.0, label=9)
+    lab |= capsules((100, 80, 40), [((1000, 700, 500), (1000, 700 + branch_nm, 500))], 60.0, label=9)
+    p = SkeletonParams()
+    whole = tuple(slice(0, n) for n in lab.shape)
+    got = {}
+    for kind, by_label in (("neuron", None), ("astrocyte", {9: teasar_params(p, "astrocyte")})):
+        bs = skeletonize_block(lab, whole, anisotropy_nm=ANISO, teasar=teasar_params(p),
+                               teasar_by_label=by_label)
+        got[kind] = stats(finish_cell(bs.vertex_vx, bs.parent, bs.radius_nm, bs.piece, bs.piece_vx,
+                                      spacing_nm=ANISO, params=p, volume_shape_vx=lab.shape))
+    assert (got["neuron"].n_tips, got["neuron"].n_branch_points) == (2, 0)
+    assert (got["astrocyte"].n_tips, got["astrocyte"].n_branch_points) == (3, 1)
+    assert got["astrocyte"].cable_length_um == pytest.approx(1.6 + branch_nm / 1000, rel=0.03)
+
+
+def test_demo_cables_never_fold_back_into_themselves():
+    """The demo truth the skeletons are scored against: a growing cable keeps clear of its own
+    cell wherever that is farther along the tree than twice the summed radii (a straight
+    continuation and a right-angle bend fit, a hairpin back along itself does not; the old
+    rule, which exempted the last three hops, let it through)."""
+    from syngraph.synth.geometry import Scene
+
+    scene = Scene(np.array([[0.0, 0, 0], [5000, 5000, 5000]]))
+    cell = scene.new_cell("excitatory")
+    r = 60.0
+    pts = [np.array([1000.0 + 250 * k, 2000, 2000]) for k in range(4)]
+    node = scene.add_node(pts[0], r, -1, cell, 5, 0)
+    for k in range(1, 4):
+        child = scene.add_node(pts[k], r, node, cell, 5, 0)
+        scene.add_prim(pts[k - 1], pts[k], r, r, cell.index, 0, 5, node, child)
+        node = child
+    p = pts[-1]
+
+    def fits(q, frm=node, start=p):
+        return scene.clear(start, np.asarray(q, float), r, r, cell.index, grow_from=frm)
+
+    assert fits(p + [250, 0, 0]) and fits(p + [0, 250, 0])
+    assert not fits(p + [-250, 20, 0])  # a hairpin into its own lumen
+    assert scene.clear(p, p + [-250, 20, 0], r, r, cell.index, exempt=scene.exempt_prims(node, 3))
+    side = scene.add_node(p + [0, 120, 0], r, node, cell, 5, 0)
+    scene.add_prim(p, p + [0, 120, 0], r, r, cell.index, 0, 5, node, side)
+    assert not fits(p + [-250, 120, 0], side, p + [0, 120, 0])  # back alongside, 120 nm apart
+    assert fits(p + [0, 370, 0], side, p + [0, 120, 0])
 
 
 def test_pieces_split_by_the_volume_border_stay_separate_trees():
@@ -215,6 +318,27 @@ def test_path_window_vote_matches_brute_force():
         d = np.minimum(d, d[:, k:k + 1] + d[k:k + 1, :])
     want = [np.bincount(vals[d[i] <= 400.0], minlength=3).argmax() for i in range(n)]
     assert got.tolist() == want
+
+
+def test_score_reports_recall_without_short_terminal_branches():
+    """The score's ``recall_kept`` leaves out the true nodes of terminal branches shorter than
+    the tick threshold (removed by design), except those ending on the volume border."""
+    from syngraph.evaluate.skeletons import score_cell, short_terminal_branches
+
+    # a 2 um line along x with a 300 nm side branch at x = 1000 and a 300 nm one at x = 1500
+    # whose tip is on the volume border
+    nodes = np.array([[100.0 * k, 0, 0] for k in range(21)]
+                     + [[1000.0, 150, 0], [1000, 300, 0], [1500, -150, 0], [1500, -300, 0]])
+    parent = np.r_[-1, np.arange(20), 10, 21, 15, 23]
+    border = np.zeros(len(nodes), bool)
+    border[24] = True
+    short = short_terminal_branches(nodes, parent, 500.0, border)
+    assert np.flatnonzero(short).tolist() == [21, 22]
+    gt = {"nodes": nodes, "parent": parent, "radius": np.full(len(nodes), 10.0)}
+    ours = {"nodes": nodes[:21], "parent": parent[:21], "radius": np.full(21, 10.0)}  # no branches
+    s = score_cell(gt, ours, 20.0, short)
+    assert (s["recalled"], s["n_true"]) == (21, 25)
+    assert (s["recalled_kept"], s["n_true_kept"]) == (21, 23)
 
 
 def _project(tmp_path, labels_xyz, myelin=None, block=(64, 64, 32)):
@@ -290,7 +414,8 @@ def pinky40(pinky40_labels):
 @pytest.fixture(scope="module")
 def demo_scores(tmp_path_factory):
     """Skeletons of the demo tissue (seed 2026, never used in development) scored against the
-    true trees, with the true agglomeration (so the numbers measure skeletons, not cells)."""
+    true trees, with the true agglomeration and cell kinds (so the numbers measure skeletons,
+    not cells)."""
     import shutil
 
     from syngraph.evaluate.skeletons import score_skeletons
@@ -301,6 +426,11 @@ def demo_scores(tmp_path_factory):
     synthesize(wd, (256, 256, 128), 2026, compute=Compute(scheduler="serial"), progress=False)
     (wd / "tables").mkdir(exist_ok=True)
     shutil.copy(wd / "gt" / "sv_to_cell.parquet", wd / "tables" / "sv_to_cell.parquet")
+    # the cell kinds the cells step would write (true ones: astrocytes get their own TEASAR const)
+    cells = pa.parquet.read_table(wd / "gt" / "cells.parquet", columns=["cell_id", "type"])
+    kind = ["astrocyte" if t == "astrocyte" else "neuron" for t in cells.column("type").to_pylist()]
+    write_table_atomic(pa.table({"cell_id": cells.column("cell_id"), "kind": pa.array(kind)}),
+                       wd / "tables" / "cells.parquet")
     run_skeletons(wd, compute=Compute(scheduler="serial"), progress=False)
     return score_skeletons(wd)
 
@@ -309,25 +439,31 @@ def demo_scores(tmp_path_factory):
 def test_demo_tissue_against_true_skeletons(demo_scores):
     """Measured levels on seed 2026 (regression guard; the issue's targets are in the next test).
 
-    Measured: precision 0.985, recall 0.831 (neurons 0.93, the one astrocyte 0.42), cable within
-    5 % for 40 % of cells (within 10 %: 56 %), myelin accuracy 1.0.
+    Measured (demo generator with astrocyte lamellae and self-clear cables): precision 0.924,
+    recall 0.795 (over the branches the step keeps: 0.809); neurons precision 0.986, recall
+    0.937, cable within 5 % for 82 % of them; the one astrocyte precision 0.72, recall 0.51
+    (its lamellae merge its processes, see docs/skeletons.md); cable within 5 % for 80 % of all
+    cells (within 10 %: 90 %); myelin accuracy 1.0.
     """
     s = demo_scores
     assert s["cells_missing"] == []
     assert s["myelin_accuracy"] >= 0.95
-    assert s["node_precision"] >= 0.97
-    assert s["node_recall"] >= 0.80
+    assert s["node_precision"] >= 0.90
+    assert s["node_recall"] >= 0.77
+    assert s["node_recall_kept"] >= s["node_recall"]
     neurons = [v for k, v in s["per_type"].items() if k != "astrocyte"]
-    recalled = sum(v["node_recall"] * v["nodes_true"] for v in neurons) / sum(v["nodes_true"] for v in neurons)
-    assert recalled >= 0.90
-    assert s["cells_cable_within_5pct"] >= 0.35
-    assert s["cells_cable_within_10pct"] >= 0.5
+    n_true = sum(v["nodes_true"] for v in neurons)
+    assert sum(v["node_recall"] * v["nodes_true"] for v in neurons) / n_true >= 0.92
+    assert min(v["node_precision"] for v in neurons) >= 0.97
+    assert s["cells_cable_within_5pct"] >= 0.75
+    assert s["cells_cable_within_10pct"] >= 0.85
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 7 targets not met: TEASAR with the reference const "
-                   "(500 nm) misses short branches and the true trees fold back on themselves; "
-                   "see docs/skeletons.md, Known limits")
+@pytest.mark.xfail(strict=True, reason="issue 7 targets not met: the astrocyte's lamellae merge its "
+                   "processes (precision 0.72, recall 0.51 against the tube tree), TEASAR with the "
+                   "reference const (500 nm) misses spines and branches shorter than 2 r + 500 nm, "
+                   "and cable is within 5 % for 80 % of cells; see docs/skeletons.md, Known limits")
 def test_demo_tissue_meets_issue_targets(demo_scores):
     """Done-when: precision/recall >= 0.95, cable within 5 % per cell, myelin accuracy >= 0.95."""
     s = demo_scores

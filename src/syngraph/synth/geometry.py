@@ -9,7 +9,12 @@ rasteriser draws: a voxel belongs to the primitive with the smallest signed dist
 Cells never cut each other: every new primitive is checked against the primitives already placed
 (a uniform grid hash finds the candidates) and must keep its axis at least ``r1 + r2 - allow``
 away from theirs, where ``allow`` is at most half the thinner radius. So every axis voxel stays
-owned by its own cell and each cell stays one connected piece.
+owned by its own cell and each cell stays one connected piece. A growing cable also keeps clear
+of its own cell (:meth:`Scene.clear` with ``grow_from``): two points of one cell farther apart
+along the tree than ``SELF_KAPPA`` times the sum of their radii keep ``r1 + r2 + 20 nm`` apart,
+so a cable never folds back into its own lumen (for r = 60 nm, bends up to about 110 degrees at
+one node and branches at least about 70 degrees from their sibling are possible; the number of
+hops to the growth tip is not what decides).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from syngraph import compartments as cp
 SOLID = 0
 MYELIN_SHELL = 1
 DEAD = 2  # removed (an unclaimed synapse site): not drawn, not an obstacle
+SELF_KAPPA = 2.0  # parts of a cell farther apart along it than this times r1 + r2 must not touch
+SELF_GAP_NM = 20.0  # the clearance between those parts
 
 
 def point_segment(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -156,6 +163,8 @@ class Scene:
         )
         self.children: dict[int, list[int]] = defaultdict(list)
         self.node_prims: dict[int, list[int]] = defaultdict(list)
+        self.path_nm: list[float] = []  # path length from the cell's root to each node
+        self._ancestors: tuple[int, dict[int, float]] = (-1, {})
         self._grid: dict[tuple[int, int, int], list[int]] = defaultdict(list)
         self.solid_grid: bool = True
 
@@ -173,6 +182,8 @@ class Scene:
                  myelin: bool = False) -> int:
         i = self.nodes.append(pos=pos, radius=radius, parent=parent, cell=cell.index, comp=comp,
                               myelin=myelin, sv=sv)
+        self.path_nm.append(0.0 if parent < 0 else self.path_nm[parent] + float(
+            np.linalg.norm(np.asarray(pos, float) - self.nodes["pos"][parent])))
         if parent >= 0:
             self.children[parent].append(i)
         elif cell.root < 0:
@@ -237,6 +248,68 @@ class Scene:
             frontier = nxt
         return seen
 
+    def path_distance(self, node: int, others: np.ndarray) -> np.ndarray:
+        """Path length (nm) along the tree from ``node`` to each of ``others`` (same cell).
+
+        Nodes of another tree get ``inf``.
+        """
+        if self._ancestors[0] != node:
+            anc: dict[int, float] = {}
+            parent = self.nodes["parent"]
+            u = node
+            while u >= 0:
+                anc[u] = self.path_nm[u]
+                u = int(parent[u])
+            self._ancestors = (node, anc)
+        anc = self._ancestors[1]
+        parent = self.nodes["parent"]
+        out = np.full(len(others), np.inf)
+        here = self.path_nm[node]
+        for k, v in enumerate(np.asarray(others, np.int64).tolist()):
+            u = v
+            while u >= 0 and u not in anc:
+                u = int(parent[u])
+            if u >= 0:
+                out[k] = here + self.path_nm[v] - 2.0 * anc[u]
+        return out
+
+    def _self_clear(self, a: np.ndarray, b: np.ndarray, ra: float, rb: float, node: int,
+                    cand: np.ndarray, r_out: np.ndarray, kappa: float) -> bool:
+        """Whether the cone ``a``-``b`` grown from ``node`` keeps clear of its own cell's
+        primitives ``cand`` (outer radii ``r_out`` at their ends a, b: (M, 2)).
+
+        Points of the cone and of a primitive whose path distance (through ``node`` and the
+        tree) is at least ``kappa * (r1 + r2)`` must be ``r1 + r2 + SELF_GAP_NM`` apart; both
+        are sampled every half of the thinner radius.
+        """
+        P = self.prims
+        length = float(np.linalg.norm(b - a))
+        k = int(np.clip(np.ceil(length / (0.5 * max(min(ra, rb), 1.0))), 1, 24))
+        t = np.arange(1, k + 1) / k
+        x = a[None, :] + t[:, None] * (b - a)[None, :]
+        rx = ra + t * (rb - ra)
+        tx = t * length
+        na, nb = P["node_a"][cand], P["node_b"][cand]
+        ua = self.path_distance(node, na)
+        ub = self.path_distance(node, nb)
+        for j in range(len(cand)):
+            pa, pb = P["a"][cand[j]], P["b"][cand[j]]
+            lj = float(np.linalg.norm(pb - pa))
+            rmin = max(min(r_out[j, 0], r_out[j, 1]), 1.0)
+            m = int(np.clip(np.ceil(lj / (0.5 * rmin)), 1, 24))
+            s = np.arange(m + 1) / m
+            y = pa[None, :] + s[:, None] * (pb - pa)[None, :]
+            ry = r_out[j, 0] + s * (r_out[j, 1] - r_out[j, 0])
+            uy = np.minimum(ua[j] + s * lj, ub[j] + (1.0 - s) * lj)
+            rr = rx[:, None] + ry[None, :]
+            far = tx[:, None] + uy[None, :] >= kappa * rr
+            if not far.any():
+                continue
+            d = np.linalg.norm(x[:, None, :] - y[None, :, :], axis=2)
+            if np.any(far & (d < rr + SELF_GAP_NM)):
+                return False
+        return True
+
     def exempt_prims(self, node: int, hops: int = 3) -> set[int]:
         out: set[int] = set()
         for u in self.near_nodes(node, hops):
@@ -256,13 +329,18 @@ class Scene:
         allow_cells: dict[int, float] | None = None,
         allow_prims: dict[int, float] | None = None,
         max_overlap_frac: float = 0.5,
+        grow_from: int | None = None,
+        kappa: float = SELF_KAPPA,
     ) -> bool:
         """Whether a cone ``a``-``b`` with radii ``ra``, ``rb`` fits.
 
         Against other cells the axes must be ``>= r1 + r2 + gap`` apart (``gap`` may be negative
         down to ``-max_overlap_frac * min(r1, r2)``: touching), against the same cell (outside
         ``exempt``) ``>= r1 + r2 + 20 nm``. ``allow_cells`` / ``allow_prims`` give a larger
-        designed overlap (synaptic contacts) for some cells or primitives.
+        designed overlap (synaptic contacts) for some cells or primitives. ``grow_from``: the
+        cone is a cable growing from this node of ``cell``; its own cell is then checked by path
+        length instead (points farther apart along the tree than ``kappa * (r1 + r2)`` keep
+        ``r1 + r2 + 20 nm`` apart; ``exempt`` still applies).
         """
         r = max(ra, rb)
         reach = r + max(gap, 0.0) + 25.0
@@ -274,6 +352,19 @@ class Scene:
             if len(cand) == 0:
                 return True
         P = self.prims
+        if grow_from is not None:
+            own = (P["cell"][cand] == cell) & (P["kind"][cand] != DEAD)
+            if own.any():
+                oc = cand[own]
+                shell = (P["kind"][oc] == MYELIN_SHELL)[:, None]
+                r_out = np.where(shell, np.maximum(P["ra"][oc], P["rb"][oc])[:, None],
+                                 np.stack([P["ra"][oc], P["rb"][oc]], 1))
+                if not self._self_clear(np.asarray(a, float), np.asarray(b, float), ra, rb,
+                                        grow_from, oc, r_out, kappa):
+                    return False
+                cand = cand[~own]
+                if len(cand) == 0:
+                    return True
         pa, pb = P["a"][cand], P["b"][cand]
         dist, s, t = segment_segment(np.asarray(a, float), np.asarray(b, float), pa, pb)
         r_self = ra + s * (rb - ra)

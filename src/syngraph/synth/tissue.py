@@ -178,7 +178,6 @@ class _Builder:
                 if max_total_nm is not None and total >= max_total_nm:
                     return total
                 p = N["pos"][node]
-                exempt = scene.exempt_prims(node, 3)
                 ok = False
                 for attempt in range(attempts):
                     sig = sigma * (1.0 + 0.8 * attempt)
@@ -187,7 +186,9 @@ class _Builder:
                     if jitter:
                         r_new = float(np.clip(r_new * (1.0 + jitter * rng.normal()), r_min, 2.5 * r_min))
                     q = p + nd * seg_nm
-                    if scene.clear(p, q, r + shell_nm, r_new + shell_nm, cell.index, exempt=exempt,
+                    # clear of other cells, and of its own cell wherever that is far along the
+                    # tree (a cable never folds back into its own lumen)
+                    if scene.clear(p, q, r + shell_nm, r_new + shell_nm, cell.index, grow_from=node,
                                    gap=gap, max_overlap_frac=max_overlap_frac):
                         ok = True
                         break
@@ -486,16 +487,16 @@ class _Builder:
             if tgt is None:
                 tgt = self._pick_site(cell, p, d, failed)
                 since = 0
-            exempt = scene.exempt_prims(node, 3)
+            exempt: set[int] = set()
             bias = None
             if tgt is not None:
                 site = self.sites[tgt["k"]]
-                exempt = exempt | {site["prim"]}
+                exempt = {site["prim"]}
                 v = site["center"] - p
                 dist = float(np.linalg.norm(v))
                 if dist <= seg_nm * 1.3:
                     c = site["center"]
-                    if scene.clear(p, c, r, r, cell.index, exempt=exempt):
+                    if scene.clear(p, c, r, r, cell.index, exempt=exempt, grow_from=node):
                         node = self._claim(cell, node, site, sv, r)
                         acc += dist
                         length += dist
@@ -517,7 +518,7 @@ class _Builder:
                 base = d if bias is None else unit(0.35 * d + 0.65 * bias)
                 nd = unit(base + rng.normal(0.0, sig, 3))
                 q = p + nd * seg_nm
-                if scene.clear(p, q, r, r, cell.index, exempt=exempt):
+                if scene.clear(p, q, r, r, cell.index, exempt=exempt, grow_from=node):
                     ok = True
                     break
             if not ok:

@@ -5,13 +5,15 @@ Top to bottom:
 1. per block (engine task, :func:`skeleton_block`): read the ``sv`` layer for the block's trace
    region + halo, downsample by striding (``skeletons.downsample``), relabel supervoxels to cell
    ids (``tables/sv_to_cell.parquet``; others -> 0), skeletonize every piece with kimimaro
-   (:func:`.teasar.skeletonize_block`), and, if a ``myelin`` layer exists, the myelin fraction
-   around every vertex (:mod:`.myelin`). Returns one row per vertex.
+   (:func:`.teasar.skeletonize_block`; cells of kind astrocyte in ``tables/cells.parquet`` with
+   ``astrocyte_teasar_const_nm`` and ``astrocyte_max_paths``), and, if a ``myelin`` layer
+   exists, the myelin fraction around every vertex (:mod:`.myelin`). Returns one row per vertex.
 2. per cell (:func:`finish_cell`): join the pieces where their vertices coincide
    (:func:`.join.join_pieces`), remove dust (trees under ``dust_threshold_vx`` voxels), retract
    tips from the surface to the centre of their end cap (ends on the volume border stay),
    smooth the voxel staircase, thin to ``node_spacing_nm`` (keeping bends), remove trees under
-   ``dust_nm`` of cable, tips that lie inside the lumen of another part of the tree (the
+   ``dust_nm`` of cable (unless they reach the volume border), tips that lie inside the lumen
+   of another part of the tree (the
    parallel paths a block face running along a neurite creates) and ticks under
    ``tick_threshold_nm``, vote myelin over ``myelin_window_nm`` of path, and order each tree
    from its thickest node.
@@ -22,6 +24,7 @@ Top to bottom:
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from pathlib import Path
 from typing import Any
@@ -54,18 +57,31 @@ from syngraph.steps.skeletons.teasar import TeasarParams, skeletonize_block
 STEP = "skeletons"
 
 
-def teasar_params(p: SkeletonParams) -> TeasarParams:
+def teasar_params(p: SkeletonParams, kind: str = "neuron") -> TeasarParams:
+    """kimimaro's TEASAR parameters for cells of ``kind`` (neuron or astrocyte)."""
+    astro = kind == "astrocyte"
     return TeasarParams(
         scale=p.teasar_scale,
-        const=p.teasar_const_nm,
+        const=p.astrocyte_teasar_const_nm if astro else p.teasar_const_nm,
         pdrf_scale=p.pdrf_scale,
         pdrf_exponent=p.pdrf_exponent,
         soma_detection_threshold=p.soma_detection_threshold_nm,
         soma_acceptance_threshold=p.soma_acceptance_threshold_nm,
         soma_invalidation_scale=p.soma_invalidation_scale,
         soma_invalidation_const=p.soma_invalidation_const_nm,
-        max_paths=p.max_paths,
+        max_paths=p.astrocyte_max_paths if astro else p.max_paths,
     )
+
+
+def astrocyte_ids(workdir: str | Path) -> np.ndarray:
+    """Cell ids of kind astrocyte in ``tables/cells.parquet`` (none if there is no such table:
+    every cell is skeletonized as a neuron)."""
+    path = Path(workdir) / "tables" / "cells.parquet"
+    if not path.exists() or "kind" not in pq.read_schema(path).names:
+        return np.zeros(0, np.uint64)
+    t = pq.read_table(path, columns=["cell_id", "kind"])
+    kind = np.asarray(t.column("kind").to_pylist(), dtype=object)
+    return np.sort(t.column("cell_id").to_numpy().astype(np.uint64)[kind == "astrocyte"])
 
 
 # ---------------------------------------------------------------------------- block geometry
@@ -147,8 +163,10 @@ def skeleton_block(
     params: dict[str, Any],
     voxel_size_nm: tuple[float, float, float],
     myelin: bool,
+    astrocytes: np.ndarray | None = None,
 ) -> pa.Table:
-    """Engine task: the skeleton vertices of one block (see the module docstring)."""
+    """Engine task: the skeleton vertices of one block (see the module docstring);
+    ``astrocytes``: sorted ids of the cells of kind astrocyte."""
     p = SkeletonParams.model_validate(params)
     ds = tuple(p.downsample)
     layer = open_layer(workdir, "sv")
@@ -161,8 +179,12 @@ def skeleton_block(
     order = np.argsort(sv_ids, kind="stable")
     cells = relabel_to_cells(svs, sv_ids[order], mapping.column("cell_id").to_numpy().astype(np.uint64)[order])
     del svs
+    present = fastremap.unique(cells)
+    astro = np.zeros(0, np.uint64) if astrocytes is None else np.asarray(astrocytes, np.uint64)
+    by_label = {int(c): teasar_params(p, "astrocyte") for c in present[np.isin(present, astro)].tolist()}
     bs = skeletonize_block(
-        cells, trace.local_slices(read), anisotropy_nm=aniso, teasar=teasar_params(p)  # type: ignore[arg-type]
+        cells, trace.local_slices(read), anisotropy_nm=aniso, teasar=teasar_params(p),  # type: ignore[arg-type]
+        teasar_by_label=by_label,
     )
     del cells
     vx = bs.vertex_vx + np.asarray(trace.start, np.int64)
@@ -214,9 +236,10 @@ def finish_cell(
     forest = remove_dust(forest, 0.0, tree_vx, params.dust_threshold_vx)
     border = on_volume_border(forest.nodes_nm, spacing_nm, volume_shape_vx)
     forest = retract_tips(forest, border, 1.5 * min(spacing_nm))
-    forest = smooth(forest, params.smooth_iterations)
+    forest = smooth(forest, params.smooth_iterations, params.smooth_weight)
     forest = thin(forest, params.node_spacing_nm, params.node_max_deviation_nm)
-    forest = remove_dust(forest, params.dust_nm)
+    forest = remove_dust(forest, params.dust_nm,
+                         fixed=on_volume_border(forest.nodes_nm, spacing_nm, volume_shape_vx))
     forest = remove_redundant_branches(forest, max(spacing_nm))
     forest = remove_ticks(forest, params.tick_threshold_nm,
                           on_volume_border(forest.nodes_nm, spacing_nm, volume_shape_vx))
@@ -322,13 +345,16 @@ def run_skeletons(
                 f"map must be on the segmentation's voxel grid (resample it on import)"
             )
     blocks = block_grid(sv.bbox, p.block_size_vx)
+    astro = astrocyte_ids(workdir)
     fn = functools.partial(
         skeleton_block, workdir=str(workdir), params=p.model_dump(mode="json"),
-        voxel_size_nm=voxel, myelin=has_myelin,
+        voxel_size_nm=voxel, myelin=has_myelin, astrocytes=astro,
     )
     step_dir = workdir / "steps" / STEP
     report = run_tasks(
-        fn, blocks, step_dir, params={"skeletons": p.model_dump(mode="json"), "myelin": has_myelin},
+        fn, blocks, step_dir,
+        params={"skeletons": p.model_dump(mode="json"), "myelin": has_myelin,
+                "astrocytes": hashlib.sha1(astro.tobytes()).hexdigest()},
         compute=compute, desc=STEP, progress=progress, overwrite=overwrite,
     )
     table = read_task_tables(step_dir)

@@ -11,7 +11,10 @@ edge keeps its target near the axis); the shared plane is identical in both bloc
 place the same vertex there and the pieces join where their vertices coincide (:mod:`.join`).
 Targets where the axis crosses a face are traced before the TEASAR paths (the path runs
 through them); targets on a face that runs along a neurite are traced after them, as short
-spurs off the axis (:func:`_crosses`).
+spurs off the axis (:func:`_crosses`). On the volume border there is no block to agree with:
+targets are only where a neurite's axis leaves the volume (:func:`exit_targets`), not where a
+neurite grazes the border or a bouton or soma bulges out of it, which the true tree does not
+end at either; they are traced first, one of them being the root.
 
 We call kimimaro's own building blocks (``compute_cc_labels``, ``trace``) instead of
 ``kimimaro.skeletonize`` for three reasons, each a case where the whole-volume entry point
@@ -30,7 +33,7 @@ would break exact joins:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import cc3d
 import edt
@@ -41,6 +44,10 @@ from kimimaro.utility import compute_cc_labels
 from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components
+
+EXIT_TOL = 0.5  # voxels the distance to the boundary may rise inwards from an exit target
+EXIT_CONTINUE = 0.75  # an exit's neurite keeps this fraction of its radius one radius inwards
+EXIT_MIN_BALL = 2.0  # voxels: the exit tests look at least this far inwards
 
 
 class TeasarParams(TypedDict):
@@ -107,11 +114,78 @@ def tree_parents(n: int, edges: np.ndarray, root: int = 0) -> np.ndarray:
     return parent
 
 
+def exit_targets(dbf: np.ndarray, labels: np.ndarray, axis: int, index: int,
+                 rect: tuple[slice, slice], anisotropy_nm: tuple[float, float, float],
+                 tol_nm: float) -> list[tuple[int, int, int]]:
+    """Where neurites leave the volume through the plane ``index`` of ``axis``.
+
+    A neurite whose axis crosses the volume border has its largest inscribed ball centred on
+    the face, on the axis: the distance to the boundary ``dbf`` (taken without the volume
+    border as a boundary) has a local maximum ``d`` on the face and, inside the volume, rises
+    nowhere within ``d`` (at least ``EXIT_MIN_BALL`` voxels) of that point by more than
+    ``tol_nm``. A neurite that only grazes the
+    face (its axis stays inside, within a radius of the face) touches the face where the
+    distance rises inwards, towards the axis; a bouton or soma bulging out of the face has
+    no neurite continuing inwards (one radius ``d`` in, the distance has fallen below
+    ``EXIT_CONTINUE * d`` everywhere). Those contacts are not ends of the neurite and get no
+    target. Unlike one target per cross-section, a neurite that runs along the face before it
+    leaves gets its target where it leaves.
+
+    ``dbf`` and ``labels`` cover the read region (the tests look up to a radius and a half
+    voxels inwards); targets are searched in ``rect`` of the plane (the face of the trace
+    region). Returns them as ``(x, y, z)`` indices of ``dbf``, thickest first.
+    """
+    sel: list[Any] = [slice(None)] * 3
+    sel[axis] = index
+    other = [a for a in range(3) if a != axis]
+    f = np.zeros(dbf.shape[other[0]] * dbf.shape[other[1]], np.float32).reshape(
+        dbf.shape[other[0]], dbf.shape[other[1]])
+    lab = np.asarray(labels[tuple(sel)])
+    f[rect] = np.asarray(dbf[tuple(sel)], np.float32)[rect]
+    fg = (lab > 0) & (f > 0)
+    if not fg.any():
+        return []
+    peak = fg & (ndimage.maximum_filter(np.where(lab > 0, np.asarray(dbf[tuple(sel)]), 0.0), size=3,
+                                        mode="constant") <= f)
+    aniso = np.asarray(anisotropy_nm, np.float64)
+    cand = np.argwhere(peak)
+    order = np.lexsort((cand[:, 1], cand[:, 0], -f[peak]))
+    kept: list[tuple[np.ndarray, float]] = []
+    out: list[tuple[int, int, int]] = []
+    for k in order.tolist():
+        uv = cand[k]
+        d0 = float(f[uv[0], uv[1]])
+        t = np.zeros(3, np.int64)
+        t[axis] = index
+        t[other[0]], t[other[1]] = uv
+        pos = t * aniso
+        if any(float(np.linalg.norm(pos - q)) < max(d0, dq) for q, dq in kept):
+            continue  # the same section as a thicker target
+        ball = max(d0, EXIT_MIN_BALL * float(aniso.max()))  # a thin contact is tested deeper
+        shell = ball + 1.5 * float(aniso.max())
+        half = np.ceil(shell / aniso).astype(np.int64)
+        lo = np.maximum(t - half, 0)
+        hi = np.minimum(t + half + 1, np.asarray(dbf.shape))
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+        grid = np.meshgrid(*[(np.arange(a, b) - c) * v for a, b, c, v in zip(lo, hi, t, aniso, strict=True)],
+                           indexing="ij")
+        r2 = grid[0] ** 2 + grid[1] ** 2 + grid[2] ** 2
+        own = np.where(labels[box] == lab[uv[0], uv[1]], dbf[box], 0.0)
+        if float(np.max(np.where(r2 <= ball * ball, own, 0.0))) > d0 + tol_nm:
+            continue  # the axis lies inside, deeper than the face: a graze
+        if float(np.max(np.where((r2 > ball * ball) & (r2 <= shell * shell), own, 0.0))) < EXIT_CONTINUE * d0:
+            continue  # no neurite continues inwards from here: a bouton or soma bulging out
+        kept.append((pos, d0))
+        out.append((int(t[0]), int(t[1]), int(t[2])))
+    return out
+
+
 def face_targets(
     labels: np.ndarray,
     trace_region: tuple[slice, slice, slice],
     cc_labels: np.ndarray,
     anisotropy_nm: tuple[float, float, float],
+    dbf: np.ndarray | None = None,
 ) -> tuple[dict[int, list[tuple[int, int, int]]], dict[int, list[tuple[int, int, int]]]]:
     """Border targets of every piece: one per connected cross-section on each trace-region face.
 
@@ -126,7 +200,9 @@ def face_targets(
     Returns ``(on_volume_border, on_shared_faces)``, each ``{piece id in cc_labels: [(x, y, z),
     ...]}`` in trace-region coordinates. A face is on the volume border when it is also a face
     of ``labels`` (the read region is the trace region grown by a halo of at least one voxel,
-    clipped to the volume).
+    clipped to the volume). With ``dbf`` (the distance to the boundary over ``labels``), the
+    targets on the volume border are where neurites leave the volume (:func:`exit_targets`)
+    instead; there is no neighbouring block to agree with there.
     """
     volume: dict[int, list[tuple[int, int, int]]] = {}
     shared: dict[int, list[tuple[int, int, int]]] = {}
@@ -139,8 +215,14 @@ def face_targets(
             index[axis] = tr[axis][0] + local  # type: ignore[call-overload]
             at_border = tr[axis][0] + local in (0, labels.shape[axis] - 1)
             out = volume if at_border else shared
-            plane = np.ascontiguousarray(labels[tuple(index)])
             rect = tuple(slice(*tr[a]) for a in other)
+            if at_border and dbf is not None:
+                for t in exit_targets(dbf, labels, axis, tr[axis][0] + local, rect,  # type: ignore[arg-type]
+                                      anisotropy_nm, EXIT_TOL * float(min(anisotropy_nm))):
+                    tt = tuple(int(c) - s[0] for c, s in zip(t, tr, strict=True))
+                    out.setdefault(int(cc_labels[tt]), []).append(tt)  # type: ignore[arg-type]
+                continue
+            plane = np.ascontiguousarray(labels[tuple(index)])
             face = plane[rect]
             if not face.any():
                 continue
@@ -195,6 +277,7 @@ def skeletonize_block(
     *,
     anisotropy_nm: tuple[float, float, float],
     teasar: TeasarParams,
+    teasar_by_label: dict[int, TeasarParams] | None = None,
 ) -> BlockSkeletons:
     """Skeletonize every label in ``labels[trace_region]``; see the module docstring.
 
@@ -205,6 +288,7 @@ def skeletonize_block(
     trace_region : slices of the trace region inside ``labels``.
     anisotropy_nm : voxel size at skeleton resolution, in nm.
     teasar : TEASAR parameters (lengths in nm).
+    teasar_by_label : other parameters for some labels (e.g. astrocytes), by label.
 
     Returns
     -------
@@ -220,13 +304,14 @@ def skeletonize_block(
         np.asfortranarray(labels), anisotropy=tuple(float(a) for a in aniso), black_border=False,
         parallel=1,
     )
-    dbf = np.asfortranarray(dbf_all[trace_region], dtype=np.float32)
-    del dbf_all
-    if not np.isfinite(dbf).all():  # a label filling the whole read region has no boundary
+    if not np.isfinite(dbf_all).all():  # a label filling the whole read region has no boundary
         far = float(np.linalg.norm(np.asarray(labels.shape) * aniso))
-        dbf = np.asfortranarray(np.nan_to_num(dbf, posinf=far))
+        dbf_all = np.nan_to_num(dbf_all, posinf=far)
+    dbf = np.asfortranarray(dbf_all[trace_region], dtype=np.float32)
     cc_labels, remapping = compute_cc_labels(np.asfortranarray(region))
-    volume_targets, shared_targets = face_targets(labels, trace_region, cc_labels, tuple(aniso.tolist()))
+    volume_targets, shared_targets = face_targets(labels, trace_region, cc_labels, tuple(aniso.tolist()),
+                                                  dbf=dbf_all)
+    del dbf_all
     segids, counts = fastremap.unique(cc_labels, return_counts=True)
     all_slices = ndimage.find_objects(cc_labels)
 
@@ -270,10 +355,11 @@ def skeletonize_block(
                 root = None
             before = before + cross
             after = other
-            params = dict(teasar)
-            params["max_paths"] = int(teasar["max_paths"]) + len(local)
+            own = (teasar_by_label or {}).get(int(remapping[segid]), teasar)
+            params = dict(own)
+            params["max_paths"] = int(own["max_paths"]) + len(local)
             skel = trace(
-                np.asfortranarray(mask), np.asfortranarray(dbf_roi), anisotropy=aniso,
+                np.asfortranarray(mask), np.array(dbf_roi, order="F"), anisotropy=aniso,  # trace edits it
                 fix_branching=True, manual_targets_before=before, manual_targets_after=after,
                 root=root, **params,
             )
