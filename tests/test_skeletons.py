@@ -411,6 +411,24 @@ def pinky40(pinky40_labels):
     return pinky40_labels
 
 
+def test_score_groups_neurons_and_astrocytes():
+    """The flat neuron_* / astrocyte_* numbers pool every non-astrocyte type into neurons."""
+    from syngraph.evaluate.skeletons import _per_kind
+
+    def cell(precise, n_ours, recalled, n_true, cable_true, cable_ours):
+        return dict(precise=precise, n_ours=n_ours, recalled=recalled, n_true=n_true, recalled_kept=recalled,
+                    n_true_kept=n_true, cable_true_um=cable_true, cable_ours_um=cable_ours)
+
+    per_cell = {1: cell(9, 10, 8, 10, 5.0, 5.1), 2: cell(10, 10, 10, 10, 5.0, 4.0), 3: cell(1, 4, 1, 5, 5.0, 5.0)}
+    out = _per_kind({1: "excitatory", 2: "inhibitory", 3: "astrocyte"}, per_cell, 1.0)
+    assert out["neuron_node_precision"] == pytest.approx(19 / 20)
+    assert out["neuron_node_recall"] == pytest.approx(18 / 20)
+    assert out["neuron_cells_cable_within_5pct"] == pytest.approx(0.5)
+    assert out["astrocyte_node_precision"] == pytest.approx(0.25)
+    assert out["astrocyte_node_recall"] == pytest.approx(0.2)
+    assert _per_kind(None, per_cell, 1.0) == {}
+
+
 @pytest.fixture(scope="module")
 def demo_scores(tmp_path_factory):
     """Skeletons of the demo tissue (seed 2026, never used in development) scored against the
@@ -454,6 +472,8 @@ def test_demo_tissue_against_true_skeletons(demo_scores):
     neurons = [v for k, v in s["per_type"].items() if k != "astrocyte"]
     n_true = sum(v["nodes_true"] for v in neurons)
     assert sum(v["node_recall"] * v["nodes_true"] for v in neurons) / n_true >= 0.92
+    assert s["neuron_node_recall"] == pytest.approx(
+        sum(v["node_recall"] * v["nodes_true"] for v in neurons) / n_true)
     assert min(v["node_precision"] for v in neurons) >= 0.97
     assert s["cells_cable_within_5pct"] >= 0.75
     assert s["cells_cable_within_10pct"] >= 0.85

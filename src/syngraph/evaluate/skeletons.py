@@ -10,7 +10,9 @@
   plain ``node_recall`` counts every true node.
 * cable length: ``|ours - true| / true`` per cell (cells with >= 1 um of true cable), the
   fractions within 5 % and 10 %, and the relative error of the summed cable.
-* ``per_type``: precision, recall and cable per true cell type (``gt/cells.parquet``).
+* ``per_type``: precision, recall and cable per true cell type (``gt/cells.parquet``), and
+  flat ``neuron_*`` / ``astrocyte_*`` headline numbers (every type but astrocyte is a neuron),
+  so `syngraph evaluate` shows which kind of cell holds the errors.
 * myelin: fraction of our nodes whose ``myelin`` equals that of the nearest true edge.
 """
 
@@ -189,6 +191,7 @@ def score_skeletons(
     errs = np.array(list(cable_err.values())) if cable_err else np.zeros(0)
     has_myelin = "myelin" in pq.read_schema(ours_path).names
     long = [s for s in per_cell.values() if s["cable_true_um"] >= min_cable_um]
+    types = _true_types(workdir / "gt" / "cells.parquet")
     true_total = sum(s["cable_true_um"] for s in long)
     return {
         "cells_true": len(gt),
@@ -207,31 +210,57 @@ def score_skeletons(
         "cable_total_rel_error": (sum(s["cable_ours_um"] for s in long) / true_total - 1.0
                                   if true_total > 0 else float("nan")),
         "myelin_accuracy": tot["myelin_ok"] / max(tot["n_ours"], 1) if has_myelin else float("nan"),
-        "per_type": _per_type(workdir / "gt" / "cells.parquet", per_cell, min_cable_um),
+        **_per_kind(types, per_cell, min_cable_um),
+        "per_type": _per_type(types, per_cell, min_cable_um),
         "per_cell": per_cell,
     }
 
 
-def _per_type(cells_path: Path, per_cell: dict[int, dict[str, Any]], min_cable_um: float) -> dict[str, Any]:
-    """The headline numbers per true cell type (``gt/cells.parquet`` column ``type``), if known."""
+def _true_types(cells_path: Path) -> dict[int, str] | None:
+    """True cell type per cell id (``gt/cells.parquet`` column ``type``), if known."""
     if not cells_path.exists() or "type" not in pq.read_schema(cells_path).names:
-        return {}
+        return None
     t = pq.read_table(cells_path, columns=["cell_id", "type"])
-    kind = dict(zip(t.column("cell_id").to_pylist(), t.column("type").to_pylist(), strict=True))
+    return dict(zip(t.column("cell_id").to_pylist(), t.column("type").to_pylist(), strict=True))
+
+
+def _group_scores(cells: list[dict[str, Any]], min_cable_um: float) -> dict[str, Any]:
+    """The headline numbers over a group of cells (``score_cell`` outputs)."""
+    long = [s for s in cells if s["cable_true_um"] >= min_cable_um]
+    ok = [abs(s["cable_ours_um"] - s["cable_true_um"]) <= 0.05 * s["cable_true_um"] for s in long]
+    return {
+        "cells": len(cells),
+        "nodes_true": sum(s["n_true"] for s in cells),
+        "node_precision": sum(s["precise"] for s in cells) / max(sum(s["n_ours"] for s in cells), 1),
+        "node_recall": sum(s["recalled"] for s in cells) / max(sum(s["n_true"] for s in cells), 1),
+        "node_recall_kept": (sum(s["recalled_kept"] for s in cells)
+                             / max(sum(s["n_true_kept"] for s in cells), 1)),
+        "cells_cable_within_5pct": float(np.mean(ok)) if ok else float("nan"),
+    }
+
+
+def _per_type(kind: dict[int, str] | None, per_cell: dict[int, dict[str, Any]],
+              min_cable_um: float) -> dict[str, Any]:
+    """The headline numbers per true cell type."""
+    if kind is None:
+        return {}
+    return {name: _group_scores([s for c, s in per_cell.items() if kind.get(c, "unknown") == name], min_cable_um)
+            for name in sorted({kind.get(c, "unknown") for c in per_cell})}
+
+
+def _per_kind(kind: dict[int, str] | None, per_cell: dict[int, dict[str, Any]],
+              min_cable_um: float) -> dict[str, Any]:
+    """Flat ``neuron_*`` / ``astrocyte_*`` headline numbers (every other type is a neuron)."""
+    if kind is None:
+        return {}
     out: dict[str, Any] = {}
-    for name in sorted({kind.get(c, "unknown") for c in per_cell}):
-        cells = [s for c, s in per_cell.items() if kind.get(c, "unknown") == name]
-        long = [s for s in cells if s["cable_true_um"] >= min_cable_um]
-        ok = [abs(s["cable_ours_um"] - s["cable_true_um"]) <= 0.05 * s["cable_true_um"] for s in long]
-        out[name] = {
-            "cells": len(cells),
-            "nodes_true": sum(s["n_true"] for s in cells),
-            "node_precision": sum(s["precise"] for s in cells) / max(sum(s["n_ours"] for s in cells), 1),
-            "node_recall": sum(s["recalled"] for s in cells) / max(sum(s["n_true"] for s in cells), 1),
-            "node_recall_kept": (sum(s["recalled_kept"] for s in cells)
-                                 / max(sum(s["n_true_kept"] for s in cells), 1)),
-            "cells_cable_within_5pct": float(np.mean(ok)) if ok else float("nan"),
-        }
+    for name in ("neuron", "astrocyte"):
+        cells = [s for c, s in per_cell.items() if (kind.get(c) == "astrocyte") == (name == "astrocyte")]
+        if not cells:
+            continue
+        g = _group_scores(cells, min_cable_um)
+        for k in ("node_precision", "node_recall", "cells_cable_within_5pct"):
+            out[f"{name}_{k}"] = g[k]
     return out
 
 
