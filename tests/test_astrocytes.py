@@ -24,8 +24,11 @@ from syngraph.models.astrocyte import (
 )
 from syngraph.project import Project
 from syngraph.steps.astrocytes import (
+    MOMENTS,
     block_morphology,
+    hull_volume_nm3,
     run_astrocytes,
+    shape_features,
     split_astrocytes,
     train_astrocytes,
 )
@@ -60,6 +63,51 @@ def test_block_morphology_cube_oracle_and_blockwise():
                 tot["n_vx"] += t["n_vx"][j]
                 tot["area_nm2"] += t["area_nm2"][j]
     assert tot["n_vx"] == 96 and tot["area_nm2"] == pytest.approx(whole["area_nm2"][i])
+
+
+def _shape_of(tables, sv_id, vs):
+    """Solidity, elongation, flatness of one label from block tables (summed / merged)."""
+    rows = [t for t in tables if sv_id in t["sv_id"]]
+    idx = [t["sv_id"].index(sv_id) for t in rows]
+    mom = np.array([[sum(t[m][i] for t, i in zip(rows, idx, strict=True)) for m in MOMENTS]])
+    n_vx = np.array([sum(t["n_vx"][i] for t, i in zip(rows, idx, strict=True))], float)
+    pts = np.concatenate([np.reshape(t["hull_vx"][i], (-1, 3)) for t, i in zip(rows, idx, strict=True)])
+    return shape_features(mom, n_vx, np.array([hull_volume_nm3(pts, vs)]), vs)[0]
+
+
+def test_shape_features_oracles_and_blockwise():
+    """Convex hull and inertia: a box is solid and as elongated as its sides say, an L is not
+    solid, and every block split gives the whole-volume numbers."""
+    from scipy.spatial import ConvexHull
+
+    vs = (10.0, 10.0, 25.0)
+    lab = np.zeros((40, 30, 16), np.uint64)
+    lab[2:38, 4:8, 3:7] = 5  # a 360 x 40 x 100 nm rod
+    lab[4:8, 10:28, 2:14] = 6  # an L: a 40 x 180 x 300 nm slab ...
+    lab[4:30, 10:14, 2:5] = 6  # ... and a foot along x
+    full = BBox.from_shape(lab.shape)
+    whole = block_morphology(lab, full, full, vs).to_pydict()
+    rod = _shape_of([whole], 5, vs)
+    assert rod[0] == pytest.approx(1.0)
+    # a box of side lengths s has variance (s^2 - v^2) / 12 + v^2 / 12 = s^2 / 12 per axis
+    assert rod[1] == pytest.approx(np.log10(360 / 100), abs=1e-9)
+    assert rod[2] == pytest.approx(np.log10(100 / 40), abs=1e-9)
+    ell = _shape_of([whole], 6, vs)
+    corners = np.array([(i, j, k) for i in (0, 1) for j in (0, 1) for k in (0, 1)], float)
+    vox = np.argwhere(lab == 6).astype(float)
+    hull = ConvexHull(((vox[:, None, :] + corners[None]).reshape(-1, 3)) * np.array(vs)).volume
+    assert ell[0] == pytest.approx((lab == 6).sum() * np.prod(vs) / hull)
+    assert ell[0] < 0.7
+    for bs in ((7, 30, 16), (13, 11, 5), (40, 30, 3)):
+        tables = []
+        for x0 in range(0, 40, bs[0]):
+            for y0 in range(0, 30, bs[1]):
+                for z0 in range(0, 16, bs[2]):
+                    core = BBox((x0, y0, z0), (min(x0 + bs[0], 40), min(y0 + bs[1], 30), min(z0 + bs[2], 16)))
+                    read = core.grow(8, clip=full)
+                    tables.append(block_morphology(lab[read.slices], core, read, vs).to_pydict())
+        for sv_id, ref in ((5, rod), (6, ell)):
+            assert _shape_of(tables, sv_id, vs) == pytest.approx(ref, rel=1e-9, abs=1e-12)
 
 
 def test_split_rules_hand_graph():

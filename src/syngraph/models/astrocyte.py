@@ -30,6 +30,9 @@ FEATURES: tuple[str, ...] = (
     "vc_density",  # fraction inside vesicle clouds
     "log_partners_per_um",  # log10(1 + touching supervoxels per um of estimated cable length)
     "contact_fraction",  # fraction of the boundary area touching other supervoxels (not background)
+    "solidity",  # volume / convex-hull volume: low for tortuous, much-branched processes
+    "log_elongation",  # log10 sqrt(first / second eigenvalue of the voxel covariance)
+    "log_flatness",  # log10 sqrt(second / third eigenvalue)
 )
 
 CONTEXT_FEATURES: tuple[str, ...] = (

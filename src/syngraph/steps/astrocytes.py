@@ -75,7 +75,10 @@ def block_morphology(labels: np.ndarray, core: BBox, read: BBox, voxel_size_nm: 
     core's faces). Boundary faces are counted between a core voxel and its +1 neighbour (each
     face once over all blocks) for both sides, against any other label or background
     (``area_nm2``) and against another label only (``contact_area_nm2``); the volume border is
-    not a boundary.
+    not a boundary. Shape: first and second moments of the voxel centres in nm (``m_x`` ...
+    ``m_yz``, global coordinates, so they sum over blocks) and ``hull_vx``, the convex-hull
+    vertices (global voxel indices, flat xyz) of the label's voxels in the core: the hull of the
+    union of blocks is the hull of these vertices (see :func:`hull_volume_nm3`).
     """
     import edt
     import fastremap
@@ -111,10 +114,106 @@ def block_morphology(labels: np.ndarray, core: BBox, read: BBox, voxel_size_nm: 
     for orig, new in mapping.items():
         inv[new] = orig
     keep = (count > 0) & (inv != 0)
+    moments = _block_moments(c, np.asarray(core.start), (vx, vy, vz), n)
+    hulls = _block_hull_vertices(renum, cs, np.asarray(core.start), n)
     return pa.table({
         "sv_id": inv[keep], "n_vx": count[keep].astype(np.int64), "area_nm2": area[keep],
         "contact_area_nm2": contact[keep], "edt_sum_nm": edt_sum[keep], "edt_max_nm": edt_max[keep],
+        **{k: v[keep] for k, v in moments.items()},
+        "hull_vx": pa.array([hulls[i] for i in np.flatnonzero(keep)], pa.list_(pa.int64())),
     })
+
+
+MOMENTS = ("m_x", "m_y", "m_z", "m_xx", "m_yy", "m_zz", "m_xy", "m_xz", "m_yz")
+
+
+def _block_moments(c: np.ndarray, origin_vx: np.ndarray, vs: tuple[float, float, float], n: int,
+                   slab: int = 16) -> dict[str, np.ndarray]:
+    """Per label sums of x, y, z, xx, yy, zz, xy, xz, yz of voxel centres (nm, global), in slabs
+    along the first axis so the coordinate arrays stay small."""
+    out = {name: np.zeros(n) for name in MOMENTS}
+    y = ((origin_vx[1] + np.arange(c.shape[1])) * vs[1])[None, :, None]
+    z = ((origin_vx[2] + np.arange(c.shape[2])) * vs[2])[None, None, :]
+    for x0 in range(0, c.shape[0], slab):
+        part = c[x0:x0 + slab]
+        flat = part.ravel()
+        x = ((origin_vx[0] + x0 + np.arange(part.shape[0])) * vs[0])[:, None, None]
+        for name, v in zip(MOMENTS, (x, y, z, x * x, y * y, z * z, x * y, x * z, y * z), strict=True):
+            out[name] += np.bincount(flat, weights=np.broadcast_to(v, part.shape).ravel(), minlength=n)
+    return out
+
+
+def _block_hull_vertices(renum: np.ndarray, cs: tuple[slice, ...], origin_vx: np.ndarray, n: int) -> list[list[int]]:
+    """Per label, the convex-hull vertices (flat xyz, global voxel indices) of its core voxels.
+
+    Only boundary voxels (a 6-neighbour of another label in the read region) can be hull
+    vertices; sets too small or flat for a 3-D hull keep all their points.
+    """
+    from scipy.spatial import ConvexHull, QhullError
+
+    pad = np.pad(renum, 1)  # beyond the volume border: another label
+    inner_sl = tuple(slice(x.start + 1, x.stop + 1) for x in cs)
+    c = pad[inner_sl]
+    inner = np.ones(c.shape, bool)
+    for axis in range(3):
+        for step in (-1, 1):
+            sl = list(inner_sl)
+            sl[axis] = slice(sl[axis].start + step, sl[axis].stop + step)
+            inner &= pad[tuple(sl)] == c
+    idx = np.nonzero((c != 0) & ~inner)
+    lab = c[idx]
+    pts = np.stack(idx, 1).astype(np.int64) + origin_vx.astype(np.int64)
+    order = np.argsort(lab, kind="stable")
+    lab, pts = lab[order], pts[order]
+    out: list[list[int]] = [[] for _ in range(n)]
+    starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]]) if lab.size else np.zeros(0, np.int64)
+    for a, b in zip(starts, np.r_[starts[1:], lab.size][: starts.size], strict=True):
+        p = pts[a:b]
+        if p.shape[0] > 8:
+            try:
+                p = p[ConvexHull(p).vertices]
+            except QhullError:  # flat or collinear: keep every point
+                pass
+        out[int(lab[a])] = p.ravel().tolist()
+    return out
+
+
+_CORNERS = np.array([(i, j, k) for i in (-0.5, 0.5) for j in (-0.5, 0.5) for k in (-0.5, 0.5)])
+
+
+def hull_volume_nm3(vertices_vx: np.ndarray, voxel_size_nm: tuple[float, float, float]) -> float:
+    """Volume of the convex hull of the voxel cubes centred at ``vertices_vx`` ((k, 3) indices).
+
+    The hull of a union of cubes is the hull of the corners of the cubes at the centres' hull
+    vertices, so per-block hull vertices give the exact hull of the whole label.
+    """
+    from scipy.spatial import ConvexHull
+
+    corners = (np.asarray(vertices_vx, np.float64)[:, None, :] + _CORNERS[None]).reshape(-1, 3)
+    return float(ConvexHull(corners * np.asarray(voxel_size_nm, np.float64)).volume)
+
+
+def shape_features(moments: np.ndarray, n_vx: np.ndarray, hull_nm3: np.ndarray,
+                   voxel_size_nm: tuple[float, float, float]) -> np.ndarray:
+    """``(n, 3)``: solidity (volume / convex-hull volume), log10 elongation (sqrt of the first
+    over the second eigenvalue of the voxel covariance) and log10 flatness (second over third).
+
+    ``moments`` (n, 9) are the sums in :data:`MOMENTS` order.
+    """
+    vs = np.asarray(voxel_size_nm, np.float64)
+    cnt = np.maximum(n_vx, 1)[:, None]
+    mean = moments[:, :3] / cnt
+    sq = moments[:, 3:6] / cnt - mean**2 + vs**2 / 12.0  # a voxel's own spread keeps it > 0
+    xy, xz, yz = (moments[:, 6 + i] / cnt[:, 0] - mean[:, a] * mean[:, b]
+                  for i, (a, b) in enumerate(((0, 1), (0, 2), (1, 2))))
+    cov = np.zeros((moments.shape[0], 3, 3))
+    cov[:, [0, 1, 2], [0, 1, 2]] = sq
+    cov[:, 0, 1] = cov[:, 1, 0] = xy
+    cov[:, 0, 2] = cov[:, 2, 0] = xz
+    cov[:, 1, 2] = cov[:, 2, 1] = yz
+    ev = np.clip(np.linalg.eigvalsh(cov)[:, ::-1], (vs**2).min() / 12.0, None)
+    solidity = np.clip(np.maximum(n_vx, 1) * vs.prod() / np.maximum(hull_nm3, 1e-9), 0.0, 1.0)
+    return np.stack([solidity, 0.5 * np.log10(ev[:, 0] / ev[:, 1]), 0.5 * np.log10(ev[:, 1] / ev[:, 2])], 1)
 
 
 def morphology_task(block: Block, workdir: str) -> pa.Table:
@@ -133,7 +232,7 @@ def feature_matrix(
     """The ``(n_sv, len(FEATURES))`` matrix in ``sv.ids`` order (see FEATURES for definitions)."""
     t = morph.group_by("sv_id").aggregate(
         [("n_vx", "sum"), ("area_nm2", "sum"), ("contact_area_nm2", "sum"), ("edt_sum_nm", "sum"),
-         ("edt_max_nm", "max")]
+         ("edt_max_nm", "max"), *((m, "sum") for m in MOMENTS)]
     )
     pos = sv.index(t.column("sv_id").to_numpy().astype(np.uint64), "sv layer labels")
     n = sv.ids.size
@@ -143,6 +242,9 @@ def feature_matrix(
     carea[pos] = t.column("contact_area_nm2_sum").to_numpy()
     esum[pos] = t.column("edt_sum_nm_sum").to_numpy()
     emax[pos] = t.column("edt_max_nm_max").to_numpy()
+    moments = np.zeros((n, len(MOMENTS)))
+    moments[pos] = np.stack([t.column(f"{m}_sum").to_numpy() for m in MOMENTS], 1)
+    shape = shape_features(moments, nvx, _hull_volumes(sv, morph, voxel_size_nm), voxel_size_nm)
     vox_nm3 = float(np.prod(voxel_size_nm))
     vol_nm3 = np.maximum(nvx, 1) * vox_nm3
     radius = np.maximum(3.0 * esum / np.maximum(nvx, 1), min(voxel_size_nm) / 2)
@@ -174,9 +276,28 @@ def feature_matrix(
         dens["vc"],
         np.log10(1.0 + partners / np.maximum(length_nm / 1000.0, 1e-3)),
         carea / np.maximum(area, 1e-9),
+        *shape.T,
     ], axis=1)
     assert feats.shape[1] == len(FEATURES)
     return feats
+
+
+def _hull_volumes(sv: SvData, morph: pa.Table, voxel_size_nm: tuple[float, float, float]) -> np.ndarray:
+    """Convex-hull volume (nm3) per supervoxel in ``sv.ids`` order from the blocks' hull vertices."""
+    out = np.zeros(sv.ids.size)
+    if morph.num_rows == 0:
+        return out
+    ids = morph.column("sv_id").to_numpy().astype(np.uint64)
+    hulls = morph.column("hull_vx").combine_chunks()
+    offsets = hulls.offsets.to_numpy() - hulls.offsets[0].as_py()
+    values = hulls.flatten().to_numpy()
+    order = np.argsort(ids, kind="stable")
+    starts = np.flatnonzero(np.r_[True, ids[order][1:] != ids[order][:-1]])
+    for a, b in zip(starts, np.r_[starts[1:], ids.size], strict=True):
+        rows = order[a:b]
+        pts = np.concatenate([values[offsets[r]:offsets[r + 1]] for r in rows]).reshape(-1, 3)
+        out[sv.index(ids[rows[:1]])[0]] = hull_volume_nm3(pts, voxel_size_nm)
+    return out
 
 
 def compute_features(
@@ -201,7 +322,9 @@ def compute_features(
         morph = pa.table({"sv_id": pa.array([], pa.uint64()), "n_vx": pa.array([], pa.int64()),
                           "area_nm2": pa.array([], pa.float64()),
                           "contact_area_nm2": pa.array([], pa.float64()), "edt_sum_nm": pa.array([], pa.float64()),
-                          "edt_max_nm": pa.array([], pa.float64())})
+                          "edt_max_nm": pa.array([], pa.float64()),
+                          **{m: pa.array([], pa.float64()) for m in MOMENTS},
+                          "hull_vx": pa.array([], pa.list_(pa.int64()))})
     contacts = project.objects("sv_contacts") if project.table_path("sv_contacts").exists() else None
     overlap = project.objects("overlap") if project.table_path("overlap").exists() else None
     feats = feature_matrix(sv, morph, contacts, overlap, layer.info.voxel_size_nm)
