@@ -11,7 +11,8 @@ from test_rag import SERIAL, make_project, stripes
 
 from syngraph.engine import write_table_atomic
 from syngraph.project import Project
-from syngraph.steps.cells import apply_edits, assign_organelles, mesh_mask, run_cells
+from syngraph.steps.cell_meshes import mesh_mask
+from syngraph.steps.cells import apply_edits, assign_organelles, run_cells
 from syngraph.steps.rag import run_rag
 
 
@@ -132,6 +133,35 @@ def test_cell_object_mesh_and_determinism(tmp_path):
     first = digest()
     run_cells(wd, compute=SERIAL)
     assert digest() == first
+
+
+@pytest.mark.parametrize("block, ds", [((8, 8, 8), (4, 4, 2)), ((6, 5, 3), (2, 3, 1)), ((32, 32, 32), (1, 1, 1))])
+def test_cell_meshes_blockwise_equal_whole_volume_pooling(tmp_path, block, ds):
+    """Meshes from the blockwise occupancy pass equal meshing each cell's mask of the whole
+    volume pooled on the global grid, for block sizes that are not multiples of the pooling."""
+    from syngraph.config import load_config, write_config
+    from syngraph.steps.cell_meshes import block_occupancy
+
+    rng = np.random.default_rng(3)
+    lab = stripes()
+    lab[rng.random(lab.shape) < 0.05] = 0  # ragged surfaces
+    wd = make_project(tmp_path, lab, block=block, min_cc_size_nm=100.0, mesh=True)
+    cfg = load_config(wd)
+    write_config(wd, cfg.model_copy(update={"meshes": cfg.meshes.model_copy(update={"sv_downsample": ds})}))
+    p = tmp_path / "e.csv"
+    p.write_text("sv_a,sv_b\n1,2\n2,9\n3,4\n")
+    run_rag(wd, compute=SERIAL, rag=p)
+    run_cells(wd, compute=SERIAL)
+    pr = Project(wd)
+    s2c = pr.objects("sv_to_cell").to_pydict()
+    whole = block_occupancy(lab, (0, 0, 0), ds).to_pydict()
+    assert len(whole["sv_id"]) > 0
+    for cid in sorted(set(s2c["cell_id"])):
+        svs = [s for s, c in zip(s2c["sv_id"], s2c["cell_id"], strict=True) if c == cid]
+        ref_v, ref_f = mesh_mask(np.isin(lab, svs), (0, 0, 0), (10.0, 10.0, 20.0), downsample=ds)
+        mesh = pr.cell(cid).mesh
+        assert mesh.is_closed and len(mesh.faces) == len(ref_f)
+        assert np.allclose(np.unique(np.round(mesh.vertices, 3), axis=0), np.unique(np.round(ref_v, 3), axis=0))
 
 
 # --------------------------------------------------------------------------- demo ground truth

@@ -13,7 +13,8 @@ organelle layer in the config. Writes::
     tables/cells.parquet           cell_id, kind (neuron/astrocyte), n_sv, size_vx,
                                    bbox_min_x/y/z, bbox_max_x/y/z (voxels, max exclusive), rep_x/y/z
     tables/cell_organelles.parquet cell_id, organelle_layer, organelle_id, ratio
-    meshes/cells/<id>:0, <id>:0:1  one welded, closed mesh per cell (syngraph.meshes format), nm
+    meshes/cells/<id>:0, <id>:0:1  one welded, closed mesh per cell (syngraph.meshes format), nm;
+                                   see syngraph.steps.cell_meshes
 
 Cell id = the smallest supervoxel id of the component. Components come from
 ``scipy.sparse.csgraph`` on renumbered integer arrays (see :mod:`syngraph.graph`). A cell is an
@@ -25,23 +26,18 @@ applies the first layer's to all, syconn.md §6.1.1).
 
 from __future__ import annotations
 
-import functools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from syngraph.bbox import BBox
 from syngraph.config import ProjectConfig, load_config
-from syngraph.engine import Compute, run_tasks, write_table_atomic
+from syngraph.engine import Compute, write_table_atomic
 from syngraph.graph import connected_components, edge_array, normalize_edges
-from syngraph.io.volume import open_layer
-from syngraph.meshes import write_info, write_mesh
 from syngraph.project import Project
+from syngraph.steps.cell_meshes import mesh_cells
 
 CELL_COLUMNS = (
     "cell_id", "kind", "n_sv", "size_vx",
@@ -236,108 +232,6 @@ def assign_organelles(
 
 
 # --------------------------------------------------------------------------- meshes
-
-
-def mesh_mask(
-    mask: np.ndarray,
-    offset_vx: tuple[int, int, int],
-    voxel_size_nm: tuple[float, float, float],
-    downsample: tuple[int, int, int] = (1, 1, 1),
-) -> tuple[np.ndarray, np.ndarray]:
-    """A closed, welded mesh of a binary mask: ``(vertices (n, 3) float32 nm, faces (k, 3) uint32)``.
-
-    The mask is max-pooled by ``downsample`` (thin processes survive) and padded with one empty
-    voxel on every side, so the surface is closed; marching cubes shares vertices between faces.
-    Vertices are in nm with voxel ``i`` spanning ``[i, i + 1) * voxel_size_nm`` (Neuroglancer), so
-    the surface lies on the outer voxel faces.
-    """
-    import zmesh
-
-    ds = tuple(int(d) for d in downsample)
-    if ds != (1, 1, 1):
-        pad = [(0, (-s) % d) for s, d in zip(mask.shape, ds, strict=True)]
-        m = np.pad(mask, pad)
-        sx, sy, sz = (s // d for s, d in zip(m.shape, ds, strict=True))
-        m = m.reshape(sx, ds[0], sy, ds[1], sz, ds[2]).any(axis=(1, 3, 5))
-    else:
-        m = mask
-    m = np.pad(m.astype(np.uint8), 1)
-    res = tuple(float(v) * d for v, d in zip(voxel_size_nm, ds, strict=True))
-    mesher = zmesh.Mesher(res)
-    mesher.mesh(np.asfortranarray(m))
-    if 1 not in mesher.ids():
-        return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint32)
-    mesh = mesher.get(1, normals=False)
-    mesher.clear()
-    # zmesh puts pooled voxel j of the padded grid at (j + 1) * r; in nm (Neuroglancer: voxel i
-    # spans [i, i + 1) * v) its centre is offset * v + j * r + r / 2, so surfaces lie on voxel faces
-    shift = np.array([o * v - r / 2 for o, v, r in zip(offset_vx, voxel_size_nm, res, strict=True)])
-    verts = (mesh.vertices.astype(np.float64) + shift).astype(np.float32)
-    return verts, mesh.faces.astype(np.uint32)
-
-
-def remove_cell_mesh(mesh_dir: Path, obj_id: int) -> None:
-    """Delete one cell's manifest and fragments (manifest first, so no dangling manifest remains)."""
-    manifest = mesh_dir / f"{int(obj_id)}:0"
-    if not manifest.exists():
-        return
-    frags = json.loads(manifest.read_text())["fragments"]
-    manifest.unlink()
-    for name in frags:
-        (mesh_dir / name).unlink(missing_ok=True)
-
-
-@dataclass(frozen=True)
-class MeshTask:
-    id: int
-    cell_ids: tuple[int, ...]
-
-
-def mesh_cells_task(task: MeshTask, workdir: str, downsample: tuple[int, int, int]) -> None:
-    """Task: mesh a batch of cells from their voxels (reads each cell's bounding box)."""
-    project = Project(workdir)
-    layer = open_layer(workdir, "sv")
-    cells = pq.read_table(project.table_path("cells"), filters=[("cell_id", "in", list(task.cell_ids))])
-    s2c = pq.read_table(project.table_path("sv_to_cell"), filters=[("cell_id", "in", list(task.cell_ids))])
-    svs_all = s2c.column("sv_id").to_numpy()
-    cell_of = s2c.column("cell_id").to_numpy()
-    mesh_dir = project.workdir / "meshes" / "cells"
-    write_info(mesh_dir)
-    for row in cells.to_pylist():
-        cid = int(row["cell_id"])
-        box = BBox(
-            tuple(row[f"bbox_min_{a}"] for a in "xyz"), tuple(row[f"bbox_max_{a}"] for a in "xyz")
-        )
-        labels = layer.read(box)
-        mask = np.isin(labels, svs_all[cell_of == cid])
-        verts, faces = mesh_mask(mask, box.start, layer.info.voxel_size_nm, downsample)
-        write_mesh(mesh_dir, cid, verts, faces)
-
-
-def mesh_cells(
-    workdir: str | Path,
-    cell_ids: np.ndarray,
-    *,
-    config: ProjectConfig,
-    compute: Compute | None,
-    progress: bool | None,
-    step: str = "cells_mesh",
-    overwrite: bool = True,
-) -> None:
-    """Mesh the given cells, in batches of about 32 cells per task."""
-    ids = [int(c) for c in np.sort(np.asarray(cell_ids, np.uint64))]
-    tasks = [MeshTask(i, tuple(ids[k : k + 32])) for i, k in enumerate(range(0, len(ids), 32))]
-    ds = tuple(config.meshes.sv_downsample)
-    run_tasks(
-        functools.partial(mesh_cells_task, workdir=str(workdir), downsample=ds),
-        tasks,
-        Project(workdir).step_dir(step),
-        params={"downsample": list(ds), "n": len(ids)},
-        compute=compute,
-        desc=step,
-        progress=progress,
-        overwrite=overwrite,
-    )
 
 
 # --------------------------------------------------------------------------- step

@@ -28,14 +28,13 @@ from syngraph.config import ProjectConfig, load_config
 from syngraph.engine import Compute, write_table_atomic
 from syngraph.graph import connected_components, edge_array, min_cut, normalize_edges
 from syngraph.project import Project
+from syngraph.steps.cell_meshes import mesh_cells, remove_cell_mesh
 from syngraph.steps.cells import (
     CellsError,
     SvData,
     assign_organelles,
     cell_rows,
-    mesh_cells,
     organelle_inputs,
-    remove_cell_mesh,
 )
 
 
