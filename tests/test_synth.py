@@ -327,6 +327,43 @@ def test_blockwise_equals_whole_volume_render(demo):
         assert np.array_equal(whole[name], vols[name]), name
 
 
+def test_geodesic_lamellae_exact_blockwise_connected_and_touching(tmp_path, demo):
+    """astrocyte_fill="geodesic": lamellae fill the free space near astrocytes up to the neurites
+    (they touch many more of them), the bytes do not depend on the block size, and every cell
+    and supervoxel is still one 26-connected piece."""
+    from syngraph.synth import SynthParams
+
+    _, _, vols, gt = demo
+    params = SynthParams(astrocyte_fill="geodesic")
+    out = {}
+    for name, bs in (("small", (64, 64, 32)), ("whole", (192, 160, 80))):
+        wd = tmp_path / name
+        synthesize(wd, SHAPE, seed=SEED, params=params, chunks_xyz=(64, 64, 32), block_size_vx=bs,
+                   compute=SERIAL, progress=False)
+        out[name] = {k: open_layer(wd, k).read() for k in ("sv", "gt_cells", "gt_compartments")}
+    for k in out["small"]:
+        assert np.array_equal(out["small"][k], out["whole"][k]), k
+    sv, cells = out["small"]["sv"], out["small"]["gt_cells"]
+    assert {k: v for k, v in _components_per_label(cells, 26).items() if v != 1} == {}
+    assert {k: v for k, v in _components_per_label(sv, 26).items() if v != 1} == {}
+    types = dict(zip(gt["cells"]["cell_id"].to_pylist(), gt["cells"]["type"].to_pylist(), strict=True))
+    astro = [c for c, t in types.items() if t == "astrocyte"]
+    # neurons are unchanged; the astrocytes grow into the free space and touch more neurites
+    neuron = (vols["gt_cells"] > 0) & ~np.isin(vols["gt_cells"], astro)
+    assert np.array_equal(np.where(neuron, vols["gt_cells"], 0), np.where(neuron, cells, 0))
+    assert (cells > 0).mean() > (vols["gt_cells"] > 0).mean() + 0.03
+
+    def astro_faces(lab):
+        n = 0
+        for axis in range(3):
+            a, b = np.moveaxis(lab, axis, 0)[:-1], np.moveaxis(lab, axis, 0)[1:]
+            m = (a != b) & (a > 0) & (b > 0)
+            n += int((m & (np.isin(a, astro) ^ np.isin(b, astro))).sum())
+        return n
+
+    assert astro_faces(cells) > 1.5 * astro_faces(vols["gt_cells"])
+
+
 def test_same_seed_same_geometry_other_seed_differs():
     a = build_tissue((128, 128, 64), VS, 3).to_npz_dict()
     b = build_tissue((128, 128, 64), VS, 3).to_npz_dict()

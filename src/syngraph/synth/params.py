@@ -64,6 +64,10 @@ class SynthParams:
     # astrocytic lamellae: an astrocyte owns the free extracellular space whose nearest cell surface
     # is its own, up to this distance (thin sheets that fill the gaps between neurites)
     astrocyte_fill_nm: float = 150.0
+    # "nearest": the free space whose nearest cell surface is the astrocyte's (Euclidean; default);
+    # "geodesic": all free space within astrocyte_fill_nm of an astrocyte along paths through free
+    # space, so lamellae reach into the gaps between neurites and touch them
+    astrocyte_fill: str = "nearest"
     # supervoxels
     sv_stretch_nm: Range = (1000.0, 3000.0)
     spine_own_sv_p: float = 0.5
@@ -77,6 +81,10 @@ class SynthParams:
     wobble_nm: float = 12.0  # amplitude of smooth boundary noise
     white_noise: float = 0.035  # std of per-voxel noise (fraction of full scale)
     speckle_per_um3: dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.astrocyte_fill not in ("nearest", "geodesic"):
+            raise ValueError(f'astrocyte_fill must be "nearest" or "geodesic", got {self.astrocyte_fill!r}')
 
     def speckle(self) -> dict[str, float]:
         return self.speckle_per_um3 or {"mi": 3.0, "vc": 3.0, "sj": 2.0}

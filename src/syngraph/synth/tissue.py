@@ -55,6 +55,7 @@ class Tissue:
     synapses: dict[str, np.ndarray]
     speckle: dict[str, np.ndarray]  # layer (0 mi, 1 vc, 2 sj), pos, r, peak
     astrocyte_fill_nm: float = 0.0  # astrocytes own free space up to this distance (lamellae)
+    astrocyte_fill: str = "nearest"  # or "geodesic" (see SynthParams.astrocyte_fill)
 
     def to_npz_dict(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {
@@ -63,6 +64,7 @@ class Tissue:
             "meta_seed": np.array(self.seed, np.int64),
             "meta_expansion": np.array(self.expansion_nm, np.float64),
             "meta_astrocyte_fill": np.array(self.astrocyte_fill_nm, np.float64),
+            "meta_astrocyte_fill_geodesic": np.array(self.astrocyte_fill == "geodesic"),
         }
         for group in ("prims", "nodes", "cells", "soma_seeds", "synapses", "speckle"):
             for k, v in getattr(self, group).items():
@@ -92,6 +94,7 @@ class Tissue:
             seed=int(d["meta_seed"]),
             expansion_nm=float(d["meta_expansion"]),
             astrocyte_fill_nm=float(d["meta_astrocyte_fill"]) if "meta_astrocyte_fill" in d else 0.0,
+            astrocyte_fill="geodesic" if "meta_astrocyte_fill_geodesic" in d and bool(d["meta_astrocyte_fill_geodesic"]) else "nearest",
             organelles=org,
             **groups,  # type: ignore[arg-type]
         )
@@ -1144,6 +1147,7 @@ def build_tissue(
         seed=int(seed),
         expansion_nm=params.expansion_nm,
         astrocyte_fill_nm=params.astrocyte_fill_nm,
+        astrocyte_fill=params.astrocyte_fill,
         prims=scene.prims.freeze(),
         nodes=scene.nodes.freeze(),
         cells={
