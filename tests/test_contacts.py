@@ -4,7 +4,7 @@ import cc3d
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from syngraph.config import default_config, write_config
@@ -60,6 +60,7 @@ def make_wd(wd: Path, lab: np.ndarray, block) -> None:
 
 
 @settings(max_examples=6, deadline=None)
+@example(bs=(3, 3, 3), seed=293)  # a gap voxel two dilations outside the core, seen across a block face
 @given(
     bs=st.tuples(st.integers(3, 20), st.integers(3, 20), st.integers(3, 12)),
     seed=st.integers(0, 1000),

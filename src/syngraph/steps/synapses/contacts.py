@@ -79,7 +79,8 @@ def block_contacts(
     """Find the contacts of a block.
 
     ``sv`` is the XYZ supervoxel array of the block's read region (core plus a halo of at least
-    ``dilations + 1`` and ``gap_search_vx`` voxels where the volume continues); ``core_*_local`` locate
+    ``dilations + max(1, gap_search_vx)`` voxels per axis where the volume continues: a contact
+    voxel that far out can dilate into the core after its own gap search); ``core_*_local`` locate
     the core inside it; ``read_origin`` is the global voxel of ``sv[0, 0, 0]``. ``gap_search_vx`` (XYZ
     half-widths, e.g. 6, 6, 3 for the reference's 13x13x7 window) also pairs each voxel that borders
     background with the nearest other supervoxel across the gap along the six axis directions.

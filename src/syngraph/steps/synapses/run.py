@@ -117,7 +117,9 @@ def run_synapses(
         import shutil
 
         shutil.rmtree(root)
-    halo = [max(params["dilations"] + 1, g) for g in params["gap_search_vx"]]
+    # a contact voxel up to `dilations` outside the core can dilate into it, and its gap search
+    # looks `gap_search_vx` further (and its background test one voxel)
+    halo = [params["dilations"] + max(1, g) for g in params["gap_search_vx"]]
     blocks = block_grid(sv.bbox, cfg.compute.block_size_vx, halo=halo)
     bdir = root / "blocks"
     fn = functools.partial(contacts_task, workdir=str(wd), step_dir=str(bdir), params=params)
