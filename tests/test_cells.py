@@ -133,6 +133,10 @@ def test_cell_object_mesh_and_determinism(tmp_path):
     first = digest()
     run_cells(wd, compute=SERIAL)
     assert digest() == first
+    # the occupancy pass is a cache: other pooling redoes it instead of refusing to resume
+    cfg_path.write_text(cfg_path.read_text().replace("sv_downsample = [1, 1, 1]", "sv_downsample = [4, 4, 2]"))
+    run_cells(wd, compute=SERIAL)
+    assert pr.cell(1).mesh.is_closed and digest() != first
 
 
 @pytest.mark.parametrize("block, ds", [((8, 8, 8), (4, 4, 2)), ((6, 5, 3), (2, 3, 1)), ((32, 32, 32), (1, 1, 1))])

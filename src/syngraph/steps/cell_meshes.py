@@ -19,6 +19,7 @@ Two passes, both resumable tasks:
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,14 @@ import pyarrow.parquet as pq
 
 from syngraph.bbox import BBox
 from syngraph.config import ProjectConfig
-from syngraph.engine import Block, Compute, align_block_size, block_grid, run_tasks
+from syngraph.engine import (
+    Block,
+    Compute,
+    ManifestMismatch,
+    align_block_size,
+    block_grid,
+    run_tasks,
+)
 from syngraph.io.volume import open_layer
 from syngraph.meshes import write_info, write_mesh
 from syngraph.project import Project
@@ -124,17 +132,23 @@ def occupancy_task(block: Block, workdir: str, ds: Vec3) -> pa.Table:
 
 
 def compute_occupancy(workdir: str | Path, *, config: ProjectConfig, compute: Compute | None,
-                      progress: bool | None) -> None:
-    """Pass 1 (resumable; a finished pass is reused)."""
+                      progress: bool | None, overwrite: bool = False) -> None:
+    """Pass 1 (resumable; a finished pass is reused). It is a cache of the ``sv`` layer: its
+    parameters include a digest of ``tables/sv.parquet``, and a pass made with other parameters
+    (pooling, blocks, another volume) is redone instead of refused."""
     blocks, ds = _occupancy_blocks(workdir, config)
-    layer = open_layer(workdir, "sv")
-    run_tasks(
-        functools.partial(occupancy_task, workdir=str(workdir), ds=ds), blocks,
-        Project(workdir).step_dir(OCCUPANCY_STEP),
-        params={"downsample": list(ds), "block_size_vx": list(blocks[0].core.shape) if blocks else [],
-                "shape": list(layer.shape)},
-        compute=compute, desc="cell occupancy", progress=progress,
-    )
+    project = Project(workdir)
+    sv_table = project.table_path("sv")
+    params = {"downsample": list(ds), "block_size_vx": list(blocks[0].core.shape) if blocks else [],
+              "shape": list(open_layer(workdir, "sv").shape),
+              "sv_table": hashlib.sha256(sv_table.read_bytes()).hexdigest() if sv_table.exists() else None}
+    run = functools.partial(run_tasks, functools.partial(occupancy_task, workdir=str(workdir), ds=ds), blocks,
+                            project.step_dir(OCCUPANCY_STEP), params=params, compute=compute,
+                            desc="cell occupancy", progress=progress)
+    try:
+        run(overwrite=overwrite)
+    except ManifestMismatch:
+        run(overwrite=True)
 
 
 # --------------------------------------------------------------------------- meshes
@@ -206,9 +220,10 @@ def mesh_cells(
     progress: bool | None,
     step: str = "cells_mesh",
     overwrite: bool = True,
+    overwrite_occupancy: bool = False,
 ) -> None:
     """Mesh the given cells (the occupancy pass first, if it has not run), about 32 cells a task."""
-    compute_occupancy(workdir, config=config, compute=compute, progress=progress)
+    compute_occupancy(workdir, config=config, compute=compute, progress=progress, overwrite=overwrite_occupancy)
     ids = [int(c) for c in np.sort(np.asarray(cell_ids, np.uint64))]
     tasks = [MeshTask(i, tuple(ids[k : k + 32])) for i, k in enumerate(range(0, len(ids), 32))]
     run_tasks(

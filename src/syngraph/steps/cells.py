@@ -326,7 +326,8 @@ def run_cells(
             import shutil
 
             shutil.rmtree(mesh_dir)
-        mesh_cells(workdir, cells.column("cell_id").to_numpy(), config=cfg, compute=compute, progress=progress)
+        mesh_cells(workdir, cells.column("cell_id").to_numpy(), config=cfg, compute=compute, progress=progress,
+                   overwrite_occupancy=overwrite)
     kinds = np.asarray(cells.column("kind").to_pylist(), dtype=object)
     return CellsReport(
         n_cells=cells.num_rows,
