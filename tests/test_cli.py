@@ -23,6 +23,21 @@ def test_user_errors_are_one_clear_line(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+def test_step_input_errors_are_one_clear_line(tmp_path):
+    """A labels-only project whose config still names organelle layers: init says which layer is
+    missing and how to fix it, in one line without a traceback."""
+    import numpy as np
+
+    np.save(tmp_path / "seg.npy", np.arange(8 * 8 * 4, dtype=np.uint64).reshape(4, 8, 8) + 1)
+    syngraph("config", "init", "--wd", str(tmp_path), "--voxel-size-nm", "16", "16", "40")
+    r = syngraph("import", "sv", str(tmp_path / "seg.npy"), "--wd", str(tmp_path), "--scheduler", "serial")
+    assert r.returncode == 0, r.stderr
+    r = syngraph("run", "init", "--wd", str(tmp_path), "--scheduler", "serial")
+    assert r.returncode == 2, r.stderr
+    assert "layer 'mi'" in r.stderr and "syngraph import mi" in r.stderr and "[layers]" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
 def test_unknown_step(tmp_path):
     syngraph("config", "init", "--wd", str(tmp_path))
     r = syngraph("run", "nosuchstep", "--wd", str(tmp_path))

@@ -25,11 +25,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from syngraph.errors import InputError
+
 EDGE_COLUMNS = ("sv_a", "sv_b")
 AGGLO_COLUMNS = ("sv_id", "cell_id")
 
 
-class GraphInputError(ValueError):
+class GraphInputError(InputError):
     """A supervoxel graph file cannot be used as given."""
 
 

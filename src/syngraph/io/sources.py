@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from syngraph.bbox import BBox, Vec3
+from syngraph.errors import InputError
 
 Format = Literal["zarr2", "zarr3", "n5", "precomputed", "hdf5", "tiff", "tiff_dir", "npy", "array"]
 
@@ -38,7 +39,7 @@ _UNIT_NM = {
 _CHANNEL_NAMES = {"c": "c", "ch": "c", "channel": "c", "channels": "c"}
 
 
-class SourceError(ValueError):
+class SourceError(InputError):
     """A source cannot be imported: missing, unsupported or inconsistent (the message says how to fix it)."""
 
 

@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 
 from syngraph.config import ProjectConfig, load_config
 from syngraph.engine import Compute, write_table_atomic
+from syngraph.errors import InputError
 from syngraph.graph import connected_components, edge_array, normalize_edges
 from syngraph.project import Project
 from syngraph.steps.cell_meshes import mesh_cells
@@ -46,7 +47,7 @@ CELL_COLUMNS = (
 )
 
 
-class CellsError(ValueError):
+class CellsError(InputError):
     """The cells step is missing an input or got an inconsistent one."""
 
 

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from syngraph.config import ProjectConfig, load_config
 from syngraph.engine import Compute, write_table_atomic
+from syngraph.errors import InputError
 from syngraph.graph import connected_components, edge_array, min_cut, normalize_edges
 from syngraph.project import Project
 from syngraph.steps.cell_meshes import mesh_cells, remove_cell_mesh
@@ -38,7 +39,7 @@ from syngraph.steps.cells import (
 )
 
 
-class EditError(ValueError):
+class EditError(InputError):
     """An edit names unknown supervoxels or cannot be applied."""
 
 

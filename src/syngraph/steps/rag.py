@@ -28,6 +28,7 @@ import pyarrow as pa
 from syngraph.bbox import BBox
 from syngraph.config import ProjectConfig, load_config
 from syngraph.engine import Block, Compute, block_grid, run_tasks, write_table_atomic
+from syngraph.errors import InputError
 from syngraph.graph import connected_components, group_diagonal_nm
 from syngraph.io.graph_input import GraphInputWarning, check_known, read_graph
 from syngraph.io.volume import open_layer
@@ -36,7 +37,7 @@ from syngraph.project import Project
 CONTACT_COLUMNS = ("sv_a", "sv_b", "contact_faces", "contact_area_nm2")
 
 
-class RagError(ValueError):
+class RagError(InputError):
     """The supervoxel graph cannot be built as configured."""
 
 

@@ -29,6 +29,7 @@ from syngraph.bbox import BBox, as_vec3
 from syngraph.config import LayerSource, default_config, write_config
 from syngraph.engine import Compute, align_block_size, block_grid, read_task_tables, run_tasks
 from syngraph.engine.run import write_table_atomic
+from syngraph.errors import InputError
 from syngraph.io.volume import DEFAULT_CHUNKS_XYZ, create_layer
 from syngraph.synth import truth
 from syngraph.synth.blocks import VOLUME_LAYERS, load_indexed, read_block_tables, synth_block
@@ -90,7 +91,7 @@ class SynthReport:
         return asdict(self)
 
 
-class SynthError(ValueError):
+class SynthError(InputError):
     """Bad arguments to :func:`synthesize` or an output directory in the way."""
 
 

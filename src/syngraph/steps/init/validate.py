@@ -7,10 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from syngraph.errors import InputError
 from syngraph.io.volume import Layer
 
 
-class InitInputError(ValueError):
+class InitInputError(InputError):
     """An input of the init step is missing or unusable."""
 
 
