@@ -38,7 +38,7 @@ from syngraph.engine import (
     block_grid,
     run_tasks,
 )
-from syngraph.io.volume import open_layer
+from syngraph.io.volume import Layer, open_layer
 from syngraph.meshes import write_info, write_mesh
 from syngraph.project import Project
 
@@ -120,11 +120,11 @@ def block_occupancy(labels: np.ndarray, origin_vx: Vec3, ds: Vec3, slab: int = 8
     })
 
 
-def _occupancy_blocks(workdir: str | Path, config: ProjectConfig) -> tuple[list[Block], Vec3]:
+def _occupancy_blocks(workdir: str | Path, config: ProjectConfig) -> tuple[list[Block], Vec3, Layer]:
     ds = tuple(int(d) for d in config.meshes.sv_downsample)
     layer = open_layer(workdir, "sv")
     bs = align_block_size(config.compute.block_size_vx, ds)
-    return block_grid(layer.bbox, bs), ds  # type: ignore[return-value]
+    return block_grid(layer.bbox, bs), ds, layer  # type: ignore[return-value]
 
 
 def occupancy_task(block: Block, workdir: str, ds: Vec3) -> pa.Table:
@@ -136,11 +136,11 @@ def compute_occupancy(workdir: str | Path, *, config: ProjectConfig, compute: Co
     """Pass 1 (resumable; a finished pass is reused). It is a cache of the ``sv`` layer: its
     parameters include a digest of ``tables/sv.parquet``, and a pass made with other parameters
     (pooling, blocks, another volume) is redone instead of refused."""
-    blocks, ds = _occupancy_blocks(workdir, config)
+    blocks, ds, layer = _occupancy_blocks(workdir, config)
     project = Project(workdir)
     sv_table = project.table_path("sv")
     params = {"downsample": list(ds), "block_size_vx": list(blocks[0].core.shape) if blocks else [],
-              "shape": list(open_layer(workdir, "sv").shape),
+              "shape": list(layer.shape),
               "sv_table": hashlib.sha256(sv_table.read_bytes()).hexdigest() if sv_table.exists() else None}
     run = functools.partial(run_tasks, functools.partial(occupancy_task, workdir=str(workdir), ds=ds), blocks,
                             project.step_dir(OCCUPANCY_STEP), params=params, compute=compute,
@@ -183,8 +183,8 @@ def _read_occupancy(step_dir: Path, blocks: list[Block], sv_ids: np.ndarray) -> 
 def mesh_cells_task(task: MeshTask, workdir: str, config: ProjectConfig) -> None:
     """Task: mesh a batch of cells from the occupancy of their supervoxels."""
     project = Project(workdir)
-    blocks, ds = _occupancy_blocks(workdir, config)
-    vs = open_layer(workdir, "sv").info.voxel_size_nm
+    blocks, ds, layer = _occupancy_blocks(workdir, config)
+    vs = layer.info.voxel_size_nm
     cells = pq.read_table(project.table_path("cells"), filters=[("cell_id", "in", list(task.cell_ids))])
     s2c = pq.read_table(project.table_path("sv_to_cell"), filters=[("cell_id", "in", list(task.cell_ids))])
     svs_all = s2c.column("sv_id").to_numpy()
