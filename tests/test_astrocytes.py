@@ -180,15 +180,16 @@ def _graph_tissue(rng: np.random.Generator, n_cells: int = 12) -> GraphData:
                      np.arange(ids.size), np.array(labels))
 
 
-def test_context_model_beats_local_and_roundtrips(tmp_path):
+@pytest.mark.parametrize("learner", ["logistic", "boosted"])
+def test_context_model_beats_local_and_roundtrips(tmp_path, learner):
     rng = np.random.default_rng(1)
     train = [_graph_tissue(rng) for _ in range(4)]
     test = _graph_tissue(rng)
-    model = fit_context_model(train)
+    model = fit_context_model(train, learner=learner)
     local_acc = ((model.predict(test.features) >= 0.5) == test.y).mean()
     ctx_acc = ((model.refine(test.features, test.context(model.predict(test.features))) >= 0.5) == test.y).mean()
     assert local_acc < 0.95 and ctx_acc >= local_acc + 0.05, (local_acc, ctx_acc)
-    assert min(cross_validate_context(train)) >= 0.85
+    assert min(cross_validate_context(train, learner=learner)) >= 0.85
     path = model.save(tmp_path / "ctx.npz")
     again = load_model(path)
     assert isinstance(again, ContextModel)

@@ -180,11 +180,14 @@ def train_astrocytes_cmd(
     labels: Annotated[Path, typer.Option(help="table with sv_id and is_astrocyte (or type)")],
     wd: WorkDir = Path("."),
     out: Annotated[Path | None, typer.Option(help="model path (default <wd>/models/astrocyte.npz)")] = None,
+    learner: Annotated[str, typer.Option(
+        help="boosted (gradient-boosted trees), logistic, or auto: boosted with >= 50 labelled "
+             "supervoxels of each class")] = "auto",
 ) -> None:
     """Fit the astrocyte classifier on labelled supervoxels; prints cross-validated accuracy."""
     from syngraph.steps.astrocytes import train_astrocytes
 
-    path, acc = train_astrocytes(wd, labels, out=out)
+    path, acc = train_astrocytes(wd, labels, out=out, learner=learner)
     console.print(f"[green]wrote[/] {path}; cross-validated accuracy {acc:.3f}")
 
 

@@ -1,5 +1,6 @@
 """The default astrocyte classifier, stored as plain arrays in an ``.npz`` (loaded with
-``allow_pickle=False``): two logistic regressions.
+``allow_pickle=False``): two stages, each gradient-boosted trees (:class:`BoostedModel`, the
+shipped default) or a logistic regression (:class:`LogisticModel`).
 
 1. A per-supervoxel stage on morphology and organelle features (:data:`FEATURES`).
 2. A context stage on the same features plus :data:`CONTEXT_FEATURES`, the first stage's
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from syngraph.models.trees import Trees, from_gradient_boosting
 
 FEATURES: tuple[str, ...] = (
     "log_volume_um3",  # log10 of the supervoxel volume
@@ -63,17 +66,12 @@ class LogisticModel:
     n_train: int = 0
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        x = np.asarray(features, np.float64)
-        if x.ndim != 2 or x.shape[1] != len(self.feature_names):
-            raise ValueError(
-                f"astrocyte model expects features of shape (n, {len(self.feature_names)}) "
-                f"({', '.join(self.feature_names)}), got {x.shape}"
-            )
-        z = ((x - self.mean) / self.scale) @ self.coef + self.intercept
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+        x = _check_features(features, self.feature_names)
+        return _sigmoid(((x - self.mean) / self.scale) @ self.coef + self.intercept)
 
     def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
         return {
+            f"{prefix}kind": np.array(["logistic"]),
             f"{prefix}feature_names": np.array(self.feature_names), f"{prefix}mean": self.mean,
             f"{prefix}scale": self.scale, f"{prefix}coef": self.coef,
             f"{prefix}intercept": np.array([self.intercept]),
@@ -82,12 +80,7 @@ class LogisticModel:
 
     @classmethod
     def from_arrays(cls, z, prefix: str, expected: tuple[str, ...], path: str | Path) -> LogisticModel:
-        names = tuple(str(n) for n in z[f"{prefix}feature_names"])
-        if names != expected:
-            raise ValueError(
-                f"{path}: model features {names} differ from this syngraph's {expected}; "
-                f"retrain with `syngraph train astrocytes --labels TABLE`"
-            )
+        names = _stored_names(z, prefix, expected, path)
         return cls(names, z[f"{prefix}mean"], z[f"{prefix}scale"], z[f"{prefix}coef"],
                    float(z[f"{prefix}intercept"][0]), float(z[f"{prefix}cv_accuracy"][0]),
                    int(z[f"{prefix}n_train"][0]))
@@ -102,11 +95,75 @@ class LogisticModel:
 
 
 @dataclass(frozen=True)
+class BoostedModel:
+    """Gradient-boosted trees: ``p = sigmoid(baseline + sum of the leaves reached)``."""
+
+    feature_names: tuple[str, ...]
+    trees: Trees
+    baseline: float
+    cv_accuracy: float = float("nan")
+    n_train: int = 0
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        x = _check_features(features, self.feature_names)
+        return _sigmoid(self.baseline + self.trees.leaf_values(x).sum(axis=1))
+
+    def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        return {
+            f"{prefix}kind": np.array(["boosted"]), f"{prefix}feature_names": np.array(self.feature_names),
+            f"{prefix}baseline": np.array([self.baseline]), f"{prefix}cv_accuracy": np.array([self.cv_accuracy]),
+            f"{prefix}n_train": np.array([self.n_train]),
+        } | self.trees.arrays(f"{prefix}trees_")
+
+    @classmethod
+    def from_arrays(cls, z, prefix: str, expected: tuple[str, ...], path: str | Path) -> BoostedModel:
+        names = _stored_names(z, prefix, expected, path)
+        return cls(names, Trees.from_arrays(z, f"{prefix}trees_"), float(z[f"{prefix}baseline"][0]),
+                   float(z[f"{prefix}cv_accuracy"][0]), int(z[f"{prefix}n_train"][0]))
+
+
+Stage = LogisticModel | BoostedModel
+LEARNERS = ("boosted", "logistic")
+
+
+def _check_features(features: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    x = np.asarray(features, np.float64)
+    if x.ndim != 2 or x.shape[1] != len(names):
+        raise ValueError(
+            f"astrocyte model expects features of shape (n, {len(names)}) ({', '.join(names)}), got {x.shape}"
+        )
+    return x
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
+def _stored_names(z, prefix: str, expected: tuple[str, ...], path: str | Path) -> tuple[str, ...]:
+    names = tuple(str(n) for n in z[f"{prefix}feature_names"])
+    if names != expected:
+        raise ValueError(
+            f"{path}: model features {names} differ from this syngraph's {expected}; "
+            f"retrain with `syngraph train astrocytes --labels TABLE`"
+        )
+    return names
+
+
+def _stage_from_arrays(z, prefix: str, expected: tuple[str, ...], path: str | Path) -> Stage:
+    kind = str(z[f"{prefix}kind"][0]) if f"{prefix}kind" in z else "logistic"
+    if kind == "boosted":
+        return BoostedModel.from_arrays(z, prefix, expected, path)
+    if kind == "logistic":
+        return LogisticModel.from_arrays(z, prefix, expected, path)
+    raise ValueError(f"{path}: unknown astrocyte model kind {kind!r} (expected one of {LEARNERS})")
+
+
+@dataclass(frozen=True)
 class ContextModel:
     """The per-supervoxel stage (``predict``) and the context stage (``refine``)."""
 
-    local: LogisticModel
-    context: LogisticModel
+    local: Stage
+    context: Stage
 
     @property
     def cv_accuracy(self) -> float:
@@ -126,7 +183,7 @@ def _save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)  # type: ignore[arg-type]
+    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
     tmp.replace(path)
     return path
 
@@ -174,11 +231,7 @@ def fit_logistic(
     """Fit by Newton's method (IRLS) with an L2 penalty on standardised features; deterministic."""
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
-    if x.shape[0] != y.shape[0] or x.shape[0] < 2 or len(np.unique(y)) < 2:
-        raise ValueError(
-            f"training needs >= 2 labelled supervoxels of both classes, got {x.shape[0]} rows "
-            f"with classes {sorted(set(y.tolist()))}"
-        )
+    _check_training(x, y)
     mean = x.mean(0)
     scale = x.std(0)
     scale[scale == 0] = 1.0
@@ -195,6 +248,44 @@ def fit_logistic(
         if np.abs(step).max() < 1e-8:
             break
     return LogisticModel(names, mean, scale, w[:-1], float(w[-1]), n_train=int(x.shape[0]))
+
+
+# chosen by grouped cross-validation over demo seeds 0-39 (docs/cells.md)
+BOOSTING = dict(max_iter=300, learning_rate=0.05, max_leaf_nodes=7, min_samples_leaf=10,
+                l2_regularization=1.0)
+
+
+def fit_boosted(x: np.ndarray, y: np.ndarray, names: tuple[str, ...] = FEATURES) -> BoostedModel:
+    """Gradient-boosted trees (scikit-learn's ``HistGradientBoostingClassifier``, fixed seed)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
+
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    _check_training(x, y)
+    model = HistGradientBoostingClassifier(**BOOSTING, early_stopping=False, random_state=0)  # type: ignore[arg-type]
+    with threadpool_limits(1):  # a few thousand rows: threads only contend (Dask workers, pytest-xdist)
+        model.fit(x, (y > 0.5).astype(np.int64))
+    trees, baseline = from_gradient_boosting(model)
+    return BoostedModel(names, trees, baseline, n_train=int(x.shape[0]))
+
+
+def fit_stage(x: np.ndarray, y: np.ndarray, learner: str = "logistic",
+              names: tuple[str, ...] = FEATURES) -> Stage:
+    """One stage with ``learner`` (one of :data:`LEARNERS`)."""
+    if learner == "boosted":
+        return fit_boosted(x, y, names)
+    if learner == "logistic":
+        return fit_logistic(x, y, names=names)
+    raise ValueError(f"unknown astrocyte learner {learner!r}; use one of {', '.join(LEARNERS)}")
+
+
+def _check_training(x: np.ndarray, y: np.ndarray) -> None:
+    if x.shape[0] != y.shape[0] or x.shape[0] < 2 or len(np.unique(y)) < 2:
+        raise ValueError(
+            f"training needs >= 2 labelled supervoxels of both classes, got {x.shape[0]} rows "
+            f"with classes {sorted(set(y.tolist()))}"
+        )
 
 
 def cross_validate(x: np.ndarray, y: np.ndarray, k: int = 5, seed: int = 0, threshold: float = 0.5) -> float:
@@ -232,45 +323,63 @@ class GraphData:
         return context_features(self.ids, prob, self.edges, self.contacts, self.contact_area)
 
 
-def _oof_local(data: list[GraphData], folds: int, seed: int = 0) -> list[np.ndarray]:
+def _workdir_folds(n: int, folds: int) -> list[np.ndarray]:
+    """Working directories held out together: each alone when there are at most ``folds``,
+    else ``folds`` groups (index modulo ``folds``)."""
+    if n <= folds:
+        return [np.array([g]) for g in range(n)]
+    return [np.arange(g, n, folds) for g in range(folds)]
+
+
+def _stack(data: list[GraphData]) -> tuple[np.ndarray, np.ndarray]:
+    return np.concatenate([d.features[d.labelled] for d in data]), np.concatenate([d.y for d in data])
+
+
+def _oof_local(data: list[GraphData], folds: int, seed: int = 0, learner: str = "logistic") -> list[np.ndarray]:
     """First-stage probabilities of every supervoxel, each labelled row predicted by a model that
-    did not see it: leave one working directory out, or k-fold within a single one."""
+    did not see it: working directories held out (:func:`_workdir_folds`), or k-fold within a
+    single one."""
     if len(data) > 1:
-        out = []
-        for g, d in enumerate(data):
-            rest = [e for h, e in enumerate(data) if h != g]
-            m = fit_logistic(np.concatenate([e.features[e.labelled] for e in rest]), np.concatenate([e.y for e in rest]))
-            out.append(m.predict(d.features))
+        out: list[np.ndarray] = [np.zeros(0)] * len(data)
+        for held in _workdir_folds(len(data), folds):
+            m = fit_stage(*_stack([e for h, e in enumerate(data) if h not in held]), learner)
+            for g in held.tolist():
+                out[g] = m.predict(data[g].features)
         return out
     d = data[0]
-    prob = fit_logistic(d.features[d.labelled], d.y).predict(d.features)
+    prob = fit_stage(d.features[d.labelled], d.y, learner).predict(d.features)
     parts = np.array_split(np.random.default_rng(seed).permutation(d.labelled.size), folds)
     for f in parts:
         tr = np.setdiff1d(np.arange(d.labelled.size), f)
         if np.unique(d.y[tr]).size == 2:
-            prob[d.labelled[f]] = fit_logistic(d.features[d.labelled[tr]], d.y[tr]).predict(d.features[d.labelled[f]])
+            prob[d.labelled[f]] = fit_stage(d.features[d.labelled[tr]], d.y[tr], learner).predict(
+                d.features[d.labelled[f]])
     return [prob]
 
 
-def fit_context_model(data: list[GraphData], folds: int = 5) -> ContextModel:
+def fit_context_model(data: list[GraphData], folds: int = 5, learner: str = "logistic") -> ContextModel:
     """Both stages: the local stage on every labelled row, the context stage on context computed
     from out-of-fold first-stage probabilities (as it will see them on new tissue)."""
-    x = np.concatenate([d.features[d.labelled] for d in data])
-    y = np.concatenate([d.y for d in data])
-    local = fit_logistic(x, y)
-    ctx = np.concatenate([d.context(p)[d.labelled] for d, p in zip(data, _oof_local(data, folds), strict=True)])
-    return ContextModel(local, fit_logistic(np.c_[x, ctx], y, names=FEATURES + CONTEXT_FEATURES))
+    x, y = _stack(data)
+    local = fit_stage(x, y, learner)
+    oof = _oof_local(data, folds, learner=learner)
+    ctx = np.concatenate([d.context(p)[d.labelled] for d, p in zip(data, oof, strict=True)])
+    return ContextModel(local, fit_stage(np.c_[x, ctx], y, learner, names=FEATURES + CONTEXT_FEATURES))
 
 
-def cross_validate_context(data: list[GraphData], folds: int = 5, seed: int = 0) -> list[float]:
-    """Accuracy of the two-stage model on held-out rows: per working directory (leave one out)
-    when there are several, else one number over k folds of the labelled rows."""
+def cross_validate_context(data: list[GraphData], folds: int = 5, seed: int = 0,
+                           learner: str = "logistic") -> list[float]:
+    """Accuracy of the two-stage model on held-out rows: per working directory (held out as in
+    :func:`_workdir_folds`) when there are several, else one number over k folds of the
+    labelled rows."""
     if len(data) > 1:
-        accs = []
-        for g, d in enumerate(data):
-            m = fit_context_model([e for h, e in enumerate(data) if h != g], folds)
-            prob = m.refine(d.features, d.context(m.predict(d.features)))[d.labelled]
-            accs.append(float(((prob >= 0.5) == (d.y > 0.5)).mean()))
+        accs = [0.0] * len(data)
+        for held in _workdir_folds(len(data), folds):
+            m = fit_context_model([e for h, e in enumerate(data) if h not in held], folds, learner)
+            for g in held.tolist():
+                d = data[g]
+                prob = m.refine(d.features, d.context(m.predict(d.features)))[d.labelled]
+                accs[g] = float(((prob >= 0.5) == (d.y > 0.5)).mean())
         return accs
     d = data[0]
     correct = 0
@@ -280,14 +389,14 @@ def cross_validate_context(data: list[GraphData], folds: int = 5, seed: int = 0)
             correct += int(((d.y[tr][0] > 0.5) == (d.y[f] > 0.5)).sum()) if tr.size else 0
             continue
         sub = GraphData(d.ids, d.features, d.edges, d.contacts, d.contact_area, d.labelled[tr], d.y[tr])
-        m = fit_context_model([sub], folds)
+        m = fit_context_model([sub], folds, learner)
         prob = m.refine(d.features, d.context(m.predict(d.features)))[d.labelled[f]]
         correct += int(((prob >= 0.5) == (d.y[f] > 0.5)).sum())
     return [correct / max(d.labelled.size, 1)]
 
 
-def default_model() -> LogisticModel | ContextModel:
-    """The shipped model (trained on demo tissue seeds 0-9, see docs/cells.md)."""
+def default_model() -> Stage | ContextModel:
+    """The shipped model (trained on demo tissue seeds 0-39, see docs/cells.md)."""
     if not DEFAULT_MODEL_PATH.exists():
         raise FileNotFoundError(
             f"the default astrocyte model {DEFAULT_MODEL_PATH} is missing from this installation; "
@@ -296,15 +405,15 @@ def default_model() -> LogisticModel | ContextModel:
     return load_model(DEFAULT_MODEL_PATH)
 
 
-def load_model(path: str | Path | None) -> LogisticModel | ContextModel:
+def load_model(path: str | Path | None) -> Stage | ContextModel:
     """The model in ``path`` (a one-stage or a context model), or the shipped default."""
     if path is None:
         return default_model()
     with np.load(path, allow_pickle=False) as z:
-        local = LogisticModel.from_arrays(z, "", FEATURES, path)
+        local = _stage_from_arrays(z, "", FEATURES, path)
         if "context_feature_names" not in z:
             return local
-        return ContextModel(local, LogisticModel.from_arrays(z, "context_", FEATURES + CONTEXT_FEATURES, path))
+        return ContextModel(local, _stage_from_arrays(z, "context_", FEATURES + CONTEXT_FEATURES, path))
 
 
 def demo_labels(workdir: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -325,12 +434,12 @@ def demo_labels(workdir: str | Path) -> tuple[np.ndarray, np.ndarray]:
 def main(argv: list[str] | None = None) -> int:
     """Train the shipped default model on demo working directories (features from the pipeline).
 
-    ``python -m syngraph.models.astrocyte WD [WD ...] [--out PATH]``: each WD is a demo tissue
-    (``syngraph synth``) on which ``syngraph run init`` and ``run rag`` have run; the astrocyte
-    features are computed there if missing (``tables/sv_features.parquet``), labels come from
-    ``gt/``. Prints the leave-one-workdir-out accuracy of the two-stage model (context from
-    out-of-fold first-stage probabilities) and writes it (default: the shipped
-    :data:`DEFAULT_MODEL_PATH`).
+    ``python -m syngraph.models.astrocyte WD [WD ...] [--out PATH] [--learner boosted|logistic]``:
+    each WD is a demo tissue (``syngraph synth``) on which ``syngraph run init`` and ``run rag``
+    have run; the astrocyte features are computed there if missing
+    (``tables/sv_features.parquet``), labels come from ``gt/``. Prints the accuracy of the
+    two-stage model on held-out working directories (five groups; context from out-of-fold
+    first-stage probabilities) and writes it (default: the shipped :data:`DEFAULT_MODEL_PATH`).
     """
     import argparse
     import dataclasses
@@ -342,19 +451,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m syngraph.models.astrocyte", description=main.__doc__)
     ap.add_argument("workdirs", nargs="+", type=Path, help="demo working directories")
     ap.add_argument("--out", type=Path, default=DEFAULT_MODEL_PATH, help="model file to write")
+    ap.add_argument("--learner", choices=LEARNERS, default="boosted", help="model of both stages")
     args = ap.parse_args(argv)
     data = []
     for wd in args.workdirs:
         ids, y = demo_labels(wd)
         data.append(graph_data(wd, ids, y, load_config(wd), Compute(scheduler="serial"), False, f"{wd}/gt"))
         print(f"{wd}: {ids.size} supervoxels, {int(y.sum())} astrocyte")
-    held = cross_validate_context(data) if len(data) > 1 else []
-    cv = float(np.mean(held)) if held else cross_validate_context(data)[0]
-    model = fit_context_model(data)
+    held = cross_validate_context(data, learner=args.learner) if len(data) > 1 else []
+    cv = float(np.mean(held)) if held else cross_validate_context(data, learner=args.learner)[0]
+    model = fit_context_model(data, learner=args.learner)
     model = ContextModel(model.local, dataclasses.replace(model.context, cv_accuracy=cv))
     model.save(args.out)
     n = sum(d.y.size for d in data)
-    print(f"{n} supervoxels ({int(sum(d.y.sum() for d in data))} astrocyte); leave-one-workdir-out "
+    print(f"{n} supervoxels ({int(sum(d.y.sum() for d in data))} astrocyte); held-out-workdir "
           f"accuracy {', '.join(f'{h:.3f}' for h in held)} (mean {cv:.4f})")
     print(f"wrote {args.out}")
     return 0

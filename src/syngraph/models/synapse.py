@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from syngraph.models.trees import Trees, from_random_forest
+
 FEATURES = (
     "size_vx",
     "area_um2",
@@ -46,57 +48,28 @@ def feature_matrix(syn: pa.Table) -> np.ndarray:
 
 
 class Forest:
-    """A fitted random forest as plain arrays (no pickle, no sklearn needed to predict).
+    """A fitted random forest as plain arrays (:class:`~syngraph.models.trees.Trees`, node
+    ``value`` = class-1 probability): no pickle, no scikit-learn needed to predict."""
 
-    Trees are concatenated: ``left``/``right`` child (-1 for leaves, indices global), ``feature``,
-    ``threshold`` and ``prob`` (class-1 probability of each node); ``roots`` index each tree's root.
-    """
-
-    def __init__(self, left, right, feature, threshold, prob, roots, features):
-        self.left, self.right = np.asarray(left, np.int64), np.asarray(right, np.int64)
-        self.feature, self.threshold = np.asarray(feature, np.int64), np.asarray(threshold, np.float64)
-        self.prob, self.roots = np.asarray(prob, np.float64), np.asarray(roots, np.int64)
+    def __init__(self, trees: Trees, features: tuple[str, ...] | list[str]):
+        self.trees = trees
         self.features = tuple(str(f) for f in features)
 
     @classmethod
     def from_sklearn(cls, model: Any, features: tuple[str, ...] = FEATURES) -> Forest:
-        parts: dict[str, list[np.ndarray]] = {k: [] for k in ("l", "r", "f", "t", "p")}
-        roots, offset = [], 0
-        for est in model.estimators_:
-            t = est.tree_
-            leaf = t.children_left < 0
-            parts["l"].append(np.where(leaf, -1, t.children_left + offset))
-            parts["r"].append(np.where(leaf, -1, t.children_right + offset))
-            parts["f"].append(np.where(leaf, 0, t.feature))
-            parts["t"].append(t.threshold)
-            v = t.value[:, 0, :]
-            cls_index = list(est.classes_).index(1) if 1 in est.classes_ else None
-            p = v[:, cls_index] / v.sum(1) if cls_index is not None else np.zeros(len(v))
-            parts["p"].append(p)
-            roots.append(offset)
-            offset += t.node_count
-        return cls(*(np.concatenate(parts[k]) for k in ("l", "r", "f", "t", "p")), roots, features)
+        return cls(from_random_forest(model), features)
 
     def predict_proba1(self, x: np.ndarray) -> np.ndarray:
         """Mean class-1 probability over the trees for each row of ``x``."""
-        node = np.repeat(self.roots[None, :], len(x), axis=0)
-        rows = np.arange(len(x))[:, None]
-        while True:
-            inner = self.left[node] >= 0
-            if not inner.any():
-                break
-            go_left = x[np.broadcast_to(rows, node.shape), self.feature[node]] <= self.threshold[node]
-            nxt = np.where(go_left, self.left[node], self.right[node])
-            node = np.where(inner, nxt, node)
-        return self.prob[node].mean(axis=1)
+        return self.trees.leaf_values(x).mean(axis=1)
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, left=self.left, right=self.right, feature=self.feature,
-                            threshold=self.threshold, prob=self.prob, roots=self.roots,
-                            features=np.array(self.features))
+        t = self.trees
+        np.savez_compressed(tmp, left=t.left, right=t.right, feature=t.feature, threshold=t.threshold,
+                            prob=t.value, roots=t.roots, features=np.array(self.features))
         tmp.replace(path)
 
     @classmethod
@@ -107,8 +80,8 @@ class Forest:
                 f"synapse model {path} not found; train one with `syngraph train synapses --labels TABLE`"
             )
         with np.load(path, allow_pickle=False) as z:
-            return cls(z["left"], z["right"], z["feature"], z["threshold"], z["prob"], z["roots"],
-                       z["features"].tolist())
+            trees = Trees.build(z["left"], z["right"], z["feature"], z["threshold"], z["prob"], z["roots"])
+            return cls(trees, z["features"].tolist())
 
 
 def predict_synapse_prob(syn: pa.Table, model_path: str | Path | None = None) -> np.ndarray:

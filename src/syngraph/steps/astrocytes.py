@@ -439,6 +439,9 @@ def run_astrocytes(
     )
 
 
+MIN_BOOSTED_PER_CLASS = 50  # labelled rows per class below which `auto` trains logistic stages
+
+
 def train_astrocytes(
     workdir: str | Path,
     labels_table_path: str | Path,
@@ -448,23 +451,31 @@ def train_astrocytes(
     compute: Compute | None = None,
     progress: bool | None = None,
     folds: int = 5,
+    learner: str = "auto",
 ) -> tuple[Path, float]:
     """Fit the astrocyte model on labelled supervoxels and report k-fold CV accuracy.
 
     ``labels_table_path``: ``.parquet``/``.csv`` with ``sv_id`` and either ``is_astrocyte``
     (bool/0-1) or ``type`` (``astrocyte`` vs anything else; the demo's ``gt/sv_to_cell`` joined
     with ``gt/cells`` gives it). Features come from ``tables/sv_features.parquet`` (computed if
-    missing). Writes ``out`` (default ``<wd>/models/astrocyte.npz``); returns ``(path, cv_acc)``.
+    missing). ``learner``: ``boosted`` (gradient-boosted trees), ``logistic``, or ``auto``
+    (boosted when both classes have at least :data:`MIN_BOOSTED_PER_CLASS` labelled rows).
+    Writes ``out`` (default ``<wd>/models/astrocyte.npz``); returns ``(path, cv_acc)``.
     """
-    from syngraph.models.astrocyte import cross_validate_context, fit_context_model
+    from syngraph.models.astrocyte import LEARNERS, cross_validate_context, fit_context_model
 
     workdir = Path(workdir)
     cfg = config or load_config(workdir)
     compute = compute or Compute.from_config(cfg.compute)
+    if learner not in LEARNERS + ("auto",):
+        raise CellsError(f"--learner {learner!r}: use one of auto, {', '.join(LEARNERS)}")
     ids, y = read_labels(labels_table_path)
+    if learner == "auto":
+        few = min(int((y > 0.5).sum()), int((y <= 0.5).sum())) < MIN_BOOSTED_PER_CLASS
+        learner = "logistic" if few else "boosted"
     data = graph_data(workdir, ids, y, cfg, compute, progress, source=str(labels_table_path))
-    model = fit_context_model([data], folds)
-    acc = cross_validate_context([data], folds)[0]
+    model = fit_context_model([data], folds, learner)
+    acc = cross_validate_context([data], folds, learner=learner)[0]
     model = type(model)(model.local, dataclasses.replace(model.context, cv_accuracy=acc))
     path = Path(out) if out is not None else Project(workdir).workdir / "models" / "astrocyte.npz"
     model.save(path)
