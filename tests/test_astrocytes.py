@@ -32,7 +32,7 @@ from syngraph.steps.astrocytes import (
     split_astrocytes,
     train_astrocytes,
 )
-from syngraph.steps.cells import run_cells
+from syngraph.steps.cells import CellsError, run_cells
 from syngraph.steps.rag import run_rag
 
 
@@ -228,7 +228,11 @@ def test_run_astrocytes_end_to_end(tmp_path):
         lbl1 = tmp_path / "one.csv"
         lbl1.write_text("sv_id,is_astrocyte\n100,0\n101,0\n")
         train_astrocytes(wd, lbl1, compute=SERIAL)
-    path, acc = train_astrocytes(wd, labels, compute=SERIAL, folds=2)
+    with pytest.raises(CellsError, match="--learner 'forest'"):
+        train_astrocytes(wd, labels, compute=SERIAL, learner="forest")
+    path, acc = train_astrocytes(wd, labels, compute=SERIAL, folds=2)  # auto: 4 rows -> logistic
+    with np.load(path, allow_pickle=False) as z:
+        assert str(z["kind"][0]) == "logistic" and str(z["context_kind"][0]) == "logistic"
     feats = Project(wd).objects("sv_features").to_pydict()
     i_tree, i_den = feats["sv_id"].index(200), feats["sv_id"].index(100)
     assert feats["log_branchiness"][i_tree] > feats["log_branchiness"][i_den] + 0.5
