@@ -22,7 +22,7 @@ def test_gradient_boosting_arrays_equal_sklearn():
     trees, baseline = from_gradient_boosting(model)
     xt, _ = _data(300, seed=1)
     xt[::5, 3] = np.nan
-    p = 1 / (1 + np.exp(-(baseline + trees.leaf_values(xt, chunk=64).sum(1))))
+    p = 1 / (1 + np.exp(-(baseline + trees.leaf_sum(xt, chunk=64))))
     assert np.allclose(p, model.predict_proba(xt)[:, 1], atol=1e-12)
     assert ((p >= 0.5) == model.predict(xt)).all()
 
@@ -32,7 +32,7 @@ def test_random_forest_arrays_equal_sklearn():
     model = RandomForestClassifier(20, min_samples_leaf=2, random_state=0).fit(x, y)
     trees = from_random_forest(model)
     xt, _ = _data(300, seed=2)
-    assert np.allclose(trees.leaf_values(xt).mean(1), model.predict_proba(xt)[:, 1], atol=1e-12)
+    assert np.allclose(trees.leaf_sum(xt) / trees.roots.size, model.predict_proba(xt)[:, 1], atol=1e-12)
 
 
 def test_boosted_stage_roundtrip_plain_arrays(tmp_path):
@@ -54,4 +54,5 @@ def test_boosted_stage_roundtrip_plain_arrays(tmp_path):
 
 def test_trees_from_arrays_defaults():
     t = Trees.build([1, -1, -1], [2, -1, -1], [0, 0, 0], [0.5, 0, 0], [0.0, -1.0, 1.0], [0])
-    assert t.leaf_values(np.array([[0.2], [0.9], [np.nan]]))[:, 0].tolist() == [-1.0, 1.0, 1.0]
+    assert t.depth == 1
+    assert t.leaf_sum(np.array([[0.2], [0.9], [np.nan]])).tolist() == [-1.0, 1.0, 1.0]

@@ -106,7 +106,7 @@ class BoostedModel:
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         x = _check_features(features, self.feature_names)
-        return _sigmoid(self.baseline + self.trees.leaf_values(x).sum(axis=1))
+        return _sigmoid(self.baseline + self.trees.leaf_sum(x))
 
     def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
         return {

@@ -61,7 +61,7 @@ class Forest:
 
     def predict_proba1(self, x: np.ndarray) -> np.ndarray:
         """Mean class-1 probability over the trees for each row of ``x``."""
-        return self.trees.leaf_values(x).mean(axis=1)
+        return self.trees.leaf_sum(x) / self.trees.roots.size
 
     def save(self, path: str | Path) -> None:
         path = Path(path)

@@ -34,23 +34,39 @@ class Trees:
                    np.zeros(left.size, bool) if missing_left is None else np.asarray(missing_left, bool),
                    np.asarray(value, np.float64), np.asarray(roots, np.int64))
 
-    def leaf_values(self, x: np.ndarray, chunk: int = 65536) -> np.ndarray:
-        """``(n, n_trees)``: the value of the leaf each row of ``x`` reaches in each tree."""
+    def leaf_sum(self, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
+        """``(n,)``: the sum over the trees of the value of the leaf each row of ``x`` reaches."""
         x = np.asarray(x, np.float64)
-        out = np.empty((x.shape[0], self.roots.size), np.float64)
-        for a in range(0, x.shape[0], chunk):
+        n, m = x.shape
+        leaf = self.left < 0
+        own = np.arange(self.left.size)
+        left = np.where(leaf, own, self.left)  # leaves point to themselves: a fixed number of steps
+        right = np.where(leaf, own, self.right)
+        nan = bool(np.isnan(x).any())
+        out = np.empty(n, np.float64)
+        for a in range(0, n, chunk):
             xs = x[a:a + chunk]
-            rows = np.arange(xs.shape[0])[:, None]
-            node = np.repeat(self.roots[None, :], xs.shape[0], axis=0)
-            while True:
-                inner = self.left[node] >= 0
-                if not inner.any():
-                    break
-                v = xs[rows, self.feature[node]]
-                go_left = (v <= self.threshold[node]) | (np.isnan(v) & self.missing_left[node])
-                node = np.where(inner, np.where(go_left, self.left[node], self.right[node]), node)
-            out[a:a + chunk] = self.value[node]
+            flat = xs.ravel()
+            base = (np.arange(xs.shape[0]) * m)[:, None]
+            node = np.broadcast_to(self.roots, (xs.shape[0], self.roots.size))
+            for _ in range(self.depth):
+                v = flat[base + self.feature[node]]
+                go_left = v <= self.threshold[node]
+                if nan:
+                    go_left |= np.isnan(v) & self.missing_left[node]
+                node = np.where(go_left, left[node], right[node])
+            out[a:a + chunk] = self.value[node].sum(axis=1)
         return out
+
+    @property
+    def depth(self) -> int:
+        """The number of splits on the longest root-to-leaf path."""
+        depth, frontier = 0, self.roots[self.left[self.roots] >= 0]
+        while frontier.size:
+            depth += 1
+            children = np.concatenate([self.left[frontier], self.right[frontier]])
+            frontier = children[self.left[children] >= 0]
+        return depth
 
     def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
         return {f"{prefix}{k}": getattr(self, k) for k in ARRAYS}
