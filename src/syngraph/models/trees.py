@@ -9,6 +9,7 @@ and ``threshold`` (a row goes left when ``x[feature] <= threshold``; NaN goes wh
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -38,10 +39,7 @@ class Trees:
         """``(n,)``: the sum over the trees of the value of the leaf each row of ``x`` reaches."""
         x = np.asarray(x, np.float64)
         n, m = x.shape
-        leaf = self.left < 0
-        own = np.arange(self.left.size)
-        left = np.where(leaf, own, self.left)  # leaves point to themselves: a fixed number of steps
-        right = np.where(leaf, own, self.right)
+        left, right, depth = self._steps
         nan = bool(np.isnan(x).any())
         out = np.empty(n, np.float64)
         for a in range(0, n, chunk):
@@ -49,7 +47,7 @@ class Trees:
             flat = xs.ravel()
             base = (np.arange(xs.shape[0]) * m)[:, None]
             node = np.broadcast_to(self.roots, (xs.shape[0], self.roots.size))
-            for _ in range(self.depth):
+            for _ in range(depth):
                 v = flat[base + self.feature[node]]
                 go_left = v <= self.threshold[node]
                 if nan:
@@ -61,39 +59,51 @@ class Trees:
     @property
     def depth(self) -> int:
         """The number of splits on the longest root-to-leaf path."""
+        return self._steps[2]
+
+    @cached_property
+    def _steps(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """Children with leaves pointing to themselves, and the depth: every row takes the same
+        number of steps."""
         depth, frontier = 0, self.roots[self.left[self.roots] >= 0]
         while frontier.size:
             depth += 1
             children = np.concatenate([self.left[frontier], self.right[frontier]])
             frontier = children[self.left[children] >= 0]
-        return depth
+        leaf = self.left < 0
+        own = np.arange(self.left.size)
+        return np.where(leaf, own, self.left), np.where(leaf, own, self.right), depth
 
     def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
         return {f"{prefix}{k}": getattr(self, k) for k in ARRAYS}
 
     @classmethod
     def from_arrays(cls, z: Any, prefix: str = "") -> Trees:
-        return cls.build(*(z[f"{prefix}{k}"] for k in ("left", "right", "feature", "threshold", "value",
-                                                      "roots", "missing_left")))
+        return cls.build(**{k: z[f"{prefix}{k}"] for k in ARRAYS})
+
+
+def _concat(trees: list[dict[str, np.ndarray]]) -> Trees:
+    """One :class:`Trees` from per-tree arrays (children local to the tree, -1 at leaves)."""
+    sizes = np.array([t["left"].size for t in trees], np.int64)
+    roots = np.r_[0, np.cumsum(sizes)[:-1]]
+    parts = {k: np.concatenate([t[k] for t in trees]) for k in trees[0]}
+    offset = np.repeat(roots, sizes)
+    for k in ("left", "right"):
+        parts[k] = np.where(parts[k] < 0, -1, parts[k] + offset)
+    return Trees.build(roots=roots, **parts)
 
 
 def from_random_forest(model: Any) -> Trees:
     """A fitted ``RandomForestClassifier``; ``value`` = class-1 probability of each node."""
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("l", "r", "f", "t", "v")}
-    roots, offset = [], 0
+    out = []
     for est in model.estimators_:
         t = est.tree_
-        leaf = t.children_left < 0
-        parts["l"].append(np.where(leaf, -1, t.children_left + offset))
-        parts["r"].append(np.where(leaf, -1, t.children_right + offset))
-        parts["f"].append(np.where(leaf, 0, t.feature))
-        parts["t"].append(t.threshold)
         v = t.value[:, 0, :]
         cls_index = list(est.classes_).index(1) if 1 in est.classes_ else None
-        parts["v"].append(v[:, cls_index] / v.sum(1) if cls_index is not None else np.zeros(len(v)))
-        roots.append(offset)
-        offset += t.node_count
-    return Trees.build(*(np.concatenate(parts[k]) for k in ("l", "r", "f", "t", "v")), roots)
+        out.append({"left": t.children_left.astype(np.int64), "right": t.children_right.astype(np.int64),
+                    "feature": np.where(t.children_left < 0, 0, t.feature), "threshold": t.threshold,
+                    "value": v[:, cls_index] / v.sum(1) if cls_index is not None else np.zeros(len(v))})
+    return _concat(out)
 
 
 def from_gradient_boosting(model: Any) -> tuple[Trees, float]:
@@ -101,21 +111,14 @@ def from_gradient_boosting(model: Any) -> tuple[Trees, float]:
     raw score) and the baseline raw score; probability = sigmoid(baseline + sum of leaves)."""
     if model.n_trees_per_iteration_ != 1:
         raise ValueError("only binary gradient boosting models can be stored")
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("l", "r", "f", "t", "m", "v")}
-    roots, offset = [], 0
+    out = []
     for (pred,) in model._predictors:
         nd = pred.nodes
         if nd["is_categorical"].any():
             raise ValueError("categorical splits cannot be stored")
         leaf = nd["is_leaf"].astype(bool)
-        parts["l"].append(np.where(leaf, -1, nd["left"].astype(np.int64) + offset))
-        parts["r"].append(np.where(leaf, -1, nd["right"].astype(np.int64) + offset))
-        parts["f"].append(np.where(leaf, 0, nd["feature_idx"]))
-        parts["t"].append(nd["num_threshold"])
-        parts["m"].append(nd["missing_go_to_left"].astype(bool))
-        parts["v"].append(nd["value"])
-        roots.append(offset)
-        offset += len(nd)
-    trees = Trees.build(*(np.concatenate(parts[k]) for k in ("l", "r", "f", "t", "v")), roots,
-                        missing_left=np.concatenate(parts["m"]))
-    return trees, float(np.ravel(model._baseline_prediction)[0])
+        out.append({"left": np.where(leaf, -1, nd["left"].astype(np.int64)),
+                    "right": np.where(leaf, -1, nd["right"].astype(np.int64)),
+                    "feature": np.where(leaf, 0, nd["feature_idx"]), "threshold": nd["num_threshold"],
+                    "missing_left": nd["missing_go_to_left"].astype(bool), "value": nd["value"]})
+    return _concat(out), float(np.ravel(model._baseline_prediction)[0])
