@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from syngraph.bbox import BBox
+from syngraph.io.ids import id_equals
 
 
 @dataclass(frozen=True)
@@ -60,18 +61,18 @@ def load_cell(workdir: str | Path, cell_id: int) -> Cell:
     tables = wd / "tables"
     if not (tables / "cells.parquet").exists():
         raise FileNotFoundError(f"{tables / 'cells.parquet'} is missing; run `syngraph run cells` first")
-    rows = pq.read_table(tables / "cells.parquet", filters=[("cell_id", "=", int(cell_id))]).to_pylist()
+    rows = pq.read_table(tables / "cells.parquet", filters=id_equals("cell_id", cell_id)).to_pylist()
     if not rows:
         raise KeyError(
             f"cell {cell_id} is not in {tables / 'cells.parquet'}; cell ids are the smallest "
             f"supervoxel id of each cell (look one up in tables/sv_to_cell.parquet)"
         )
     row = rows[0]
-    svs = pq.read_table(tables / "sv_to_cell.parquet", filters=[("cell_id", "=", int(cell_id))])
+    svs = pq.read_table(tables / "sv_to_cell.parquet", filters=id_equals("cell_id", cell_id))
     organelles: dict[str, np.ndarray] = {}
     org_path = tables / "cell_organelles.parquet"
     if org_path.exists():
-        org = pq.read_table(org_path, filters=[("cell_id", "=", int(cell_id))])
+        org = pq.read_table(org_path, filters=id_equals("cell_id", cell_id))
         layers = np.asarray(org.column("organelle_layer").to_pylist(), dtype=object)
         oid = org.column("organelle_id").to_numpy()
         for layer in sorted(set(layers.tolist())):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ def run_step(
     from syngraph.engine.run import peak_rss_mb
 
     step = get_step(name)
+    workdir = Path(os.path.abspath(os.path.expanduser(workdir)))  # workers may run elsewhere
     marker = done_marker(workdir, name)
     marker.unlink(missing_ok=True)
     t0 = time.perf_counter()

@@ -22,7 +22,10 @@ config_app = typer.Typer(help="Write and check syngraph.toml.", no_args_is_help=
 app.add_typer(config_app, name="config")
 console = Console(stderr=True)
 
-WorkDir = Annotated[Path, typer.Option("--wd", "-w", help="working directory (holds syngraph.toml)")]
+# resolve_path: the working directory is made absolute once, here, so Dask workers running in other
+# directories (or on other machines) read the same files
+WorkDir = Annotated[Path, typer.Option("--wd", "-w", help="working directory (holds syngraph.toml)",
+                                       resolve_path=True)]
 Scheduler = Annotated[
     str | None,
     typer.Option(help='"local" (Dask LocalCluster), "serial", or a scheduler address tcp://host:port'),
@@ -42,21 +45,29 @@ def _main(
     version: Annotated[
         bool, typer.Option("--version", callback=version_callback, is_eager=True, help="print the version")
     ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="show the full traceback of an error")] = False,
 ) -> None:
     pass
 
 
 def main() -> None:
-    """Entry point: run the app and turn known errors into one clear message."""
+    """Entry point: run the app and turn every error into one clear message (exit codes in
+    :mod:`syngraph.errors`); ``--debug`` anywhere on the line shows the traceback instead."""
     # register the command modules
     from syngraph.cli import commands  # noqa: F401
-    from syngraph.errors import USER_ERRORS
+    from syngraph.errors import explain
 
+    debug = "--debug" in sys.argv[1:]
+    if debug:
+        sys.argv.remove("--debug")
     try:
         app()
-    except USER_ERRORS as exc:
+    except Exception as exc:
+        if debug:
+            raise
         from rich.markup import escape
 
+        code, message = explain(exc)
         # escape: messages name config sections like [layers], which rich would read as markup
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        sys.exit(code)

@@ -29,7 +29,7 @@ def synth(
     shape: Annotated[tuple[int, int, int], typer.Option(help="X Y Z voxels")] = (256, 256, 128),
     seed: Annotated[int, typer.Option(help="random seed (same seed, same bytes)")] = 0,
     voxel_size_nm: Annotated[tuple[float, float, float], typer.Option(help="X Y Z nm")] = (10.0, 10.0, 25.0),
-    big_ids: Annotated[bool, typer.Option("--big-ids", help="ids above 2**40")] = False,
+    big_ids: Annotated[bool, typer.Option("--big-ids", help="ids above 2**63 (tests 64-bit id handling)")] = False,
     scheduler: Scheduler = None,
     workers: Workers = None,
     overwrite: Overwrite = False,

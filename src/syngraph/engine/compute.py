@@ -70,6 +70,47 @@ class Runner:
             fut.release()
 
 
+class SchedulerAddressError(ValueError):
+    """The scheduler setting is neither "local", "serial" nor a Dask address."""
+
+
+class SchedulerUnreachable(ConnectionError):
+    """Nothing answers at the scheduler address (an environment error, not bad input)."""
+
+
+SCHEDULER_SCHEMES = ("tcp", "tls", "inproc", "ws", "wss", "ucx")
+
+
+def check_scheduler(address: str, timeout_s: float = 3.0) -> None:
+    """Refuse a malformed scheduler address at once, and a tcp/tls one nothing listens on within
+    ``timeout_s`` (Dask itself waits 30 s before a raw traceback)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if address in ("local", "serial"):
+        return
+    fix = 'use "local", "serial" or tcp://HOST:PORT of a running `dask scheduler`'
+    scheme, _, rest = address.partition("://")
+    if not rest or scheme not in SCHEDULER_SCHEMES:
+        raise SchedulerAddressError(f"scheduler {address!r} is not a scheduler address; {fix}")
+    if scheme not in ("tcp", "tls"):
+        return
+    try:
+        url = urlsplit(address)
+        host, port = url.hostname, url.port
+    except ValueError as exc:
+        raise SchedulerAddressError(f"scheduler {address!r}: {exc}; {fix}") from exc
+    if not host or not port:
+        raise SchedulerAddressError(f"scheduler {address!r} has no host:port; {fix}")
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise SchedulerUnreachable(
+            f"scheduler unreachable: nothing answers at {address} ({exc.strerror or exc}); start "
+            f"`dask scheduler` there, fix --scheduler / [compute] scheduler, or use --scheduler local"
+        ) from None
+
+
 _ACTIVE: list[Runner] = []
 
 
@@ -105,6 +146,7 @@ def session(compute: Compute | None = None) -> Iterator[Runner]:
             )
             client = stack.enter_context(Client(cluster))
         else:
+            check_scheduler(compute.scheduler)
             client = stack.enter_context(Client(compute.scheduler, timeout="30s"))
         runner = Runner(compute, client)
         _ACTIVE.append(runner)

@@ -65,8 +65,11 @@ def params_hash(params: Mapping[str, Any]) -> str:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    tmp.replace(path)
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_table_atomic(table: pa.Table, path: Path, metadata: Mapping[str, str] | None = None) -> None:
@@ -77,8 +80,11 @@ def write_table_atomic(table: pa.Table, path: Path, metadata: Mapping[str, str] 
         meta.update({k.encode(): str(v).encode() for k, v in metadata.items()})
         table = table.replace_schema_metadata(meta)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(path)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (disk full) leaves no scratch file
 
 
 def peak_rss_mb() -> float:

@@ -26,6 +26,7 @@ which the block engine guarantees by aligning blocks to chunks.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -66,7 +67,9 @@ class LayerInfo:
 
 
 def store_path(workdir: str | Path) -> Path:
-    return Path(workdir) / STORE_NAME
+    """``<workdir>/volumes.zarr`` as an absolute path without ``..`` (tensorstore refuses those, and
+    workers running in other directories must read the same files)."""
+    return Path(os.path.abspath(os.path.expanduser(workdir))) / STORE_NAME
 
 
 def _ensure_store(root: Path) -> None:
@@ -193,17 +196,29 @@ def open_layer(workdir: str | Path, name: str) -> Layer:
             f"layer '{name}' not found in {store_path(workdir)} (have: {', '.join(have) or 'none'}); "
             f"import it with `syngraph import {name} SOURCE`"
         )
-    attrs = json.loads(meta.read_text()).get("attributes", {}).get("syngraph", {})
-    info = LayerInfo(
-        name=name,
-        shape_xyz=as_vec3(attrs["shape_xyz"]),
-        dtype=attrs["dtype"],
-        chunks_xyz=as_vec3(attrs["chunks_xyz"]),
-        voxel_size_nm=tuple(float(v) for v in attrs["voxel_size_nm"]),  # type: ignore[arg-type]
-        offset_vx=as_vec3(attrs.get("offset_vx", (0, 0, 0))),
-        kind=attrs.get("kind", "labels"),
-        value_range=attrs.get("value_range"),
-    )
+    try:
+        attrs = json.loads(meta.read_text()).get("attributes", {}).get("syngraph", {})
+        info = LayerInfo(
+            name=name,
+            shape_xyz=as_vec3(attrs["shape_xyz"]),
+            dtype=np.dtype(attrs["dtype"]).name,
+            chunks_xyz=as_vec3(attrs["chunks_xyz"]),
+            voxel_size_nm=tuple(float(v) for v in attrs["voxel_size_nm"]),  # type: ignore[arg-type]
+            offset_vx=as_vec3(attrs.get("offset_vx", (0, 0, 0))),
+            kind=attrs.get("kind", "labels"),
+            value_range=attrs.get("value_range"),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise VolumeError(
+            f"layer '{name}': {meta} is unreadable ({type(exc).__name__}: {exc}); "
+            f"re-import the layer with `syngraph import {name} SOURCE --overwrite`"
+        ) from exc
+    if info.dtype not in SUPPORTED_DTYPES or len(info.voxel_size_nm) != 3 or any(
+            not np.isfinite(v) or v <= 0 for v in info.voxel_size_nm) or any(s <= 0 for s in info.shape_xyz):
+        raise VolumeError(
+            f"layer '{name}': {meta} has dtype {info.dtype}, shape {list(info.shape_xyz)}, voxel size "
+            f"{list(info.voxel_size_nm)} nm; re-import the layer with `syngraph import {name} SOURCE --overwrite`"
+        )
     return Layer(path, info)
 
 
@@ -263,7 +278,14 @@ class Layer:
                 f"layer '{self.info.name}': box {box.to_list()} lies outside the volume {self.bbox.to_list()}"
             )
         (x0, y0, z0), (x1, y1, z1) = box.start, box.stop
-        zyx = self._ts[z0:z1, y0:y1, x0:x1].read().result()
+        try:
+            zyx = self._ts[z0:z1, y0:y1, x0:x1].read().result()
+        except ValueError as exc:  # tensorstore: a chunk that does not decode
+            raise VolumeError(
+                f"layer '{self.info.name}': cannot read box {box.to_list()} from {self.path}: {exc}; "
+                f"the layer is damaged: re-import the layer with `syngraph import {self.info.name} "
+                f"SOURCE --overwrite`"
+            ) from exc
         return np.asarray(zyx).transpose(2, 1, 0)
 
     def write(self, data_xyz: np.ndarray, offset_vx: Iterable[int] = (0, 0, 0)) -> None:

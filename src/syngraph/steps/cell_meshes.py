@@ -38,6 +38,7 @@ from syngraph.engine import (
     block_grid,
     run_tasks,
 )
+from syngraph.io.ids import ids_in
 from syngraph.io.volume import Layer, open_layer
 from syngraph.meshes import write_info, write_mesh
 from syngraph.project import Project
@@ -172,7 +173,7 @@ class MeshTask:
 
 
 def _read_occupancy(step_dir: Path, blocks: list[Block], sv_ids: np.ndarray) -> pa.Table:
-    parts = [pq.read_table(step_dir / "tasks" / f"{b.id:08d}.parquet", filters=[("sv_id", "in", sv_ids)])
+    parts = [pq.read_table(step_dir / "tasks" / f"{b.id:08d}.parquet", filters=ids_in("sv_id", sv_ids))
              for b in blocks]
     if not parts:
         return pa.table({"sv_id": pa.array([], pa.uint64()),
@@ -185,8 +186,8 @@ def mesh_cells_task(task: MeshTask, workdir: str, config: ProjectConfig) -> None
     project = Project(workdir)
     blocks, ds, layer = _occupancy_blocks(workdir, config)
     vs = layer.info.voxel_size_nm
-    cells = pq.read_table(project.table_path("cells"), filters=[("cell_id", "in", list(task.cell_ids))])
-    s2c = pq.read_table(project.table_path("sv_to_cell"), filters=[("cell_id", "in", list(task.cell_ids))])
+    cells = pq.read_table(project.table_path("cells"), filters=ids_in("cell_id", task.cell_ids))
+    s2c = pq.read_table(project.table_path("sv_to_cell"), filters=ids_in("cell_id", task.cell_ids))
     svs_all = s2c.column("sv_id").to_numpy()
     cell_of = s2c.column("cell_id").to_numpy()
     mesh_dir = project.workdir / "meshes" / "cells"

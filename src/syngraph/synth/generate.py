@@ -37,7 +37,7 @@ from syngraph.synth.params import SynthParams
 from syngraph.synth.tissue import CELL_TYPES, build_tissue
 
 STEP = "synth"
-BIG_ID_OFFSET = 2**40
+BIG_ID_OFFSET = 2**64 - 2**32  # ids above 2**63: the top of the uint64 range
 
 LAYER_SPECS: dict[str, tuple[str, str, float | None]] = {
     # name: (dtype, kind, value_range)
@@ -135,7 +135,7 @@ def synthesize(
     block_size_vx : block size of the rendering tasks (default: the config's, aligned to chunks).
     chunks_xyz : chunk shape of the layers (default: the store's default, 128x128x64).
     compute : where the tasks run (default: a local Dask cluster, see :class:`Compute`).
-    big_ids : offset every supervoxel and cell id by 2**40 (tests 64-bit id handling).
+    big_ids : offset every supervoxel and cell id by 2**64 - 2**32 (tests 64-bit id handling).
     overwrite : replace an existing project in ``out_dir`` (its volumes, tables and steps).
     progress : show a progress bar (default: when stderr is a terminal).
     params : tissue parameters (densities, sizes); see :class:`SynthParams`.

@@ -234,7 +234,7 @@ def _synapses_from_voxels(
     has_type: bool,
 ) -> tuple[pa.Table, dict[str, int]]:
     if vox.num_rows == 0:
-        return _empty_synapses(), {"n_synapses": 0}
+        return _empty_synapses(has_type), {"n_synapses": 0}
     xyz = np.stack([vox[a].to_numpy() for a in "xyz"], axis=1).astype(np.int64)
     sva, svb = vox["sv_a"].to_numpy(), vox["sv_b"].to_numpy()
     ca = map_to_cells(sva, sv_ids, cell_ids)
@@ -390,14 +390,17 @@ def _finish(syn: pa.Table, feats: pa.Table | None, sym_threshold: float | None, 
     return pa.table(cols)
 
 
-def _empty_synapses() -> pa.Table:
+def _empty_synapses(has_type: bool) -> pa.Table:
+    """No synapses: the same columns a non-empty table has (``sym_ratio`` with a type layer)."""
     z = np.zeros(0, np.int64)
     u = np.zeros(0, np.uint64)
-    return pa.table({
+    f = np.zeros(0, np.float32)
+    cols = {
         "synapse_index": z, "cell_a": u, "cell_b": u, "sv_a": u, "sv_b": u,
         "x_vx": z, "y_vx": z, "z_vx": z, "size_vx": z, "area_um2": np.zeros(0),
-        "sj_mean": np.zeros(0, np.float32), "sj_max": np.zeros(0, np.float32),
-    })
+        "sj_mean": f, "sj_max": f,
+    }
+    return pa.table({**cols, "sym_ratio": f} if has_type else cols)
 
 
 def _cell_contacts(cs: pa.Table, sv_ids: np.ndarray, cell_ids: np.ndarray, syn: pa.Table) -> pa.Table:
