@@ -200,7 +200,7 @@ def test_negative_labels_and_nan_are_errors_naming_the_layer(tmp_path):
         import_layer(tmp_path, "sv", bad, voxel_size_nm=VOXEL, **SMALL)
     prob = np.zeros(SHAPE, np.float32)
     prob[69, 49, 29] = np.nan
-    with pytest.raises(SourceError, match=r"layer 'mi': .* has NaN values"):
+    with pytest.raises(SourceError, match=r"layer 'mi': .* has non-finite values \(nan"):
         import_layer(tmp_path, "mi", prob, kind="probability", voxel_size_nm=VOXEL, **SMALL)
 
 
@@ -275,7 +275,7 @@ def test_resumed_import_after_failure_equals_clean_import(tmp_path):
     np.save(tmp_path / "mi.npy", broken.transpose(2, 1, 0))
     wd = tmp_path / "wd"
     opts = {**SMALL, "kind": "probability", "voxel_size_nm": VOXEL}
-    with pytest.raises(SourceError, match=r"has NaN values .*layer is partly written"):
+    with pytest.raises(SourceError, match=r"has non-finite values .*layer is partly written"):
         import_layer(wd, "mi", tmp_path / "mi.npy", **opts)
     done = sorted((wd / "steps" / "import_mi" / "tasks").glob("*.done"))
     assert len(done) == 3 * 2 * 2 - 1

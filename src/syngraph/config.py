@@ -229,6 +229,12 @@ def load_config(workdir: str | Path) -> ProjectConfig:
         raise ConfigError(_format_error(path, exc)) from exc
 
 
+def project_path(workdir: str | Path, value: str) -> Path:
+    """A file named in syngraph.toml: relative paths are relative to the working directory."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else Path(workdir) / path
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"

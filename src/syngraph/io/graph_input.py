@@ -110,6 +110,18 @@ def _read_csv(path: Path) -> tuple[dict[str, np.ndarray], bool]:
 
 
 def _read_columns(path: Path) -> dict[str, np.ndarray]:
+    try:
+        return _read_columns_unchecked(path)
+    except (ValueError, OSError, EOFError, pa.ArrowException) as exc:
+        if isinstance(exc, GraphInputError | FileNotFoundError):
+            raise
+        raise GraphInputError(
+            f"{path}: cannot read it as a {path.suffix or 'graph'} file ({type(exc).__name__}: {exc}); "
+            f"the file is damaged or not in that format: write it again (csv, npy or parquet)"
+        ) from exc
+
+
+def _read_columns_unchecked(path: Path) -> dict[str, np.ndarray]:
     suffix = path.suffix.lower()
     if suffix == ".npy":
         arr = np.load(path, allow_pickle=False)

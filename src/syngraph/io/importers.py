@@ -144,7 +144,7 @@ def plan_import(
     elif config is not None:
         voxel = tuple(config.voxel_size_nm)  # type: ignore[assignment]
     elif others:
-        voxel = open_layer(workdir, others[0]).info.voxel_size_nm
+        voxel = open_layer(workdir, others[0], partial=True).info.voxel_size_nm
     else:
         raise SourceError(
             f"layer '{name}': {src.name} does not say its voxel size and there is no "
@@ -156,7 +156,7 @@ def plan_import(
             f"says voxel_size_nm = {list(config.voxel_size_nm)}; resample the source or fix the config"
         )
     for other in others:
-        info = open_layer(workdir, other).info
+        info = open_layer(workdir, other, partial=True).info
         if tuple(info.shape_xyz) != tuple(src.shape_xyz):
             raise SourceError(
                 f"layer '{name}': {src.name} has shape {list(src.shape_xyz)} (x, y, z) but layer "
@@ -195,12 +195,21 @@ def convert_block(data: np.ndarray, plan: ImportPlan, where: str) -> np.ndarray:
             f"layer '{plan.name}': {where} has negative label {int(data[tuple(bad)])} (e.g. at block "
             f"voxel {bad.tolist()}); labels must be >= 0: relabel the source (0 = background)"
         )
-    if plan.check_nan and np.isnan(data).any():
-        bad = np.argwhere(np.isnan(data))[0]
+    if plan.check_nan and not np.isfinite(data).all():
+        bad = np.argwhere(~np.isfinite(data))[0]
         raise SourceError(
-            f"layer '{plan.name}': {where} has NaN values (first at block voxel {bad.tolist()}); "
-            f"probability maps must be finite: replace NaN (e.g. np.nan_to_num) in the source"
+            f"layer '{plan.name}': {where} has non-finite values ({data[tuple(bad)]} first at block voxel "
+            f"{bad.tolist()}); probability maps must be finite: replace NaN and inf (e.g. np.nan_to_num) "
+            f"in the source"
         )
+    if plan.check_nan and plan.kind == "probability" and data.size and plan.value_range is not None:
+        lo, hi = float(data.min()), float(data.max())
+        if lo < 0 or hi > plan.value_range:
+            raise SourceError(
+                f"layer '{plan.name}': {where} has values in [{lo:g}, {hi:g}], outside [0, {plan.value_range:g}]; "
+                f"float probability maps hold 0..1 (uint8 maps 0..255): rescale the source, or import it as "
+                f"--kind mask"
+            )
     if data.dtype == plan.dtype:
         return data
     return data.astype(plan.dtype)
@@ -283,7 +292,7 @@ def import_layer(
                 f"layer '{name}' already exists in {workdir / 'volumes.zarr'}; pass overwrite=True "
                 f"(CLI: --overwrite) to import it again"
             )
-        layer = open_layer(workdir, name)
+        layer = open_layer(workdir, name, partial=True)
         i = layer.info
         have = (tuple(i.shape_xyz), i.dtype, tuple(i.chunks_xyz), i.kind)
         want = (tuple(plan.shape_xyz), plan.dtype, tuple(plan.chunks_xyz), plan.kind)

@@ -274,12 +274,20 @@ def open_source(
     path = path.resolve()
     if path.is_file():
         suffix = path.suffix.lower()
-        if suffix == ".npy":
-            return _open_npy(uri, path, axes)
-        if suffix in TIFF_SUFFIXES:
-            return _open_tiff(uri, path, axes)
-        if suffix in HDF5_SUFFIXES or _is_hdf5(path):
-            return _open_hdf5(uri, path, dataset, axes)
+        try:
+            if suffix == ".npy":
+                return _open_npy(uri, path, axes)
+            if suffix in TIFF_SUFFIXES:
+                return _open_tiff(uri, path, axes)
+            if suffix in HDF5_SUFFIXES or _is_hdf5(path):
+                return _open_hdf5(uri, path, dataset, axes)
+        except SourceError:
+            raise
+        except Exception as exc:  # a reader's own error on a damaged or mislabelled file
+            raise SourceError(
+                f"source {uri}: cannot read it as a {suffix} file ({type(exc).__name__}: {exc}); "
+                f"check that the file is a complete {suffix} of one numeric (uint or float) array"
+            ) from exc
         raise SourceError(
             f"source {uri}: unsupported file type '{suffix}'; syngraph imports Zarr, N5, precomputed "
             f"(directories), HDF5 (.h5), TIFF (.tif) and .npy files"

@@ -186,8 +186,9 @@ def create_layer(
     return Layer(path, info)
 
 
-def open_layer(workdir: str | Path, name: str) -> Layer:
-    """Open an existing layer; a missing one raises :class:`VolumeError` naming the fix."""
+def open_layer(workdir: str | Path, name: str, *, partial: bool = False) -> Layer:
+    """Open an existing layer; a missing one, or one whose import stopped half-way (unless
+    ``partial``: for its metadata only), raises :class:`VolumeError` naming the fix."""
     path = store_path(workdir) / name
     meta = path / "zarr.json"
     if not meta.exists():
@@ -195,6 +196,12 @@ def open_layer(workdir: str | Path, name: str) -> Layer:
         raise VolumeError(
             f"layer '{name}' not found in {store_path(workdir)} (have: {', '.join(have) or 'none'}); "
             f"import it with `syngraph import {name} SOURCE`"
+        )
+    started = Path(workdir) / "steps" / f"import_{name}"
+    if not partial and started.is_dir() and not (started / "stats.json").exists():
+        raise VolumeError(
+            f"layer '{name}' in {store_path(workdir)} is only partly imported (the import stopped); "
+            f"run the same `syngraph import {name} SOURCE` again to resume, or with --overwrite"
         )
     try:
         attrs = json.loads(meta.read_text()).get("attributes", {}).get("syngraph", {})

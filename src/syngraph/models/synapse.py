@@ -88,11 +88,23 @@ def predict_synapse_prob(syn: pa.Table, model_path: str | Path | None = None) ->
     """Probability that each candidate is a synapse."""
     if syn.num_rows == 0:
         return np.zeros(0, np.float32)
+    forest = load_forest(model_path)
+    return forest.predict_proba1(feature_matrix(syn)).astype(np.float32)
+
+
+def load_forest(model_path: str | Path | None = None) -> Forest:
+    """The synapse classifier in ``model_path`` (``synapses.model``), or the shipped default."""
+    from syngraph.models.files import load_model_file
+
+    return load_model_file(_load_checked, model_path, "synapses.model")
+
+
+def _load_checked(model_path: Path | None) -> Forest:
     forest = Forest.load(model_path or DEFAULT_MODEL)
     if forest.features != FEATURES:
         raise ValueError(f"synapse model {model_path} was trained on features {forest.features}, "
                          f"this version computes {FEATURES}; retrain it")
-    return forest.predict_proba1(feature_matrix(syn)).astype(np.float32)
+    return forest
 
 
 def fit(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[Forest, float]:

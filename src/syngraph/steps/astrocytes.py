@@ -408,7 +408,7 @@ def run_astrocytes(
     for name, step in (("sv", "init"), ("sv_components", "rag"), ("rag_pruned", "rag")):
         if not project.table_path(name).exists():
             raise CellsError(f"{project.table_path(name)} is missing; run `syngraph run {step}` first")
-    model = classifier or load_model(cfg.cells.astrocyte_model)
+    model = classifier or astrocyte_model(workdir, cfg)
     sv, feats = compute_features(workdir, config=cfg, compute=compute, overwrite=overwrite, progress=progress)
     edges = edge_array(project.objects("rag_pruned"))
     local = np.asarray(model.predict(feats), np.float64)
@@ -508,6 +508,15 @@ def graph_data(
         )
     contacts, area = _contacts(project)
     return GraphData(x_ids, x, edge_array(project.objects("rag_pruned")), contacts, area, pos, np.asarray(y, np.float64))
+
+
+def astrocyte_model(workdir: str | Path, cfg: ProjectConfig) -> AstrocyteClassifier:
+    """The classifier ``cells.astrocyte_model`` names (relative to the working directory), or the default."""
+    from syngraph.config import project_path
+    from syngraph.models.files import load_model_file
+
+    name = cfg.cells.astrocyte_model
+    return load_model_file(load_model, project_path(workdir, name) if name else None, "cells.astrocyte_model")
 
 
 def load_features(workdir: str | Path, cfg: ProjectConfig, compute: Compute | None, progress: bool | None) -> tuple[np.ndarray, np.ndarray]:

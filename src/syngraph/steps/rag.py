@@ -30,7 +30,7 @@ from syngraph.config import ProjectConfig, load_config
 from syngraph.engine import Block, Compute, block_grid, run_tasks, write_table_atomic
 from syngraph.errors import InputError
 from syngraph.graph import connected_components, group_diagonal_nm
-from syngraph.io.graph_input import GraphInputWarning, check_known, read_graph
+from syngraph.io.graph_input import GraphInputError, GraphInputWarning, check_known, read_graph
 from syngraph.io.volume import open_layer
 from syngraph.project import Project
 
@@ -294,7 +294,11 @@ def run_rag(
         path = Path(source)
         if not path.is_absolute():
             path = workdir / path
-        graph = read_graph(path)
+        try:
+            graph = read_graph(path)
+        except GraphInputError as exc:
+            where = "run_rag(rag=...)" if rag is not None else f'rag = "{source}" in syngraph.toml'
+            raise GraphInputError(f"{where}: {exc}") from exc
         edges = check_known(graph, ids, drop_unknown=drop_unknown)
     else:
         edges = np.zeros((0, 2), np.uint64)

@@ -165,12 +165,13 @@ def run_synapses(
               desc="synapses: features", progress=progress)
     feats = read_task_tables(fdir)
     syn = _finish(syn, feats, sp.sym_threshold if syn_type else None, vc is not None)
+    from syngraph.config import project_path
     from syngraph.models.synapse import predict_synapse_prob
 
     if str(model_path) == "none":
         prob = np.full(syn.num_rows, np.nan, np.float32)
     else:
-        prob = predict_synapse_prob(syn, model_path or sp.model)
+        prob = predict_synapse_prob(syn, model_path or (project_path(wd, sp.model) if sp.model else None))
     syn = syn.append_column("syn_prob", pa.array(prob, pa.float32()))
     write_table_atomic(syn, wd / "tables" / "syn_ssv.parquet", meta)
     cs_ssv = _cell_contacts(cs, sv_ids, cell_ids, syn)

@@ -1,0 +1,34 @@
+"""Loading a model file named in syngraph.toml: every failure is one :class:`InputError` naming
+the config key, the file and the fix."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from syngraph.errors import InputError
+
+T = TypeVar("T")
+
+TRAIN_COMMANDS = {
+    "cells.astrocyte_model": "syngraph train astrocytes --labels TABLE",
+    "synapses.model": "syngraph train synapses --labels TABLE",
+}
+
+
+def load_model_file(load: Callable[[Path | None], T], path: str | Path | None, key: str) -> T:
+    """``load(path)``, or ``load(None)`` (the shipped default) when ``path`` is None."""
+    if path is None:
+        return load(None)
+    path = Path(path)
+    fix = f"retrain it with `{TRAIN_COMMANDS[key]}`, or remove {key} from syngraph.toml to use the shipped model"
+    if not path.is_file():
+        raise InputError(f'{key} = "{path}": no such file; {fix}')
+    try:
+        return load(path)
+    except (ValueError, KeyError, IndexError, TypeError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(
+            f'{key} = "{path}": not a usable model file ({type(exc).__name__}: {exc}); {fix}'
+        ) from exc
