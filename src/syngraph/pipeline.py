@@ -2,12 +2,13 @@
 
 Steps are listed in order; ``syngraph run all`` and the demo run them in this order. A step is
 resumable (its blocks/tasks have done markers) and finished when ``steps/<name>/DONE`` exists.
+A step runs only when the steps it ``needs`` are DONE and unchanged (digests in the marker, see
+:mod:`syngraph.engine.done`).
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from syngraph.engine import Compute
-from syngraph.errors import InputError
+from syngraph.errors import InputError, StepOrderError
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Step:
     name: str
     target: str  # "module:function"
     help: str
+    needs: tuple[str, ...] = ()  # steps that must be DONE (and unchanged) before this one runs
 
     def function(self) -> Callable[..., Any]:
         module, func = self.target.split(":")
@@ -33,13 +35,18 @@ class Step:
 STEPS: tuple[Step, ...] = (
     Step("init", "syngraph.steps.init.run:run_init",
          "organelle instances, object properties, meshes, organelle/supervoxel overlap"),
-    Step("rag", "syngraph.steps.rag:run_rag", "supervoxel graph: read, check against contacts, prune"),
-    Step("astrocytes", "syngraph.steps.astrocytes:run_astrocytes", "split astrocyte supervoxels off"),
-    Step("cells", "syngraph.steps.cells:run_cells", "agglomerate supervoxels into cells"),
-    Step("skeletons", "syngraph.steps.skeletons:run_skeletons", "one skeleton per cell, with myelin"),
+    Step("rag", "syngraph.steps.rag:run_rag", "supervoxel graph: read, check against contacts, prune",
+         needs=("init",)),
+    Step("astrocytes", "syngraph.steps.astrocytes:run_astrocytes", "split astrocyte supervoxels off",
+         needs=("rag",)),
+    Step("cells", "syngraph.steps.cells:run_cells", "agglomerate supervoxels into cells",
+         needs=("astrocytes",)),
+    Step("skeletons", "syngraph.steps.skeletons:run_skeletons", "one skeleton per cell, with myelin",
+         needs=("cells",)),
     Step("synapses", "syngraph.steps.synapses.run:run_synapses",
-         "contact sites, synapses between cells, direction, sign, probability"),
-    Step("matrix", "syngraph.export.matrix:run_matrix", "the wiring diagram tables and exports"),
+         "contact sites, synapses between cells, direction, sign, probability", needs=("cells",)),
+    Step("matrix", "syngraph.export.matrix:run_matrix", "the wiring diagram tables and exports",
+         needs=("synapses",)),
 )
 
 
@@ -82,10 +89,17 @@ def run_step(
     """Run one step (``options`` go to the step function) and record its wall time and peak memory in ``steps/<name>/DONE``."""
     from syngraph.engine.run import peak_rss_mb
 
+    from syngraph.engine import done
+
     step = get_step(name)
     workdir = Path(os.path.abspath(os.path.expanduser(workdir)))  # workers may run elsewhere
+    # contact sites alone need no cells
+    needs = ("init",) if options.get("contacts_only") and name == "synapses" else step.needs
+    inputs = done.check_inputs(workdir, name, needs, lambda n: get_step(n).needs, StepOrderError)
+    previous = (done.read_done(workdir, name) or {}).get("outputs", {})
     marker = done_marker(workdir, name)
     marker.unlink(missing_ok=True)
+    before = done.snapshot(workdir)
     t0 = time.perf_counter()
     result = step.function()(workdir, compute=compute, overwrite=overwrite, progress=progress, **options)
     info = {
@@ -94,8 +108,5 @@ def run_step(
         "peak_rss_mb_main": peak_rss_mb(),
         "result": _as_dict(result),
     }
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps(info, indent=1, default=str))
-    tmp.replace(marker)
+    done.write_done(workdir, name, info, done.produced(workdir, before, previous), inputs)
     return info

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from syngraph.config import ProjectConfig, load_config
 from syngraph.engine import Compute, write_table_atomic
+from syngraph.engine.done import refresh_done
 from syngraph.errors import InputError
 from syngraph.graph import connected_components, edge_array, min_cut, normalize_edges
 from syngraph.project import Project
@@ -220,6 +221,7 @@ def edit_cells(
     write_table_atomic(s2c_out, project.table_path("sv_to_cell"))
     write_table_atomic(cells, project.table_path("cells"))
     write_table_atomic(org, project.table_path("cell_organelles"))
+    refresh_done(workdir, "cells", also=[project.table_path("edits")])  # later steps see the change
 
     created = [int(c) for c in new_cells.column("cell_id").to_numpy()]
     if cfg.cells.mesh:
