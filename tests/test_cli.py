@@ -12,8 +12,8 @@ def test_config_init_writes_a_valid_config(tmp_path):
     assert "voxel_size_nm = [16.0, 16.0, 40.0]" in (tmp_path / "syngraph.toml").read_text()
     r = syngraph("config", "init", "--wd", str(tmp_path))
     assert r.returncode == 2 and "--force" in r.stderr
-    r = syngraph("config", "check", "--wd", str(tmp_path))
-    assert r.returncode == 0 and "config is valid" in r.stderr
+    r = syngraph("config", "check", "--wd", str(tmp_path))  # checks the layers it names, too
+    assert r.returncode == 2 and "layer 'sv'" in r.stderr and "syngraph import sv" in r.stderr
 
 
 def test_user_errors_are_one_clear_line(tmp_path):

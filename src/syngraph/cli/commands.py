@@ -84,10 +84,11 @@ def config_init(
 
 @config_app.command("check")
 def config_check(wd: WorkDir = Path(".")) -> None:
-    """Validate syngraph.toml and the layers it names."""
-    from syngraph.config import dump_config, load_config
+    """Check what a run would: syngraph.toml, parameter ranges, layers, files, scheduler."""
+    from syngraph.checks import check_project
+    from syngraph.config import dump_config
 
-    cfg = load_config(wd)
+    cfg = check_project(wd)
     typer.echo(dump_config(cfg))
     console.print("[green]config is valid[/]")
 
@@ -111,13 +112,14 @@ def run(
     drop_unknown: Annotated[bool, typer.Option("--drop-unknown", help="rag: drop edges naming supervoxels absent from the volume")] = False,
 ) -> None:
     """Run one pipeline step (resumes where a killed run stopped), or all of them."""
-    from syngraph.config import load_config
+    from syngraph.checks import check_project
     from syngraph.engine import session
     from syngraph.pipeline import get_step, run_step, step_names
 
-    load_config(wd)  # fail early, naming the bad key
     names = step_names() if step == "all" else [get_step(step).name]
-    with session(compute_for(wd, scheduler, workers)):
+    compute = compute_for(wd, scheduler, workers)
+    check_project(wd, compute.scheduler)  # fail early, naming every bad key, layer and file
+    with session(compute):
         for name in names:
             extra = {"contacts_only": True} if contacts_only and name == "synapses" else {}
             if drop_unknown and name == "rag":
