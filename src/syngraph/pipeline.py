@@ -87,9 +87,8 @@ def run_step(
     **options: Any,
 ) -> dict[str, Any]:
     """Run one step (``options`` go to the step function) and record its wall time and peak memory in ``steps/<name>/DONE``."""
-    from syngraph.engine.run import peak_rss_mb
-
     from syngraph.engine import done
+    from syngraph.engine.run import peak_rss_mb
 
     step = get_step(name)
     workdir = Path(os.path.abspath(os.path.expanduser(workdir)))  # workers may run elsewhere

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -22,10 +23,14 @@ config_app = typer.Typer(help="Write and check syngraph.toml.", no_args_is_help=
 app.add_typer(config_app, name="config")
 console = Console(stderr=True)
 
-# resolve_path: the working directory is made absolute once, here, so Dask workers running in other
-# directories (or on other machines) read the same files
+def absolute_path(path: Path) -> Path:
+    """``~`` expanded and made absolute without ``..``: done once, here, so that Dask workers in
+    other directories (or on other machines) read the same files."""
+    return Path(os.path.abspath(os.path.expanduser(path)))
+
+
 WorkDir = Annotated[Path, typer.Option("--wd", "-w", help="working directory (holds syngraph.toml)",
-                                       resolve_path=True)]
+                                       callback=absolute_path)]
 Scheduler = Annotated[
     str | None,
     typer.Option(help='"local" (Dask LocalCluster), "serial", or a scheduler address tcp://host:port'),
@@ -50,6 +55,16 @@ def _main(
     pass
 
 
+def _workdir_arg(args: list[str]) -> str | None:
+    """The ``--wd`` of the command line (what an environment error is about), if given."""
+    for i, a in enumerate(args):
+        if a in ("--wd", "-w") and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--wd="):
+            return a[len("--wd="):]
+    return None
+
+
 def main() -> None:
     """Entry point: run the app and turn every error into one clear message (exit codes in
     :mod:`syngraph.errors`); ``--debug`` anywhere on the line shows the traceback instead."""
@@ -67,7 +82,7 @@ def main() -> None:
             raise
         from rich.markup import escape
 
-        code, message = explain(exc)
+        code, message = explain(exc, _workdir_arg(sys.argv[1:]))
         # escape: messages name config sections like [layers], which rich would read as markup
         console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         sys.exit(code)

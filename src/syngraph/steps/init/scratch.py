@@ -35,8 +35,11 @@ def write(root: Path, name: str, block_id: int, labels: np.ndarray) -> None:
     path = block_path(root, name, block_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npy")
-    np.save(tmp, np.asarray(labels).astype(dt, copy=False))
-    tmp.replace(path)
+    try:
+        np.save(tmp, np.asarray(labels).astype(dt, copy=False))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (disk full) leaves no scratch file
 
 
 def load(root: Path, name: str, block_id: int) -> np.ndarray:
