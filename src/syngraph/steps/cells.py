@@ -224,7 +224,7 @@ def assign_organelles(
             p = np.minimum(np.searchsorted(ids, o), max(ids.size - 1, 0))
             known = ids[p] == o if ids.size else np.zeros(o.size, bool)
             keep &= known & (np.where(known, size[p], 0) > min_size)
-        out.append(pa.table({"cell_id": cid[keep], "organelle_layer": [layer] * int(keep.sum()),
+        out.append(pa.table({"cell_id": cid[keep], "organelle_layer": pa.array([layer] * int(keep.sum()), pa.string()),
                              "organelle_id": o[keep], "ratio": r[keep]}))
     if not out:
         return empty
