@@ -318,7 +318,32 @@ def config_markdown() -> str:
                 section(f"organelles.{key}", type(sub), sub)
         elif name == "layers":
             section("layers.<name>", LayerSource, None)
+    lines.extend(["", "## Checks (`syngraph config check`, and the start of every `syngraph run`)", "",
+                  *CHECKS_DOC])
     return "\n".join(lines) + "\n"
+
+
+CHECKS_DOC = (
+    "Besides types and unknown keys (checked whenever syngraph.toml is read), `syngraph.checks` refuses:",
+    "",
+    "- a parameter out of range, by its name: thresholds and ratios (unitless) in [0, 1]; downsampling,",
+    "  block, box and filter sizes and `simplification_factor` >= 1; `smooth_weight` in [0, 0.5]; every",
+    "  other number (counts, `_nm`, `_vx`, `workers`) >= 0; NaN or inf anywhere; `memory_limit` that is",
+    "  not `auto` or a size like `4GiB`; `ratio_min > ratio_max`; a skeleton block that is not a",
+    "  multiple of its downsampling;",
+    "- a layer named in `[layers]` that is missing, only partly imported, or has unreadable metadata",
+    "  (`zarr.json` of the layer or its array), a dtype that does not fit its kind (labels: uint;",
+    "  probability: uint8 or float32), another shape than `sv`, or another voxel size than",
+    "  `voxel_size_nm`;",
+    "- a file named that is missing or does not read: `rag` (its header in its format), and",
+    "  `cells.astrocyte_model` / `synapses.model` (loaded); relative paths are relative to the",
+    "  working directory;",
+    "- a scheduler that is not `local`, `serial` or a Dask address (exit 2), or a `tcp://` address",
+    "  where nothing answers within 3 s (exit 3, an environment error).",
+    "",
+    "Every problem is one line naming the key, layer or file, the bad value and the fix; all problems",
+    "are listed at once. Exit codes: see docs/engine.md.",
+)
 
 
 def write_config(workdir: str | Path, config: ProjectConfig) -> Path:
