@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from syngraph.config import ConfigError, ProjectConfig, load_config, project_path
 
 # unitless fractions and probabilities (any key ending so, e.g. sym_threshold, ratio_min)
-FRACTION_KEYS = ("threshold", "ratio_min", "ratio_max")
+FRACTION_KEYS = ("threshold", "ratio_min", "ratio_max", "_frac", "fraction")
 LABEL_DTYPES = ("uint8", "uint16", "uint32", "uint64")
 
 

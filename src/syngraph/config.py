@@ -326,7 +326,7 @@ def config_markdown() -> str:
 CHECKS_DOC = (
     "Besides types and unknown keys (checked whenever syngraph.toml is read), `syngraph.checks` refuses:",
     "",
-    "- a parameter out of range, by its name: thresholds and ratios (unitless) in [0, 1]; downsampling,",
+    "- a parameter out of range, by its name: thresholds, ratios, fractions (unitless) in [0, 1]; downsampling,",
     "  block, box and filter sizes and `simplification_factor` >= 1; `smooth_weight` in [0, 0.5]; every",
     "  other number (counts, `_nm`, `_vx`, `workers`) >= 0; NaN or inf anywhere; `memory_limit` that is",
     "  not `auto` or a size like `4GiB`; `ratio_min > ratio_max`; a skeleton block that is not a",

@@ -77,6 +77,11 @@ def main() -> None:
         sys.argv.remove("--debug")
     try:
         app()
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        console.print("[bold red]interrupted:[/] finished tasks are kept; run the same command again to resume")
+        sys.exit(130)
     except Exception as exc:
         if debug:
             raise
