@@ -172,13 +172,13 @@ def test_all_zero_or_single_label_sv_through_run_all(proj, capsys, monkeypatch, 
     assert code == 0, err
     set_key(proj, "rag", '""')
     code, err = run(capsys, monkeypatch, "all", proj, "--overwrite")
-    if code == 2:  # a step may refuse such a volume, but in one line naming the layer
-        one_line_error(err, "sv")
-    else:
-        assert code == 0, err
-        syn = pq.read_table(proj / "tables" / "syn_ssv.parquet")
-        assert syn.num_rows == 0 and "sym_ratio" in syn.column_names
-        assert (proj / "steps" / "matrix" / "DONE").exists()
+    assert code == 0, err
+    syn = pq.read_table(proj / "tables" / "syn_ssv.parquet")
+    assert syn.num_rows == 0 and "sym_ratio" in syn.column_names
+    sv = pq.read_table(proj / "tables" / "sv.parquet")
+    assert sv["id"].to_pylist() == ([] if labels == "zero" else [7])
+    assert pq.read_table(proj / "tables" / "cells.parquet").num_rows == 0  # none, or pruned as too small
+    assert (proj / "steps" / "matrix" / "DONE").exists()
 
 
 def test_unreachable_and_bogus_scheduler(proj, capsys, monkeypatch):
