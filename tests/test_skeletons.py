@@ -11,9 +11,10 @@ from syngraph.config import SkeletonParams, default_config, write_config
 from syngraph.engine import Compute, block_grid, write_table_atomic
 from syngraph.errors import StepOrderError
 from syngraph.io.volume import create_layer
-from syngraph.steps.skeletons.join import Forest, join_pieces
+from syngraph.skeleton import Forest, stats
+from syngraph.steps.skeletons.join import join_pieces
 from syngraph.steps.skeletons.myelin import path_window_vote
-from syngraph.steps.skeletons.postprocess import remove_ticks, stats, thin
+from syngraph.steps.skeletons.postprocess import remove_ticks, thin
 from syngraph.steps.skeletons.run import block_regions, finish_cell, teasar_params
 from syngraph.steps.skeletons.teasar import skeletonize_block
 
