@@ -412,6 +412,22 @@ def pinky40(pinky40_labels):
     return pinky40_labels
 
 
+def demo_with_true_cells(wd, shape, seed):
+    """A demo tissue with the true agglomeration and cell kinds in tables/ (what the cells step
+    would write), so that a skeleton score measures skeletons, not cells."""
+    import shutil
+
+    from syngraph.synth.generate import synthesize
+
+    synthesize(wd, shape, seed, compute=Compute(scheduler="serial"), progress=False)
+    (wd / "tables").mkdir(exist_ok=True)
+    shutil.copy(wd / "gt" / "sv_to_cell.parquet", wd / "tables" / "sv_to_cell.parquet")
+    cells = pa.parquet.read_table(wd / "gt" / "cells.parquet", columns=["cell_id", "type"])
+    kind = ["astrocyte" if t == "astrocyte" else "neuron" for t in cells.column("type").to_pylist()]
+    write_table_atomic(pa.table({"cell_id": cells.column("cell_id"), "kind": pa.array(kind)}),
+                       wd / "tables" / "cells.parquet")
+
+
 def test_within_spheres_matches_brute_force():
     from syngraph.evaluate.skeletons import within_spheres
 
@@ -447,19 +463,11 @@ def test_evaluate_writes_the_issue_metric_names(tmp_path):
     """`syngraph evaluate` on a small demo (true cells) writes the issue's names under skeletons,
     with neurons and astrocytes never pooled."""
     import json
-    import shutil
 
     from syngraph.evaluate import evaluate
     from syngraph.pipeline import run_step
-    from syngraph.synth.generate import synthesize
 
-    synthesize(tmp_path, (128, 128, 64), 7, compute=Compute(scheduler="serial"), progress=False)
-    (tmp_path / "tables").mkdir(exist_ok=True)
-    shutil.copy(tmp_path / "gt" / "sv_to_cell.parquet", tmp_path / "tables" / "sv_to_cell.parquet")
-    cells = pa.parquet.read_table(tmp_path / "gt" / "cells.parquet", columns=["cell_id", "type"])
-    kind = ["astrocyte" if t == "astrocyte" else "neuron" for t in cells.column("type").to_pylist()]
-    write_table_atomic(pa.table({"cell_id": cells.column("cell_id"), "kind": pa.array(kind)}),
-                       tmp_path / "tables" / "cells.parquet")
+    demo_with_true_cells(tmp_path, (128, 128, 64), 7)
     run_step(tmp_path, "skeletons", compute=Compute(scheduler="serial"), progress=False)
     evaluate(tmp_path)
     m = json.loads((tmp_path / "evaluation.json").read_text())["skeletons"]["metrics"]
@@ -476,21 +484,11 @@ def demo_scores(tmp_path_factory):
     """Skeletons of the demo tissue (seed 2026, never used in development) scored against the
     true trees, with the true agglomeration and cell kinds (so the numbers measure skeletons,
     not cells)."""
-    import shutil
-
     from syngraph.evaluate.skeletons import score_skeletons
     from syngraph.steps.skeletons import run_skeletons
-    from syngraph.synth.generate import synthesize
 
     wd = tmp_path_factory.mktemp("demo2026")
-    synthesize(wd, (256, 256, 128), 2026, compute=Compute(scheduler="serial"), progress=False)
-    (wd / "tables").mkdir(exist_ok=True)
-    shutil.copy(wd / "gt" / "sv_to_cell.parquet", wd / "tables" / "sv_to_cell.parquet")
-    # the cell kinds the cells step would write (true ones: astrocytes get their own TEASAR const)
-    cells = pa.parquet.read_table(wd / "gt" / "cells.parquet", columns=["cell_id", "type"])
-    kind = ["astrocyte" if t == "astrocyte" else "neuron" for t in cells.column("type").to_pylist()]
-    write_table_atomic(pa.table({"cell_id": cells.column("cell_id"), "kind": pa.array(kind)}),
-                       wd / "tables" / "cells.parquet")
+    demo_with_true_cells(wd, (256, 256, 128), 2026)
     run_skeletons(wd, compute=Compute(scheduler="serial"), progress=False)
     return score_skeletons(wd)
 
