@@ -3,11 +3,15 @@
     python bench/skeletons.py demo --shape 256,256,128          # demo tissue (synthesized)
     python bench/skeletons.py pinky40 --crop 256,256,256        # a crop of ../shared/data/pinky40
     python bench/skeletons.py pinky40                           # the whole 512^3 volume (~10 min)
+    python bench/skeletons.py demo --downsample 4,4,1 --baseline-downsample 2,2,1   # a coarser setting
 
 Prints MVx/s per core (input voxels at full resolution / seconds / cores), peak RSS of the block
 tasks and of the baseline, and the ratio of our time to the baseline's. The baseline is
 ``kimimaro.skeletonize`` on the same cell-labelled, same-downsampled volume with the same TEASAR
-parameters and dust threshold, ``parallel=1``, in a subprocess (so its peak memory is its own).
+parameters and dust threshold, ``parallel=1``, in a subprocess (so its peak memory is its own);
+``--baseline-downsample`` gives it another skeleton resolution than ours (what a coarser setting
+gains against kimimaro at the default one). On the demo tissue (true cells and kinds) it also
+prints the skeleton scores of ``syngraph.evaluate.skeletons`` (what the setting costs).
 """
 
 from __future__ import annotations
@@ -82,6 +86,8 @@ def main() -> None:
     ap.add_argument("--block", default=None, help="skeletons.block_size_vx override, e.g. 256,256,128")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--downsample", default=None, help="skeletons.downsample override, e.g. 4,4,1")
+    ap.add_argument("--baseline-downsample", default=None, help="the baseline's downsample (default: ours)")
     args = ap.parse_args()
 
     from syngraph.config import load_config, write_config
@@ -103,12 +109,23 @@ def main() -> None:
             synthesize(wd, shape, args.seed, compute=Compute(scheduler="serial"), progress=False)
             (wd / "tables").mkdir(exist_ok=True)
             shutil.copy(wd / "gt" / "sv_to_cell.parquet", wd / "tables" / "sv_to_cell.parquet")
+            import pyarrow.parquet as pq
+
+            from syngraph.engine import write_table_atomic
+
+            cells = pq.read_table(wd / "gt" / "cells.parquet", columns=["cell_id", "type"])
+            kind = ["astrocyte" if t == "astrocyte" else "neuron" for t in cells.column("type").to_pylist()]
+            write_table_atomic(pa.table({"cell_id": cells.column("cell_id"), "kind": pa.array(kind)}),
+                               wd / "tables" / "cells.parquet")
         else:
             crop = tuple(int(v) for v in args.crop.split(",")) if args.crop else None
             pinky_project(wd, crop)  # type: ignore[arg-type]
         cfg = load_config(wd)
         if args.block:
             cfg.skeletons.block_size_vx = tuple(int(v) for v in args.block.split(","))  # type: ignore[assignment]
+            write_config(wd, cfg)
+        if args.downsample:
+            cfg.skeletons.downsample = tuple(int(v) for v in args.downsample.split(","))  # type: ignore[assignment]
             write_config(wd, cfg)
         p = cfg.skeletons
         sv = open_layer(wd, "sv")
@@ -123,13 +140,22 @@ def main() -> None:
             "ours_s": round(ours, 2), "ours_mvx_s_per_core": round(nvx / ours / cores / 1e6, 3),
             "ours_block_peak_rss_mb": round(res["block_peak_rss_mb"], 1), "cells": res["cells"],
             "main_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "downsample": list(p.downsample),
         }
+        if args.data == "demo":
+            from syngraph.evaluate.skeletons import score_skeletons
+
+            sc = score_skeletons(wd)
+            out.update({k: round(v, 4) for k, v in sc.items()
+                        if isinstance(v, float) and k.startswith(("neuron_", "astrocyte_"))})
         if not args.no_baseline:
             import pyarrow.parquet as pq
 
             from syngraph.bbox import BBox
 
-            ds = tuple(p.downsample)
+            ds = tuple(int(v) for v in args.baseline_downsample.split(",")) if args.baseline_downsample \
+                else tuple(p.downsample)
+            out["baseline_downsample"] = list(ds)
             shape_ds = tuple(-(-s // d) for s, d in zip(sv.shape, ds, strict=True))
             labels = read_downsampled(sv, BBox.from_shape(shape_ds), ds)  # type: ignore[arg-type]
             m = pq.read_table(wd / "tables" / "sv_to_cell.parquet")

@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from syngraph.engine import write_table_atomic
+from syngraph.skeleton import Forest, orient, stats
 
 NODES_TABLE = "skeletons"
 STATS_TABLE = "skeleton_stats"
@@ -70,11 +71,9 @@ class CellSkeleton:
         return len(self.node_id)
 
 
-def to_cell_skeleton(cell_id: int, forest: object) -> CellSkeleton:
-    """Order a :class:`~syngraph.steps.skeletons.join.Forest` as trees (roots at the thickest node)."""
-    from syngraph.steps.skeletons.postprocess import orient
-
-    order, parent = orient(forest)  # type: ignore[arg-type]
+def to_cell_skeleton(cell_id: int, forest: Forest) -> CellSkeleton:
+    """Order a :class:`~syngraph.skeleton.Forest` as trees (roots at the thickest node)."""
+    order, parent = orient(forest)
     new = np.empty(len(order), np.int64)
     new[order] = np.arange(len(order))
     par = parent[order]
@@ -82,9 +81,9 @@ def to_cell_skeleton(cell_id: int, forest: object) -> CellSkeleton:
         cell_id=int(cell_id),
         node_id=np.arange(len(order), dtype=np.int64),
         parent_id=np.where(par >= 0, new[np.maximum(par, 0)], -1),
-        nodes_nm=np.asarray(forest.nodes_nm, np.float32)[order],  # type: ignore[attr-defined]
-        radius_nm=np.asarray(forest.radius_nm, np.float32)[order],  # type: ignore[attr-defined]
-        attributes={k: np.asarray(v)[order] for k, v in forest.attrs.items()},  # type: ignore[attr-defined]
+        nodes_nm=np.asarray(forest.nodes_nm, np.float32)[order],
+        radius_nm=np.asarray(forest.radius_nm, np.float32)[order],
+        attributes={k: np.asarray(v)[order] for k, v in forest.attrs.items()},
     )
 
 
@@ -296,9 +295,6 @@ def read_precomputed(directory: str | Path, cell_id: int) -> tuple[np.ndarray, n
 
 
 def stats_table(skels: list[CellSkeleton]) -> pa.Table:
-    from syngraph.steps.skeletons.join import Forest
-    from syngraph.steps.skeletons.postprocess import stats
-
     rows = []
     for s in skels:
         f = Forest(s.nodes_nm.astype(np.float64), s.edges, s.radius_nm, {})
@@ -315,7 +311,7 @@ def stats_table(skels: list[CellSkeleton]) -> pa.Table:
     })
 
 
-def write_skeletons(workdir: str | Path, forests: Mapping[int, object]) -> list[CellSkeleton]:
+def write_skeletons(workdir: str | Path, forests: Mapping[int, Forest]) -> list[CellSkeleton]:
     """Write all outputs of the skeletons step for ``{cell_id: Forest}``."""
     workdir = Path(workdir)
     skels = [to_cell_skeleton(c, f) for c, f in sorted(forests.items())]

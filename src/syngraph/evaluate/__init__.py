@@ -31,8 +31,10 @@ SCORERS: tuple[tuple[str, str, dict[str, tuple[str, float]]], ...] = (
     (
         "skeletons",
         "syngraph.evaluate.skeletons:score_skeletons",
-        {"node_precision": (">=", 0.95), "node_recall": (">=", 0.95),
-         "cells_cable_within_5pct": (">=", 1.0), "myelin_accuracy": (">=", 0.95)},
+        {"neuron_node_precision": (">=", 0.97), "neuron_node_recall": (">=", 0.95),
+         "neuron_cable_rel_error_median": ("<=", 0.03), "neuron_cells_cable_within_5pct": (">=", 0.9),
+         "astrocyte_coverage": (">=", 0.95), "astrocyte_nodes_inside": (">=", 0.99),
+         "astrocyte_cells_one_tree_per_piece": (">=", 1.0), "myelin_accuracy": (">=", 0.95)},
     ),
     (
         "matrix",

@@ -1,19 +1,28 @@
-"""Score the skeletons step against the demo tissue's true skeletons (``gt/skeletons.parquet``).
+"""Score the skeletons step against the demo tissue's truth (``gt/skeletons.parquet``, ``gt/cells.parquet``).
 
-* node precision: fraction of our nodes within the tolerance of the true skeleton (its edges,
-  not only its nodes); node recall: fraction of true nodes within the tolerance of ours. The
-  tolerance at a point is ``max(2 * largest voxel side, local true radius)``.
-* ``node_recall_kept``: the recall over the true nodes the step is meant to keep, i.e. without
-  the nodes of terminal branches shorter than ``skeletons.tick_threshold_nm`` (tip to the next
-  branch point along the true tree, tip not on the volume border), which the issue's
-  post-processing removes by design; ``nodes_true_short_branches`` counts those nodes. The
-  plain ``node_recall`` counts every true node.
-* cable length: ``|ours - true| / true`` per cell (cells with >= 1 um of true cable), the
-  fractions within 5 % and 10 %, and the relative error of the summed cable.
-* ``per_type``: precision, recall and cable per true cell type (``gt/cells.parquet``), and
-  flat ``neuron_*`` / ``astrocyte_*`` headline numbers (every type but astrocyte is a neuron),
-  so `syngraph evaluate` shows which kind of cell holds the errors.
-* myelin: fraction of our nodes whose ``myelin`` equals that of the nearest true edge.
+Neurons (true type in ``NEURON_TYPES``; a neurite is a tube with a centre line) are scored
+against their true trees; every other cell (astrocytes, other glia: lamellar or spongy
+segments without a centre-line truth) by how well its skeleton covers its segment. The two
+kinds are never pooled.
+
+* ``neuron_node_precision``: fraction of our neuron nodes within the tolerance of the true
+  tree (its edges, not only its nodes); ``neuron_node_recall``: fraction of true neuron nodes
+  within the tolerance of ours. The tolerance at a point is ``max(2 * largest voxel side,
+  local true radius)``. ``neuron_node_recall_kept``: the recall without the nodes of terminal
+  branches shorter than ``skeletons.tick_threshold_nm`` (tip not on the volume border), which
+  the post-processing removes by design.
+* ``neuron_cable_rel_error_median``: median over neurons (>= 1 um of true cable) of
+  ``|ours - true| / true``; ``neuron_cells_cable_within_5pct`` (and ``_10pct``): the fraction
+  of those neurons within 5 % (10 %).
+* ``astrocyte_coverage``: fraction of the non-neuron cells' true voxels within ``coverage_nm``
+  of some skeleton node's inscribed sphere (``|v - node| - radius <= coverage_nm``);
+  ``astrocyte_nodes_inside``: fraction of their nodes whose voxel belongs to the cell;
+  ``astrocyte_cells_one_tree_per_piece``: fraction of those cells with exactly one tree per
+  26-connected piece of the segment (pieces as the step sees them: strided by
+  ``skeletons.downsample``, at least ``skeletons.dust_threshold_vx`` voxels).
+* ``myelin_accuracy``: fraction of our nodes (all cells) whose ``myelin`` equals that of the
+  nearest true edge of the same cell.
+* ``per_type``: centre-line precision, recall and cable per true cell type.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import pyarrow.parquet as pq
 from scipy.spatial import cKDTree
 
 from syngraph.config import load_config
+from syngraph.synth.tissue import NEURON_TYPES
 
 
 def densify(nodes: np.ndarray, parent: np.ndarray, values: dict[str, np.ndarray],
@@ -143,10 +153,69 @@ def _by_cell(table: Any, id_col: str, xyz: tuple[str, str, str], radius: str) ->
     return out
 
 
+def within_spheres(points_nm: np.ndarray, centres_nm: np.ndarray, radius_nm: np.ndarray,
+                   margin_nm: float) -> np.ndarray:
+    """True for points within ``margin_nm`` of some sphere (``|p - c| - r <= margin_nm``), exactly.
+
+    >>> within_spheres(np.array([[0.0, 0, 0], [30, 0, 0]]), np.array([[10.0, 0, 0]]), np.array([5.0]), 10.0).tolist()
+    [True, False]
+    """
+    if len(centres_nm) == 0:
+        return np.zeros(len(points_nm), bool)
+    tree = cKDTree(centres_nm)
+    r = np.asarray(radius_nm, np.float64)
+    d, _ = tree.query(points_nm)
+    out = d <= margin_nm + r.min()
+    unsure = np.flatnonzero(~out & (d <= margin_nm + r.max()))
+    for i, near in zip(unsure.tolist(), tree.query_ball_point(points_nm[unsure], margin_nm + r.max()), strict=True):
+        j = np.asarray(near, np.int64)
+        out[i] = bool(np.any(np.linalg.norm(centres_nm[j] - points_nm[i], axis=1) - r[j] <= margin_nm))
+    return out
+
+
+def score_cover(voxels_vx: np.ndarray, ours: dict[str, np.ndarray], voxel_size_nm: tuple[float, float, float],
+                cell_at: Any, coverage_nm: float, max_points: int = 200_000) -> dict[str, Any]:
+    """Coverage and fidelity of one non-tubular cell's skeleton.
+
+    ``voxels_vx``: (n, 3) the cell's true voxels; ``cell_at(ijk) -> bool`` whether voxels belong
+    to the cell. Coverage is measured on an even subsample of at most ``max_points`` voxels.
+    """
+    vs = np.asarray(voxel_size_nm, np.float64)
+    step = max(1, -(-len(voxels_vx) // max_points))
+    pts = voxels_vx[::step].astype(np.float64) * vs
+    covered = within_spheres(pts, ours["nodes"], ours["radius"], coverage_nm)
+    ijk = np.rint(ours["nodes"] / vs).astype(np.int64)
+    return {"voxels_sampled": len(pts), "voxels_covered": int(covered.sum()),
+            "n_ours": len(ijk), "nodes_inside": int(cell_at(ijk).sum()),
+            "n_trees": int((ours["parent"] < 0).sum())}
+
+
+def _true_cells(workdir: Path) -> np.ndarray:
+    """The true cell id of every voxel (``sv`` layer relabelled by ``gt/sv_to_cell.parquet``)."""
+    import fastremap
+
+    from syngraph.io.volume import open_layer
+
+    sv = np.asarray(open_layer(workdir, "sv").read())
+    t = pq.read_table(workdir / "gt" / "sv_to_cell.parquet", columns=["sv_id", "cell_id"])
+    table = dict(zip(t.column("sv_id").to_numpy().tolist(), t.column("cell_id").to_numpy().tolist(), strict=True))
+    table = {int(v): table.get(int(v), 0) for v in fastremap.unique(sv)}  # supervoxels in no cell: 0
+    return fastremap.remap(sv, table, in_place=True)
+
+
+def _pieces(cell_mask: np.ndarray, downsample: tuple[int, int, int], min_vx: int) -> int:
+    """26-connected pieces of a mask as the step sees them (strided), of at least ``min_vx`` voxels."""
+    import cc3d
+
+    ds = np.ascontiguousarray(cell_mask[:: downsample[0], :: downsample[1], :: downsample[2]])
+    cc, n = cc3d.connected_components(ds, connectivity=26, return_N=True)
+    return int((np.bincount(cc.reshape(-1), minlength=n + 1)[1:] >= min_vx).sum())
+
+
 def score_skeletons(
-    workdir: str | Path, *, min_cable_um: float = 1.0, in_scope_only: bool = True
+    workdir: str | Path, *, min_cable_um: float = 1.0, in_scope_only: bool = True, coverage_nm: float = 1000.0
 ) -> dict[str, Any]:
-    """Node precision/recall, cable length error per cell and myelin accuracy vs the demo truth.
+    """Neuron centre-line scores, non-tubular cell coverage and myelin accuracy vs the demo truth.
 
     ``in_scope_only``: score the true cells the pipeline is meant to keep, those whose in-volume
     bounding-box diagonal exceeds ``cells.min_cc_size_nm`` (smaller border fragments are pruned by
@@ -173,46 +242,80 @@ def score_skeletons(
         gt = {c: g for c, g in gt.items() if c in keep}
     ours = _by_cell(pq.read_table(ours_path), "neuron", ("x", "y", "z"), "radius")
     empty = {"nodes": np.zeros((0, 3)), "parent": np.zeros(0, np.int64), "radius": np.zeros(0)}
+    types = _true_types(cells_path) or {}
+    tubular = {c for c in gt if types.get(c, "neuron") in (*NEURON_TYPES, "neuron")}
     per_cell = {}
-    tot = dict(precise=0, n_ours=0, recalled=0, n_true=0, myelin_ok=0, recalled_kept=0, n_true_kept=0)
     hi = _volume_hi_nm(workdir, vs)
     for cid, g in gt.items():
         border = np.zeros(len(g["nodes"]), bool) if hi is None else np.any(
             (g["nodes"] <= 0.5 * min(vs)) | (g["nodes"] >= hi - 0.5 * min(vs)), axis=1)
         short = short_terminal_branches(g["nodes"], g["parent"], cfg.skeletons.tick_threshold_nm, border)
-        s = score_cell(g, ours.get(cid, empty), min_tol, short)
-        per_cell[cid] = s
-        for k in tot:
-            tot[k] += int(s.get(k, 0))
-    cable_err = {
-        c: abs(s["cable_ours_um"] - s["cable_true_um"]) / s["cable_true_um"]
-        for c, s in per_cell.items() if s["cable_true_um"] >= min_cable_um
-    }
-    errs = np.array(list(cable_err.values())) if cable_err else np.zeros(0)
+        per_cell[cid] = score_cell(g, ours.get(cid, empty), min_tol, short)
+    neurons = [s for c, s in per_cell.items() if c in tubular]
+    errs = np.array([abs(s["cable_ours_um"] - s["cable_true_um"]) / s["cable_true_um"]
+                     for s in neurons if s["cable_true_um"] >= min_cable_um])
     has_myelin = "myelin" in pq.read_schema(ours_path).names
-    long = [s for s in per_cell.values() if s["cable_true_um"] >= min_cable_um]
-    types = _true_types(workdir / "gt" / "cells.parquet")
-    true_total = sum(s["cable_true_um"] for s in long)
-    return {
+    n_ours = sum(s["n_ours"] for s in per_cell.values())
+    out: dict[str, Any] = {
         "cells_true": len(gt),
         "cells_out_of_scope": n_out,
         "cells_ours": len(ours),
         "cells_missing": sorted(set(gt) - set(ours)),
-        "node_precision": tot["precise"] / max(tot["n_ours"], 1),
-        "node_recall": tot["recalled"] / max(tot["n_true"], 1),
-        "node_recall_kept": tot["recalled_kept"] / max(tot["n_true_kept"], 1),
-        "nodes_true_short_branches": tot["n_true"] - tot["n_true_kept"],
         "tolerance_nm": f"max({min_tol:g}, local radius)",
-        "cable_rel_error_median": float(np.median(errs)) if len(errs) else float("nan"),
-        "cable_rel_error_max": float(errs.max()) if len(errs) else float("nan"),
-        "cells_cable_within_5pct": float((errs <= 0.05).mean()) if len(errs) else float("nan"),
-        "cells_cable_within_10pct": float((errs <= 0.10).mean()) if len(errs) else float("nan"),
-        "cable_total_rel_error": (sum(s["cable_ours_um"] for s in long) / true_total - 1.0
-                                  if true_total > 0 else float("nan")),
-        "myelin_accuracy": tot["myelin_ok"] / max(tot["n_ours"], 1) if has_myelin else float("nan"),
-        **_per_kind(types, per_cell, min_cable_um),
-        "per_type": _per_type(types, per_cell, min_cable_um),
-        "per_cell": per_cell,
+        "neuron_cells": len(neurons),
+        "neuron_node_precision": sum(s["precise"] for s in neurons) / max(sum(s["n_ours"] for s in neurons), 1),
+        "neuron_node_recall": sum(s["recalled"] for s in neurons) / max(sum(s["n_true"] for s in neurons), 1),
+        "neuron_node_recall_kept": (sum(s["recalled_kept"] for s in neurons)
+                                    / max(sum(s["n_true_kept"] for s in neurons), 1)),
+        "neuron_cable_rel_error_median": float(np.median(errs)) if len(errs) else float("nan"),
+        "neuron_cells_cable_within_5pct": float((errs <= 0.05).mean()) if len(errs) else float("nan"),
+        "neuron_cells_cable_within_10pct": float((errs <= 0.10).mean()) if len(errs) else float("nan"),
+        "myelin_accuracy": (sum(int(s.get("myelin_ok", 0)) for s in per_cell.values()) / max(n_ours, 1)
+                            if has_myelin else float("nan")),
+    }
+    others = sorted(set(gt) - tubular)
+    if others:
+        out.update(_score_non_tubular(workdir, cfg, others, ours, empty, coverage_nm, per_cell))
+    out["per_type"] = _per_type(types or None, per_cell, min_cable_um)
+    out["per_cell"] = per_cell
+    return out
+
+
+def _score_non_tubular(workdir: Path, cfg: Any, ids: list[int], ours: dict[int, dict[str, np.ndarray]],
+                       empty: dict[str, np.ndarray], coverage_nm: float,
+                       per_cell: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """``astrocyte_*`` coverage, nodes inside and trees per piece over the non-neuron cells."""
+    truth = _true_cells(workdir)
+    tot = dict(voxels_sampled=0, voxels_covered=0, n_ours=0, nodes_inside=0)
+    one_tree = []
+    shape = np.asarray(truth.shape)
+    for cid in ids:
+        vox = np.argwhere(truth == cid)
+        if len(vox) == 0:
+            continue
+
+        def cell_at(ijk: np.ndarray, cid: int = cid) -> np.ndarray:
+            ok = np.all((ijk >= 0) & (ijk < shape), axis=1)
+            res = np.zeros(len(ijk), bool)
+            res[ok] = truth[ijk[ok, 0], ijk[ok, 1], ijk[ok, 2]] == cid
+            return res
+
+        s = score_cover(vox, ours.get(cid, empty), cfg.voxel_size_nm, cell_at, coverage_nm)
+        lo, hi = vox.min(0), vox.max(0) + 1
+        crop = truth[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] == cid
+        # strided on the volume's grid, as the step strides it
+        ds = cfg.skeletons.downsample
+        off = [(-int(a)) % int(d) for a, d in zip(lo, ds, strict=True)]
+        s["pieces"] = _pieces(crop[off[0]:, off[1]:, off[2]:], ds, cfg.skeletons.dust_threshold_vx)
+        one_tree.append(s["n_trees"] == s["pieces"])
+        per_cell[cid].update(s)
+        for k in tot:
+            tot[k] += s[k]
+    return {
+        "astrocyte_cells": len(one_tree),
+        "astrocyte_coverage": tot["voxels_covered"] / max(tot["voxels_sampled"], 1),
+        "astrocyte_nodes_inside": tot["nodes_inside"] / max(tot["n_ours"], 1),
+        "astrocyte_cells_one_tree_per_piece": float(np.mean(one_tree)) if one_tree else float("nan"),
     }
 
 
@@ -225,7 +328,7 @@ def _true_types(cells_path: Path) -> dict[int, str] | None:
 
 
 def _group_scores(cells: list[dict[str, Any]], min_cable_um: float) -> dict[str, Any]:
-    """The headline numbers over a group of cells (``score_cell`` outputs)."""
+    """The centre-line numbers over a group of cells (``score_cell`` outputs)."""
     long = [s for s in cells if s["cable_true_um"] >= min_cable_um]
     ok = [abs(s["cable_ours_um"] - s["cable_true_um"]) <= 0.05 * s["cable_true_um"] for s in long]
     return {
@@ -241,27 +344,11 @@ def _group_scores(cells: list[dict[str, Any]], min_cable_um: float) -> dict[str,
 
 def _per_type(kind: dict[int, str] | None, per_cell: dict[int, dict[str, Any]],
               min_cable_um: float) -> dict[str, Any]:
-    """The headline numbers per true cell type."""
+    """The centre-line numbers per true cell type."""
     if kind is None:
         return {}
     return {name: _group_scores([s for c, s in per_cell.items() if kind.get(c, "unknown") == name], min_cable_um)
             for name in sorted({kind.get(c, "unknown") for c in per_cell})}
-
-
-def _per_kind(kind: dict[int, str] | None, per_cell: dict[int, dict[str, Any]],
-              min_cable_um: float) -> dict[str, Any]:
-    """Flat ``neuron_*`` / ``astrocyte_*`` headline numbers (every other type is a neuron)."""
-    if kind is None:
-        return {}
-    out: dict[str, Any] = {}
-    for name in ("neuron", "astrocyte"):
-        cells = [s for c, s in per_cell.items() if (kind.get(c) == "astrocyte") == (name == "astrocyte")]
-        if not cells:
-            continue
-        g = _group_scores(cells, min_cable_um)
-        for k in ("node_precision", "node_recall", "cells_cable_within_5pct"):
-            out[f"{name}_{k}"] = g[k]
-    return out
 
 
 def _volume_hi_nm(workdir: Path, voxel_size_nm: tuple[float, float, float]) -> np.ndarray | None:

@@ -10,53 +10,11 @@ every connected component is a tree (see :func:`spanning_forest`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
+from scipy.sparse.csgraph import minimum_spanning_tree
 
-
-@dataclass(frozen=True)
-class Forest:
-    """A skeleton as a forest: ``edges`` index ``nodes``; ``component`` numbers the trees."""
-
-    nodes_nm: np.ndarray  # (n, 3) float64
-    edges: np.ndarray  # (e, 2) int64
-    radius_nm: np.ndarray  # (n,) float32
-    attrs: dict[str, np.ndarray]  # per-node attributes, each (n,)
-
-    def __len__(self) -> int:
-        return int(self.nodes_nm.shape[0])
-
-    def subset(self, keep: np.ndarray, edges: np.ndarray | None = None) -> Forest:
-        """The nodes where ``keep`` is true; ``edges`` (old indices) default to the induced ones."""
-        keep = np.asarray(keep, bool)
-        new_index = np.cumsum(keep) - 1
-        e = self.edges if edges is None else np.asarray(edges, np.int64).reshape(-1, 2)
-        e = e[keep[e[:, 0]] & keep[e[:, 1]]] if len(e) else e
-        return Forest(
-            self.nodes_nm[keep],
-            new_index[e].reshape(-1, 2),
-            self.radius_nm[keep],
-            {k: v[keep] for k, v in self.attrs.items()},
-        )
-
-
-def edge_lengths(nodes_nm: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    if len(edges) == 0:
-        return np.zeros(0)
-    return np.linalg.norm(nodes_nm[edges[:, 0]] - nodes_nm[edges[:, 1]], axis=1)
-
-
-def components(n: int, edges: np.ndarray) -> np.ndarray:
-    """Connected component label of every node (labels in order of first node)."""
-    if n == 0:
-        return np.zeros(0, np.int64)
-    e = np.asarray(edges, np.int64).reshape(-1, 2)
-    g = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
-    _, comp = connected_components(g, directed=False)
-    return comp.astype(np.int64)
+from syngraph.skeleton import Forest, components, edge_lengths
 
 
 def spanning_forest(nodes_nm: np.ndarray, edges: np.ndarray, radius_nm: np.ndarray) -> np.ndarray:

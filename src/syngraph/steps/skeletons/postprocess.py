@@ -2,26 +2,19 @@
 
 Order as in the reference (thin per block, then dust and ticks on the merged skeleton): thinning
 keeps every tip and branch point, so tick and dust lengths are measured on the same cable.
-All functions are pure on a :class:`~.join.Forest` (nodes in nm) and never add edges between
+All functions are pure on a :class:`~syngraph.skeleton.Forest` (nodes in nm) and never add edges between
 nodes that were not already connected by a path.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import breadth_first_order
 
-from syngraph.steps.skeletons.join import Forest, components, edge_lengths
+from syngraph.skeleton import Forest, components, degrees, edge_lengths, orient
 
 HOOK = 1.5  # a tip whose path to a covering node is this much longer than the straight line is a hook
-
-
-def degrees(n: int, edges: np.ndarray) -> np.ndarray:
-    return np.bincount(np.asarray(edges, np.int64).reshape(-1), minlength=n)
 
 
 def _adjacency(n: int, edges: np.ndarray) -> list[list[int]]:
@@ -30,34 +23,6 @@ def _adjacency(n: int, edges: np.ndarray) -> list[list[int]]:
         adj[a].append(b)
         adj[b].append(a)
     return adj
-
-
-def orient(forest: Forest, priority: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Tree order of a forest: ``(order, parent)`` with parents before children.
-
-    Each tree is rooted at its node of highest ``priority`` (default: the largest radius, the
-    soma for a neuron); ``order`` lists node indices tree by tree (trees by their smallest node
-    index) in breadth-first order; ``parent[i]`` is the parent of node ``i`` (-1 for roots).
-    """
-    n = len(forest)
-    parent = np.full(n, -1, np.int64)
-    if n == 0:
-        return np.zeros(0, np.int64), parent
-    pr = forest.radius_nm if priority is None else priority
-    comp = components(n, forest.edges)
-    # root per tree: highest priority, ties to the lowest index
-    idx = np.lexsort((np.arange(n), -np.asarray(pr, np.float64), comp))
-    first = np.r_[True, comp[idx][1:] != comp[idx][:-1]]
-    roots = idx[first]
-    roots = roots[np.argsort(comp[roots])]
-    e = forest.edges
-    g = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n)).tocsr()
-    orders = []
-    for r in roots.tolist():
-        o, pred = breadth_first_order(g, r, directed=False, return_predecessors=True)
-        parent[o[1:]] = pred[o[1:]]
-        orders.append(o)
-    return np.concatenate(orders).astype(np.int64), parent
 
 
 def smooth(forest: Forest, iterations: int, weight: float = 0.25) -> Forest:
@@ -241,10 +206,6 @@ def retract_tips(forest: Forest, fixed: np.ndarray, tol_nm: float) -> Forest:
     return forest.subset(alive)
 
 
-def cable_length_nm(forest: Forest) -> float:
-    return float(edge_lengths(forest.nodes_nm, forest.edges).sum())
-
-
 def remove_dust(forest: Forest, dust_nm: float, tree_vx: np.ndarray | None = None,
                 dust_vx: int = 0, fixed: np.ndarray | None = None) -> Forest:
     """Drop trees with cable length < ``dust_nm`` or (if given) fewer than ``dust_vx`` voxels.
@@ -412,25 +373,3 @@ def remove_redundant_branches(forest: Forest, tol_nm: float) -> Forest:
                 if deg[w] == 1:
                     heapq.heappush(heap, (radius[w], w))
     return forest.subset(alive)
-
-
-@dataclass(frozen=True)
-class SkeletonStats:
-    cable_length_um: float
-    n_branch_points: int
-    n_tips: int
-    n_nodes: int
-    n_trees: int
-
-
-def stats(forest: Forest) -> SkeletonStats:
-    n = len(forest)
-    deg = degrees(n, forest.edges)
-    ntrees = int(components(n, forest.edges).max()) + 1 if n else 0
-    return SkeletonStats(
-        cable_length_um=cable_length_nm(forest) / 1000.0,
-        n_branch_points=int((deg >= 3).sum()),
-        n_tips=int((deg == 1).sum()),
-        n_nodes=n,
-        n_trees=ntrees,
-    )

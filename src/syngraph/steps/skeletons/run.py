@@ -39,17 +39,16 @@ from syngraph.config import ProjectConfig, SkeletonParams, load_config
 from syngraph.engine import Block, Compute, block_grid, read_task_tables, run_tasks
 from syngraph.errors import InputError, StepOrderError
 from syngraph.io.volume import Layer, list_layers, open_layer
-from syngraph.steps.skeletons.join import Forest, join_pieces
+from syngraph.skeleton import Forest, orient, stats
+from syngraph.steps.skeletons.join import join_pieces
 from syngraph.steps.skeletons.myelin import POOL_VX, box_fraction, path_window_vote, pooled_fraction
 from syngraph.steps.skeletons.postprocess import (
     on_volume_border,
-    orient,
     remove_dust,
     remove_redundant_branches,
     remove_ticks,
     retract_tips,
     smooth,
-    stats,
     thin,
 )
 from syngraph.steps.skeletons.teasar import TeasarParams, skeletonize_block
