@@ -79,19 +79,22 @@ def run_step(
     **options: Any,
 ) -> dict[str, Any]:
     """Run one step (``options`` go to the step function) and record its wall time and peak memory in ``steps/<name>/DONE``."""
+    from syngraph.engine.records import StepRun
     from syngraph.engine.run import peak_rss_mb
 
     step = get_step(name)
     marker = done_marker(workdir, name)
     marker.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    result = step.function()(workdir, compute=compute, overwrite=overwrite, progress=progress, **options)
+    with StepRun(marker.parent, overwrite=overwrite) as run:
+        result = step.function()(workdir, compute=compute, overwrite=overwrite, progress=progress, **options)
     info = {
         "step": name,
         "seconds": round(time.perf_counter() - t0, 3),
         "peak_rss_mb_main": peak_rss_mb(),
         "result": _as_dict(result),
     }
+    info.update(run.fields())  # every attempt (full run, resumes) with its own time and peak memory
     marker.parent.mkdir(parents=True, exist_ok=True)
     tmp = marker.with_suffix(".tmp")
     tmp.write_text(json.dumps(info, indent=1, default=str))
