@@ -110,7 +110,7 @@ def _ticks(ax: Any, cells: np.ndarray, order: np.ndarray) -> None:
 
 
 def _heat(ax: Any, fig: Any, m: np.ndarray, cmap: str, norm: Any, title: str, bar: str,
-          xlabel: str, ylabel: str, cells: np.ndarray, order: np.ndarray) -> None:
+          xlabel: str, ylabel: str, cells: np.ndarray, order: np.ndarray, integer: bool = False) -> None:
     shown = np.ma.masked_equal(m[np.ix_(order, order)], 0)
     im = ax.imshow(shown, cmap=cmap, norm=norm, interpolation="nearest")
     ax.set_facecolor("#f4f4f4")
@@ -118,13 +118,18 @@ def _heat(ax: Any, fig: Any, m: np.ndarray, cmap: str, norm: Any, title: str, ba
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     _ticks(ax, cells, order)
-    fig.colorbar(im, ax=ax, shrink=0.8, label=bar)
+    cbar = fig.colorbar(im, ax=ax, shrink=0.8, label=bar)
+    if integer:
+        from matplotlib.ticker import MaxNLocator
+
+        cbar.locator = MaxNLocator(integer=True)
+        cbar.update_ticks()
 
 
 def synapse_matrix_svg(conns: pa.Table) -> str:
     """Two panels, cells clustered: signed synapse count (red asymmetric, blue symmetric) and the
     summed synapse area (um^2) of each connection."""
-    from matplotlib.colors import LogNorm, TwoSlopeNorm
+    from matplotlib.colors import TwoSlopeNorm
 
     plt = _plt()
     pre, post = conns["pre_cell_id"].to_numpy(), conns["post_cell_id"].to_numpy()
@@ -137,10 +142,8 @@ def synapse_matrix_svg(conns: pa.Table) -> str:
     vmax = max(float(np.abs(w).max()), 1.0)
     _heat(axes[0], fig, w, "RdBu_r", TwoSlopeNorm(0, -vmax, vmax), "synapses per connection, signed",
           "synapses (red: asymmetric / excitatory, blue: symmetric / inhibitory)",
-          "postsynaptic cell (id)", "presynaptic cell (id)", cells, order)
-    pos = area[area > 0]
-    norm = LogNorm(pos.min(), max(pos.max(), pos.min() * 1.01)) if len(pos) else None
-    _heat(axes[1], fig, area, "viridis", norm, "summed synapse area per connection",
+          "postsynaptic cell (id)", "presynaptic cell (id)", cells, order, integer=True)
+    _heat(axes[1], fig, area, "viridis", _area_norm(area), "summed synapse area per connection",
           "area (µm²)", "postsynaptic cell (id)", "presynaptic cell (id)", cells, order)
     fig.suptitle(_shown(len(cells), n_all))
     return _svg(fig, "matrix")
@@ -148,19 +151,26 @@ def synapse_matrix_svg(conns: pa.Table) -> str:
 
 def contact_matrix_svg(conns: pa.Table) -> str:
     """Labels-only runs: the symmetric cell contact graph, contact area (um^2) between cells."""
-    from matplotlib.colors import LogNorm
-
     plt = _plt()
     a, b = conns["cell_a"].to_numpy(), conns["cell_b"].to_numpy()
     cells, (area,), n_all = _dense(a, b, [conns["contact_area_um2"].to_numpy().astype(float)], True)
     order = cluster_order(area)
     fig, ax = plt.subplots(figsize=(7, 6), layout="constrained")
-    pos = area[area > 0]
-    norm = LogNorm(pos.min(), max(pos.max(), pos.min() * 1.01)) if len(pos) else None
-    _heat(ax, fig, area, "viridis", norm, "contact area between cells (no synapse map: contacts only)",
+    _heat(ax, fig, area, "viridis", _area_norm(area), "contact area between cells (no synapse map: contacts only)",
           "contact area (µm²)", "cell (id)", "cell (id)", cells, order)
     fig.suptitle(_shown(len(cells), n_all))
     return _svg(fig, "matrix")
+
+
+def _area_norm(area: np.ndarray) -> Any:
+    """A log colour scale for areas spanning more than a decade, else linear."""
+    from matplotlib.colors import LogNorm, Normalize
+
+    pos = area[area > 0]
+    if len(pos) == 0:
+        return None
+    lo, hi = float(pos.min()), float(pos.max())
+    return LogNorm(lo, hi) if hi > 10 * lo else Normalize(0, hi)
 
 
 def _shown(n: int, n_all: int) -> str:
@@ -196,6 +206,8 @@ def celltype_matrix_svg(table: pa.Table) -> str:
 
 def histograms_svg(panels: list[tuple[np.ndarray, str, str, bool]]) -> str:
     """One histogram per (values, x label with unit, y label, log x) panel."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _plt()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), layout="constrained",
                              squeeze=False)
@@ -209,8 +221,12 @@ def histograms_svg(panels: list[tuple[np.ndarray, str, str, bool]]) -> str:
             ax.hist(values, bins=np.geomspace(values.min(), max(values.max(), values.min() * 1.01), 30),
                     color="#4a7")
             ax.set_xscale("log")
+        elif np.all(values == np.round(values)) and values.max() - values.min() <= 60:  # counts
+            ax.hist(values, bins=np.arange(values.min() - 0.5, values.max() + 1.5), color="#4a7", rwidth=0.9)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         else:
-            ax.hist(values, bins=min(30, max(1, len(np.unique(values)))), color="#4a7")
+            ax.hist(values, bins=30, color="#4a7")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
@@ -325,10 +341,11 @@ def _contact_parts(conns: pa.Table) -> list[str]:
              + _table(["", "value"], stats)]
     if conns.num_rows:
         parts.append(contact_matrix_svg(conns))
-        partners = np.bincount(np.unique(conns["cell_a"].to_numpy(), return_inverse=True)[1])
+        ends = np.concatenate([conns["cell_a"].to_numpy(), conns["cell_b"].to_numpy()])
+        partners = np.bincount(np.unique(ends, return_inverse=True)[1])
         parts.append("<h2>Distributions</h2>" + histograms_svg([
             (area, "contact area per cell pair (µm²)", "cell pairs", True),
-            (partners, "contact partners per cell (as cell_a)", "cells", False),
+            (partners, "contact partners per cell", "cells", False),
         ]))
     return parts
 
