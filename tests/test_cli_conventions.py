@@ -8,7 +8,6 @@ from typer.testing import CliRunner
 import syngraph.cli.commands  # noqa: F401  (registers the commands)
 from syngraph.cli import app
 from syngraph.errors import InputError
-
 from syngraph.pipeline import step_names
 from syngraph.synth.params import DEMO_SEED
 
