@@ -25,15 +25,20 @@ def _small_project(tmp_path):
     return wd
 
 
-def _run_init(wd):
-    return subprocess.run([sys.executable, "-m", "syngraph", "run", "init", "--wd", str(wd), "--scheduler", "serial"],
+def _run(wd, step):
+    return subprocess.run([sys.executable, "-m", "syngraph", "run", step, "--wd", str(wd), "--scheduler", "serial"],
                           capture_output=True, text=True)
 
 
 def test_piped_run_prints_percent_lines_then_records_full_run_and_resume(tmp_path):
+    from syngraph.pipeline import step_names
+
     wd = _small_project(tmp_path)
-    r = _run_init(wd)
+    r = _run(wd, "all")
     assert r.returncode == 0, r.stderr
+    page = (wd / "report.html").read_text()  # run all ends with the report
+    for name in step_names():
+        assert f"<td>{name}</td>" in page, name
     passes: dict[str, list[int]] = {}
     for line in r.stderr.splitlines():
         m = LINE.match(line)
@@ -45,7 +50,7 @@ def test_piped_run_prints_percent_lines_then_records_full_run_and_resume(tmp_pat
 
     first = json.loads((wd / "steps" / "init" / "runs.json").read_text())
     assert [(e["kind"], e["status"]) for e in first] == [("full", "ok")]
-    r = _run_init(wd)
+    r = _run(wd, "init")
     assert r.returncode == 0, r.stderr
     assert "init/segment: 32 tasks, 32 already done, 0 to run" in r.stderr
     done = json.loads((wd / "steps" / "init" / "DONE").read_text())
