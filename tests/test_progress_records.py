@@ -71,3 +71,24 @@ def test_peak_memory_counts_child_processes_and_only_this_step():
         subprocess.run([sys.executable, "-c", child], check=True)
     assert pm.main_mb < 380, pm.main_mb  # not this process's lifetime high-water mark
     assert pm.peak_mb - pm.main_mb > 250, (pm.peak_mb, pm.main_mb)  # the child's 300 MiB counted
+
+
+def test_line_progress_says_still_running_between_slow_tasks():
+    import io
+    import time
+
+    from syngraph.engine.run import LineProgress
+
+    out = io.StringIO()
+    lines = LineProgress("slow", 2, 0, heartbeat_s=0.2, stream=out)
+    time.sleep(0.7)
+    lines()
+    time.sleep(0.1)
+    lines()
+    lines.close()
+    text = out.getvalue().splitlines()
+    assert text[0] == "slow: 2 tasks, 0 already done, 2 to run"
+    beats = [line for line in text if re.fullmatch(r"slow:   0% \(0/2 tasks\) elapsed 0:00:0\d, still running", line)]
+    assert 2 <= len(beats) <= 4, text  # every 0.2 s while no task finished in 0.7 s, then none
+    assert re.fullmatch(r"slow:  50% \(1/2 tasks\) elapsed 0:00:0\d eta 0:00:0\d", text[-2]), text
+    assert text[-1].startswith("slow: 100% (2/2 tasks)"), text
