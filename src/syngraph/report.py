@@ -149,10 +149,16 @@ def synapse_matrix_svg(conns: pa.Table) -> str:
     return _svg(fig, "matrix")
 
 
+def _contact_ends(conns: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """The two cells of each contact row (``cell_a``/``cell_b``, or ``pre_cell_id``/``post_cell_id``)."""
+    a, b = ("cell_a", "cell_b") if "cell_a" in conns.column_names else ("pre_cell_id", "post_cell_id")
+    return conns[a].to_numpy(), conns[b].to_numpy()
+
+
 def contact_matrix_svg(conns: pa.Table) -> str:
     """Labels-only runs: the symmetric cell contact graph, contact area (um^2) between cells."""
     plt = _plt()
-    a, b = conns["cell_a"].to_numpy(), conns["cell_b"].to_numpy()
+    a, b = _contact_ends(conns)
     cells, (area,), n_all = _dense(a, b, [conns["contact_area_um2"].to_numpy().astype(float)], True)
     order = cluster_order(area)
     fig, ax = plt.subplots(figsize=(7, 6), layout="constrained")
@@ -333,7 +339,8 @@ def _synapse_parts(syn: pa.Table, conns: pa.Table) -> list[str]:
 
 def _contact_parts(conns: pa.Table) -> list[str]:
     area = conns["contact_area_um2"].to_numpy().astype(float)
-    cells = np.unique(np.concatenate([conns["cell_a"].to_numpy(), conns["cell_b"].to_numpy()]))
+    ends = np.concatenate(_contact_ends(conns))
+    cells = np.unique(ends)
     stats = [["cell pairs in contact", conns.num_rows], ["cells with a contact", len(cells)],
              ["total contact area (µm²)", f"{area.sum():.4g}"]]
     parts = ["<h2>Cell contact graph</h2><p class='note'>Labels-only run: no synapse map, so the "
@@ -341,7 +348,6 @@ def _contact_parts(conns: pa.Table) -> list[str]:
              + _table(["", "value"], stats)]
     if conns.num_rows:
         parts.append(contact_matrix_svg(conns))
-        ends = np.concatenate([conns["cell_a"].to_numpy(), conns["cell_b"].to_numpy()])
         partners = np.bincount(np.unique(ends, return_inverse=True)[1])
         parts.append("<h2>Distributions</h2>" + histograms_svg([
             (area, "contact area per cell pair (µm²)", "cell pairs", True),
