@@ -163,7 +163,6 @@ def evaluate(
     from syngraph.evaluate import print_table
 
     wd = workdir_of(wd_arg, wd)
-
     print_table(run_eval(wd))
     console.print(f"wrote {wd / 'evaluation.json'}")
 
@@ -209,7 +208,7 @@ def demo(
 
 
 def failed_targets(results: dict) -> list[str]:
-    """``step.metric (value cmp target)`` for every target an evaluation missed."""
+    """``step.metric = value (target cmp goal)`` for every target an evaluation missed."""
     out = []
     for step, res in results.items():
         for name, goal in res["targets"].items():
