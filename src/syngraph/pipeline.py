@@ -88,6 +88,7 @@ def run_step(
 ) -> dict[str, Any]:
     """Run one step (``options`` go to the step function) and record its wall time and peak memory in ``steps/<name>/DONE``."""
     from syngraph.engine import done
+    from syngraph.engine.records import StepRun
     from syngraph.engine.run import peak_rss_mb
 
     step = get_step(name)
@@ -100,12 +101,14 @@ def run_step(
     marker.unlink(missing_ok=True)
     before = done.snapshot(workdir)
     t0 = time.perf_counter()
-    result = step.function()(workdir, compute=compute, overwrite=overwrite, progress=progress, **options)
+    with StepRun(marker.parent, overwrite=overwrite) as run:
+        result = step.function()(workdir, compute=compute, overwrite=overwrite, progress=progress, **options)
     info = {
         "step": name,
         "seconds": round(time.perf_counter() - t0, 3),
         "peak_rss_mb_main": peak_rss_mb(),
         "result": _as_dict(result),
     }
+    info.update(run.fields())  # every attempt (full run, resumes) with its own time and peak memory
     done.write_done(workdir, name, info, done.produced(workdir, before, previous), inputs)
     return info

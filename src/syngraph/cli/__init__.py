@@ -38,6 +38,16 @@ Scheduler = Annotated[
 Workers = Annotated[int | None, typer.Option(help="worker processes for a local cluster (default: cores)")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="discard earlier results of this step")]
 
+_shown_type = typer.core.TyperOption.display_type_rich
+
+
+def _flag_shows_no_type(param: typer.core.TyperOption, ctx: typer.Context) -> str | None:
+    """Help shows flags as flags: typer prints ``<bool>`` after every ``--flag``, which takes no value."""
+    return None if param.is_flag else _shown_type(param, ctx)
+
+
+typer.core.TyperOption.display_type_rich = _flag_shows_no_type  # type: ignore[method-assign]
+
 
 def version_callback(value: bool) -> None:
     if value:

@@ -9,6 +9,7 @@ import typer
 
 from syngraph.cli import Overwrite, Scheduler, WorkDir, Workers, app, config_app, console
 from syngraph.engine import Compute
+from syngraph.synth.params import DEMO_SEED
 
 
 def compute_for(workdir: Path | None, scheduler: str | None, workers: int | None) -> Compute:
@@ -23,11 +24,24 @@ def compute_for(workdir: Path | None, scheduler: str | None, workers: int | None
                    memory_limit=mem)
 
 
+# the older positional form of the working directory, still accepted, no longer shown
+WdPositional = Annotated[Path | None, typer.Argument(hidden=True, show_default=False, metavar="WD")]
+
+
+def workdir_of(positional: Path | None, option: Path, default: Path = Path(".")) -> Path:
+    """The working directory from ``--wd``, or from the older positional form."""
+    from syngraph.errors import InputError
+
+    if positional is not None and option != default and positional != option:
+        raise InputError(f"working directory given twice ({positional} and --wd {option}); pass --wd only")
+    return positional if positional is not None else option
+
+
 @app.command()
 def synth(
     out: Annotated[Path, typer.Argument(help="working directory to create")],
     shape: Annotated[tuple[int, int, int], typer.Option(help="X Y Z voxels")] = (256, 256, 128),
-    seed: Annotated[int, typer.Option(help="random seed (same seed, same bytes)")] = 0,
+    seed: Annotated[int, typer.Option(help="random seed (same seed, same bytes)")] = DEMO_SEED,
     voxel_size_nm: Annotated[tuple[float, float, float], typer.Option(help="X Y Z nm")] = (10.0, 10.0, 25.0),
     big_ids: Annotated[bool, typer.Option("--big-ids", help="ids above 2**63 (tests 64-bit id handling)")] = False,
     scheduler: Scheduler = None,
@@ -101,9 +115,18 @@ def config_docs() -> None:
     typer.echo(config_markdown(), nl=False)
 
 
-@app.command()
+def _run_help() -> str:
+    """``run --help``: the command, then every step in order with what it makes."""
+    from syngraph.pipeline import STEPS
+
+    steps = "\n".join(f"  {s.name:<11} {s.help}" for s in STEPS)
+    return ("Run one pipeline step (resumes where a killed run stopped), or all of them in order; "
+            "'all' ends by writing report.html.\n\n\b\nSteps, in order:\n" + steps)
+
+
+@app.command(help=_run_help())
 def run(
-    step: Annotated[str, typer.Argument(help="a step name, or 'all'")],
+    step: Annotated[str, typer.Argument(help="a step name (listed above), or 'all'")],
     wd: WorkDir = Path("."),
     scheduler: Scheduler = None,
     workers: Workers = None,
@@ -126,35 +149,44 @@ def run(
                 extra["drop_unknown"] = True
             info = run_step(wd, name, overwrite=overwrite, **extra)
             console.print(f"[green]{name}[/] done in {info['seconds']:.1f} s")
+    if step == "all":
+        from syngraph.report import write_report
+
+        console.print(f"[green]wrote[/] {write_report(wd)}")
 
 
 @app.command()
 def evaluate(
-    wd: Annotated[Path, typer.Argument(help="working directory with gt/ (demo tissue)")] = Path("."),
+    wd_arg: WdPositional = None,
+    wd: WorkDir = Path("."),
 ) -> None:
-    """Score every step that ran against the demo ground truth; print and write evaluation.json."""
+    """Score every step that ran against the demo ground truth (gt/); print and write evaluation.json."""
     from syngraph.evaluate import evaluate as run_eval
     from syngraph.evaluate import print_table
 
+    wd = workdir_of(wd_arg, wd)
     print_table(run_eval(wd))
     console.print(f"wrote {wd / 'evaluation.json'}")
 
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Argument(help="where to write the demo project")] = Path("demo"),
+    out_arg: WdPositional = None,
+    out: Annotated[Path, typer.Option("--wd", "-w", help="where to write the demo project (replaced)")] = Path("demo"),
     shape: Annotated[tuple[int, int, int], typer.Option(help="X Y Z voxels")] = (256, 256, 128),
-    seed: Annotated[int, typer.Option(help="tissue seed (the default was never used in development)")] = 31415,
+    seed: Annotated[int, typer.Option(help="tissue seed (the default was never used in development)")] = DEMO_SEED,
     scheduler: Scheduler = None,
     workers: Workers = None,
 ) -> None:
-    """Synthesize demo tissue, run every step, and print the accuracy against ground truth."""
+    """Synthesize demo tissue, run every step, and print the accuracy against ground truth; exits 1
+    naming the targets that were missed."""
     from syngraph.engine import session
     from syngraph.evaluate import evaluate as run_eval
     from syngraph.evaluate import print_table
     from syngraph.pipeline import run_step, step_names
     from syngraph.synth import synthesize
 
+    out = workdir_of(out_arg, out, default=Path("demo"))
     compute = compute_for(None, scheduler, workers)
     with session(compute):
         console.rule(f"[bold]synth {shape[0]}x{shape[1]}x{shape[2]} seed {seed}")
@@ -164,11 +196,29 @@ def demo(
             info = run_step(out, name, overwrite=True)
             console.print(f"{name}: {info['seconds']:.1f} s")
     console.rule("[bold]accuracy against ground truth")
-    print_table(run_eval(out))
+    results = run_eval(out)
+    print_table(results)
     from syngraph.report import write_report
 
     console.print(f"report: {write_report(out).resolve()}")
     console.print(f"project: {out.resolve()}")
+    missed = failed_targets(results)
+    if missed:
+        console.print(f"[red]{len(missed)} targets missed:[/] {', '.join(missed)}")
+        raise typer.Exit(1)
+    console.print("[green]every target met[/]")
+
+
+def failed_targets(results: dict) -> list[str]:
+    """``step.metric = value (target cmp goal)`` for every target an evaluation missed."""
+    out = []
+    for step, res in results.items():
+        for name, goal in res["targets"].items():
+            if goal["pass"] is False:
+                value = res["metrics"][name]
+                shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+                out.append(f"{step}.{name} = {shown} (target {goal['cmp']} {goal['target']:g})")
+    return out
 
 
 train_app = typer.Typer(help="Fit the learned models on labelled data.", no_args_is_help=True)
@@ -209,7 +259,8 @@ def train_synapses_cmd(
 
 @app.command()
 def edit(
-    wd: Annotated[Path, typer.Argument(help="working directory")],
+    wd_arg: WdPositional = None,
+    wd: WorkDir = Path("."),
     merge: Annotated[list[str] | None, typer.Option(help='"A B": join the cells of supervoxels A and B')] = None,
     split: Annotated[list[str] | None, typer.Option(help='"A B": separate supervoxels A and B (min cut)')] = None,
     table: Annotated[Path | None, typer.Option(help="table of edits: op, sv_a, sv_b")] = None,
@@ -217,6 +268,8 @@ def edit(
     """Merge or split cells by supervoxel ids; recomputes only the cells the edits touch."""
     from syngraph.errors import InputError
     from syngraph.steps.edit import edit_cells
+
+    wd = workdir_of(wd_arg, wd)
 
     def pairs(values: list[str] | None) -> list[tuple[int, int]]:
         out = []
@@ -267,8 +320,8 @@ def export_synapses(
 
 
 @app.command()
-def report(wd: Annotated[Path, typer.Argument(help="working directory")] = Path(".")) -> None:
-    """Write report.html (matrix heatmap, distributions, accuracy, step timings)."""
+def report(wd_arg: WdPositional = None, wd: WorkDir = Path(".")) -> None:
+    """Write report.html (clustered connectivity matrix, distributions, accuracy, steps' times and memory)."""
     from syngraph.report import write_report
 
-    console.print(f"[green]wrote[/] {write_report(wd)}")
+    console.print(f"[green]wrote[/] {write_report(workdir_of(wd_arg, wd))}")

@@ -23,6 +23,7 @@ import os
 import resource
 import shutil
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -188,8 +189,7 @@ def run_tasks(
     failures: list[tuple[int, BaseException]] = []
     infos: list[dict[str, Any]] = []
     wrapper = _TaskWrapper(fn, tasks_dir)
-    show = sys.stderr.isatty() if progress is None else progress
-    with session(compute) as runner, _progress(step, len(tasks), n_skipped, show) as bar:
+    with session(compute) as runner, _progress(step, len(tasks), n_skipped, progress) as bar:
         keys = [f"{step}-{_task_name(t.id)}-{manifest['params_hash']}" for t in todo]
         for i, info, exc in runner.map_unordered(wrapper, todo, keys):
             if exc is not None:
@@ -229,15 +229,78 @@ class _Bar:
             self.progress.update(self.task, advance=1, failed=failed)
 
 
-class _progress:
-    """A rich progress bar with done/skipped/failed counts (a no-op when hidden)."""
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
-    def __init__(self, step: str, total: int, skipped: int, show: bool):
+
+class LineProgress:
+    """Plain progress for logs (no terminal): one line per ``every_pct`` % of the tasks, with the
+    task counts, elapsed time and ETA, and a ``still running`` line after ``heartbeat_s`` without
+    one (a step of few long tasks). Under Dask the counts are the futures the scheduler reports
+    finished (``as_completed``), so the lines follow the cluster, not this process."""
+
+    def __init__(self, step: str, total: int, skipped: int, every_pct: int = 10,
+                 heartbeat_s: float = 60.0, stream: Any = None):
+        self.step, self.total, self.skipped, self.every = step, total, skipped, every_pct
+        self.stream = stream if stream is not None else sys.stderr
+        self.done, self.failed = skipped, 0
+        self.t0 = self.last = time.perf_counter()
+        self.next_pct = (self._pct() // every_pct + 1) * every_pct
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        todo = total - skipped
+        self._write(f"{step}: {total} tasks, {skipped} already done, {todo} to run")
+        if todo:
+            threading.Thread(target=self._heartbeat, args=(heartbeat_s,), daemon=True).start()
+
+    def _pct(self) -> int:
+        return 100 if self.total == 0 else int(100 * self.done / self.total)
+
+    def _write(self, line: str) -> None:
+        with self._lock:
+            print(line, file=self.stream, flush=True)
+            self.last = time.perf_counter()
+
+    def _heartbeat(self, every_s: float) -> None:
+        while not self._stop.wait(max(0.0, self.last + every_s - time.perf_counter())):
+            if time.perf_counter() - self.last >= every_s:
+                self._write(f"{self.step}: {self._pct():3d}% ({self.done}/{self.total} tasks) "
+                            f"elapsed {_clock(time.perf_counter() - self.t0)}, still running")
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def __call__(self, failed: int = 0) -> None:
+        self.done += 1
+        self.failed = failed
+        pct = self._pct()
+        if pct < self.next_pct:
+            return
+        self.next_pct = (pct // self.every + 1) * self.every
+        elapsed = time.perf_counter() - self.t0
+        ran = self.done - self.skipped
+        eta = elapsed / ran * (self.total - self.done) if ran else 0.0
+        fail = f", {failed} failed" if failed else ""
+        self._write(f"{self.step}: {pct:3d}% ({self.done}/{self.total} tasks{fail}) "
+                    f"elapsed {_clock(elapsed)} eta {_clock(eta)}")
+
+
+class _progress:
+    """Progress of a step's tasks: a rich bar on a terminal, :class:`LineProgress` lines otherwise
+    (``show=None``), rich bar (``True``) or nothing (``False``) when chosen."""
+
+    def __init__(self, step: str, total: int, skipped: int, show: bool | None):
         self.step, self.total, self.skipped, self.show = step, total, skipped, show
         self.progress: Any = None
+        self.lines: LineProgress | None = None
 
-    def __enter__(self) -> _Bar:
-        if not self.show:
+    def __enter__(self) -> Callable[..., None]:
+        show = sys.stderr.isatty() if self.show is None else self.show
+        if not show:
+            if self.show is None:
+                self.lines = LineProgress(self.step, self.total, self.skipped)
+                return self.lines
             return _Bar(None, None, self.skipped)
         from rich.progress import (
             BarColumn,
@@ -263,5 +326,7 @@ class _progress:
         return _Bar(self.progress, task, self.skipped)
 
     def __exit__(self, *exc: Any) -> None:
+        if self.lines is not None:
+            self.lines.close()
         if self.progress is not None:
             self.progress.__exit__(*exc)

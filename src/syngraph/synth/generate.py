@@ -33,7 +33,7 @@ from syngraph.errors import InputError
 from syngraph.io.volume import DEFAULT_CHUNKS_XYZ, create_layer
 from syngraph.synth import truth
 from syngraph.synth.blocks import VOLUME_LAYERS, load_indexed, read_block_tables, synth_block
-from syngraph.synth.params import SynthParams
+from syngraph.synth.params import DEMO_SEED, SynthParams
 from syngraph.synth.tissue import CELL_TYPES, build_tissue
 
 STEP = "synth"
@@ -113,7 +113,7 @@ _OUTPUTS = ("syngraph.toml", "volumes.zarr", "gt", "tables", "meshes", "steps", 
 def synthesize(
     out_dir: str | Path,
     shape_xyz: Iterable[int] = (256, 256, 128),
-    seed: int = 0,
+    seed: int = DEMO_SEED,
     voxel_size_nm: Iterable[float] = (10, 10, 25),
     *,
     block_size_vx: Iterable[int] | None = None,

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+DEMO_SEED = 31415  # the default seed of `syngraph synth`, `syngraph demo` and synthesize(); never tuned on
+
 Range = tuple[float, float]
 
 
