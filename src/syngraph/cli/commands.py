@@ -66,6 +66,19 @@ def import_(
     console.print(f"[green]imported[/] {lay}")
 
 
+def imported_layers(wd: Path, sv: object) -> dict:
+    """``[layers]`` for a new config: sv, plus every layer already imported into ``wd`` (the
+    import adds later ones itself)."""
+    from syngraph.config import LayerSource
+    from syngraph.io.volume import list_layers, open_layer
+
+    out = {"sv": sv}
+    for name in list_layers(wd):
+        if name != "sv" and (wd / "steps" / f"import_{name}").is_dir():
+            out[name] = LayerSource(path=name, kind=open_layer(wd, name).info.kind)
+    return out
+
+
 @config_app.command("init")
 def config_init(
     wd: WorkDir = Path("."),
@@ -78,7 +91,9 @@ def config_init(
     if (wd / CONFIG_NAME).exists() and not force:
         console.print(f"[red]error:[/] {wd / CONFIG_NAME} exists; pass --force to replace it")
         raise typer.Exit(2)
-    path = write_config(wd, default_config(voxel_size_nm))
+    cfg = default_config(voxel_size_nm)
+    cfg.layers = imported_layers(wd, cfg.layers["sv"])  # labels only until organelles are imported
+    path = write_config(wd, cfg)
     console.print(f"[green]wrote[/] {path}")
 
 
@@ -89,6 +104,7 @@ def config_check(wd: WorkDir = Path(".")) -> None:
 
     cfg = load_config(wd)
     typer.echo(dump_config(cfg))
+    show_plan(wd, [], cfg)  # a listed layer that is not imported is an error
     console.print("[green]config is valid[/]")
 
 
@@ -98,6 +114,17 @@ def config_docs() -> None:
     from syngraph.config import config_markdown
 
     typer.echo(config_markdown(), nl=False)
+
+
+def show_plan(wd: Path, names: list[str], cfg: object, quiet: bool = False) -> None:
+    """Check the layers a run needs (raises on a missing one) and print what it will do."""
+    from syngraph.pipeline import plan_run
+
+    plan = plan_run(wd, names, cfg)
+    if not quiet:
+        console.print("plan:", highlight=False)
+        for line in plan.lines():
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -115,8 +142,9 @@ def run(
     from syngraph.engine import session
     from syngraph.pipeline import get_step, run_step, step_names
 
-    load_config(wd)  # fail early, naming the bad key
+    cfg = load_config(wd)  # fail early, naming the bad key
     names = step_names() if step == "all" else [get_step(step).name]
+    show_plan(wd, names, cfg, quiet=step != "all")  # every missing input, before any work
     with session(compute_for(wd, scheduler, workers)):
         for name in names:
             extra = {"contacts_only": True} if contacts_only and name == "synapses" else {}
@@ -260,7 +288,11 @@ def export_synapses(
              "neuprint": "export/neuprint_connections.csv", "syconn": "export/conn_mat.csv"}
     if format not in files:
         raise InputError(f"--format {format!r}: choose one of {', '.join(files)}")
-    run_matrix(wd)
+    if run_matrix(wd).get("graph") == "contacts":
+        console.print(f"[green]wrote[/] {wd / 'export' / 'cell_contacts.csv'} and "
+                      f"{wd / 'tables' / 'connections.parquet'}: the cell contact graph (no sj layer, "
+                      f"so no synapses; import one with `syngraph import sj SOURCE` for synapse formats)")
+        return
     console.print(f"[green]wrote[/] {wd / files[format]}")
 
 
