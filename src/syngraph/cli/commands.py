@@ -291,7 +291,8 @@ def export_synapses(
     if run_matrix(wd).get("graph") == "contacts":
         console.print(f"[green]wrote[/] {wd / 'export' / 'cell_contacts.csv'} and "
                       f"{wd / 'tables' / 'connections.parquet'}: the cell contact graph (no sj layer, "
-                      f"so no synapses; import one with `syngraph import sj SOURCE` for synapse formats)")
+                      f"so no synapses; import one with `syngraph import sj SOURCE` for synapse formats)",
+                      soft_wrap=True, highlight=False)
         return
     console.print(f"[green]wrote[/] {wd / files[format]}")
 
