@@ -142,3 +142,29 @@ def test_readme_on_your_data_block_runs_verbatim(tmp_path, monkeypatch, schedule
     np.testing.assert_allclose([got[k] for k in truth], list(truth.values()))
     assert p.sql("select count(*) from connections", output="pandas").iloc[0, 0] == 7
     assert len(p.cell(ns["cell_id"]).mesh.vertices) > 0
+
+
+def test_plan_names_every_missing_input_before_any_step(tmp_path):
+    from syngraph.config import LayerSource, default_config
+    from syngraph.errors import InputError
+    from syngraph.io.volume import create_layer
+    from syngraph.pipeline import plan_run
+
+    create_layer(tmp_path, "sv", (8, 8, 4), "uint64", (16, 16, 40))
+    create_layer(tmp_path, "syn_type", (8, 8, 4), "uint8", (16, 16, 40), kind="probability")
+    cfg = default_config((16, 16, 40))  # lists mi, vc, sj: none imported
+    with pytest.raises(InputError, match=r"lists layer\(s\) mi, vc, sj that are not imported \(volumes.zarr "
+                                         r"has: sv, syn_type\): `syngraph import mi SOURCE .*remove \[layers.sj\]"):
+        plan_run(tmp_path, None, cfg)
+    cfg.layers = {"sv": LayerSource(path="sv", kind="labels")}
+    cfg.rag = "graph.csv"
+    with pytest.raises(InputError, match=r"rag = 'graph.csv' does not exist"):
+        plan_run(tmp_path, None, cfg)
+    plan = plan_run(tmp_path, ["cells", "skeletons", "synapses", "matrix"], cfg)  # rag not in this run
+    assert [(u.layer, u.step) for u in plan.missing] == [
+        ("myelin", "skeletons"), ("sj", "synapses"), ("vc", "synapses"), ("syn_type", "synapses"),
+        ("mi", "synapses"), ("sj", "matrix")]
+    assert plan.unused == ("syn_type",)
+    text = "\n".join(plan.lines())
+    assert "cells: runs (all its inputs present)" in text and "init" not in text
+    assert "layer 'syn_type' is imported but not listed" in text

@@ -175,6 +175,16 @@ def plan_run(workdir: str | Path, names: list[str] | None = None, config: Any = 
             f"{wd / CONFIG_NAME} lists layer(s) {', '.join(absent)} that are not imported "
             f"(volumes.zarr has: {', '.join(sorted(have)) or 'none'}): {fixes}"
         )
+    files = {  # input files the steps of this run read, by config key
+        "rag": ("rag", cfg.rag), "astrocytes": ("cells.astrocyte_model", cfg.cells.astrocyte_model),
+        "synapses": ("synapses.model", cfg.synapses.model),
+    }
+    for step, (key, value) in files.items():
+        if step in names and value and not (Path(value).exists() or (wd / value).exists()):
+            raise InputError(
+                f"{wd / CONFIG_NAME}: {key} = {value!r} does not exist (relative paths are taken "
+                f"from {wd}); fix the path or remove the key"
+            )
     used = set(cfg.layers) | ({"myelin"} & have)
     optional = {u.layer for u in OPTIONAL_LAYERS}
     return RunPlan(
