@@ -337,10 +337,13 @@ def default_config(voxel_size_nm: tuple[float, float, float] = (10.0, 10.0, 25.0
 
 
 def add_layer(workdir: str | Path, name: str, kind: str) -> bool:
-    """Append ``[layers.<name>]`` to ``syngraph.toml`` unless the file lists it already (text is
+    """Append ``[layers.<name>]`` to ``syngraph.toml`` unless a layer there is or reads it (text is
     appended, so the user's comments stay); returns whether it was added. No config: no-op."""
     path = Path(workdir) / CONFIG_NAME
-    if not path.exists() or name in load_config(workdir).layers:
+    if not path.exists():
+        return False
+    listed = load_config(workdir).layers
+    if name in listed or any(src.path == name for src in listed.values()):
         return False
     text = path.read_text()
     text += f'{"" if text.endswith(chr(10)) else chr(10)}\n[layers.{name}]\npath = "{name}"\nkind = "{kind}"\n'

@@ -49,7 +49,7 @@ def import_(
     wd: WorkDir = Path("."),
     kind: Annotated[str, typer.Option(help="labels, probability or mask")] = "labels",
     voxel_size_nm: Annotated[tuple[float, float, float] | None, typer.Option(help="X Y Z nm, if the source has none")] = None,
-    axes: Annotated[str | None, typer.Option(help='axis order of the source, e.g. "zyx" or "xyz"')] = None,
+    axes: Annotated[str | None, typer.Option(help='axis order of the source: "xyz", "zyx", "czyx"...; required where its metadata names none (.npy, plain h5/zarr)')] = None,
     dataset: Annotated[str | None, typer.Option(help="dataset/array key inside an h5, zarr or n5 container")] = None,
     block_size_vx: Annotated[tuple[int, int, int] | None, typer.Option(help="X Y Z copy block")] = None,
     chunks_xyz: Annotated[tuple[int, int, int] | None, typer.Option(help="X Y Z chunk shape on disk")] = None,
