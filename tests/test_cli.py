@@ -14,6 +14,7 @@ def test_config_init_writes_a_valid_config(tmp_path):
     assert r.returncode == 2 and "--force" in r.stderr
     r = syngraph("config", "check", "--wd", str(tmp_path))  # checks the layers it names, too
     assert r.returncode == 2 and "layer 'sv'" in r.stderr and "syngraph import sv" in r.stderr
+    assert "config is valid" not in r.stderr
 
 
 def test_user_errors_are_one_clear_line(tmp_path):
@@ -24,18 +25,29 @@ def test_user_errors_are_one_clear_line(tmp_path):
 
 
 def test_step_input_errors_are_one_clear_line(tmp_path):
-    """A labels-only project whose config still names organelle layers: init says which layer is
-    missing and how to fix it, in one line without a traceback."""
+    """`config init` lists only what is imported (labels only is a valid project); a config that
+    names a layer nobody imported fails `config check` and `run` up front, in one line that
+    names the layer and the fix."""
     import numpy as np
 
     np.save(tmp_path / "seg.npy", np.arange(8 * 8 * 4, dtype=np.uint64).reshape(4, 8, 8) + 1)
     syngraph("config", "init", "--wd", str(tmp_path), "--voxel-size-nm", "16", "16", "40")
-    r = syngraph("import", "sv", str(tmp_path / "seg.npy"), "--wd", str(tmp_path), "--scheduler", "serial")
+    assert "[layers.mi]" not in (tmp_path / "syngraph.toml").read_text()
+    r = syngraph("import", "sv", str(tmp_path / "seg.npy"), "--wd", str(tmp_path), "--scheduler", "serial",
+                 "--axes", "zyx")
     assert r.returncode == 0, r.stderr
-    r = syngraph("run", "init", "--wd", str(tmp_path), "--scheduler", "serial")
-    assert r.returncode == 2, r.stderr
-    assert "layer 'mi'" in r.stderr and "syngraph import mi" in r.stderr and "[layers]" in r.stderr
-    assert "Traceback" not in r.stderr
+    r = syngraph("config", "check", "--wd", str(tmp_path))
+    assert r.returncode == 0 and "config is valid" in r.stderr
+    assert "'sj' not imported; it would add: synapses between cells" in r.stderr
+    with (tmp_path / "syngraph.toml").open("a") as f:
+        f.write('\n[layers.mi]\npath = "mi"\nkind = "probability"\n')
+    for cmd in (("config", "check"), ("run", "init", "--scheduler", "serial")):
+        r = syngraph(*cmd, "--wd", str(tmp_path))
+        assert r.returncode == 2, r.stderr
+        assert "lists layer(s) mi that are not imported" in r.stderr and "syngraph import mi" in r.stderr
+        assert "remove [layers.mi]" in r.stderr and "config is valid" not in r.stderr
+        assert "Traceback" not in r.stderr
+    assert not (tmp_path / "steps" / "init").exists()  # nothing ran
 
 
 def test_unknown_step(tmp_path):
@@ -53,6 +65,10 @@ def test_import_from_the_command_line(tmp_path):
     np.save(tmp_path / "seg.npy", a)
     r = syngraph("import", "sv", str(tmp_path / "seg.npy"), "--wd", str(tmp_path),
                  "--voxel-size-nm", "16", "16", "40", "--scheduler", "serial")
+    assert r.returncode == 2 and "seg.npy (shape [6, 10, 20]) does not say its axis order" in r.stderr
+    assert "--axes xyz" in r.stderr and "Traceback" not in r.stderr
+    r = syngraph("import", "sv", str(tmp_path / "seg.npy"), "--wd", str(tmp_path),
+                 "--voxel-size-nm", "16", "16", "40", "--scheduler", "serial", "--axes", "zyx")
     assert r.returncode == 0, r.stderr
     np.testing.assert_array_equal(open_layer(tmp_path, "sv").read(), a.transpose(2, 1, 0))
     r = syngraph("import", "mi", str(tmp_path / "nope.h5"), "--wd", str(tmp_path), "--kind", "probability")

@@ -52,16 +52,29 @@ def test_numpy_array_is_xyz_by_default_and_zyx_on_request(tmp_path):
     check_roundtrip(tmp_path, ZYX, axes="zyx", overwrite=True)
 
 
-def test_npy_is_zyx(tmp_path):
-    np.save(tmp_path / "seg.npy", ZYX)
-    check_roundtrip(tmp_path / "wd", tmp_path / "seg.npy")
+def test_npy_needs_axes_and_reads_back_either_order(tmp_path):
+    """A .npy states no axis order: without axes it is an error naming the file and the fix
+    (CUBE: a cube-shaped volume, where a wrong guess would pass every shape check)."""
+    cube = VOL[:30, :30, :30]
+    np.save(tmp_path / "xyz.npy", cube)
+    with pytest.raises(SourceError, match=r"xyz.npy \(shape \[30, 30, 30\]\) does not say its axis order .*--axes xyz"):
+        import_layer(tmp_path / "wd", "sv", tmp_path / "xyz.npy", voxel_size_nm=VOXEL, **SMALL)
+    assert not (tmp_path / "wd" / "volumes.zarr").exists()
+    np.save(tmp_path / "seg.npy", VOL)
+    check_roundtrip(tmp_path / "wd", tmp_path / "seg.npy", axes="xyz")
+    np.save(tmp_path / "zyx.npy", ZYX)
+    check_roundtrip(tmp_path / "wd", tmp_path / "zyx.npy", axes="zyx", overwrite=True)
 
 
-def test_zarr_v2(tmp_path):
+def test_zarr_v2_axes_from_array_dimensions_or_the_user(tmp_path):
     arr = zarr.create_array(tmp_path / "seg.zarr", shape=ZYX.shape, chunks=(7, 9, 11),
                             dtype="uint64", zarr_format=2)
     arr[:] = ZYX
-    check_roundtrip(tmp_path / "wd", str(tmp_path / "seg.zarr"))
+    with pytest.raises(SourceError, match=r"seg.zarr .*does not say its axis order \(no _ARRAY_DIMENSIONS"):
+        open_source(tmp_path / "seg.zarr")
+    check_roundtrip(tmp_path / "wd", str(tmp_path / "seg.zarr"), axes="zyx")
+    arr.attrs["_ARRAY_DIMENSIONS"] = ["z", "y", "x"]
+    check_roundtrip(tmp_path / "wd", str(tmp_path / "seg.zarr"), overwrite=True)
 
 
 def test_zarr_v3_dimension_names_decide_the_axis_order(tmp_path):
@@ -71,6 +84,11 @@ def test_zarr_v3_dimension_names_decide_the_axis_order(tmp_path):
     src = open_source(tmp_path / "seg.zarr")
     assert src.axes == ("x", "y", "z") and src.shape_xyz == SHAPE
     check_roundtrip(tmp_path / "wd", tmp_path / "seg.zarr")
+    zarr.create_array(tmp_path / "plain.zarr", shape=SHAPE, chunks=(11, 9, 7), dtype="uint64",
+                      zarr_format=3)[:] = VOL
+    with pytest.raises(SourceError, match=r"plain.zarr .*does not say its axis order \(no dimension_names"):
+        open_source(tmp_path / "plain.zarr")
+    check_roundtrip(tmp_path / "wd", tmp_path / "plain.zarr", axes="xyz", overwrite=True)
 
 
 def test_ome_zarr_group_gives_full_resolution_and_voxel_size(tmp_path):
@@ -126,11 +144,25 @@ def test_hdf5_with_resolution_attribute_in_zyx(tmp_path):
         f.create_dataset("volumes/labels/neuron_ids", data=ZYX, chunks=(8, 16, 16))
         f["volumes/labels/neuron_ids"].attrs["resolution"] = [40.0, 16.0, 16.0]
         f.create_dataset("volumes/raw", data=np.zeros((2, 2, 2), np.uint8))
-    src = open_source(tmp_path / "seg.h5", dataset="volumes/labels/neuron_ids")
+    with pytest.raises(SourceError, match=r"neuron_ids\] \(shape \[30, 50, 70\]\) does not say its axis order .*--axes zyx"):
+        open_source(tmp_path / "seg.h5", dataset="volumes/labels/neuron_ids")
+    src = open_source(tmp_path / "seg.h5", dataset="volumes/labels/neuron_ids", axes="zyx")
     assert src.voxel_size_nm == VOXEL
     pickle.loads(pickle.dumps(src)).read()  # no open h5py handle travels with it
     check_roundtrip(tmp_path / "wd", tmp_path / "seg.h5", dataset="volumes/labels/neuron_ids",
-                    voxel_size_nm=None)
+                    voxel_size_nm=None, axes="zyx")
+
+
+def test_hdf5_axes_from_dimension_labels_axes_attribute_or_axistags(tmp_path):
+    with h5py.File(tmp_path / "seg.h5", "w") as f:
+        f.create_dataset("labelled", data=ZYX)
+        for dim, name in zip(f["labelled"].dims, "zyx", strict=True):
+            dim.label = name
+        f.create_dataset("attr", data=VOL).attrs["axes"] = "xyz"
+        f.create_dataset("ilastik", data=ZYX[..., None]).attrs["axistags"] = json.dumps(
+            {"axes": [{"key": k} for k in "zyxc"]})
+    for i, key in enumerate(("labelled", "attr", "ilastik")):
+        check_roundtrip(tmp_path / f"wd{i}", tmp_path / "seg.h5", dataset=key)
 
 
 def test_tiff_multipage_and_directory_sorted_naturally(tmp_path):
@@ -162,7 +194,7 @@ def test_signed_labels_cast_to_uint64_with_warning(tmp_path):
 
 def test_two_workers_equal_serial(tmp_path):
     with h5py.File(tmp_path / "seg.h5", "w") as f:
-        f.create_dataset("seg", data=ZYX)
+        f.create_dataset("seg", data=ZYX).attrs["axes"] = "zyx"
     a = import_layer(tmp_path / "a", "sv", tmp_path / "seg.h5", voxel_size_nm=VOXEL, **SMALL)
     b = import_layer(tmp_path / "b", "sv", tmp_path / "seg.h5", voxel_size_nm=VOXEL,
                      **{**SMALL, "compute": Compute(workers=2)})
@@ -189,7 +221,7 @@ def test_stored_dtype_rules():
 def test_float_labels_rejected_before_anything_is_written(tmp_path):
     np.save(tmp_path / "seg.npy", ZYX.astype(np.float32))
     with pytest.raises(SourceError, match=r"layer 'sv': .*seg.npy has dtype float32; labels must be unsigned"):
-        import_layer(tmp_path / "wd", "sv", tmp_path / "seg.npy", voxel_size_nm=VOXEL, **SMALL)
+        import_layer(tmp_path / "wd", "sv", tmp_path / "seg.npy", voxel_size_nm=VOXEL, axes="zyx", **SMALL)
     assert not (tmp_path / "wd" / "volumes.zarr").exists()
 
 
@@ -256,7 +288,10 @@ def test_multichannel_source_is_an_error(tmp_path):
     with h5py.File(tmp_path / "rgb.h5", "w") as f:
         f.create_dataset("img", data=np.zeros((3, 4, 5, 6), np.uint8))
     with pytest.raises(SourceError, match=r"rgb.h5 \[dataset img\] has 3 channels \(shape \[3, 4, 5, 6\], axes czyx\)"):
-        import_layer(tmp_path, "mi", tmp_path / "rgb.h5", kind="probability", voxel_size_nm=VOXEL, **SMALL)
+        import_layer(tmp_path, "mi", tmp_path / "rgb.h5", kind="probability", voxel_size_nm=VOXEL,
+                     axes="czyx", **SMALL)
+    with pytest.raises(SourceError, match=r"rgb.h5 \[dataset img\] .*does not say its axis order.* --axes czyx"):
+        open_source(tmp_path / "rgb.h5")
     one = open_source(np.zeros((1, 4, 5, 6), np.uint8), axes="czyx")  # a size-1 channel is dropped
     assert one.shape_xyz == (6, 5, 4)
     assert open_source(np.zeros((4, 5, 6, 1), np.uint8)).shape_xyz == (4, 5, 6)
@@ -274,7 +309,7 @@ def test_resumed_import_after_failure_equals_clean_import(tmp_path):
     broken[60, 40, 25] = np.nan  # only the last block fails
     np.save(tmp_path / "mi.npy", broken.transpose(2, 1, 0))
     wd = tmp_path / "wd"
-    opts = {**SMALL, "kind": "probability", "voxel_size_nm": VOXEL}
+    opts = {**SMALL, "kind": "probability", "voxel_size_nm": VOXEL, "axes": "zyx"}
     with pytest.raises(SourceError, match=r"has non-finite values .*layer is partly written"):
         import_layer(wd, "mi", tmp_path / "mi.npy", **opts)
     done = sorted((wd / "steps" / "import_mi" / "tasks").glob("*.done"))

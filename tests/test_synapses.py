@@ -96,10 +96,31 @@ def test_matrix_exports_keep_64bit_ids_and_conventions(tmp_path):
     assert row[3] == str(int(A)) and float(row[5]) > 0 and row[-1] == "-1"
 
 
+def test_without_sj_the_cell_contact_graph_has_the_face_area(tmp_path):
+    """No sj layer: contact sites and cell contacts, and the matrix is the contact graph: the
+    interface is 40 x 20 faces normal to x of 10 x 25 nm^2 = 0.2 um^2, no synapse columns."""
+    tissue(tmp_path, sym=False, with_sj=False)
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "conn_mat.csv").write_text("stale")  # from an earlier run with sj
+    res = run_synapses(tmp_path, compute=SERIAL, progress=False)
+    assert res["n_contact_pairs"] == 1 and res["n_cell_pairs_in_contact"] == 1
+    assert not (tmp_path / "tables" / "syn_ssv.parquet").exists()
+    cs_ssv = pq.read_table(tmp_path / "tables" / "cs_ssv.parquet").to_pylist()
+    assert [(r["cell_a"], r["cell_b"]) for r in cs_ssv] == [(int(B), int(A))]
+    assert cs_ssv[0]["contact_area_um2"] == pytest.approx(40 * 20 * 250 / 1e6)
+    assert run_matrix(tmp_path) == {"graph": "contacts", "n_synapses": 0, "n_connections": 1}
+    conns = pq.read_table(tmp_path / "tables" / "connections.parquet")
+    assert conns.column_names == ["cell_a", "cell_b", "contact_area_um2", "contact_size_vx", "n_sv_pairs"]
+    assert conns["contact_area_um2"].to_pylist() == pytest.approx([0.2])
+    assert conns.schema.metadata[b"graph"] == b"contacts"
+    rows = list(csv.reader((tmp_path / "export" / "cell_contacts.csv").open()))
+    assert rows[0][:3] == ["cell_a", "cell_b", "contact_area_um2"] and rows[1][0] == str(int(B))
+    assert not (tmp_path / "export" / "conn_mat.csv").exists()
+    assert not (tmp_path / "tables" / "synapses.parquet").exists()
+
+
 def test_missing_inputs_name_the_fix(tmp_path):
     tissue(tmp_path, sym=False, with_sj=False)
-    with pytest.raises(InputError, match="no sj layer.*--contacts-only"):
-        run_synapses(tmp_path, compute=SERIAL, progress=False)
     run_synapses(tmp_path, compute=SERIAL, progress=False, contacts_only=True)
     assert pq.read_table(tmp_path / "tables" / "cs.parquet").num_rows == 1
     (tmp_path / "tables" / "sv_to_cell.parquet").unlink()

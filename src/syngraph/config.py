@@ -365,3 +365,24 @@ def default_config(voxel_size_nm: tuple[float, float, float] = (10.0, 10.0, 25.0
             "sj": LayerSource(path="sj"),
         },
     )
+
+
+def add_layer(workdir: str | Path, name: str, kind: str) -> bool:
+    """Append ``[layers.<name>]`` to ``syngraph.toml`` unless a layer there is or reads it (text is
+    appended, so the user's comments stay); returns whether it was added. No config: no-op."""
+    path = Path(workdir) / CONFIG_NAME
+    if not path.exists():
+        return False
+    listed = load_config(workdir).layers
+    if name in listed or any(src.path == name for src in listed.values()):
+        return False
+    text = path.read_text()
+    text += f'{"" if text.endswith(chr(10)) else chr(10)}\n[layers.{name}]\npath = "{name}"\nkind = "{kind}"\n'
+    try:
+        ProjectConfig.model_validate(tomllib.loads(text))
+    except (tomllib.TOMLDecodeError, ValidationError):
+        return False  # e.g. [layers] written inline: the user adds it by hand
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return True

@@ -112,3 +112,99 @@ def run_step(
     info.update(run.fields())  # every attempt (full run, resumes) with its own time and peak memory
     done.write_done(workdir, name, info, done.produced(workdir, before, previous), inputs)
     return info
+
+
+# --- what a run can do with the layers a project has ----------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerUse:
+    """Optional layer ``layer`` gives step ``step`` what ``adds`` says."""
+
+    layer: str
+    step: str
+    adds: str
+
+
+OPTIONAL_LAYERS: tuple[LayerUse, ...] = (
+    LayerUse("mi", "init", "mitochondria instances (mi_seg, tables/mi.parquet, meshes)"),
+    LayerUse("vc", "init", "vesicle cloud instances (vc_seg, tables/vc.parquet, meshes)"),
+    LayerUse("sj", "init", "synaptic junction instances (sj_seg, tables/sj.parquet, meshes)"),
+    LayerUse("mi", "astrocytes", "mitochondria density, a feature of the astrocyte classifier (0 without)"),
+    LayerUse("vc", "astrocytes", "vesicle density, a feature of the astrocyte classifier (0 without)"),
+    LayerUse("myelin", "skeletons", "myelin per skeleton node"),
+    LayerUse("sj", "synapses", "synapses between cells (syn_ssv) and the synapse matrix; without it: "
+             "contact sites and the cell contact graph with contact areas"),
+    LayerUse("vc", "synapses", "synapse direction (pre/post) from vesicle clouds"),
+    LayerUse("syn_type", "synapses", "synapse sign (asymmetric/symmetric)"),
+    LayerUse("mi", "synapses", "mitochondria near each synapse (classifier features)"),
+    LayerUse("sj", "matrix", "synapse tables and CAVE/neuPrint/SyConn exports; without it: "
+             "connections.parquet holds cell contacts (area, no synapse columns)"),
+)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What ``run`` will do: per step, the optional layers it has and lacks (with what each adds)."""
+
+    steps: tuple[str, ...]
+    layers: tuple[str, ...]  # the layers a run uses (configured and imported; myelin by presence)
+    missing: tuple[LayerUse, ...]
+    unused: tuple[str, ...]  # imported organelle-like layers the config does not list
+
+    def lines(self) -> list[str]:
+        out = [f"layers: {', '.join(self.layers)}"]
+        for name in self.steps:
+            lacks = [u for u in self.missing if u.step == name]
+            out.append(f"  {name}: runs" + ("" if lacks else " (all its inputs present)"))
+            out.extend(f"    '{u.layer}' not imported; it would add: {u.adds}" for u in lacks)
+        out.extend(
+            f"  note: layer '{n}' is imported but not listed in syngraph.toml [layers]; add "
+            f"[layers.{n}] to use it" for n in self.unused
+        )
+        return out
+
+
+def plan_run(workdir: str | Path, names: list[str] | None = None, config: Any = None) -> RunPlan:
+    """Check every layer the config lists exists (one InputError naming all missing ones) and
+    say, per step in ``names`` (default all), which optional layers it will go without."""
+    from syngraph.config import CONFIG_NAME, load_config
+    from syngraph.io.volume import list_layers
+
+    wd = Path(workdir)
+    cfg = config or load_config(wd)
+    names = names or step_names()
+    have = set(list_layers(wd))
+    if "sv" not in cfg.layers:
+        raise InputError(
+            f"{wd / CONFIG_NAME}: no [layers.sv]; every step needs the cell supervoxels: add "
+            f"[layers.sv] path = \"sv\", kind = \"labels\" and `syngraph import sv SOURCE --wd {wd}`"
+        )
+    absent = {n: s for n, s in cfg.layers.items() if (s.path or n) not in have}
+    if absent:
+        fixes = "; ".join(
+            f"`syngraph import {n} SOURCE --wd {wd} --kind {s.kind}` or remove [layers.{n}]"
+            for n, s in absent.items()
+        )
+        raise InputError(
+            f"{wd / CONFIG_NAME} lists layer(s) {', '.join(absent)} that are not imported "
+            f"(volumes.zarr has: {', '.join(sorted(have)) or 'none'}): {fixes}"
+        )
+    files = {  # input files the steps of this run read, by config key
+        "rag": ("rag", cfg.rag), "astrocytes": ("cells.astrocyte_model", cfg.cells.astrocyte_model),
+        "synapses": ("synapses.model", cfg.synapses.model),
+    }
+    for step, (key, value) in files.items():
+        if step in names and value and not (Path(value).exists() or (wd / value).exists()):
+            raise InputError(
+                f"{wd / CONFIG_NAME}: {key} = {value!r} does not exist (relative paths are taken "
+                f"from {wd}); fix the path or remove the key"
+            )
+    used = set(cfg.layers) | ({"myelin"} & have)
+    optional = {u.layer for u in OPTIONAL_LAYERS}
+    return RunPlan(
+        steps=tuple(names),
+        layers=tuple(sorted(used)),
+        missing=tuple(u for u in OPTIONAL_LAYERS if u.step in names and u.layer not in used),
+        unused=tuple(sorted((optional - used) & have)),
+    )

@@ -13,7 +13,7 @@ Layout of a working directory::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -59,7 +59,8 @@ class Project:
         return sorted(p.stem for p in self.tables_dir.glob("*.parquet"))
 
     def objects(self, name: str) -> pa.Table:
-        """The object table ``name`` (e.g. ``"sv"``, ``"mi"``) as an Arrow table."""
+        """The object table ``name`` (e.g. ``"sv"``, ``"mi"``) as an Arrow table (``.to_pandas()``
+        gives a DataFrame)."""
         path = self.table_path(name)
         if not path.exists():
             raise FileNotFoundError(
@@ -101,16 +102,25 @@ class Project:
 
         return read_skeleton(self.workdir, cell_id)
 
-    def sql(self, query: str) -> Any:
-        """Run a DuckDB query over every table (each visible under its name); returns Arrow."""
+    def sql(self, query: str, output: Literal["relation", "pandas", "arrow"] = "relation") -> Any:
+        """Run a DuckDB query over every table (each visible under its name).
+
+        Returns a DuckDB relation (``.df()`` pandas, ``.to_arrow_table()`` Arrow, ``.fetchall()``),
+        or with ``output="pandas"`` / ``"arrow"`` the result as a pandas DataFrame / Arrow table.
+        """
         import duckdb
 
+        if output not in ("relation", "pandas", "arrow"):
+            raise ValueError(f"output={output!r}: choose 'relation', 'pandas' or 'arrow'")
         con = duckdb.connect()
         for name in self.tables():
             con.execute(
                 f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{self.table_path(name)}')"
             )
-        return con.sql(query).to_arrow_table()
+        rel = con.sql(query)
+        if output == "pandas":
+            return rel.df()
+        return rel.to_arrow_table() if output == "arrow" else rel
 
 
 def open(workdir: str | Path) -> Project:  # noqa: A001 - mirrors zarr.open / syngraph.open

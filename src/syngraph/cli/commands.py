@@ -63,7 +63,7 @@ def import_(
     wd: WorkDir = Path("."),
     kind: Annotated[str, typer.Option(help="labels, probability or mask")] = "labels",
     voxel_size_nm: Annotated[tuple[float, float, float] | None, typer.Option(help="X Y Z nm, if the source has none")] = None,
-    axes: Annotated[str | None, typer.Option(help='axis order of the source, e.g. "zyx" or "xyz"')] = None,
+    axes: Annotated[str | None, typer.Option(help='axis order of the source: "xyz", "zyx", "czyx"...; required where its metadata names none (.npy, plain h5/zarr)')] = None,
     dataset: Annotated[str | None, typer.Option(help="dataset/array key inside an h5, zarr or n5 container")] = None,
     block_size_vx: Annotated[tuple[int, int, int] | None, typer.Option(help="X Y Z copy block")] = None,
     chunks_xyz: Annotated[tuple[int, int, int] | None, typer.Option(help="X Y Z chunk shape on disk")] = None,
@@ -80,6 +80,19 @@ def import_(
     console.print(f"[green]imported[/] {lay}")
 
 
+def imported_layers(wd: Path, sv: object) -> dict:
+    """``[layers]`` for a new config: sv, plus every layer already imported into ``wd`` (the
+    import adds later ones itself)."""
+    from syngraph.config import LayerSource
+    from syngraph.io.volume import list_layers, open_layer
+
+    out = {"sv": sv}
+    for name in list_layers(wd):
+        if name != "sv" and (wd / "steps" / f"import_{name}").is_dir():
+            out[name] = LayerSource(path=name, kind=open_layer(wd, name).info.kind)
+    return out
+
+
 @config_app.command("init")
 def config_init(
     wd: WorkDir = Path("."),
@@ -92,7 +105,9 @@ def config_init(
     if (wd / CONFIG_NAME).exists() and not force:
         console.print(f"[red]error:[/] {wd / CONFIG_NAME} exists; pass --force to replace it")
         raise typer.Exit(2)
-    path = write_config(wd, default_config(voxel_size_nm))
+    cfg = default_config(voxel_size_nm)
+    cfg.layers = imported_layers(wd, cfg.layers["sv"])  # labels only until organelles are imported
+    path = write_config(wd, cfg)
     console.print(f"[green]wrote[/] {path}")
 
 
@@ -104,6 +119,7 @@ def config_check(wd: WorkDir = Path(".")) -> None:
 
     cfg = check_project(wd)
     typer.echo(dump_config(cfg))
+    show_plan(wd, [], cfg)  # a listed layer that is not imported is an error
     console.print("[green]config is valid[/]")
 
 
@@ -124,6 +140,17 @@ def _run_help() -> str:
             "'all' ends by writing report.html.\n\n\b\nSteps, in order:\n" + steps)
 
 
+def show_plan(wd: Path, names: list[str], cfg: object, quiet: bool = False) -> None:
+    """Check the layers a run needs (raises on a missing one) and print what it will do."""
+    from syngraph.pipeline import plan_run
+
+    plan = plan_run(wd, names, cfg)
+    if not quiet:
+        console.print("plan:", highlight=False)
+        for line in plan.lines():
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 @app.command(help=_run_help())
 def run(
     step: Annotated[str, typer.Argument(help="a step name (listed above), or 'all'")],
@@ -141,7 +168,8 @@ def run(
 
     names = step_names() if step == "all" else [get_step(step).name]
     compute = compute_for(wd, scheduler, workers)
-    check_project(wd, compute.scheduler)  # fail early, naming every bad key, layer and file
+    cfg = check_project(wd, compute.scheduler)  # fail early, naming every bad key, layer and file
+    show_plan(wd, names, cfg, quiet=step != "all")  # every missing input, before any work
     with session(compute):
         for name in names:
             extra = {"contacts_only": True} if contacts_only and name == "synapses" else {}
@@ -315,7 +343,12 @@ def export_synapses(
              "neuprint": "export/neuprint_connections.csv", "syconn": "export/conn_mat.csv"}
     if format not in files:
         raise InputError(f"--format {format!r}: choose one of {', '.join(files)}")
-    run_matrix(wd)
+    if run_matrix(wd).get("graph") == "contacts":
+        console.print(f"[green]wrote[/] {wd / 'export' / 'cell_contacts.csv'} and "
+                      f"{wd / 'tables' / 'connections.parquet'}: the cell contact graph (no sj layer, "
+                      f"so no synapses; import one with `syngraph import sj SOURCE` for synapse formats)",
+                      soft_wrap=True, highlight=False)
+        return
     console.print(f"[green]wrote[/] {wd / files[format]}")
 
 

@@ -5,6 +5,10 @@ and, under ``export/``: ``cave_synapses.parquet`` (CAVE synapse-table names), ``
 and ``neuprint_synapses.csv`` (neuPrint names), ``conn_mat.csv`` (SyConn's 35 columns in its order and
 codes, comma-separated, pre partner first, ``size`` unsigned in um^2 and the sign in a 36th column).
 Parquet key-value metadata: ``voxel_size_nm``, ``syngraph_version``, ``config_sha256``.
+
+Labels-only projects (no sj layer, so no ``syn_ssv``) get the cell contact graph instead:
+``connections.parquet`` with one row per touching cell pair (``cell_a < cell_b``, contact area,
+no synapse columns; metadata ``graph = contacts``) and ``export/cell_contacts.csv``.
 """
 
 from __future__ import annotations
@@ -126,9 +130,12 @@ def run_matrix(
     wd = Path(workdir)
     cfg = config or load_config(wd)
     path = wd / "tables" / "syn_ssv.parquet"
-    if not path.exists():
-        raise StepOrderError(f"{path} is missing: run `syngraph run synapses` first")
     meta = _metadata(wd, cfg)
+    if not path.exists():
+        contacts = wd / "tables" / "cs_ssv.parquet"
+        if contacts.exists() and "n_synapses" not in pq.read_schema(contacts).names:
+            return _write_contact_graph(wd, pq.read_table(contacts), meta)
+        raise StepOrderError(f"{path} is missing: run `syngraph run synapses` first")
     syn = synapse_table(pq.read_table(path), cfg.voxel_size_nm, cfg.synapses.prob_threshold)
     conns = connection_table(syn)
     write_table_atomic(syn, wd / "tables" / "synapses.parquet", meta)
@@ -148,6 +155,23 @@ def run_matrix(
     _write_csv(np_syn, out / "neuprint_synapses.csv")
     _write_csv(conn_mat_table(syn), out / "conn_mat.csv")
     return {"n_synapses": syn.num_rows, "n_connections": conns.num_rows}
+
+
+SYNAPSE_FILES = ("tables/synapses.parquet", "export/cave_synapses.parquet",
+                 "export/neuprint_connections.csv", "export/neuprint_synapses.csv", "export/conn_mat.csv")
+CONTACT_COLUMNS = ("cell_a", "cell_b", "contact_area_um2", "contact_size_vx", "n_sv_pairs")
+
+
+def _write_contact_graph(wd: Path, cs_ssv: pa.Table, meta: dict[str, str]) -> dict[str, Any]:
+    """Labels-only: ``connections.parquet`` and ``export/cell_contacts.csv`` from the cell
+    contacts; synapse files of an earlier run are removed (they would describe other inputs)."""
+    conns = cs_ssv.select([c for c in CONTACT_COLUMNS if c in cs_ssv.column_names])
+    for rel in SYNAPSE_FILES:
+        (wd / rel).unlink(missing_ok=True)
+    write_table_atomic(conns, wd / "tables" / "connections.parquet", {**meta, "graph": "contacts"})
+    (wd / "export").mkdir(exist_ok=True)
+    _write_csv(conns, wd / "export" / "cell_contacts.csv")
+    return {"graph": "contacts", "n_synapses": 0, "n_connections": conns.num_rows}
 
 
 def _write_csv(table: pa.Table, path: Path) -> None:

@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 
 from syngraph.bbox import BBox, Vec3, as_vec3
-from syngraph.config import CONFIG_NAME, ComputeParams, load_config
+from syngraph.config import CONFIG_NAME, ComputeParams, add_layer, load_config
 from syngraph.engine import (
     Block,
     Compute,
@@ -256,7 +256,9 @@ def import_layer(
         In nm. Used when the source's metadata has none; otherwise it must agree with it.
         Falls back to ``voxel_size_nm`` of ``syngraph.toml``, then to the other layers'.
     axes : str, optional
-        The source's axis order (``"zyx"``, ``"xyz"``, ``"czyx"``), overriding metadata/defaults.
+        The source's axis order (``"zyx"``, ``"xyz"``, ``"czyx"``), overriding its metadata;
+        required for sources that do not state it (``.npy``, HDF5 and Zarr arrays without axis
+        names): syngraph never guesses.
     dataset : str, optional
         Array key inside a Zarr/N5 group or HDF5 file, or a precomputed scale key.
     block_size_vx : (x, y, z), optional
@@ -275,7 +277,8 @@ def import_layer(
     Returns
     -------
     Layer
-        The imported layer.
+        The imported layer. If ``syngraph.toml`` exists and does not list it, ``[layers.<name>]``
+        is appended to it.
     """
     workdir = Path(workdir)
     if kind not in KINDS:
@@ -331,4 +334,5 @@ def import_layer(
                 f"source and run the same import again to resume, or pass overwrite=True / --overwrite)"
             ) from exc
         raise
+    add_layer(workdir, name, plan.kind)  # so syngraph.toml [layers] lists what the run will use
     return open_layer(workdir, name)

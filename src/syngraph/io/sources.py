@@ -246,8 +246,10 @@ def open_source(
         precomputed volume. An OME-Zarr group without ``dataset`` gives its full-resolution array.
     axes : str, optional
         The source's axis order, one letter per dimension (``"zyx"``, ``"xyz"``, ``"czyx"``),
-        overriding the metadata and the defaults: ZYX (C order) for files, XYZ for numpy arrays
-        and precomputed volumes.
+        overriding the metadata. Required where the source does not state its order: ``.npy``
+        files, HDF5 datasets without dimension labels, Zarr arrays without dimension names.
+        Numpy arrays are XYZ (the API's convention), precomputed volumes XYZ and N5 datasets
+        x-fastest (their specs), TIFF stacks z = page.
     """
     if isinstance(source, np.ndarray):
         return _finish(
@@ -309,9 +311,12 @@ def _finish(
     src: Source,
     meta_axes: Sequence[str] | None,
     user_axes: str | Sequence[str] | None,
-    order: Literal["zyx", "xyz"],
+    order: Literal["zyx", "xyz"] | None,
+    where_named: str = "",
 ) -> Source:
-    """Fix the axis names (user > metadata > default) and check the non-spatial axes."""
+    """Fix the axis names (user > metadata > the format's own convention ``order``) and check the
+    non-spatial axes. ``order=None``: the format has no convention, so the axes must be named
+    (in the metadata, see ``where_named``, or by the user); guessing would transpose silently."""
     ndim = len(src.shape)
     if user_axes is not None:
         axes = parse_axes(user_axes, ndim, f"source {src.name}")
@@ -328,6 +333,8 @@ def _finish(
                 f"source {src.name} has {ndim} dimensions {list(src.shape)}; syngraph imports 3-D volumes "
                 f"(or 4-D with one channel): pass axes= naming each dimension, e.g. 'tczyx'"
             )
+        if order is None:
+            raise SourceError(missing_axes_message(src.name, src.shape, where_named))
         axes = default_axes(src.shape, order)
     for a, n in zip(axes, src.shape, strict=True):
         if a not in SPATIAL and n != 1:
@@ -341,11 +348,26 @@ def _finish(
     return src
 
 
+def missing_axes_message(name: str, shape: Sequence[int], where_named: str = "") -> str:
+    """The error for a source whose axis order nothing states (one line, with the fix)."""
+    n = len(shape)
+    example = {3: "xyz", 4: "czyx"}.get(n, "tczyx"[-n:] if n <= 5 else "")
+    fix = (
+        "pass --axes xyz (Python: axes='xyz') if it was saved from an XYZ array, as syngraph "
+        "writes them, or --axes zyx for z, y, x (C order, as most Python tools write volumes)"
+        if n == 3 else f"pass --axes naming each of its {n} dimensions, e.g. --axes {example}"
+    )
+    return (
+        f"source {name} (shape {list(shape)}) does not say its axis order"
+        f"{' (' + where_named + ')' if where_named else ''}; {fix}"
+    )
+
+
 def _open_npy(uri: str, path: Path, axes: Any) -> Source:
     arr = np.load(path, mmap_mode="r", allow_pickle=False)
     src = Source(uri=uri, format="npy", axes=(), shape=tuple(arr.shape), dtype=_dtype_name(arr.dtype),
                  voxel_size_nm=None, spec={"path": str(path)})
-    return _finish(src, None, axes, "zyx")
+    return _finish(src, None, axes, None, "a .npy file has no axis names")
 
 
 def _is_hdf5(path: Path) -> bool:
@@ -361,6 +383,28 @@ def _attr_voxel_size(attrs: Any, axes: tuple[str, ...]) -> tuple[float, float, f
                 return _voxel_from_list(list(np.ravel(attrs[key])), axes, factor)
             except (TypeError, ValueError):
                 return None
+    return None
+
+
+def _hdf5_axes(d: Any) -> list[str] | None:
+    """Axis names an HDF5 dataset states: dimension labels (h5py ``dims``), an ``axes``
+    attribute ("zyx" or a list), or ilastik's ``axistags`` JSON; None if it states none."""
+    labels = [str(dim.label) for dim in d.dims]
+    if labels and all(labels):
+        return labels
+    raw = d.attrs.get("axes")
+    if raw is not None:
+        if isinstance(raw, bytes):
+            raw = raw.decode()
+        names = list(raw) if isinstance(raw, str) else [x.decode() if isinstance(x, bytes) else str(x) for x in raw]
+        return names or None
+    tags = d.attrs.get("axistags")
+    if tags is not None:
+        try:
+            keys = [a["key"] for a in json.loads(tags)["axes"]]
+        except (TypeError, ValueError, KeyError):
+            return None
+        return keys or None
     return None
 
 
@@ -385,7 +429,8 @@ def _open_hdf5(uri: str, path: Path, dataset: str | None, axes: Any) -> Source:
         d = f[key]
         src = Source(uri=uri, format="hdf5", axes=(), shape=tuple(d.shape), dtype=_dtype_name(d.dtype),
                      voxel_size_nm=None, dataset=key, spec={"path": str(path), "key": key})
-        src = _finish(src, None, axes, "zyx")
+        src = _finish(src, _hdf5_axes(d), axes, None,
+                      "no dimension labels, 'axes' or 'axistags' attribute on the dataset")
         src.voxel_size_nm = _attr_voxel_size(d.attrs, src.axes)
     return src
 
@@ -622,19 +667,22 @@ def _open_chunked(
         names = m.get("dimension_names")
         meta_axes = list(names) if names and all(n for n in names) else None
         ts_spec: dict[str, Any] = {"driver": "zarr3", "kvstore": node_url.rstrip("/") + "/"}
-        order: Literal["zyx", "xyz"] = "zyx"
+        order: Literal["zyx", "xyz"] | None = None
+        where_named = "no dimension_names in its zarr.json"
     elif node.format == "zarr2":
         shape, dtype = tuple(m["shape"]), np.dtype(m["dtype"]).name
         dims = node.attrs.get("_ARRAY_DIMENSIONS")
         meta_axes = list(dims) if isinstance(dims, list) and all(dims) else None
         ts_spec = {"driver": "zarr", "kvstore": node_url.rstrip("/") + "/"}
-        order = "zyx"
+        order = None
+        where_named = "no _ARRAY_DIMENSIONS attribute"
     else:  # n5: tensorstore keeps the attributes.json order, which is x, y, z for Java tools
         shape, dtype = tuple(m["dimensions"]), str(m["dataType"])
         names = m.get("axes")
         meta_axes = list(names) if isinstance(names, list) and names else None
         ts_spec = {"driver": "n5", "kvstore": node_url.rstrip("/") + "/"}
-        order = "xyz"
+        order = "xyz"  # the N5 spec: dimension 0 varies fastest, x for every EM tool
+        where_named = ""
     voxel = None
     if ome is not None:
         ome_axes, voxel = _ome_voxel_and_axes(*ome)
@@ -643,7 +691,7 @@ def _open_chunked(
                  voxel_size_nm=None, dataset=dataset, spec={"ts": ts_spec, "url": node_url})
     if node.format == "n5" and meta_axes is None and len(shape) == 4:
         meta_axes = list(reversed(default_axes(shape[::-1], "zyx")))
-    src = _finish(src, meta_axes, axes, order)
+    src = _finish(src, meta_axes, axes, order, where_named)
     if voxel is None:
         voxel = _n5_voxel(node.attrs, src.axes) if node.format == "n5" else _attr_voxel_size(node.attrs, src.axes)
     src.voxel_size_nm = voxel

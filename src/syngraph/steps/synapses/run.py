@@ -6,6 +6,9 @@ synapse type, vc and mi maps. Writes::
     tables/cs.parquet       one row per touching supervoxel pair: faces, area, contact voxels, bbox, rep
     tables/syn_ssv.parquet  one row per cell-level synapse candidate (all probabilities)
     tables/cs_ssv.parquet   one row per touching cell pair: contact area and synapse count
+
+Without an sj layer (labels-only data) it writes ``cs`` and ``cs_ssv`` with contact areas and
+no synapse columns, and removes a stale ``syn_ssv``: the cell contact graph is what such data gives.
 """
 
 from __future__ import annotations
@@ -91,12 +94,6 @@ def run_synapses(
             f"(or `--contacts-only` for contact sites alone)"
         )
     sj = None if contacts_only else _open_optional(wd, cfg, "sj", sv)
-    if sj is None and not contacts_only:
-        raise InputError(
-            "no sj layer: synapses need a synaptic junction map; add [layers.sj] to syngraph.toml "
-            "and import it (`syngraph import sj SOURCE --kind probability`), or run contact sites "
-            "alone with --contacts-only"
-        )
     syn_type = None if contacts_only else _open_optional(wd, cfg, "syn_type", sv)
     vc = None if contacts_only else _open_optional(wd, cfg, "vc", sv)
     mi = None if contacts_only else _open_optional(wd, cfg, "mi", sv)
@@ -136,6 +133,13 @@ def run_synapses(
     s2c = pq.read_table(s2c_path).sort_by("sv_id")
     sv_ids = s2c["sv_id"].to_numpy()
     cell_ids = s2c["cell_id"].to_numpy()
+    if sj is None:  # labels only: the cell contact graph, no synapses
+        cs_ssv = _cell_contacts(cs, sv_ids, cell_ids, None)
+        (wd / "tables" / "syn_ssv.parquet").unlink(missing_ok=True)
+        write_table_atomic(cs_ssv, wd / "tables" / "cs_ssv.parquet", {**meta, "graph": "contacts"})
+        result.update(n_cell_pairs_in_contact=cs_ssv.num_rows,
+                      synapses="none: no sj layer (contact sites and cell contacts only)")
+        return result
     vox = _concat(bdir / "syn_vox")
     faces = _concat(bdir / "syn_faces")
     syn, info = _synapses_from_voxels(vox, faces, sv_ids, cell_ids, vs, sp.cs_gap_nm, sp.min_size_vx,
@@ -404,8 +408,11 @@ def _empty_synapses(has_type: bool) -> pa.Table:
     return pa.table({**cols, "sym_ratio": f} if has_type else cols)
 
 
-def _cell_contacts(cs: pa.Table, sv_ids: np.ndarray, cell_ids: np.ndarray, syn: pa.Table) -> pa.Table:
-    """Contacts per cell pair (the reference's cs_ssv): area, faces, supervoxel pairs, synapses."""
+def _cell_contacts(
+    cs: pa.Table, sv_ids: np.ndarray, cell_ids: np.ndarray, syn: pa.Table | None
+) -> pa.Table:
+    """Contacts per cell pair (the reference's cs_ssv): area, supervoxel pairs, and synapses
+    unless ``syn`` is None (no sj layer)."""
     if cs.num_rows == 0:
         u = pa.array([], pa.uint64())
         return pa.table({"cell_a": u, "cell_b": u})
@@ -415,19 +422,22 @@ def _cell_contacts(cs: pa.Table, sv_ids: np.ndarray, cell_ids: np.ndarray, syn: 
         "cell_a": np.minimum(ca, cb), "cell_b": np.maximum(ca, cb),
         "area_nm2": cs["area_nm2"].to_numpy(), "size_vx": cs["size_vx"].to_numpy(),
     })
+    con = duckdb.connect()
+    con.register("t", t)
+    contacts = """
+      select cell_a, cell_b, count(*) as n_sv_pairs, sum(area_nm2) / 1e6 as contact_area_um2,
+        sum(size_vx)::bigint as contact_size_vx
+      from t where cell_a > 0 and cell_a <> cell_b group by cell_a, cell_b"""
+    if syn is None:
+        return con.sql(contacts + " order by cell_a, cell_b").to_arrow_table()
     s = pa.table({
         "cell_a": np.minimum(syn["pre_cell_id"].to_numpy(), syn["post_cell_id"].to_numpy()),
         "cell_b": np.maximum(syn["pre_cell_id"].to_numpy(), syn["post_cell_id"].to_numpy()),
         "area_um2": syn["area_um2"].to_numpy(),
     })
-    con = duckdb.connect()
-    con.register("t", t)
     con.register("s", s)
-    q = """
-    with c as (
-      select cell_a, cell_b, count(*) as n_sv_pairs, sum(area_nm2) / 1e6 as contact_area_um2,
-        sum(size_vx)::bigint as contact_size_vx
-      from t where cell_a > 0 and cell_a <> cell_b group by cell_a, cell_b),
+    q = f"""
+    with c as ({contacts}),
     y as (select cell_a, cell_b, count(*) as n_synapses, sum(area_um2) as synapse_area_um2
       from s group by cell_a, cell_b)
     select c.*, coalesce(y.n_synapses, 0)::bigint as n_synapses,
