@@ -109,6 +109,7 @@ def run(
     overwrite: Overwrite = False,
     contacts_only: Annotated[bool, typer.Option("--contacts-only", help="synapses: contact sites alone (no sj map needed)")] = False,
     drop_unknown: Annotated[bool, typer.Option("--drop-unknown", help="rag: drop edges naming supervoxels absent from the volume")] = False,
+    trust_model: Annotated[bool, typer.Option("--trust-model", help="astrocytes: use the model even outside its training domain")] = False,
 ) -> None:
     """Run one pipeline step (resumes where a killed run stopped), or all of them."""
     from syngraph.config import load_config
@@ -117,13 +118,47 @@ def run(
 
     load_config(wd)  # fail early, naming the bad key
     names = step_names() if step == "all" else [get_step(step).name]
+    notes: list[str] = []
     with session(compute_for(wd, scheduler, workers)):
         for name in names:
             extra = {"contacts_only": True} if contacts_only and name == "synapses" else {}
             if drop_unknown and name == "rag":
                 extra["drop_unknown"] = True
-            info = run_step(wd, name, overwrite=overwrite, **extra)
-            console.print(f"[green]{name}[/] done in {info['seconds']:.1f} s")
+            if trust_model and name == "astrocytes":
+                extra["trust_model"] = True
+            with _one_line_warnings():
+                info = run_step(wd, name, overwrite=overwrite, **extra)
+            console.print(f"[green]{name}[/] done in {info['seconds']:.1f} s", highlight=False)
+            _print_step_summary(info, notes)
+    if notes:
+        console.print(f"[yellow]{len(notes)} warning(s):[/]", highlight=False)
+        for n in notes:
+            console.print(f"  {n}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _one_line_warnings():  # noqa: ANN202
+    """Warnings from a step as one line each (``warning: message``), not file and source line."""
+    import contextlib
+    import warnings
+
+    @contextlib.contextmanager
+    def ctx():  # noqa: ANN202
+        old = warnings.formatwarning
+        warnings.formatwarning = lambda message, *a, **k: f"warning: {message}\n"  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            warnings.formatwarning = old
+
+    return ctx()
+
+
+def _print_step_summary(info: dict, notes: list[str]) -> None:
+    """The step's ``summary`` (what it kept and removed) and its ``warnings`` (collected in ``notes``)."""
+    result = info.get("result") or {}
+    if result.get("summary"):
+        console.print(f"  {result['summary']}", highlight=False, markup=False, soft_wrap=True)
+    notes.extend(result.get("warnings") or [])
 
 
 @app.command()
