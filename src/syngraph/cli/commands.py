@@ -28,17 +28,21 @@ def synth(
     out: Annotated[Path, typer.Argument(help="working directory to create")],
     shape: Annotated[tuple[int, int, int], typer.Option(help="X Y Z voxels")] = (256, 256, 128),
     seed: Annotated[int, typer.Option(help="random seed (same seed, same bytes)")] = 0,
-    voxel_size_nm: Annotated[tuple[float, float, float], typer.Option(help="X Y Z nm")] = (10.0, 10.0, 25.0),
+    voxel_size_nm: Annotated[tuple[float, float, float] | None, typer.Option(help="X Y Z nm (default 10 10 25, or the preset's)")] = None,
     big_ids: Annotated[bool, typer.Option("--big-ids", help="ids above 2**40")] = False,
     scheduler: Scheduler = None,
     workers: Workers = None,
     overwrite: Overwrite = False,
+    preset: Annotated[str, typer.Option(help="tissue variant: default, mouse-sstem, fly-fib, no-astrocytes, ... (docs/synth.md)")] = "default",
 ) -> None:
     """Write demo tissue with full ground truth: volumes, config, graph and gt/ tables."""
     from syngraph.synth import synthesize
+    from syngraph.synth.presets import get_preset
 
-    report = synthesize(out, shape_xyz=shape, seed=seed, voxel_size_nm=voxel_size_nm, big_ids=big_ids,
-                        compute=compute_for(None, scheduler, workers), overwrite=overwrite)
+    tissue = get_preset(preset)
+    report = synthesize(out, shape_xyz=shape, seed=seed, voxel_size_nm=voxel_size_nm or tissue.voxel_size_nm,
+                        big_ids=big_ids, compute=compute_for(None, scheduler, workers), overwrite=overwrite,
+                        params=tissue.params(), organelle_maps=tissue.organelle_maps)
     console.print(f"[green]wrote[/] {out}: {report}")
 
 
