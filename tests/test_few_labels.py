@@ -19,10 +19,10 @@ from syngraph.synth import synthesize
 from syngraph.synth.presets import PRESETS
 
 VARIANT = "astrocyte-rich"
-TRAIN_SEED, TEST_SEED = 11, 12
+TRAIN_SEED, TEST_SEED = 13, 14  # not the seeds the L2 penalty was chosen on (11, 12)
 
 
-def pick_labels(workdir: Path, n: int, seed: int = 0, max_astrocyte: int = 20) -> Path:
+def pick_labels(workdir: Path, n: int, seed: int = 0, max_astrocyte: int = 10) -> Path:
     """A user's labels: ``n`` supervoxels of ``workdir`` drawn at random, at most ``max_astrocyte``
     of them astrocyte (the rest neuron), written as ``labels.csv`` (``sv_id``, ``is_astrocyte``)."""
     ids, y = demo_labels(workdir)

@@ -273,13 +273,18 @@ def fit_boosted(x: np.ndarray, y: np.ndarray, names: tuple[str, ...] = FEATURES)
     return BoostedModel(names, trees, baseline, n_train=int(x.shape[0]))
 
 
+# L2 penalty of logistic stages (per row, on standardised features): chosen on 50 labels of one
+# astrocyte-rich demo seed scored on another (docs/models.md); 0.01 overfits 50 rows
+STAGE_L2 = 0.1
+
+
 def fit_stage(x: np.ndarray, y: np.ndarray, learner: str = "logistic",
               names: tuple[str, ...] = FEATURES) -> Stage:
     """One stage with ``learner`` (one of :data:`LEARNERS`)."""
     if learner == "boosted":
         return fit_boosted(x, y, names)
     if learner == "logistic":
-        return fit_logistic(x, y, names=names)
+        return fit_logistic(x, y, l2=STAGE_L2, names=names)
     raise ValueError(f"unknown astrocyte learner {learner!r}; use one of {', '.join(LEARNERS)}")
 
 

@@ -48,9 +48,13 @@ from syngraph.io.volume import open_layer
 from syngraph.models.astrocyte import (
     DEFAULT_MODEL_PATH,
     FEATURES,
+    LEARNERS,
     AstrocyteClassifier,
+    ContextModel,
     GraphData,
     context_features,
+    cross_validate_context,
+    fit_context_model,
     load_domain,
     load_model,
 )
@@ -517,10 +521,9 @@ def train_astrocytes(
     with ``gt/cells`` gives it). Features come from ``tables/sv_features.parquet`` (computed if
     missing). ``learner``: ``boosted`` (gradient-boosted trees), ``logistic``, or ``auto``
     (boosted when both classes have at least :data:`MIN_BOOSTED_PER_CLASS` labelled rows).
-    Writes ``out`` (default ``<wd>/models/astrocyte.npz``); returns ``(path, cv_acc)``.
+    Writes ``out`` (default ``<wd>/models/astrocyte.npz``) with the domain of every supervoxel of
+    the working directory (:mod:`syngraph.models.domain`); returns ``(path, cv_acc)``.
     """
-    from syngraph.models.astrocyte import LEARNERS, cross_validate_context, fit_context_model
-
     workdir = Path(workdir)
     cfg = config or load_config(workdir)
     compute = compute or Compute.from_config(cfg.compute)
@@ -535,7 +538,7 @@ def train_astrocytes(
     acc = cross_validate_context([data], folds, learner=learner)[0]
     model = type(model)(model.local, dataclasses.replace(model.context, cv_accuracy=acc))
     path = Path(out) if out is not None else Project(workdir).workdir / "models" / "astrocyte.npz"
-    model.save(path)
+    model.save(path, Domain.fit(data.features, FEATURES))  # the domain: every supervoxel of this volume
     return path, acc
 
 
@@ -627,8 +630,6 @@ def main(argv: list[str] | None = None) -> int:
     ``--domain-only`` keeps the stages of the model in ``--out`` and re-saves it with the domain.
     """
     import argparse
-
-    from syngraph.models.astrocyte import LEARNERS, ContextModel, cross_validate_context, fit_context_model
 
     ap = argparse.ArgumentParser(prog="python -m syngraph.steps.astrocytes", description=main.__doc__)
     ap.add_argument("workdirs", nargs="+", type=Path, help="demo working directories")
