@@ -19,6 +19,8 @@ What counts (T = the working directory's ``cells.min_cc_size_nm``, the pruning s
   splitting rules (``tables/sv_class.parquet``) against the truth; ``astrocyte_accuracy_all``
   over every supervoxel, ``astrocyte_accuracy_classifier`` the thresholded probability alone
   over every supervoxel.
+- ``astrocyte_domain_distance``, ``astrocyte_held_back``: the astrocyte step's domain check
+  (``steps/astrocytes/domain.json``; docs/models.md): a held-back model predicts no astrocyte.
 """
 
 from __future__ import annotations
