@@ -228,8 +228,9 @@ def assign_organelles(
             p = np.minimum(np.searchsorted(ids, o), max(ids.size - 1, 0))
             known = ids[p] == o if ids.size else np.zeros(o.size, bool)
             keep &= known & (np.where(known, size[p], 0) > min_size)
-        out.append(pa.table({"cell_id": cid[keep], "organelle_layer": [layer] * int(keep.sum()),
-                             "organelle_id": o[keep], "ratio": r[keep]}))
+        out.append(pa.table({"cell_id": cid[keep], "organelle_id": o[keep], "ratio": r[keep],
+                             "organelle_layer": pa.array([layer] * int(keep.sum()), pa.string())},
+                            schema=empty.schema))
     if not out:
         return empty
     res = pa.concat_tables(out)
