@@ -227,3 +227,14 @@ def test_demo_ground_truth_no_splits_no_merges(demo_full):
     assert demo_full["n_merge"] == 0
     assert demo_full["n_recovered"] == demo_full["n_true_neurons"]
     assert demo_full["astrocyte_accuracy"] >= 0.95
+
+
+def test_assign_organelles_with_a_layer_that_keeps_nothing():
+    """A layer whose rows are all filtered out must not break the concatenation (a null column)."""
+    from syngraph.steps.cells import assign_organelles
+
+    s2c = pa.table({"sv_id": np.array([1, 2], np.uint64), "cell_id": np.array([10, 10], np.uint64)})
+    overlap = pa.table({"sv_id": np.array([1, 2], np.uint64), "organelle_layer": ["mi", "vc"],
+                        "organelle_id": np.array([5, 6], np.uint64), "ratio": [0.9, 0.01]})
+    out = assign_organelles(s2c, overlap, {}, {"mi": (0.5, 1.0, 0), "vc": (0.5, 1.0, 0)})
+    assert out.to_pydict() == {"cell_id": [10], "organelle_layer": ["mi"], "organelle_id": [5], "ratio": [0.9]}

@@ -71,6 +71,21 @@ def test_pinky40_cells_without_graph(tmp_path, pinky40_labels, min_cc_size_nm):
             mesh = p.cell(cid).mesh
             assert len(mesh.faces) > 0 and mesh.is_closed
     kinds = cells.column("kind").to_pylist()
+    # issue 18: the step reports its domain measurement and either holds back (every label neuron)
+    # or labels the large glia fragment (the largest label, 27 % of the volume) astrocyte
+    import json
+
+    domain = json.loads((wd / "steps" / "astrocytes" / "domain.json").read_text())
+    assert domain["measured"] and 0 <= domain["distance"] <= 1 and len(domain["ks"]) == len(FEATURES)
+    sv_class = p.objects("sv_class")
+    kind_of = dict(zip(sv_class.column("sv_id").to_pylist(), sv_class.column("kind").to_pylist(), strict=True))
+    glia = int(sv["id"].to_numpy()[np.argmax(sv["size_vx"].to_numpy())])
+    if domain["in_domain"]:
+        assert kind_of[glia] == "astrocyte"
+    else:
+        assert set(kind_of.values()) == {"neuron"}
+    print(f"\npinky40 domain distance {domain['distance']:.2f} (threshold {domain['threshold']:.2f}), "
+          f"glia label {glia}: {kind_of[glia]}")
     print(f"\npinky40 (min_cc_size_nm={min_cc_size_nm}): {cells.num_rows} cells "
           f"({kinds.count('astrocyte')} astrocyte), rag {t1 - t0:.1f} s, astrocytes {t2 - t1:.1f} s, "
           f"cells {t3 - t2:.1f} s")

@@ -19,6 +19,19 @@ def edge_array(table: Any, a: str = "sv_a", b: str = "sv_b") -> np.ndarray:
     return np.stack([table.column(a).to_numpy(), table.column(b).to_numpy()], 1).astype(np.uint64)
 
 
+def map_to_cells(sv_ids: np.ndarray, sv_table: np.ndarray, cell_table: np.ndarray) -> np.ndarray:
+    """Cell id of each supervoxel (0 where the supervoxel is in no cell); tables sorted by sv id.
+
+    >>> map_to_cells(np.array([5, 2, 9], np.uint64), np.array([2, 5], np.uint64), np.array([7, 8], np.uint64)).tolist()
+    [8, 7, 0]
+    """
+    if len(sv_table) == 0:
+        return np.zeros(len(sv_ids), np.uint64)
+    pos = np.clip(np.searchsorted(sv_table, sv_ids), 0, len(sv_table) - 1)
+    hit = sv_table[pos] == sv_ids
+    return np.where(hit, cell_table[pos], 0).astype(np.uint64)
+
+
 def normalize_edges(edges: np.ndarray) -> np.ndarray:
     """Edges as a sorted ``(m, 2)`` uint64 array with ``a < b``, no self edges, no duplicates.
 

@@ -42,17 +42,21 @@ def synth(
     out: Annotated[Path, typer.Argument(help="working directory to create")],
     shape: Annotated[tuple[int, int, int], typer.Option(help="X Y Z voxels")] = (256, 256, 128),
     seed: Annotated[int, typer.Option(help="random seed (same seed, same bytes)")] = DEMO_SEED,
-    voxel_size_nm: Annotated[tuple[float, float, float], typer.Option(help="X Y Z nm")] = (10.0, 10.0, 25.0),
+    voxel_size_nm: Annotated[tuple[float, float, float] | None, typer.Option(help="X Y Z nm (default 10 10 25, or the preset's)")] = None,
     big_ids: Annotated[bool, typer.Option("--big-ids", help="ids above 2**63 (tests 64-bit id handling)")] = False,
     scheduler: Scheduler = None,
     workers: Workers = None,
     overwrite: Overwrite = False,
+    preset: Annotated[str, typer.Option(help="tissue variant: default, mouse-sstem, fly-fib, no-astrocytes, ... (docs/synth.md)")] = "default",
 ) -> None:
     """Write demo tissue with full ground truth: volumes, config, graph and gt/ tables."""
     from syngraph.synth import synthesize
+    from syngraph.synth.presets import get_preset
 
-    report = synthesize(out, shape_xyz=shape, seed=seed, voxel_size_nm=voxel_size_nm, big_ids=big_ids,
-                        compute=compute_for(None, scheduler, workers), overwrite=overwrite)
+    tissue = get_preset(preset)
+    report = synthesize(out, shape_xyz=shape, seed=seed, voxel_size_nm=voxel_size_nm or tissue.voxel_size_nm,
+                        big_ids=big_ids, compute=compute_for(None, scheduler, workers), overwrite=overwrite,
+                        params=tissue.params(), organelle_maps=tissue.organelle_maps)
     console.print(f"[green]wrote[/] {out}: {report}")
 
 
@@ -160,6 +164,7 @@ def run(
     overwrite: Overwrite = False,
     contacts_only: Annotated[bool, typer.Option("--contacts-only", help="synapses: contact sites alone (no sj map needed)")] = False,
     drop_unknown: Annotated[bool, typer.Option("--drop-unknown", help="rag: drop edges naming supervoxels absent from the volume")] = False,
+    trust_model: Annotated[bool, typer.Option("--trust-model", help="astrocytes: use the model even outside its training domain")] = False,
 ) -> None:
     """Run one pipeline step (resumes where a killed run stopped), or all of them."""
     from syngraph.checks import check_project
@@ -170,17 +175,51 @@ def run(
     compute = compute_for(wd, scheduler, workers)
     cfg = check_project(wd, compute.scheduler)  # fail early, naming every bad key, layer and file
     show_plan(wd, names, cfg, quiet=step != "all")  # every missing input, before any work
+    notes: list[str] = []
     with session(compute):
         for name in names:
             extra = {"contacts_only": True} if contacts_only and name == "synapses" else {}
             if drop_unknown and name == "rag":
                 extra["drop_unknown"] = True
-            info = run_step(wd, name, overwrite=overwrite, **extra)
-            console.print(f"[green]{name}[/] done in {info['seconds']:.1f} s")
+            if trust_model and name == "astrocytes":
+                extra["trust_model"] = True
+            with _one_line_warnings():
+                info = run_step(wd, name, overwrite=overwrite, **extra)
+            console.print(f"[green]{name}[/] done in {info['seconds']:.1f} s", highlight=False)
+            _print_step_summary(info, notes)
+    if notes:
+        console.print(f"[yellow]{len(notes)} warning(s):[/]", highlight=False)
+        for n in notes:
+            console.print(f"  {n}", highlight=False, markup=False, soft_wrap=True)
     if step == "all":
         from syngraph.report import write_report
 
         console.print(f"[green]wrote[/] {write_report(wd)}")
+
+
+def _one_line_warnings():  # noqa: ANN202
+    """Warnings from a step as one line each (``warning: message``), not file and source line."""
+    import contextlib
+    import warnings
+
+    @contextlib.contextmanager
+    def ctx():  # noqa: ANN202
+        old = warnings.formatwarning
+        warnings.formatwarning = lambda message, *a, **k: f"warning: {message}\n"  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            warnings.formatwarning = old
+
+    return ctx()
+
+
+def _print_step_summary(info: dict, notes: list[str]) -> None:
+    """The step's ``summary`` (what it kept and removed) and its ``warnings`` (collected in ``notes``)."""
+    result = info.get("result") or {}
+    if result.get("summary"):
+        console.print(f"  {result['summary']}", highlight=False, markup=False, soft_wrap=True)
+    notes.extend(result.get("warnings") or [])
 
 
 @app.command()

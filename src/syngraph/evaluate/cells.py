@@ -19,6 +19,8 @@ What counts (T = the working directory's ``cells.min_cc_size_nm``, the pruning s
   splitting rules (``tables/sv_class.parquet``) against the truth; ``astrocyte_accuracy_all``
   over every supervoxel, ``astrocyte_accuracy_classifier`` the thresholded probability alone
   over every supervoxel.
+- ``astrocyte_domain_distance``, ``astrocyte_held_back``: the astrocyte step's domain check
+  (``steps/astrocytes/domain.json``; docs/models.md): a held-back model predicts no astrocyte.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class CellScore(TypedDict):
     astrocyte_accuracy_classifier: float  # per supervoxel, thresholded probability vs truth
     astrocyte_recall: float  # in scope
     astrocyte_precision: float  # in scope
+    astrocyte_domain_distance: float  # the astrocyte step's domain distance (NaN: not measured)
+    astrocyte_held_back: int  # 1 when the step did not use its model (outside its training domain)
 
 
 def _lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray, missing: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -157,4 +161,16 @@ def score_cells(workdir: str | Path) -> CellScore:
         astrocyte_accuracy_classifier=acc(np.ones(gt_sv.size, bool), raw),
         astrocyte_recall=tp / max(int((is_astro_true & scored).sum()), 1),
         astrocyte_precision=tp / max(int((final & scored).sum()), 1),
+        **_domain(wd),
     )
+
+
+def _domain(wd: Path) -> dict[str, float | int]:
+    """The astrocyte step's domain measurement (``steps/astrocytes/domain.json``)."""
+    import json
+
+    p = wd / "steps" / "astrocytes" / "domain.json"
+    d = json.loads(p.read_text()) if p.exists() else {}
+    dist = float(d["distance"]) if d.get("measured") else float("nan")
+    held = int(bool(d.get("measured")) and not d.get("in_domain", True) and not d.get("trust_model", False))
+    return {"astrocyte_domain_distance": dist, "astrocyte_held_back": held}

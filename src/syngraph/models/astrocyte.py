@@ -21,6 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
+from syngraph.models.domain import Domain
 from syngraph.models.trees import Trees, from_gradient_boosting
 
 FEATURES: tuple[str, ...] = (
@@ -175,8 +176,10 @@ class ContextModel:
     def refine(self, features: np.ndarray, context: np.ndarray) -> np.ndarray:
         return self.context.predict(np.c_[np.asarray(features, np.float64), np.asarray(context, np.float64)])
 
-    def save(self, path: str | Path) -> Path:
-        return _save_npz(path, self.local.arrays() | self.context.arrays("context_"))
+    def save(self, path: str | Path, domain: Domain | None = None) -> Path:
+        """Both stages, and ``domain`` (the training features' distribution) when given."""
+        return _save_npz(path, self.local.arrays() | self.context.arrays("context_")
+                         | (domain.arrays() if domain is not None else {}))
 
 
 def _save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
@@ -270,13 +273,18 @@ def fit_boosted(x: np.ndarray, y: np.ndarray, names: tuple[str, ...] = FEATURES)
     return BoostedModel(names, trees, baseline, n_train=int(x.shape[0]))
 
 
+# L2 penalty of logistic stages (per row, on standardised features): chosen on 50 labels of one
+# astrocyte-rich demo seed scored on another (docs/models.md); 0.01 overfits 50 rows
+STAGE_L2 = 0.1
+
+
 def fit_stage(x: np.ndarray, y: np.ndarray, learner: str = "logistic",
               names: tuple[str, ...] = FEATURES) -> Stage:
     """One stage with ``learner`` (one of :data:`LEARNERS`)."""
     if learner == "boosted":
         return fit_boosted(x, y, names)
     if learner == "logistic":
-        return fit_logistic(x, y, names=names)
+        return fit_logistic(x, y, l2=STAGE_L2, names=names)
     raise ValueError(f"unknown astrocyte learner {learner!r}; use one of {', '.join(LEARNERS)}")
 
 
@@ -396,13 +404,22 @@ def cross_validate_context(data: list[GraphData], folds: int = 5, seed: int = 0,
 
 
 def default_model() -> Stage | ContextModel:
-    """The shipped model (trained on demo tissue seeds 0-39, see docs/cells.md)."""
+    """The shipped model (trained on demo tissue seeds 0-39, see docs/models.md)."""
     if not DEFAULT_MODEL_PATH.exists():
         raise FileNotFoundError(
             f"the default astrocyte model {DEFAULT_MODEL_PATH} is missing from this installation; "
             f"train one with `syngraph train astrocytes --labels TABLE` and set cells.astrocyte_model"
         )
     return load_model(DEFAULT_MODEL_PATH)
+
+
+def load_domain(path: str | Path | None) -> Domain | None:
+    """The training-feature distribution stored with the model in ``path`` (default: the shipped
+    model), or None when the file has none (a model saved before domain checks)."""
+    domain = Domain.load(DEFAULT_MODEL_PATH if path is None else path)
+    if domain is not None and domain.names != FEATURES:
+        raise ValueError(f"{path}: stored domain features {domain.names} differ from {FEATURES}")
+    return domain
 
 
 def load_model(path: str | Path | None) -> Stage | ContextModel:
@@ -414,61 +431,3 @@ def load_model(path: str | Path | None) -> Stage | ContextModel:
         if "context_feature_names" not in z:
             return local
         return ContextModel(local, _stage_from_arrays(z, "context_", FEATURES + CONTEXT_FEATURES, path))
-
-
-def demo_labels(workdir: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(sv_ids sorted, is_astrocyte 0/1)`` from a demo tissue's ``gt/sv_to_cell`` + ``gt/cells``."""
-    import pyarrow.parquet as pq
-
-    gt = Path(workdir) / "gt"
-    cells = pq.read_table(gt / "cells.parquet")
-    astro_cells = np.asarray(cells.column("cell_id").to_numpy(), np.uint64)[
-        np.asarray(cells.column("type").to_pylist(), dtype=object) == "astrocyte"
-    ]
-    s2c = pq.read_table(gt / "sv_to_cell.parquet").sort_by("sv_id")
-    ids = s2c.column("sv_id").to_numpy().astype(np.uint64)
-    y = np.isin(s2c.column("cell_id").to_numpy().astype(np.uint64), astro_cells).astype(float)
-    return ids, y
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Train the shipped default model on demo working directories (features from the pipeline).
-
-    ``python -m syngraph.models.astrocyte WD [WD ...] [--out PATH] [--learner boosted|logistic]``:
-    each WD is a demo tissue (``syngraph synth``) on which ``syngraph run init`` and ``run rag``
-    have run; the astrocyte features are computed there if missing
-    (``tables/sv_features.parquet``), labels come from ``gt/``. Prints the accuracy of the
-    two-stage model on held-out working directories (five groups; context from out-of-fold
-    first-stage probabilities) and writes it (default: the shipped :data:`DEFAULT_MODEL_PATH`).
-    """
-    import argparse
-    import dataclasses
-
-    from syngraph.config import load_config
-    from syngraph.engine import Compute
-    from syngraph.steps.astrocytes import graph_data
-
-    ap = argparse.ArgumentParser(prog="python -m syngraph.models.astrocyte", description=main.__doc__)
-    ap.add_argument("workdirs", nargs="+", type=Path, help="demo working directories")
-    ap.add_argument("--out", type=Path, default=DEFAULT_MODEL_PATH, help="model file to write")
-    ap.add_argument("--learner", choices=LEARNERS, default="boosted", help="model of both stages")
-    args = ap.parse_args(argv)
-    data = []
-    for wd in args.workdirs:
-        ids, y = demo_labels(wd)
-        data.append(graph_data(wd, ids, y, load_config(wd), Compute(scheduler="serial"), False, f"{wd}/gt"))
-        print(f"{wd}: {ids.size} supervoxels, {int(y.sum())} astrocyte")
-    held = cross_validate_context(data, learner=args.learner) if len(data) > 1 else []
-    cv = float(np.mean(held)) if held else cross_validate_context(data, learner=args.learner)[0]
-    model = fit_context_model(data, learner=args.learner)
-    model = ContextModel(model.local, dataclasses.replace(model.context, cv_accuracy=cv))
-    model.save(args.out)
-    n = sum(d.y.size for d in data)
-    print(f"{n} supervoxels ({int(sum(d.y.sum() for d in data))} astrocyte); held-out-workdir "
-          f"accuracy {', '.join(f'{h:.3f}' for h in held)} (mean {cv:.4f})")
-    print(f"wrote {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -125,7 +125,7 @@ def candidate_labels_from_truth(workdir: str | Path, max_dist_nm: float = 500.0)
     import pyarrow.parquet as pq
 
     from syngraph.evaluate.synapses import match_synapses
-    from syngraph.steps.synapses.cluster import map_to_cells
+    from syngraph.graph import map_to_cells
 
     wd = Path(workdir)
     syn = pq.read_table(wd / "tables" / "syn_ssv.parquet")

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,16 +46,27 @@ from syngraph.engine import (
 from syngraph.graph import connected_components, edge_array, group_diagonal_nm, induced_components
 from syngraph.io.volume import open_layer
 from syngraph.models.astrocyte import (
+    DEFAULT_MODEL_PATH,
     FEATURES,
+    LEARNERS,
     AstrocyteClassifier,
+    ContextModel,
     GraphData,
     context_features,
+    cross_validate_context,
+    fit_context_model,
+    load_domain,
     load_model,
 )
+from syngraph.models.domain import Domain, DomainReport
 from syngraph.project import Project
 from syngraph.steps.cells import CellsError, SvData
 
 EDT_HALO_VX = 8
+
+
+class DomainWarning(UserWarning):
+    """The data lies outside the model's training distribution; the prediction was not used."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,11 @@ class AstrocyteReport:
     n_astrocyte_sv: int
     n_moved_to_neuron: int
     n_moved_to_astrocyte: int
+    domain_distance: float | None = None  # median per-feature KS (syngraph.models.domain); None: no stored domain
+    domain_threshold: float | None = None
+    held_back: bool = False  # outside the training domain: every supervoxel kept as neuron (no split)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    summary: str = ""
 
 
 # --------------------------------------------------------------------------- features
@@ -399,8 +417,16 @@ def run_astrocytes(
     overwrite: bool = False,
     progress: bool | None = None,
     classifier: AstrocyteClassifier | None = None,
+    trust_model: bool = False,
 ) -> AstrocyteReport:
-    """Features, probabilities and splitting; writes ``sv_features`` and ``sv_class``."""
+    """Features, probabilities and splitting; writes ``sv_features``, ``sv_class`` and
+    ``steps/astrocytes/domain.json``.
+
+    When the model file stores its training domain (:mod:`syngraph.models.domain`) and the
+    features lie outside it, the prediction is not used (every supervoxel stays neuron, nothing
+    is split) and a :class:`DomainWarning` says how to train on this volume's labels;
+    ``trust_model`` uses the prediction anyway. A ``classifier`` object may carry ``.domain``.
+    """
     workdir = Path(workdir)
     cfg = config or load_config(workdir)
     compute = compute or Compute.from_config(cfg.compute)
@@ -409,6 +435,7 @@ def run_astrocytes(
         if not project.table_path(name).exists():
             raise CellsError(f"{project.table_path(name)} is missing; run `syngraph run {step}` first")
     model = classifier or astrocyte_model(workdir, cfg)
+    domain = getattr(classifier, "domain", None) if classifier is not None else astrocyte_domain(workdir, cfg)
     sv, feats = compute_features(workdir, config=cfg, compute=compute, overwrite=overwrite, progress=progress)
     edges = edge_array(project.objects("rag_pruned"))
     local = np.asarray(model.predict(feats), np.float64)
@@ -416,7 +443,9 @@ def run_astrocytes(
     if hasattr(model, "refine"):
         contacts, area = _contacts(project)
         prob = np.asarray(model.refine(feats, context_features(sv.ids, local, edges, contacts, area)), np.float64)
-    predicted = prob >= cfg.cells.astrocyte_threshold
+    check = _domain_check(project, domain, feats, cfg.cells.astrocyte_model, trust_model)
+    held_back = check is not None and not check.in_domain and not trust_model
+    predicted = (prob >= cfg.cells.astrocyte_threshold) & (not held_back)
     comps = project.objects("sv_components")
     kept_ids = comps.column("sv_id").to_numpy()[comps.column("kept").to_numpy(zero_copy_only=False)].astype(np.uint64)
     kpos = sv.index(kept_ids)
@@ -431,12 +460,44 @@ def run_astrocytes(
         pa.table({"sv_id": sv.ids, "astrocyte_prob": prob, "astrocyte_prob_local": local,
                   "predicted": predicted, "kind": kind.tolist()}),
         project.table_path("sv_class"),
-        {"astrocyte_threshold": cfg.cells.astrocyte_threshold},
+        {"astrocyte_threshold": cfg.cells.astrocyte_threshold, "held_back": held_back},
     )
+    notes = []
+    if held_back and check is not None:
+        notes.append(
+            f"astrocytes: the model was not used, every supervoxel stays neuron (no split): {check.summary()}; "
+            f"label a few dozen supervoxels of this volume and run `syngraph train astrocytes --labels TABLE`, "
+            f"then set cells.astrocyte_model, or rerun with --trust-model to use it anyway "
+            f"({DOMAIN_JSON} in steps/astrocytes)")
+        warnings.warn(notes[-1], DomainWarning, stacklevel=2)
+    n_final = int(final.sum())
     return AstrocyteReport(
-        n_sv=int(sv.ids.size), n_predicted=int(predicted.sum()), n_astrocyte_sv=int(final.sum()),
+        n_sv=int(sv.ids.size), n_predicted=int(predicted.sum()), n_astrocyte_sv=n_final,
         n_moved_to_neuron=int((predicted & ~final).sum()), n_moved_to_astrocyte=int((~predicted & final).sum()),
+        domain_distance=None if check is None else check.distance,
+        domain_threshold=None if check is None else check.threshold,
+        held_back=held_back, warnings=notes,
+        summary=(f"{n_final} of {sv.ids.size} supervoxels astrocyte, {sv.ids.size - n_final} neuron"
+                 + (" (model held back: outside its training domain)" if held_back else "")
+                 + ("" if check is None else f"; domain distance {check.distance:.2f} / {check.threshold:.2f}")),
     )
+
+
+DOMAIN_JSON = "domain.json"
+
+
+def _domain_check(project: Project, domain: Domain | None, feats: np.ndarray, model_path: str | None,
+                  trust_model: bool) -> DomainReport | None:
+    """Measure ``feats`` against the model's training domain; write ``steps/astrocytes/domain.json``."""
+    out = project.step_dir("astrocytes") / DOMAIN_JSON
+    report = domain.distance(feats) if domain is not None else None
+    body = {"model": str(model_path or DEFAULT_MODEL_PATH), "trust_model": trust_model,
+            "measured": report is not None} | (report.to_dict() if report is not None else {})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(body, indent=1))
+    tmp.replace(out)
+    return report
 
 
 MIN_BOOSTED_PER_CLASS = 50  # labelled rows per class below which `auto` trains logistic stages
@@ -460,10 +521,9 @@ def train_astrocytes(
     with ``gt/cells`` gives it). Features come from ``tables/sv_features.parquet`` (computed if
     missing). ``learner``: ``boosted`` (gradient-boosted trees), ``logistic``, or ``auto``
     (boosted when both classes have at least :data:`MIN_BOOSTED_PER_CLASS` labelled rows).
-    Writes ``out`` (default ``<wd>/models/astrocyte.npz``); returns ``(path, cv_acc)``.
+    Writes ``out`` (default ``<wd>/models/astrocyte.npz``) with the domain of every supervoxel of
+    the working directory (:mod:`syngraph.models.domain`); returns ``(path, cv_acc)``.
     """
-    from syngraph.models.astrocyte import LEARNERS, cross_validate_context, fit_context_model
-
     workdir = Path(workdir)
     cfg = config or load_config(workdir)
     compute = compute or Compute.from_config(cfg.compute)
@@ -478,7 +538,7 @@ def train_astrocytes(
     acc = cross_validate_context([data], folds, learner=learner)[0]
     model = type(model)(model.local, dataclasses.replace(model.context, cv_accuracy=acc))
     path = Path(out) if out is not None else Project(workdir).workdir / "models" / "astrocyte.npz"
-    model.save(path)
+    model.save(path, Domain.fit(data.features, FEATURES))  # the domain: every supervoxel of this volume
     return path, acc
 
 
@@ -519,6 +579,14 @@ def astrocyte_model(workdir: str | Path, cfg: ProjectConfig) -> AstrocyteClassif
     return load_model_file(load_model, project_path(workdir, name) if name else None, "cells.astrocyte_model")
 
 
+def astrocyte_domain(workdir: str | Path, cfg: ProjectConfig):  # noqa: ANN201
+    """The training-feature distribution stored with the model ``cells.astrocyte_model`` names."""
+    from syngraph.config import project_path
+
+    name = cfg.cells.astrocyte_model
+    return load_domain(project_path(workdir, name) if name else None)
+
+
 def load_features(workdir: str | Path, cfg: ProjectConfig, compute: Compute | None, progress: bool | None) -> tuple[np.ndarray, np.ndarray]:
     project = Project(workdir)
     if not project.table_path("sv_features").exists():
@@ -549,3 +617,67 @@ def read_labels(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         y = (np.asarray(t.column("type").to_pylist(), dtype=object) == "astrocyte").astype(float)
     order = np.argsort(ids)
     return ids[order], y[order]
+
+
+def demo_labels(workdir: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(sv_ids sorted, is_astrocyte 0/1)`` from a demo tissue's ``gt/sv_to_cell`` + ``gt/cells``."""
+    import pyarrow.parquet as pq
+
+    gt = Path(workdir) / "gt"
+    cells = pq.read_table(gt / "cells.parquet")
+    astro_cells = np.asarray(cells.column("cell_id").to_numpy(), np.uint64)[
+        np.asarray(cells.column("type").to_pylist(), dtype=object) == "astrocyte"
+    ]
+    s2c = pq.read_table(gt / "sv_to_cell.parquet").sort_by("sv_id")
+    ids = s2c.column("sv_id").to_numpy().astype(np.uint64)
+    y = np.isin(s2c.column("cell_id").to_numpy().astype(np.uint64), astro_cells).astype(float)
+    return ids, y
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train the shipped default model on demo working directories (features from the pipeline).
+
+    ``python -m syngraph.steps.astrocytes WD [WD ...] [--out PATH] [--learner boosted|logistic]
+    [--domain-only]``: each WD is a demo tissue (``syngraph synth``) on which ``syngraph run init``
+    and ``run rag`` have run; the astrocyte features are computed there if missing
+    (``tables/sv_features.parquet``), labels come from ``gt/``. Prints the accuracy of the
+    two-stage model on held-out working directories (five groups; context from out-of-fold
+    first-stage probabilities) and writes it with the distribution of every supervoxel's features
+    (the domain check's reference; default file: the shipped :data:`DEFAULT_MODEL_PATH`).
+    ``--domain-only`` keeps the stages of the model in ``--out`` and re-saves it with the domain.
+    """
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m syngraph.steps.astrocytes", description=main.__doc__)
+    ap.add_argument("workdirs", nargs="+", type=Path, help="demo working directories")
+    ap.add_argument("--out", type=Path, default=DEFAULT_MODEL_PATH, help="model file to write")
+    ap.add_argument("--learner", choices=LEARNERS, default="boosted", help="model of both stages")
+    ap.add_argument("--domain-only", action="store_true", help="keep the model's stages, store the domain")
+    args = ap.parse_args(argv)
+    data = []
+    for wd in args.workdirs:
+        ids, y = demo_labels(wd)
+        data.append(graph_data(wd, ids, y, load_config(wd), Compute(scheduler="serial"), False, f"{wd}/gt"))
+        print(f"{wd}: {ids.size} supervoxels, {int(y.sum())} astrocyte")
+    domain = Domain.fit(np.concatenate([d.features for d in data]), FEATURES)
+    if args.domain_only:
+        model = load_model(args.out)
+        if not isinstance(model, ContextModel):
+            raise SystemExit(f"{args.out}: --domain-only needs a two-stage model")
+        model.save(args.out, domain)
+        print(f"wrote {args.out} (stages unchanged; domain of {domain.n_train} supervoxels)")
+        return 0
+    held = cross_validate_context(data, learner=args.learner) if len(data) > 1 else []
+    cv = float(np.mean(held)) if held else cross_validate_context(data, learner=args.learner)[0]
+    model = fit_context_model(data, learner=args.learner)
+    model = ContextModel(model.local, dataclasses.replace(model.context, cv_accuracy=cv))
+    model.save(args.out, domain)
+    n = sum(d.y.size for d in data)
+    print(f"{n} supervoxels ({int(sum(d.y.sum() for d in data))} astrocyte); held-out-workdir "
+          f"accuracy {', '.join(f'{h:.3f}' for h in held)} (mean {cv:.4f})")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -26,7 +26,8 @@ applies the first layer's to all, syconn.md §6.1.1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,9 @@ class CellsReport:
     n_astrocytes: int
     n_sv: int
     n_edges: int
+    n_sv_not_in_cells: int = 0  # pruned by the rag step (cells.min_cc_size_nm)
+    warnings: list[str] = field(default_factory=list)
+    summary: str = ""
 
 
 @dataclass
@@ -224,8 +228,9 @@ def assign_organelles(
             p = np.minimum(np.searchsorted(ids, o), max(ids.size - 1, 0))
             known = ids[p] == o if ids.size else np.zeros(o.size, bool)
             keep &= known & (np.where(known, size[p], 0) > min_size)
-        out.append(pa.table({"cell_id": cid[keep], "organelle_layer": pa.array([layer] * int(keep.sum()), pa.string()),
-                             "organelle_id": o[keep], "ratio": r[keep]}))
+        out.append(pa.table({"cell_id": cid[keep], "organelle_id": o[keep], "ratio": r[keep],
+                             "organelle_layer": pa.array([layer] * int(keep.sum()), pa.string())},
+                            schema=empty.schema))
     if not out:
         return empty
     res = pa.concat_tables(out)
@@ -330,10 +335,21 @@ def run_cells(
         mesh_cells(workdir, cells.column("cell_id").to_numpy(), config=cfg, compute=compute, progress=progress,
                    overwrite_occupancy=overwrite)
     kinds = np.asarray(cells.column("kind").to_pylist(), dtype=object)
+    n_neurons, n_astro = int((kinds == "neuron").sum()), int((kinds == "astrocyte").sum())
+    left_out = int(inputs.sv.ids.size) - s2c.num_rows
+    notes = [] if cells.num_rows else [
+        f"cells: no cell was built: all {left_out} supervoxels were pruned by the rag step "
+        f"(cells.min_cc_size_nm = {cfg.cells.min_cc_size_nm:g} nm); lower it in syngraph.toml"]
+    if notes:
+        warnings.warn(notes[0], UserWarning, stacklevel=2)
     return CellsReport(
         n_cells=cells.num_rows,
-        n_neurons=int((kinds == "neuron").sum()),
-        n_astrocytes=int((kinds == "astrocyte").sum()),
+        n_neurons=n_neurons,
+        n_astrocytes=n_astro,
         n_sv=s2c.num_rows,
         n_edges=int(inputs.edges.shape[0]),
+        n_sv_not_in_cells=left_out,
+        warnings=notes,
+        summary=(f"kept {cells.num_rows} cells ({n_neurons} neuron, {n_astro} astrocyte) of {s2c.num_rows} "
+                 f"supervoxels; {left_out} supervoxels removed by pruning are in no cell"),
     )

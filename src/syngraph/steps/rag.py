@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,36 @@ class RagReport:
     n_components: int
     n_components_kept: int
     n_sv_kept: int
+    n_vx_kept: int = 0
+    n_vx_removed: int = 0
+    warnings: list[str] = field(default_factory=list)
+    summary: str = ""
+
+
+class PruningWarning(UserWarning):
+    """Pruning (``cells.min_cc_size_nm``) removed most of the volume."""
+
+
+def pruning_warning(diag_nm: np.ndarray, comp: np.ndarray, kept: np.ndarray, size_vx: np.ndarray,
+                    min_cc_size_nm: float) -> str | None:
+    """One line when pruning removed every component or more than half of the voxels, else None.
+
+    Arrays are per supervoxel: component id, component diagonal (nm), kept, voxels.
+
+    >>> pruning_warning(np.array([4330.0]), np.array([1]), np.array([False]), np.array([8]), 5000.0)[:62]
+    'rag: pruning removed 1 of 1 components (8 of 8 voxels, 100 %):'
+    """
+    total = int(size_vx.sum())
+    removed = int(size_vx[~kept].sum())
+    if total == 0 or (kept.any() and 2 * removed <= total):
+        return None
+    n_comp = int(np.unique(comp).size)
+    n_gone = n_comp - int(np.unique(comp[kept]).size)
+    largest = float(diag_nm.max()) if diag_nm.size else 0.0
+    return (f"rag: pruning removed {n_gone} of {n_comp} components ({removed} of {total} voxels, "
+            f"{100 * removed / total:.0f} %): components whose bounding-box diagonal is <= "
+            f"cells.min_cc_size_nm = {min_cc_size_nm:g} nm are dropped (largest here {largest:.0f} nm); "
+            f"lower cells.min_cc_size_nm in syngraph.toml (0 keeps everything)")
 
 
 # --------------------------------------------------------------------------- pure cores
@@ -283,7 +313,7 @@ def run_rag(
     cfg = config or load_config(workdir)
     compute = compute or Compute.from_config(cfg.compute)
     project = Project(workdir)
-    ids, _size, bmin, bmax = sv_arrays(_sv_table(project))
+    ids, size_vx, bmin, bmax = sv_arrays(_sv_table(project))
     vs = tuple(project.layer("sv").info.voxel_size_nm)
 
     contacts = compute_contacts(workdir, config=cfg, compute=compute, overwrite=overwrite, progress=progress)
@@ -345,14 +375,26 @@ def run_rag(
         project.table_path("rag_pruned"),
     )
     n_comp = int(np.unique(comp).size)
+    n_comp_kept = int(np.unique(comp[kept]).size)
+    vx_kept = int(size_vx[kept].sum())
+    vx_removed = int(size_vx[~kept].sum())
+    note = pruning_warning(diag, comp, kept, size_vx, cfg.cells.min_cc_size_nm)
+    if note:
+        warnings.warn(note, PruningWarning, stacklevel=2)
     return RagReport(
         n_sv=int(ids.size),
         n_contacts=contacts.num_rows,
         n_edges=int(edges.shape[0]),
         n_edges_not_touching=n_not_touching,
         n_components=n_comp,
-        n_components_kept=int(np.unique(comp[kept]).size),
+        n_components_kept=n_comp_kept,
         n_sv_kept=int(kept.sum()),
+        n_vx_kept=vx_kept,
+        n_vx_removed=vx_removed,
+        warnings=[note] if note else [],
+        summary=(f"kept {n_comp_kept} of {n_comp} components ({int(kept.sum())} of {ids.size} supervoxels, "
+                 f"{vx_kept} voxels); removed {n_comp - n_comp_kept} ({vx_removed} voxels) "
+                 f"with diagonal <= cells.min_cc_size_nm = {cfg.cells.min_cc_size_nm:g} nm"),
     )
 
 

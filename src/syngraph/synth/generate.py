@@ -123,6 +123,7 @@ def synthesize(
     overwrite: bool = False,
     progress: bool | None = None,
     params: SynthParams | None = None,
+    organelle_maps: bool = True,
 ) -> SynthReport:
     """Write a demo working directory with synthetic tissue and its ground truth.
 
@@ -139,6 +140,8 @@ def synthesize(
     overwrite : replace an existing project in ``out_dir`` (its volumes, tables and steps).
     progress : show a progress bar (default: when stderr is a terminal).
     params : tissue parameters (densities, sizes); see :class:`SynthParams`.
+    organelle_maps : list ``mi`` and ``vc`` as project layers (rendered and in ``gt/`` either way);
+        presets (:mod:`syngraph.synth.presets`) set it with ``params`` and the voxel size.
 
     Writes ``syngraph.toml``, ``volumes.zarr/{sv,mi,vc,sj,syn_type,myelin,gt_*}``,
     ``rag.parquet`` and ``gt/{cells,sv_to_cell,sv_edges,synapses,skeletons,organelles}.parquet``
@@ -235,6 +238,8 @@ def synthesize(
         "syn_type": LayerSource(path="syn_type"),
         "myelin": LayerSource(path="myelin"),
     }
+    if not organelle_maps:
+        cfg.layers = {k: v for k, v in cfg.layers.items() if k not in ("mi", "vc")}
     cfg.rag = "rag.parquet"
     cfg.cells.min_cc_size_nm = DEMO_MIN_CC_SIZE_NM
     write_config(out, cfg)

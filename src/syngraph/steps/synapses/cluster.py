@@ -15,6 +15,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from syngraph.graph import map_to_cells as map_to_cells  # moved below models and steps (#18)
+
 
 @dataclass
 class Clustering:
@@ -23,16 +25,6 @@ class Clustering:
     n_dropped_same_cell: int
     n_dropped_no_cell: int
     n_dropped_small: int
-
-
-def map_to_cells(sv_ids: np.ndarray, sv_table: np.ndarray, cell_table: np.ndarray) -> np.ndarray:
-    """Cell id of each supervoxel (0 where the supervoxel is in no cell); tables sorted by sv id."""
-    pos = np.searchsorted(sv_table, sv_ids)
-    pos = np.clip(pos, 0, max(len(sv_table) - 1, 0))
-    if len(sv_table) == 0:
-        return np.zeros(len(sv_ids), np.uint64)
-    hit = sv_table[pos] == sv_ids
-    return np.where(hit, cell_table[pos], 0).astype(np.uint64)
 
 
 def _components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:

@@ -1,0 +1,141 @@
+"""Domain check for every learned model: how far new features lie from the training features.
+
+A model file stores its training features' distribution as plain arrays (:meth:`Domain.arrays`,
+prefix ``domain_``): per feature the quantiles at :data:`QUANTILE_LEVELS`. At prediction time
+:meth:`Domain.distance` compares the new rows with it:
+
+- per feature ``ks``: the Kolmogorov-Smirnov statistic, the largest gap between the new rows'
+  empirical CDF and the training CDF (piecewise linear through the stored quantiles); 0 = same
+  distribution, 1 = disjoint;
+- per feature ``outside``: the fraction of new rows outside the training's central 99 %
+  (quantiles 0.005-0.995; about 0.01 on data like the training data);
+- overall ``distance``: the median of the per-feature ``ks``. A median needs half of the
+  features to move: one feature that shifts (a different voxel size, a missing organelle map)
+  does not hold a model back, a different tissue does.
+
+``in_domain`` is ``distance <= threshold`` with ``threshold = max(DEFAULT_THRESHOLD,
+3 / sqrt(n_rows))``: the KS statistic of ``n`` rows drawn from the training distribution itself
+is about ``0.87 / sqrt(n)`` on average and rarely above ``1.63 / sqrt(n)``, so a few rows are
+never called foreign by chance alone. See docs/models.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+QUANTILE_LEVELS = np.linspace(0.0, 1.0, 201)  # every 0.5 %
+DEFAULT_THRESHOLD = 0.35  # median per-feature KS above which a model's prediction is not used
+_LO, _HI = 1, 199  # indices of the 0.5 % and 99.5 % quantiles
+
+
+@dataclass(frozen=True)
+class DomainReport:
+    """The measurement: overall ``distance`` vs ``threshold``, and per feature ``ks`` and ``outside``."""
+
+    n_rows: int
+    distance: float
+    threshold: float
+    in_domain: bool
+    ks: dict[str, float]
+    outside: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def worst(self, k: int = 3) -> list[tuple[str, float]]:
+        """The ``k`` features furthest from the training data (largest ``ks``)."""
+        return sorted(self.ks.items(), key=lambda kv: -kv[1])[:k]
+
+    def summary(self) -> str:
+        worst = ", ".join(f"{n} {v:.2f}" for n, v in self.worst())
+        verdict = "within" if self.in_domain else "OUTSIDE"
+        return (f"domain distance {self.distance:.2f} (threshold {self.threshold:.2f}, {self.n_rows} rows): "
+                f"{verdict} the training data; furthest features (KS): {worst}")
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Per-feature quantiles (``(len(QUANTILE_LEVELS), n_features)``) of a model's training rows."""
+
+    names: tuple[str, ...]
+    quantiles: np.ndarray
+    n_train: int
+
+    @classmethod
+    def fit(cls, x: np.ndarray, names: tuple[str, ...] | list[str]) -> Domain:
+        """The distribution of training rows ``x`` ``(n, len(names))`` (non-finite values ignored)."""
+        x = np.asarray(x, np.float64)
+        if x.ndim != 2 or x.shape[1] != len(names) or x.shape[0] == 0:
+            raise ValueError(f"Domain.fit needs rows of {len(names)} features, got shape {x.shape}")
+        q = np.stack([_quantiles(x[:, j]) for j in range(x.shape[1])], 1)
+        return cls(tuple(names), q, int(x.shape[0]))
+
+    def distance(self, x: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> DomainReport:
+        """How far rows ``x`` (same features, same order) lie from the training rows."""
+        x = np.asarray(x, np.float64)
+        if x.ndim != 2 or x.shape[1] != len(self.names):
+            raise ValueError(f"domain check expects (n, {len(self.names)}) features, got {x.shape}")
+        n = int(x.shape[0])
+        ks = np.array([_ks(x[:, j], self.quantiles[:, j]) for j in range(x.shape[1])])
+        outside = np.array([
+            float(np.mean((x[:, j] < self.quantiles[_LO, j]) | (x[:, j] > self.quantiles[_HI, j]))) if n else 0.0
+            for j in range(x.shape[1])
+        ])
+        dist = float(np.median(ks)) if n else 0.0
+        thr = max(float(threshold), 3.0 / np.sqrt(max(n, 1)))
+        return DomainReport(
+            n_rows=n, distance=round(dist, 4), threshold=round(thr, 4), in_domain=bool(dist <= thr),
+            ks={k: round(float(v), 4) for k, v in zip(self.names, ks, strict=True)},
+            outside={k: round(float(v), 4) for k, v in zip(self.names, outside, strict=True)},
+        )
+
+    def arrays(self, prefix: str = "domain_") -> dict[str, np.ndarray]:
+        return {f"{prefix}names": np.array(self.names), f"{prefix}quantiles": self.quantiles,
+                f"{prefix}levels": QUANTILE_LEVELS, f"{prefix}n_train": np.array([self.n_train])}
+
+    @classmethod
+    def from_arrays(cls, z: Any, prefix: str = "domain_") -> Domain | None:
+        """The stored domain, or None for a model file saved without one."""
+        if f"{prefix}quantiles" not in z:
+            return None
+        levels = np.asarray(z[f"{prefix}levels"])
+        if levels.shape != QUANTILE_LEVELS.shape or not np.allclose(levels, QUANTILE_LEVELS):
+            raise ValueError(f"stored domain quantile levels {levels.shape} differ from this syngraph's")
+        return cls(tuple(str(n) for n in z[f"{prefix}names"]), np.asarray(z[f"{prefix}quantiles"], np.float64),
+                   int(z[f"{prefix}n_train"][0]))
+
+    @classmethod
+    def load(cls, path: Any, prefix: str = "domain_") -> Domain | None:
+        with np.load(path, allow_pickle=False) as z:
+            return cls.from_arrays(z, prefix)
+
+
+def _quantiles(v: np.ndarray) -> np.ndarray:
+    v = v[np.isfinite(v)]
+    return np.quantile(v, QUANTILE_LEVELS) if v.size else np.zeros(QUANTILE_LEVELS.size)
+
+
+def _ks(v: np.ndarray, q: np.ndarray) -> float:
+    """KS statistic between the sample ``v`` and the CDF through quantiles ``q`` (at QUANTILE_LEVELS).
+
+    Ties in ``q`` (a feature that is often exactly 0) are point masses: the training CDF jumps there.
+    """
+    v = np.sort(v[np.isfinite(v)])
+    if v.size == 0:
+        return 0.0
+    pts = np.unique(np.r_[v, q])
+    # training CDF just at and just below each point
+    hi = np.interp(pts, q, QUANTILE_LEVELS, left=0.0, right=1.0)
+    hi = np.where(pts >= q[-1], 1.0, hi)
+    right = np.searchsorted(q, pts, side="right")
+    left = np.searchsorted(q, pts, side="left")
+    tie = right - left > 1  # a point mass in the training data
+    hi = np.where(tie, QUANTILE_LEVELS[np.maximum(right - 1, 0)], hi)
+    lo = np.where(tie, QUANTILE_LEVELS[np.minimum(left, QUANTILE_LEVELS.size - 1)], hi)
+    lo = np.where(pts <= q[0], 0.0, lo)
+    f_hi = np.searchsorted(v, pts, side="right") / v.size
+    f_lo = np.searchsorted(v, pts, side="left") / v.size
+    return float(max(np.abs(f_hi - hi).max(), np.abs(f_lo - lo).max()))
