@@ -1,0 +1,211 @@
+"""Step ``compartments``: a compartment label and class probabilities on every skeleton node.
+
+Top to bottom:
+
+1. per batch of cells (engine task, :func:`compartments_task`): read each cell's skeleton
+   (:func:`syngraph.skeleton_io.read_skeleton`) and, when the volume has mi / vc / sj maps, the
+   cell's organelles (``tables/cell_organelles.parquet`` + ``tables/<layer>.parquet``);
+   :func:`label_cell` computes the node features (:mod:`.features`), runs the two-stage model
+   (:mod:`syngraph.models.compartments`), smooths (:mod:`.smooth`) and finds the spines with
+   their head volume and neck length (:mod:`.spines`). Astrocytes keep ``astrocyte``.
+2. write ``tables/compartments_nodes.parquet`` and ``tables/spines.parquet``
+   (docs/compartments.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from syngraph import compartments as cp
+from syngraph.config import CompartmentParams, load_config
+from syngraph.engine import Compute, read_task_tables, run_tasks, write_table_atomic
+from syngraph.errors import StepOrderError
+from syngraph.io.volume import list_layers, open_layer
+from syngraph.models.compartments import CLASSES, TwoStage, load_model
+from syngraph.steps.compartments.features import (
+    Tree,
+    context_features,
+    organelle_features,
+    shape_features,
+)
+from syngraph.steps.compartments.smooth import smooth_labels
+
+STEP = "compartments"
+NODES_TABLE = "compartments_nodes"
+SPINES_TABLE = "spines"
+ORGANELLE_LAYERS = ("mi", "vc", "sj")
+PROB_COLUMNS = tuple(f"p_{cp.name(c)}" for c in CLASSES)
+
+
+@dataclass(frozen=True)
+class CellBatch:
+    id: int
+    cell_ids: np.ndarray
+
+
+def cell_features(tree: Tree, myelin: np.ndarray | None,
+                  organelles: dict[str, tuple[np.ndarray, np.ndarray]] | None) -> np.ndarray:
+    """First-stage features of one cell (organelle columns only when ``organelles`` is given)."""
+    x = shape_features(tree, myelin)
+    return x if organelles is None else np.c_[x, organelle_features(tree, organelles)]
+
+
+def predict_cell(tree: Tree, x: np.ndarray, model: TwoStage) -> np.ndarray:
+    """(n, len(CLASSES)) probabilities of the two-stage model."""
+    p = model.predict_local(x)
+    return model.refine(x, context_features(tree, p))
+
+
+def label_cell(tree: Tree, prob: np.ndarray, p: CompartmentParams) -> tuple[np.ndarray, np.ndarray]:
+    """(raw codes = argmax, smoothed codes) of one cell's nodes."""
+    raw = np.asarray(CLASSES, np.uint8)[np.argmax(prob, axis=1)] if len(prob) else np.zeros(0, np.uint8)
+    smooth = smooth_labels(tree.nodes_nm, tree.edges, raw, window_nm=p.window_nm,
+                           component=p.component_majority, axon_min_fraction=p.axon_min_fraction)
+    return raw, smooth
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def has_organelles(workdir: Path) -> bool:
+    layers = set(list_layers(workdir))
+    tables = workdir / "tables"
+    return all(n in layers and (tables / f"{n}.parquet").exists() for n in ORGANELLE_LAYERS) and \
+        (tables / "cell_organelles.parquet").exists()
+
+
+def load_organelles(workdir: Path, cell_ids: np.ndarray, voxel_nm: np.ndarray
+                    ) -> dict[int, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """cell -> layer -> (centres nm, volume um3) of the organelles assigned to (sj: touching) it."""
+    co = pq.read_table(workdir / "tables" / "cell_organelles.parquet").to_pandas()
+    co = co[co["cell_id"].isin(cell_ids.astype(np.uint64))]
+    out: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {int(c): {} for c in cell_ids}
+    vox_um3 = float(np.prod(voxel_nm)) / 1e9
+    for layer in ORGANELLE_LAYERS:
+        t = pq.read_table(workdir / "tables" / f"{layer}.parquet",
+                          columns=["id", "size_vx", "com_x", "com_y", "com_z"]).to_pandas().set_index("id")
+        sub = co[co["organelle_layer"] == layer]
+        sub = sub[sub["organelle_id"].isin(t.index)]
+        rows = t.loc[sub["organelle_id"].to_numpy()]
+        xyz = rows[["com_x", "com_y", "com_z"]].to_numpy(np.float64) * voxel_nm
+        vol = rows["size_vx"].to_numpy(np.float64) * vox_um3
+        cells = sub["cell_id"].to_numpy().astype(np.int64)
+        for c in np.unique(cells):
+            m = cells == c
+            out[int(c)][layer] = (xyz[m], vol[m])
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _model(path: str | None) -> Any:
+    return load_model(path)
+
+
+def compartments_task(batch: CellBatch, workdir: str, params: dict[str, Any], organelles: bool,
+                      astrocytes: np.ndarray) -> pa.Table:
+    """Node rows of a batch of cells (engine task)."""
+    from syngraph import skeleton_io
+
+    wd = Path(workdir)
+    p = CompartmentParams(**params)
+    voxel = np.asarray(open_layer(wd, "sv").info.voxel_size_nm, np.float64)
+    _, model = _model(p.model).variant(organelles)
+    orgs = load_organelles(wd, batch.cell_ids, voxel) if organelles else {}
+    parts = []
+    for cid in batch.cell_ids.tolist():
+        s = skeleton_io.read_skeleton(wd, int(cid))
+        tree = Tree(s.nodes_nm.astype(np.float64), s.parent_id, s.radius_nm.astype(np.float64))
+        n = len(s)
+        if int(cid) in set(astrocytes.tolist()):
+            prob = np.zeros((n, len(CLASSES)))
+            raw = smooth = np.full(n, cp.ASTROCYTE, np.uint8)
+        else:
+            x = cell_features(tree, s.attributes.get("myelin"), orgs.get(int(cid), {}) if organelles else None)
+            prob = predict_cell(tree, x, model)
+            raw, smooth = label_cell(tree, prob, p)
+        parts.append(nodes_rows(int(cid), s.node_id, s.nodes_nm, raw, smooth, prob))
+    return pa.concat_tables(parts) if parts else nodes_rows(0, *(np.zeros(0),) * 5)
+
+
+def nodes_rows(cell_id: int, node_id: np.ndarray, nodes_nm: np.ndarray, raw: np.ndarray,
+               smooth: np.ndarray, prob: np.ndarray) -> pa.Table:
+    names = np.array([cp.name(c) for c in range(len(cp.NAMES))], dtype=object)
+    nodes_nm = np.asarray(nodes_nm, np.float32).reshape(-1, 3)
+    prob = np.asarray(prob, np.float32).reshape(len(nodes_nm), len(CLASSES))
+    cols: dict[str, Any] = {
+        "cell_id": pa.array(np.full(len(nodes_nm), cell_id, np.uint64)),
+        "node_id": pa.array(np.asarray(node_id, np.int64)),
+        "x_nm": nodes_nm[:, 0], "y_nm": nodes_nm[:, 1], "z_nm": nodes_nm[:, 2],
+        "label": pa.array(names[np.asarray(smooth, np.int64)].tolist(), pa.string()),
+        "label_raw": pa.array(names[np.asarray(raw, np.int64)].tolist(), pa.string()),
+    }
+    for j, c in enumerate(PROB_COLUMNS):
+        cols[c] = prob[:, j]
+    return pa.table(cols)
+
+
+# ---------------------------------------------------------------------------- the step
+
+
+def _check_inputs(workdir: Path) -> None:
+    if not (workdir / "tables" / "skeletons.parquet").exists():
+        raise StepOrderError(
+            f"{workdir / 'tables' / 'skeletons.parquet'} does not exist: the compartments step labels "
+            f"skeleton nodes; run `syngraph run skeletons` first"
+        )
+
+
+def run_compartments(
+    workdir: str | Path,
+    *,
+    compute: Compute | None = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Run the step; writes ``tables/compartments_nodes.parquet`` and ``tables/spines.parquet``."""
+    from syngraph import skeleton_io
+    from syngraph.steps.skeletons.run import astrocyte_ids
+
+    workdir = Path(workdir)
+    cfg = load_config(workdir)
+    compute = compute or Compute.from_config(cfg.compute)
+    p = cfg.compartments
+    _check_inputs(workdir)
+    organelles = has_organelles(workdir)
+    variant, _ = _model(p.model).variant(organelles)
+    ids = skeleton_io.cell_ids(workdir).astype(np.uint64)
+    batches = [CellBatch(i, ids[a:a + p.cells_per_task])
+               for i, a in enumerate(range(0, len(ids), p.cells_per_task))]
+    astro = astrocyte_ids(workdir)
+    fn = functools.partial(compartments_task, workdir=str(workdir), params=p.model_dump(mode="json"),
+                           organelles=organelles, astrocytes=astro)
+    step_dir = workdir / "steps" / STEP
+    skel_path = workdir / "tables" / "skeletons.parquet"
+    report = run_tasks(
+        fn, batches, step_dir,
+        params={"compartments": p.model_dump(mode="json"), "organelles": organelles,
+                "skeletons": hashlib.sha1(skel_path.read_bytes()).hexdigest()},
+        compute=compute, desc=STEP, progress=progress, overwrite=overwrite,
+    )
+    table = read_task_tables(step_dir) or nodes_rows(0, *(np.zeros(0),) * 5)
+    write_table_atomic(table, workdir / "tables" / f"{NODES_TABLE}.parquet",
+                       metadata={"syngraph:units": "nm", "syngraph:model_variant": variant})
+    labels = np.asarray(table.column("label").to_pylist(), dtype=object)
+    lacking = [] if organelles else ["mi_um3_per_um", "vc_um3_per_um", "sj_per_um", "vc_near_um3"]
+    return {
+        "cells": len(ids),
+        "nodes": table.num_rows,
+        "model_variant": variant,
+        "features_lacking": lacking,
+        "nodes_per_label": {str(k): int((labels == k).sum()) for k in np.unique(labels)},
+        "task_peak_rss_mb": report.peak_rss_mb,
+        "task_seconds": report.seconds,
+    }
