@@ -36,6 +36,8 @@ STEPS: tuple[Step, ...] = (
     Step("astrocytes", "syngraph.steps.astrocytes:run_astrocytes", "split astrocyte supervoxels off"),
     Step("cells", "syngraph.steps.cells:run_cells", "agglomerate supervoxels into cells"),
     Step("skeletons", "syngraph.steps.skeletons:run_skeletons", "one skeleton per cell, with myelin"),
+    Step("compartments", "syngraph.steps.compartments:run_compartments",
+         "soma, dendrite, spine neck/head, axon, boutons per skeleton node; spine head volumes"),
     Step("synapses", "syngraph.steps.synapses.run:run_synapses",
          "contact sites, synapses between cells, direction, sign, probability"),
     Step("matrix", "syngraph.export.matrix:run_matrix", "the wiring diagram tables and exports"),

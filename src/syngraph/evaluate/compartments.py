@@ -93,4 +93,81 @@ def score_compartments(workdir: str | Path) -> dict[str, Any]:
     truth = demo_node_truth(wd, xyz)
     out: dict[str, Any] = node_scores(truth, pred)
     out["raw"] = {k: v for k, v in node_scores(truth, raw).items() if k != "n_nodes"}
+    out.update(spine_volume_scores(wd))
+    out.update(synapse_scores(wd))
     return out
+
+
+def true_head_volume_um3(gt_comp: np.ndarray, gt_cells: np.ndarray, point_vx: np.ndarray,
+                         voxel_nm: np.ndarray) -> float:
+    """Volume of the true spine-head component (same true cell) holding ``point_vx`` in the box,
+    or the one nearest it (NaN if the box has none)."""
+    from scipy import ndimage
+
+    i, j, k = (int(v) for v in point_vx)
+    cell = gt_cells[i, j, k]
+    lab, n = ndimage.label((gt_comp == cp.SPINE_HEAD) & (gt_cells == cell), structure=np.ones((3, 3, 3)))
+    if n == 0:
+        return float("nan")
+    c = lab[i, j, k]
+    if c == 0:
+        pts = np.argwhere(lab > 0)
+        c = lab[tuple(pts[np.argmin(np.linalg.norm((pts - point_vx) * voxel_nm, axis=1))])]
+    return float((lab == c).sum() * np.prod(voxel_nm) / 1e9)
+
+
+def spine_volume_scores(wd: Path, box_nm: float = 1500.0) -> dict[str, float]:
+    """Median relative error of the predicted spine head volumes against the true heads."""
+    from syngraph.bbox import BBox
+    from syngraph.io.volume import open_layer
+
+    path = wd / "tables" / "spines.parquet"
+    if not path.exists():
+        return {}
+    sp = pq.read_table(path).to_pandas()
+    sp = sp[np.isfinite(sp["head_volume_um3"])]
+    comp, cells = open_layer(wd, "gt_compartments"), open_layer(wd, "gt_cells")
+    vox = np.asarray(comp.info.voxel_size_nm, np.float64)
+    shape = np.asarray(comp.shape)
+    rel = []
+    for row in sp.itertuples():
+        p = np.array([row.x_nm, row.y_nm, row.z_nm]) / vox
+        lo = np.clip(np.floor(p - box_nm / vox).astype(np.int64), 0, shape)
+        hi = np.clip(np.ceil(p + box_nm / vox).astype(np.int64) + 1, 0, shape)
+        box = BBox(tuple(lo.tolist()), tuple(hi.tolist()))
+        true = true_head_volume_um3(comp.read(box), cells.read(box),
+                                    np.clip(np.floor(p).astype(np.int64) - lo, 0, hi - lo - 1), vox)
+        if np.isfinite(true) and true > 0:
+            rel.append(abs(row.head_volume_um3 - true) / true)
+    return {"spine_head_volume_median_rel_error": float(np.median(rel)) if rel else float("nan"),
+            "n_spine_heads_scored": len(rel)}
+
+
+def synapse_scores(wd: Path) -> dict[str, float]:
+    """Post-compartment accuracy of the matched synapses (a spine neck counts as shaft)."""
+    from syngraph.evaluate.synapses import match_synapses
+    from syngraph.steps.synapses.cluster import map_to_cells
+
+    path = wd / "tables" / "synapses.parquet"
+    if not path.exists() or "post_compartment" not in pq.read_schema(path).names:
+        return {}
+    det = pq.read_table(path)
+    if det.num_rows == 0 or det["post_compartment"].null_count == det.num_rows:
+        return {}
+    gt = pq.read_table(wd / "gt" / "synapses.parquet")
+    s2c = pq.read_table(wd / "gt" / "sv_to_cell.parquet").sort_by("sv_id")
+    sv_ids, cell_ids = s2c["sv_id"].to_numpy(), s2c["cell_id"].to_numpy()
+    pre = map_to_cells(det["pre_sv_id"].to_numpy(), sv_ids, cell_ids)
+    post = map_to_cells(det["post_sv_id"].to_numpy(), sv_ids, cell_ids)
+    det_nm = np.stack([det[f"{a}_nm"].to_numpy() for a in "xyz"], axis=1)
+    gt_nm = np.stack([gt[f"{a}_nm"].to_numpy() for a in "xyz"], axis=1)
+    di, gi = match_synapses(np.stack([pre, post], 1), det_nm,
+                            np.stack([gt["pre_cell_id"].to_numpy(), gt["post_cell_id"].to_numpy()], 1), gt_nm, 500.0)
+    if len(di) == 0:
+        return {}
+    ours = np.array(det["post_compartment"].to_pylist(), dtype=object)[di]
+    ours = np.where(ours == "spine_neck", "shaft", ours)
+    true = np.array(gt["post_compartment"].to_pylist(), dtype=object)[gi]
+    same_dir = pre[di] == gt["pre_cell_id"].to_numpy()[gi]
+    return {"synapse_post_compartment_accuracy": float(np.mean((ours == true) & same_dir)),
+            "n_synapses_scored": len(di)}

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from syngraph import compartments as cp
@@ -37,6 +38,7 @@ from syngraph.steps.compartments.features import (
     shape_features,
 )
 from syngraph.steps.compartments.smooth import smooth_labels
+from syngraph.steps.compartments.spines import measure_spines, spine_components
 
 STEP = "compartments"
 NODES_TABLE = "compartments_nodes"
@@ -119,6 +121,8 @@ def compartments_task(batch: CellBatch, workdir: str, params: dict[str, Any], or
     voxel = np.asarray(open_layer(wd, "sv").info.voxel_size_nm, np.float64)
     _, model = _model(p.model).variant(organelles)
     orgs = load_organelles(wd, batch.cell_ids, voxel) if organelles else {}
+    svs = cell_supervoxels(wd, batch.cell_ids)
+    sv_layer = open_layer(wd, "sv")
     parts = []
     for cid in batch.cell_ids.tolist():
         s = skeleton_io.read_skeleton(wd, int(cid))
@@ -131,8 +135,54 @@ def compartments_task(batch: CellBatch, workdir: str, params: dict[str, Any], or
             x = cell_features(tree, s.attributes.get("myelin"), orgs.get(int(cid), {}) if organelles else None)
             prob = predict_cell(tree, x, model)
             raw, smooth = label_cell(tree, prob, p)
-        parts.append(nodes_rows(int(cid), s.node_id, s.nodes_nm, raw, smooth, prob))
-    return pa.concat_tables(parts) if parts else nodes_rows(0, *(np.zeros(0),) * 5)
+        rows = nodes_rows(int(cid), s.node_id, s.nodes_nm, raw, smooth, prob)
+        spines = measure_spines(tree, smooth, functools.partial(read_cell_mask, sv_layer, svs.get(int(cid))),
+                                voxel)
+        parts.append(add_spines(rows, tree, smooth, spines))
+    return pa.concat_tables(parts) if parts else _empty_nodes()
+
+
+def cell_supervoxels(workdir: Path, cell_ids: np.ndarray) -> dict[int, np.ndarray]:
+    t = pq.read_table(workdir / "tables" / "sv_to_cell.parquet").to_pandas()
+    t = t[t["cell_id"].isin(cell_ids.astype(np.uint64))]
+    return {int(c): np.sort(g["sv_id"].to_numpy().astype(np.uint64)) for c, g in t.groupby("cell_id")}
+
+
+def read_cell_mask(layer: Any, svs: np.ndarray | None, lo: np.ndarray, hi: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(the cell's voxels in the box [lo, hi) clipped to the volume, the clipped lo)."""
+    from syngraph.bbox import BBox
+
+    lo = np.clip(lo, 0, np.asarray(layer.shape))
+    hi = np.clip(hi, lo, np.asarray(layer.shape))
+    if svs is None or np.any(hi <= lo):
+        return np.zeros(tuple((hi - lo).tolist()), bool), lo
+    data = layer.read(BBox(tuple(lo.tolist()), tuple(hi.tolist())))
+    return np.isin(data, svs), lo
+
+
+def add_spines(rows: pa.Table, tree: Tree, codes: np.ndarray, spines: list[dict[str, float]]) -> pa.Table:
+    """Node rows plus spine_id (0 = none), and the spine's neck_length_nm and head_volume_um3
+    on the spine's representative head node (NaN elsewhere)."""
+    sid = spine_components(tree, codes)
+    neck = np.full(len(codes), np.nan, np.float32)
+    vol = np.full(len(codes), np.nan, np.float32)
+    for sp in spines:
+        i = int(np.argmin(np.linalg.norm(tree.nodes_nm - [sp["x_nm"], sp["y_nm"], sp["z_nm"]], axis=1)))
+        neck[i], vol[i] = sp["neck_length_nm"], sp["head_volume_um3"]
+    return rows.append_column("spine_id", pa.array(sid.astype(np.int64))) \
+        .append_column("spine_rep", pa.array(np.isfinite(neck))) \
+        .append_column("neck_length_nm", pa.array(neck)).append_column("head_volume_um3", pa.array(vol))
+
+
+def spines_table(nodes: pa.Table) -> pa.Table:
+    """``tables/spines.parquet``: one row per spine (its representative node)."""
+    t = nodes.filter(pc.field("spine_rep"))
+    return pa.table({
+        "cell_id": t.column("cell_id"), "spine_id": t.column("spine_id"), "node_id": t.column("node_id"),
+        "x_nm": t.column("x_nm"), "y_nm": t.column("y_nm"), "z_nm": t.column("z_nm"),
+        "neck_length_nm": t.column("neck_length_nm"), "head_volume_um3": t.column("head_volume_um3"),
+    })
 
 
 def nodes_rows(cell_id: int, node_id: np.ndarray, nodes_nm: np.ndarray, raw: np.ndarray,
@@ -150,6 +200,11 @@ def nodes_rows(cell_id: int, node_id: np.ndarray, nodes_nm: np.ndarray, raw: np.
     for j, c in enumerate(PROB_COLUMNS):
         cols[c] = prob[:, j]
     return pa.table(cols)
+
+
+def _empty_nodes() -> pa.Table:
+    t = nodes_rows(0, *(np.zeros(0),) * 5)
+    return add_spines(t, Tree(np.zeros((0, 3)), np.zeros(0, np.int64), np.zeros(0)), np.zeros(0, np.uint8), [])
 
 
 # ---------------------------------------------------------------------------- the step
@@ -195,8 +250,12 @@ def run_compartments(
                 "skeletons": hashlib.sha1(skel_path.read_bytes()).hexdigest()},
         compute=compute, desc=STEP, progress=progress, overwrite=overwrite,
     )
-    table = read_task_tables(step_dir) or nodes_rows(0, *(np.zeros(0),) * 5)
-    write_table_atomic(table, workdir / "tables" / f"{NODES_TABLE}.parquet",
+    table = read_task_tables(step_dir)
+    table = _empty_nodes() if table is None else table
+    spines = spines_table(table)
+    write_table_atomic(spines, workdir / "tables" / f"{SPINES_TABLE}.parquet", metadata={"syngraph:units": "nm"})
+    write_table_atomic(table.drop_columns(["spine_rep", "neck_length_nm", "head_volume_um3"]),
+                       workdir / "tables" / f"{NODES_TABLE}.parquet",
                        metadata={"syngraph:units": "nm", "syngraph:model_variant": variant})
     labels = np.asarray(table.column("label").to_pylist(), dtype=object)
     lacking = [] if organelles else ["mi_um3_per_um", "vc_um3_per_um", "sj_per_um", "vc_near_um3"]
@@ -206,6 +265,7 @@ def run_compartments(
         "model_variant": variant,
         "features_lacking": lacking,
         "nodes_per_label": {str(k): int((labels == k).sum()) for k in np.unique(labels)},
+        "spines": spines.num_rows,
         "task_peak_rss_mb": report.peak_rss_mb,
         "task_seconds": report.seconds,
     }
