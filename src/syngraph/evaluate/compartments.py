@@ -4,7 +4,8 @@ A node's true label is the ``gt_compartments`` voxel it lies in (the most freque
 label of its 3x3x3 neighbourhood when that voxel is background). Astrocyte nodes are left out.
 
 * ``node_accuracy_axon_dendrite_soma``: coarse labels (dendrite = shaft / neck / head, axon =
-  axon / boutons, soma) of the smoothed labels against the truth, over every neuron node.
+  axon / boutons, soma) of the smoothed labels against the truth, over every neuron node (nodes of cells the cells step called
+  astrocyte are left out: that is the cells step's error, scored there).
 * ``spine_f1``: macro F1 of shaft, spine neck and spine head over the nodes that are dendrite
   in truth or prediction; ``bouton_f1``: macro F1 of bouton and terminal bouton over the nodes
   that are axon in truth or prediction (any other prediction counts as a miss).
@@ -64,7 +65,7 @@ def node_scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """The node metrics for codes ``truth`` / ``pred`` (neuron nodes with a truth label)."""
     from syngraph.steps.compartments.smooth import coarse
 
-    keep = (truth != cp.UNKNOWN) & (truth != cp.ASTROCYTE)
+    keep = (truth != cp.UNKNOWN) & (truth != cp.ASTROCYTE) & (pred != cp.ASTROCYTE)
     t, p = truth[keep], pred[keep]
     dend = np.isin(t, list(cp.DENDRITE)) | np.isin(p, list(cp.DENDRITE))
     axon = np.isin(t, list(cp.AXONAL)) | np.isin(p, list(cp.AXONAL))

@@ -60,10 +60,16 @@ def cell_features(tree: Tree, myelin: np.ndarray | None,
     return x if organelles is None else np.c_[x, organelle_features(tree, organelles)]
 
 
-def predict_cell(tree: Tree, x: np.ndarray, model: TwoStage) -> np.ndarray:
-    """(n, len(CLASSES)) probabilities of the two-stage model."""
-    p = model.predict_local(x)
-    return model.refine(x, context_features(tree, p))
+def predict_cells(trees: list[Tree], xs: list[np.ndarray], model: TwoStage) -> list[np.ndarray]:
+    """Per cell (n, len(CLASSES)) probabilities of the two-stage model (one model call per
+    stage for all cells)."""
+    if not trees:
+        return []
+    cut = np.cumsum([len(x) for x in xs])[:-1]
+    x = np.concatenate(xs)
+    p1 = np.split(model.predict_local(x), cut)
+    ctx = np.concatenate([context_features(t, p) for t, p in zip(trees, p1, strict=True)])
+    return np.split(model.refine(x, ctx), cut)
 
 
 def label_cell(tree: Tree, prob: np.ndarray, p: CompartmentParams) -> tuple[np.ndarray, np.ndarray]:
@@ -123,20 +129,23 @@ def compartments_task(batch: CellBatch, workdir: str, params: dict[str, Any], or
     orgs = load_organelles(wd, batch.cell_ids, voxel) if organelles else {}
     svs = cell_supervoxels(wd, batch.cell_ids)
     sv_layer = open_layer(wd, "sv")
+    astro = set(astrocytes.tolist())
+    skels = [skeleton_io.read_skeleton(wd, int(c)) for c in batch.cell_ids.tolist()]
+    trees = [Tree(s.nodes_nm.astype(np.float64), s.parent_id, s.radius_nm.astype(np.float64)) for s in skels]
+    neuron = [k for k, s in enumerate(skels) if s.cell_id not in astro]
+    xs = {k: cell_features(trees[k], skels[k].attributes.get("myelin"),
+                           orgs.get(skels[k].cell_id, {}) if organelles else None) for k in neuron}
+    probs = predict_cells([trees[k] for k in neuron], [xs[k] for k in neuron], model)
     parts = []
-    for cid in batch.cell_ids.tolist():
-        s = skeleton_io.read_skeleton(wd, int(cid))
-        tree = Tree(s.nodes_nm.astype(np.float64), s.parent_id, s.radius_nm.astype(np.float64))
-        n = len(s)
-        if int(cid) in set(astrocytes.tolist()):
-            prob = np.zeros((n, len(CLASSES)))
-            raw = smooth = np.full(n, cp.ASTROCYTE, np.uint8)
-        else:
-            x = cell_features(tree, s.attributes.get("myelin"), orgs.get(int(cid), {}) if organelles else None)
-            prob = predict_cell(tree, x, model)
+    for k, (s, tree) in enumerate(zip(skels, trees, strict=True)):
+        if k in xs:
+            prob = probs[neuron.index(k)]
             raw, smooth = label_cell(tree, prob, p)
-        rows = nodes_rows(int(cid), s.node_id, s.nodes_nm, raw, smooth, prob)
-        spines = measure_spines(tree, smooth, functools.partial(read_cell_mask, sv_layer, svs.get(int(cid))),
+        else:
+            prob = np.zeros((len(s), len(CLASSES)))
+            raw = smooth = np.full(len(s), cp.ASTROCYTE, np.uint8)
+        rows = nodes_rows(s.cell_id, s.node_id, s.nodes_nm, raw, smooth, prob)
+        spines = measure_spines(tree, smooth, functools.partial(read_cell_mask, sv_layer, svs.get(s.cell_id)),
                                 voxel)
         parts.append(add_spines(rows, tree, smooth, spines))
     return pa.concat_tables(parts) if parts else _empty_nodes()

@@ -77,7 +77,7 @@ def head_volumes_um3(mask: np.ndarray, origin_nm: np.ndarray, voxel_nm: np.ndarr
 
 
 def measure_spines(tree: Tree, codes: np.ndarray, read_mask, voxel_nm: np.ndarray,
-                   margin_nm: float = 800.0) -> list[dict[str, float]]:
+                   margin_nm: float = 400.0) -> list[dict[str, float]]:
     """One dict per spine: spine_id, head x/y/z (nm, the head node nearest the heads' mean),
     n_head_nodes, neck_length_nm, head_volume_um3 (NaN without head nodes).
 

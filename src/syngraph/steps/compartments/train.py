@@ -72,17 +72,19 @@ def fit_two_stage(groups: list[list[CellData]], variant: str) -> TwoStage:
         if not train:
             train = held
         stage = fit_stage(*_stack(train, variant), names)
-        for c in held:
-            ctx_cells.append(c)
-            ctx.append(context_features(c.tree, stage.predict_proba(_cols(c.x, variant))))
+        cut = np.cumsum([len(c.y) for c in held])[:-1]
+        p1 = np.split(stage.predict_proba(np.concatenate([_cols(c.x, variant) for c in held])), cut)
+        ctx_cells += held
+        ctx += [context_features(c.tree, p) for c, p in zip(held, p1, strict=True)]
     local = fit_stage(*_stack(sum(folds, []), variant), names)
     context = fit_stage(*_stack(ctx_cells, variant, ctx), names + CONTEXT_FEATURES)
     return TwoStage(local, context)
 
 
-def predict(model: TwoStage, cell: CellData, variant: str) -> np.ndarray:
-    x = _cols(cell.x, variant)
-    return model.refine(x, context_features(cell.tree, model.predict_local(x)))
+def predict(model: TwoStage, cells: list[CellData], variant: str) -> list[np.ndarray]:
+    from syngraph.steps.compartments.run import predict_cells
+
+    return predict_cells([c.tree for c in cells], [_cols(c.x, variant) for c in cells], model)
 
 
 def cross_validate(groups: list[list[CellData]], variant: str, params: object) -> list[dict[str, float]]:
@@ -94,8 +96,8 @@ def cross_validate(groups: list[list[CellData]], variant: str, params: object) -
     for k in range(len(groups)):
         model = fit_two_stage([g for j, g in enumerate(groups) if j != k], variant)
         truth, pred = [], []
-        for c in groups[k]:
-            _, smooth = label_cell(c.tree, predict(model, c, variant), params)  # type: ignore[arg-type]
+        for c, prob in zip(groups[k], predict(model, groups[k], variant), strict=True):
+            _, smooth = label_cell(c.tree, prob, params)  # type: ignore[arg-type]
             truth.append(c.y)
             pred.append(smooth)
         out.append(node_scores(np.concatenate(truth), np.concatenate(pred)))
