@@ -61,7 +61,7 @@ CONTEXT_FEATURES: tuple[str, ...] = tuple(
 
 DEFAULT_MODEL_PATH = Path(__file__).parent / "data" / "compartments_default.npz"
 VARIANTS = ("full", "shape")
-BOOSTING = dict(max_iter=150, learning_rate=0.1, max_leaf_nodes=31, min_samples_leaf=40,
+BOOSTING = dict(max_iter=80, learning_rate=0.15, max_leaf_nodes=15, min_samples_leaf=40,
                 l2_regularization=1.0)
 
 

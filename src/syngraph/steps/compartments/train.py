@@ -173,22 +173,31 @@ def read_points(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def label_nodes(workdir: Path, path: Path, xyz: np.ndarray, codes: np.ndarray,
-                ids: np.ndarray, cells: list[CellData]) -> list[CellData]:
-    """Put each point's label on the nearest skeleton node of the cell the point lies in."""
-    from syngraph.io.volume import open_layer
+                ids: np.ndarray, cells: list[CellData], snap_nm: float = 250.0) -> list[CellData]:
+    """Put each point's label on the nearest skeleton node of the cell the point lies in (or,
+    for a point on no skeletonized neuron's voxel, the nearest node within ``snap_nm``)."""
+    from scipy.spatial import cKDTree
+
     from syngraph.steps.compartments.spines import cell_at_points
 
     owner = cell_at_points(workdir, xyz)
     pos = {int(c): i for i, c in enumerate(ids.tolist())}
+    which = np.repeat(np.arange(len(cells)), [len(c.y) for c in cells])
+    first = np.r_[0, np.cumsum([len(c.y) for c in cells])[:-1]]
+    every = cKDTree(np.concatenate([c.tree.nodes_nm for c in cells])) if cells else None
     ys = [c.y.copy() for c in cells]
     for row, (p, c, k) in enumerate(zip(xyz, owner.tolist(), codes.tolist(), strict=True)):
-        if int(c) not in pos:
-            raise InputError(
-                f"{path}: row {row + 2}: point ({p[0]:.0f}, {p[1]:.0f}, {p[2]:.0f}) nm lies in no "
-                f"skeletonized neuron (volume {open_layer(workdir, 'sv').info.voxel_size_nm} nm voxels); "
-                f"check the units are nm and XYZ, or drop the row")
-        i = pos[int(c)]
-        node = int(np.argmin(np.linalg.norm(cells[i].tree.nodes_nm - p, axis=1)))
+        if int(c) in pos:
+            i = pos[int(c)]
+            node = int(np.argmin(np.linalg.norm(cells[i].tree.nodes_nm - p, axis=1)))
+        else:
+            d, j = every.query(p) if every is not None else (np.inf, 0)
+            if d > snap_nm:
+                raise InputError(
+                    f"{path}: row {row + 2}: point ({p[0]:.0f}, {p[1]:.0f}, {p[2]:.0f}) nm lies in no "
+                    f"skeletonized neuron (astrocytes excluded), and no neuron's node is within {snap_nm:.0f} nm; check the "
+                    f"units are nm and the axes XYZ, or drop the row")
+            i, node = int(which[j]), int(j - first[which[j]])
         ys[i][node] = k
     counts = np.bincount(np.concatenate(ys), minlength=len(cp.NAMES))
     few = [f"{cp.name(k)} ({int(counts[k])})" for k in np.unique(codes) if counts[k] < MIN_PER_CLASS]
@@ -229,7 +238,7 @@ def train_compartments(workdir: str | Path, labels: str | Path, out: str | Path 
 def main(argv: list[str] | None = None) -> int:
     """Train the shipped model on demo working directories (skeletons step done) and print the
     leave-one-directory-out scores. ``python -m syngraph.steps.compartments.train WD [WD ...]
-    [--out PATH] [--no-cv]``."""
+    [--out PATH] [--cv [full] [shape]]``."""
     import argparse
 
     from syngraph.config import CompartmentParams
@@ -238,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m syngraph.steps.compartments.train", description=main.__doc__)
     ap.add_argument("workdirs", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, default=DEFAULT_MODEL_PATH)
-    ap.add_argument("--no-cv", action="store_true")
+    ap.add_argument("--cv", nargs="*", default=["full", "shape"], choices=["full", "shape"],
+                    help="variants to cross-validate (leave one working directory out); none: skip")
     args = ap.parse_args(argv)
     groups = [demo_cells(wd) for wd in args.workdirs]
     for wd, g in zip(args.workdirs, groups, strict=True):
@@ -246,8 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{wd}: {len(g)} cells, {y.size} nodes, per class "
               f"{ {cp.name(k): int((y == k).sum()) for k in CLASSES} }")
     info = {"trained_on": " ".join(str(w) for w in args.workdirs)}
-    if not args.no_cv:
-        for v in ("full", "shape"):
+    if len(groups) > 1:
+        for v in args.cv:
             cv = cross_validate(groups, v, CompartmentParams())
             for wd, s in zip(args.workdirs, cv, strict=True):
                 print(f"cv {v} held-out {wd.name}: " + ", ".join(f"{k} {x:.3f}" for k, x in s.items()))
