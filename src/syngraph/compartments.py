@@ -61,6 +61,8 @@ AXONAL: Final = frozenset({AXON, BOUTON, TERMINAL_BOUTON})
 """Codes that belong to an axon (the coarse 'axon' class)."""
 
 _SWC = np.array([0, 1, 3, 3, 3, 2, 2, 2, 7], np.uint8)
+_AXONESS = np.array([-1, 2, 0, 0, 0, 1, 3, 4, -1], np.int64)  # SyConn: 0 dendrite, 1 axon, 2 soma, 3/4 boutons
+_SPINESS = np.array([-1, 3, 2, 0, 1, -1, -1, -1, -1], np.int64)  # SyConn: 0 neck, 1 head, 2 shaft, 3 other
 
 
 def code(name: str) -> int:
@@ -87,3 +89,15 @@ def to_swc(codes: np.ndarray) -> np.ndarray:
     if codes.size and int(codes.max()) >= len(_SWC):
         raise ValueError(f"compartment codes must be 0-{len(_SWC) - 1}, got max {int(codes.max())}")
     return _SWC[codes]
+
+
+def to_syconn(names: object, kind: str) -> np.ndarray:
+    """Compartment names (None = unknown) -> SyConn's ``axoness`` or ``spiness`` codes (-1 = none).
+
+    >>> to_syconn(["bouton", "spine_head", None], "axoness").tolist(), to_syconn(["spine_head", "soma"], "spiness").tolist()
+    ([3, 0, -1], [1, 3])
+    """
+    lut = {"axoness": _AXONESS, "spiness": _SPINESS}[kind]
+    codes = np.array([CODES.get(n, UNKNOWN) if n is not None else UNKNOWN for n in names], np.int64)  # type: ignore[attr-defined]
+    return lut[codes]
+

@@ -177,6 +177,18 @@ class ComputeParams(_Model):
         return v
 
 
+class CompartmentParams(_Model):
+    """Compartment labels per skeleton node (learned), smoothed as the reference does."""
+
+    model: str | None = Field(
+        None, description="compartment model (.npz written by `syngraph train compartments`); none = the built-in default"
+    )
+    window_nm: float = Field(10000.0, ge=0, description="path-window majority of axon/dendrite/soma (nm; 0 = off)")
+    component_majority: bool = Field(True, description="then one label per piece of the cell left after removing the soma")
+    axon_min_fraction: float = Field(0.66, ge=0, le=1, description="a piece is axon only with this fraction of axon nodes")
+    cells_per_task: int = Field(32, ge=1, description="cells per engine task")
+
+
 class ProjectConfig(_Model):
     """Everything a run needs besides the volumes themselves."""
 
@@ -190,6 +202,7 @@ class ProjectConfig(_Model):
     meshes: MeshParams = Field(default_factory=MeshParams)
     cells: CellParams = Field(default_factory=CellParams)
     skeletons: SkeletonParams = Field(default_factory=SkeletonParams)
+    compartments: CompartmentParams = Field(default_factory=CompartmentParams)
     synapses: SynapseParams = Field(default_factory=SynapseParams)
     compute: ComputeParams = Field(default_factory=ComputeParams)
 

@@ -324,6 +324,21 @@ def train_synapses_cmd(
                   f"then set [synapses] model = "<path>" in syngraph.toml")
 
 
+@train_app.command("compartments")
+def train_compartments_cmd(
+    labels: Annotated[Path, typer.Option(help="points x_nm, y_nm, z_nm, label (compartment names; csv or parquet)")],
+    wd: WorkDir = Path("."),
+    out: Annotated[Path | None, typer.Option(help="model path (default <wd>/models/compartments.npz)")] = None,
+) -> None:
+    """Fit the compartment classifier from labelled points (e.g. Neuroglancer clicks)."""
+    from syngraph.steps.compartments.train import train_compartments
+
+    path, scores = train_compartments(wd, labels, out=out)
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if k != "n_nodes") or "not enough cells to cross-validate"
+    console.print(f"[green]wrote[/] {path}; cross-validated (2 folds over cells): {shown}; use it with "
+                  f'[compartments] model = "{path}" in syngraph.toml')
+
+
 @app.command()
 def edit(
     wd_arg: WdPositional = None,

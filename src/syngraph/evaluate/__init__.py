@@ -37,6 +37,13 @@ SCORERS: tuple[tuple[str, str, dict[str, tuple[str, float]]], ...] = (
          "astrocyte_cells_one_tree_per_piece": (">=", 1.0), "myelin_accuracy": (">=", 0.95)},
     ),
     (
+        "compartments",
+        "syngraph.evaluate.compartments:score_compartments",
+        {"node_accuracy_axon_dendrite_soma": (">=", 0.95), "spine_f1": (">=", 0.9),
+         "bouton_f1": (">=", 0.85), "spine_head_volume_median_rel_error": ("<=", 0.2),
+         "synapse_post_compartment_accuracy": (">=", 0.95)},
+    ),
+    (
         "matrix",
         "syngraph.evaluate.synapses:score_synapses",
         {"synapse_precision": (">=", 0.9), "synapse_recall": (">=", 0.9),

@@ -34,7 +34,7 @@ NULL_COLUMNS: dict[str, pa.DataType] = {
     "pre_compartment": pa.string(),
     "post_compartment": pa.string(),
     "post_spine_class": pa.string(),
-    "spine_head_vol_um3": pa.float32(),
+    "post_spine_head_volume_um3": pa.float32(),
     "pre_celltype": pa.string(),
     "post_celltype": pa.string(),
     "pre_embedding": pa.list_(pa.float32()),
@@ -115,7 +115,20 @@ def conn_mat_table(synapses: pa.Table) -> pa.Table:
         for k in range(N_LATENT):
             cols[f"latentmorph{side}_{k}"] = pa.array(np.full(n, np.nan))
     cols["sign"] = synapses["sign"]
-    return pa.table(cols)
+    return pa.table(cols | conn_mat_compartments(synapses))
+
+
+def conn_mat_compartments(synapses: pa.Table) -> dict[str, Any]:
+    """comp / spiness / spinehead_vol columns from the compartments step's columns (if filled)."""
+    from syngraph.compartments import to_syconn
+
+    pre, post = synapses["pre_compartment"].to_pylist(), synapses["post_compartment"].to_pylist()
+    vol = synapses["post_spine_head_volume_um3"].to_numpy(zero_copy_only=False).astype(np.float64)
+    head = to_syconn(post, "spiness") == 1
+    return {"comp1": to_syconn(pre, "axoness"), "comp2": to_syconn(post, "axoness"),
+            "spiness1": to_syconn(pre, "spiness"), "spiness2": to_syconn(post, "spiness"),
+            "spinehead_vol1": np.full(len(pre), -1.0),
+            "spinehead_vol2": np.where(head & np.isfinite(vol), vol, -1.0)}
 
 
 def run_matrix(

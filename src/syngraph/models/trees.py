@@ -106,19 +106,31 @@ def from_random_forest(model: Any) -> Trees:
     return _concat(out)
 
 
+def _predictor_arrays(pred: Any) -> dict[str, np.ndarray]:
+    """One fitted ``HistGradientBoosting`` predictor as per-tree arrays."""
+    nd = pred.nodes
+    if nd["is_categorical"].any():
+        raise ValueError("categorical splits cannot be stored")
+    leaf = nd["is_leaf"].astype(bool)
+    return {"left": np.where(leaf, -1, nd["left"].astype(np.int64)),
+            "right": np.where(leaf, -1, nd["right"].astype(np.int64)),
+            "feature": np.where(leaf, 0, nd["feature_idx"]), "threshold": nd["num_threshold"],
+            "missing_left": nd["missing_go_to_left"].astype(bool), "value": nd["value"]}
+
+
 def from_gradient_boosting(model: Any) -> tuple[Trees, float]:
     """A fitted binary ``HistGradientBoostingClassifier``: its trees (``value`` = the leaf's
     raw score) and the baseline raw score; probability = sigmoid(baseline + sum of leaves)."""
     if model.n_trees_per_iteration_ != 1:
         raise ValueError("only binary gradient boosting models can be stored")
-    out = []
-    for (pred,) in model._predictors:
-        nd = pred.nodes
-        if nd["is_categorical"].any():
-            raise ValueError("categorical splits cannot be stored")
-        leaf = nd["is_leaf"].astype(bool)
-        out.append({"left": np.where(leaf, -1, nd["left"].astype(np.int64)),
-                    "right": np.where(leaf, -1, nd["right"].astype(np.int64)),
-                    "feature": np.where(leaf, 0, nd["feature_idx"]), "threshold": nd["num_threshold"],
-                    "missing_left": nd["missing_go_to_left"].astype(bool), "value": nd["value"]})
-    return _concat(out), float(np.ravel(model._baseline_prediction)[0])
+    return _concat([_predictor_arrays(pred) for (pred,) in model._predictors]), \
+        float(np.ravel(model._baseline_prediction)[0])
+
+
+def from_gradient_boosting_multiclass(model: Any) -> tuple[list[Trees], np.ndarray]:
+    """A fitted multi-class ``HistGradientBoostingClassifier``: one :class:`Trees` per class
+    (in ``model.classes_`` order) and the baseline raw scores; probabilities =
+    softmax(baseline + per-class sums of leaves)."""
+    k = model.n_trees_per_iteration_
+    trees = [_concat([_predictor_arrays(it[c]) for it in model._predictors]) for c in range(k)]
+    return trees, np.ravel(model._baseline_prediction).astype(np.float64)

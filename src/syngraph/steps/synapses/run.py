@@ -169,6 +169,9 @@ def run_synapses(
               desc="synapses: features", progress=progress)
     feats = read_task_tables(fdir)
     syn = _finish(syn, feats, sp.sym_threshold if syn_type else None, vc is not None)
+    from syngraph.steps.compartments.synapses import annotate_synapses
+
+    syn = annotate_synapses(wd, syn, vs)  # no-op before `syngraph run compartments`
     from syngraph.config import project_path
     from syngraph.models.synapse import predict_synapse_prob
 

@@ -1,0 +1,280 @@
+"""Step ``compartments``: a compartment label and class probabilities on every skeleton node.
+
+Top to bottom:
+
+1. per batch of cells (engine task, :func:`compartments_task`): read each cell's skeleton
+   (:func:`syngraph.skeleton_io.read_skeleton`) and, when the volume has mi / vc / sj maps, the
+   cell's organelles (``tables/cell_organelles.parquet`` + ``tables/<layer>.parquet``);
+   :func:`label_cell` computes the node features (:mod:`.features`), runs the two-stage model
+   (:mod:`syngraph.models.compartments`), smooths (:mod:`.smooth`) and finds the spines with
+   their head volume and neck length (:mod:`.spines`). Astrocytes keep ``astrocyte``.
+2. write ``tables/compartments_nodes.parquet`` and ``tables/spines.parquet``
+   (docs/compartments.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from syngraph import compartments as cp
+from syngraph.config import CompartmentParams, load_config
+from syngraph.engine import Compute, read_task_tables, run_tasks, write_table_atomic
+from syngraph.errors import StepOrderError
+from syngraph.io.volume import list_layers, open_layer
+from syngraph.models.compartments import CLASSES, TwoStage, load_model
+from syngraph.steps.compartments.features import (
+    Tree,
+    context_features,
+    organelle_features,
+    shape_features,
+)
+from syngraph.steps.compartments.smooth import smooth_labels
+from syngraph.steps.compartments.spines import measure_spines, spine_components
+
+STEP = "compartments"
+NODES_TABLE = "compartments_nodes"
+SPINES_TABLE = "spines"
+ORGANELLE_LAYERS = ("mi", "vc", "sj")
+PROB_COLUMNS = tuple(f"p_{cp.name(c)}" for c in CLASSES)
+
+
+@dataclass(frozen=True)
+class CellBatch:
+    id: int
+    cell_ids: np.ndarray
+
+
+def cell_features(tree: Tree, myelin: np.ndarray | None,
+                  organelles: dict[str, tuple[np.ndarray, np.ndarray]] | None) -> np.ndarray:
+    """First-stage features of one cell (organelle columns only when ``organelles`` is given)."""
+    x = shape_features(tree, myelin)
+    return x if organelles is None else np.c_[x, organelle_features(tree, organelles)]
+
+
+def predict_cells(trees: list[Tree], xs: list[np.ndarray], model: TwoStage) -> list[np.ndarray]:
+    """Per cell (n, len(CLASSES)) probabilities of the two-stage model (one model call per
+    stage for all cells)."""
+    if not trees:
+        return []
+    cut = np.cumsum([len(x) for x in xs])[:-1]
+    x = np.concatenate(xs)
+    p1 = np.split(model.predict_local(x), cut)
+    ctx = np.concatenate([context_features(t, p) for t, p in zip(trees, p1, strict=True)])
+    return np.split(model.refine(x, ctx), cut)
+
+
+def label_cell(tree: Tree, prob: np.ndarray, p: CompartmentParams) -> tuple[np.ndarray, np.ndarray]:
+    """(raw codes = argmax, smoothed codes) of one cell's nodes."""
+    raw = np.asarray(CLASSES, np.uint8)[np.argmax(prob, axis=1)] if len(prob) else np.zeros(0, np.uint8)
+    smooth = smooth_labels(tree.nodes_nm, tree.edges, raw, window_nm=p.window_nm,
+                           component=p.component_majority, axon_min_fraction=p.axon_min_fraction)
+    return raw, smooth
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def has_organelles(workdir: Path) -> bool:
+    layers = set(list_layers(workdir))
+    tables = workdir / "tables"
+    return all(n in layers and (tables / f"{n}.parquet").exists() for n in ORGANELLE_LAYERS) and \
+        (tables / "cell_organelles.parquet").exists()
+
+
+def load_organelles(workdir: Path, cell_ids: np.ndarray, voxel_nm: np.ndarray
+                    ) -> dict[int, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """cell -> layer -> (centres nm, volume um3) of the organelles assigned to (sj: touching) it."""
+    co = pq.read_table(workdir / "tables" / "cell_organelles.parquet").to_pandas()
+    co = co[co["cell_id"].isin(cell_ids.astype(np.uint64))]
+    out: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {int(c): {} for c in cell_ids}
+    vox_um3 = float(np.prod(voxel_nm)) / 1e9
+    for layer in ORGANELLE_LAYERS:
+        t = pq.read_table(workdir / "tables" / f"{layer}.parquet",
+                          columns=["id", "size_vx", "com_x", "com_y", "com_z"]).to_pandas().set_index("id")
+        sub = co[co["organelle_layer"] == layer]
+        sub = sub[sub["organelle_id"].isin(t.index)]
+        rows = t.loc[sub["organelle_id"].to_numpy()]
+        xyz = rows[["com_x", "com_y", "com_z"]].to_numpy(np.float64) * voxel_nm
+        vol = rows["size_vx"].to_numpy(np.float64) * vox_um3
+        cells = sub["cell_id"].to_numpy().astype(np.int64)
+        for c in np.unique(cells):
+            m = cells == c
+            out[int(c)][layer] = (xyz[m], vol[m])
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _model(path: str | None) -> Any:
+    return load_model(path)
+
+
+def compartments_task(batch: CellBatch, workdir: str, params: dict[str, Any], organelles: bool,
+                      astrocytes: np.ndarray) -> pa.Table:
+    """Node rows of a batch of cells (engine task)."""
+    from syngraph import skeleton_io
+
+    wd = Path(workdir)
+    p = CompartmentParams(**params)
+    voxel = np.asarray(open_layer(wd, "sv").info.voxel_size_nm, np.float64)
+    _, model = _model(p.model).variant(organelles)
+    orgs = load_organelles(wd, batch.cell_ids, voxel) if organelles else {}
+    svs = cell_supervoxels(wd, batch.cell_ids)
+    sv_layer = open_layer(wd, "sv")
+    astro = set(astrocytes.tolist())
+    skels = [skeleton_io.read_skeleton(wd, int(c)) for c in batch.cell_ids.tolist()]
+    trees = [Tree(s.nodes_nm.astype(np.float64), s.parent_id, s.radius_nm.astype(np.float64)) for s in skels]
+    neuron = [k for k, s in enumerate(skels) if s.cell_id not in astro]
+    xs = {k: cell_features(trees[k], skels[k].attributes.get("myelin"),
+                           orgs.get(skels[k].cell_id, {}) if organelles else None) for k in neuron}
+    probs = predict_cells([trees[k] for k in neuron], [xs[k] for k in neuron], model)
+    parts = []
+    for k, (s, tree) in enumerate(zip(skels, trees, strict=True)):
+        if k in xs:
+            prob = probs[neuron.index(k)]
+            raw, smooth = label_cell(tree, prob, p)
+        else:
+            prob = np.zeros((len(s), len(CLASSES)))
+            raw = smooth = np.full(len(s), cp.ASTROCYTE, np.uint8)
+        rows = nodes_rows(s.cell_id, s.node_id, s.nodes_nm, raw, smooth, prob)
+        spines = measure_spines(tree, smooth, functools.partial(read_cell_mask, sv_layer, svs.get(s.cell_id)),
+                                voxel)
+        parts.append(add_spines(rows, tree, smooth, spines))
+    return pa.concat_tables(parts) if parts else _empty_nodes()
+
+
+def cell_supervoxels(workdir: Path, cell_ids: np.ndarray) -> dict[int, np.ndarray]:
+    t = pq.read_table(workdir / "tables" / "sv_to_cell.parquet").to_pandas()
+    t = t[t["cell_id"].isin(cell_ids.astype(np.uint64))]
+    return {int(c): np.sort(g["sv_id"].to_numpy().astype(np.uint64)) for c, g in t.groupby("cell_id")}
+
+
+def read_cell_mask(layer: Any, svs: np.ndarray | None, lo: np.ndarray, hi: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(the cell's voxels in the box [lo, hi) clipped to the volume, the clipped lo)."""
+    from syngraph.bbox import BBox
+
+    lo = np.clip(lo, 0, np.asarray(layer.shape))
+    hi = np.clip(hi, lo, np.asarray(layer.shape))
+    if svs is None or np.any(hi <= lo):
+        return np.zeros(tuple((hi - lo).tolist()), bool), lo
+    data = layer.read(BBox(tuple(lo.tolist()), tuple(hi.tolist())))
+    return np.isin(data, svs), lo
+
+
+def add_spines(rows: pa.Table, tree: Tree, codes: np.ndarray, spines: list[dict[str, float]]) -> pa.Table:
+    """Node rows plus spine_id (0 = none), and the spine's neck_length_nm and head_volume_um3
+    on the spine's representative head node (NaN elsewhere)."""
+    sid = spine_components(tree, codes)
+    neck = np.full(len(codes), np.nan, np.float32)
+    vol = np.full(len(codes), np.nan, np.float32)
+    for sp in spines:
+        i = int(np.argmin(np.linalg.norm(tree.nodes_nm - [sp["x_nm"], sp["y_nm"], sp["z_nm"]], axis=1)))
+        neck[i], vol[i] = sp["neck_length_nm"], sp["head_volume_um3"]
+    return rows.append_column("spine_id", pa.array(sid.astype(np.int64))) \
+        .append_column("spine_rep", pa.array(np.isfinite(neck))) \
+        .append_column("neck_length_nm", pa.array(neck)).append_column("head_volume_um3", pa.array(vol))
+
+
+def spines_table(nodes: pa.Table) -> pa.Table:
+    """``tables/spines.parquet``: one row per spine (its representative node)."""
+    t = nodes.filter(pc.field("spine_rep"))
+    return pa.table({
+        "cell_id": t.column("cell_id"), "spine_id": t.column("spine_id"), "node_id": t.column("node_id"),
+        "x_nm": t.column("x_nm"), "y_nm": t.column("y_nm"), "z_nm": t.column("z_nm"),
+        "neck_length_nm": t.column("neck_length_nm"), "head_volume_um3": t.column("head_volume_um3"),
+    })
+
+
+def nodes_rows(cell_id: int, node_id: np.ndarray, nodes_nm: np.ndarray, raw: np.ndarray,
+               smooth: np.ndarray, prob: np.ndarray) -> pa.Table:
+    names = np.array([cp.name(c) for c in range(len(cp.NAMES))], dtype=object)
+    nodes_nm = np.asarray(nodes_nm, np.float32).reshape(-1, 3)
+    prob = np.asarray(prob, np.float32).reshape(len(nodes_nm), len(CLASSES))
+    cols: dict[str, Any] = {
+        "cell_id": pa.array(np.full(len(nodes_nm), cell_id, np.uint64)),
+        "node_id": pa.array(np.asarray(node_id, np.int64)),
+        "x_nm": nodes_nm[:, 0], "y_nm": nodes_nm[:, 1], "z_nm": nodes_nm[:, 2],
+        "label": pa.array(names[np.asarray(smooth, np.int64)].tolist(), pa.string()),
+        "label_raw": pa.array(names[np.asarray(raw, np.int64)].tolist(), pa.string()),
+    }
+    for j, c in enumerate(PROB_COLUMNS):
+        cols[c] = prob[:, j]
+    return pa.table(cols)
+
+
+def _empty_nodes() -> pa.Table:
+    t = nodes_rows(0, *(np.zeros(0),) * 5)
+    return add_spines(t, Tree(np.zeros((0, 3)), np.zeros(0, np.int64), np.zeros(0)), np.zeros(0, np.uint8), [])
+
+
+# ---------------------------------------------------------------------------- the step
+
+
+def _check_inputs(workdir: Path) -> None:
+    if not (workdir / "tables" / "skeletons.parquet").exists():
+        raise StepOrderError(
+            f"{workdir / 'tables' / 'skeletons.parquet'} does not exist: the compartments step labels "
+            f"skeleton nodes; run `syngraph run skeletons` first"
+        )
+
+
+def run_compartments(
+    workdir: str | Path,
+    *,
+    compute: Compute | None = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Run the step; writes ``tables/compartments_nodes.parquet`` and ``tables/spines.parquet``."""
+    from syngraph import skeleton_io
+    from syngraph.steps.skeletons.run import astrocyte_ids
+
+    workdir = Path(workdir)
+    cfg = load_config(workdir)
+    compute = compute or Compute.from_config(cfg.compute)
+    p = cfg.compartments
+    _check_inputs(workdir)
+    organelles = has_organelles(workdir)
+    variant, _ = _model(p.model).variant(organelles)
+    ids = skeleton_io.cell_ids(workdir).astype(np.uint64)
+    batches = [CellBatch(i, ids[a:a + p.cells_per_task])
+               for i, a in enumerate(range(0, len(ids), p.cells_per_task))]
+    astro = astrocyte_ids(workdir)
+    fn = functools.partial(compartments_task, workdir=str(workdir), params=p.model_dump(mode="json"),
+                           organelles=organelles, astrocytes=astro)
+    step_dir = workdir / "steps" / STEP
+    skel_path = workdir / "tables" / "skeletons.parquet"
+    report = run_tasks(
+        fn, batches, step_dir,
+        params={"compartments": p.model_dump(mode="json"), "organelles": organelles,
+                "skeletons": hashlib.sha1(skel_path.read_bytes()).hexdigest()},
+        compute=compute, desc=STEP, progress=progress, overwrite=overwrite,
+    )
+    table = read_task_tables(step_dir)
+    table = _empty_nodes() if table is None else table
+    spines = spines_table(table)
+    write_table_atomic(spines, workdir / "tables" / f"{SPINES_TABLE}.parquet", metadata={"syngraph:units": "nm"})
+    write_table_atomic(table.drop_columns(["spine_rep", "neck_length_nm", "head_volume_um3"]),
+                       workdir / "tables" / f"{NODES_TABLE}.parquet",
+                       metadata={"syngraph:units": "nm", "syngraph:model_variant": variant})
+    labels = np.asarray(table.column("label").to_pylist(), dtype=object)
+    lacking = [] if organelles else ["mi_um3_per_um", "vc_um3_per_um", "sj_per_um", "vc_near_um3"]
+    return {
+        "cells": len(ids),
+        "nodes": table.num_rows,
+        "model_variant": variant,
+        "features_lacking": lacking,
+        "nodes_per_label": {str(k): int((labels == k).sum()) for k in np.unique(labels)},
+        "spines": spines.num_rows,
+        "task_peak_rss_mb": report.peak_rss_mb,
+        "task_seconds": report.seconds,
+    }
