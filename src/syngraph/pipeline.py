@@ -38,6 +38,8 @@ STEPS: tuple[Step, ...] = (
     Step("skeletons", "syngraph.steps.skeletons:run_skeletons", "one skeleton per cell, with myelin"),
     Step("compartments", "syngraph.steps.compartments:run_compartments",
          "soma, dendrite, spine neck/head, axon, boutons per skeleton node; spine head volumes"),
+    Step("celltypes", "syngraph.steps.celltypes:run_celltypes",
+         "a cell type, class probabilities and certainty per cell"),
     Step("synapses", "syngraph.steps.synapses.run:run_synapses",
          "contact sites, synapses between cells, direction, sign, probability"),
     Step("matrix", "syngraph.export.matrix:run_matrix", "the wiring diagram tables and exports"),
