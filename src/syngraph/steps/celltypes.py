@@ -242,7 +242,7 @@ def load_inputs(workdir: Path) -> tuple[pd.DataFrame, list[str]]:
     comp["cell_id"] = comp["cell_id"].to_numpy().astype(np.uint64)
     nodes = nodes.merge(comp, on=["cell_id", "node_id"], how="left")
     nodes["label"] = nodes["label"].fillna("unknown")
-    voxel = np.asarray(open_layer(workdir, "sv").info.voxel_size_nm, np.float64)
+    voxel = np.asarray(load_config(workdir).voxel_size_nm, np.float64)
     ct = pq.read_table(workdir / "tables" / "cells.parquet").to_pandas()
     cells = pd.DataFrame({"volume_um3": ct["size_vx"].to_numpy() * float(np.prod(voxel)) / 1e9,
                           "astrocyte": (ct["kind"] == "astrocyte").to_numpy() if "kind" in ct else False},
