@@ -201,6 +201,14 @@ class CelltypeParams(_Model):
     min_cable_um: float = Field(5.0, ge=0, description="cells with less skeleton cable than this (um) get type unknown")
 
 
+class EmbeddingParams(_Model):
+    """Learned 10-d vectors per skeleton node and cell (docs/celltypes.md)."""
+
+    model: str | None = Field(
+        None, description="node encoder (.safetensors written by `syngraph train embeddings`); none = the built-in default"
+    )
+
+
 class ProjectConfig(_Model):
     """Everything a run needs besides the volumes themselves."""
 
@@ -216,6 +224,7 @@ class ProjectConfig(_Model):
     skeletons: SkeletonParams = Field(default_factory=SkeletonParams)
     compartments: CompartmentParams = Field(default_factory=CompartmentParams)
     celltypes: CelltypeParams = Field(default_factory=CelltypeParams)
+    embeddings: EmbeddingParams = Field(default_factory=EmbeddingParams)
     synapses: SynapseParams = Field(default_factory=SynapseParams)
     compute: ComputeParams = Field(default_factory=ComputeParams)
 

@@ -40,6 +40,8 @@ STEPS: tuple[Step, ...] = (
          "soma, dendrite, spine neck/head, axon, boutons per skeleton node; spine head volumes"),
     Step("celltypes", "syngraph.steps.celltypes:run_celltypes",
          "a cell type, class probabilities and certainty per cell"),
+    Step("embeddings", "syngraph.steps.embeddings:run_embeddings",
+         "learned 10-d vectors per skeleton node (latent_morph) and per cell"),
     Step("synapses", "syngraph.steps.synapses.run:run_synapses",
          "contact sites, synapses between cells, direction, sign, probability"),
     Step("matrix", "syngraph.export.matrix:run_matrix", "the wiring diagram tables and exports"),

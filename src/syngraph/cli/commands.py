@@ -221,6 +221,24 @@ def train_celltypes_cmd(
                   + escape(f'[celltypes] model = "{path}"') + " in syngraph.toml")
 
 
+@train_app.command("embeddings")
+def train_embeddings_cmd(
+    wd: WorkDir = Path("."),
+    more: Annotated[list[Path] | None, typer.Option("--also", help="more working directories to train on")] = None,
+    out: Annotated[Path | None, typer.Option(help="weights path (default <wd>/models/embeddings.safetensors)")] = None,
+    steps: Annotated[int, typer.Option(help="optimizer steps (batches of 256 nodes)")] = 1500,
+) -> None:
+    """Fit the node encoder without labels (contrastive; needs PyTorch) on every skeleton node."""
+    from rich.markup import escape
+
+    from syngraph.steps.embeddings import train_embeddings
+
+    path, losses = train_embeddings([wd, *(more or [])], out or wd / "models" / "embeddings.safetensors", steps)
+    console.print(f"[green]wrote[/] {escape(str(path))}; final loss "
+                  + ", ".join(f"{v} {x:.3f}" for v, x in losses.items()) + "; use it with "
+                  + escape(f'[embeddings] model = "{path}"') + " in syngraph.toml")
+
+
 @app.command()
 def edit(
     wd: Annotated[Path, typer.Argument(help="working directory")],
