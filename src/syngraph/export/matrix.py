@@ -24,7 +24,12 @@ from syngraph import __version__
 from syngraph.config import CONFIG_NAME, ProjectConfig, load_config
 from syngraph.engine import write_table_atomic
 from syngraph.errors import StepOrderError
-from syngraph.export.celltypes import add_partner_columns, celltype_classes, celltype_matrix, conn_mat_partners
+from syngraph.export.celltypes import (
+    add_partner_columns,
+    celltype_classes,
+    celltype_matrix,
+    conn_mat_partners,
+)
 
 N_LATENT = 10
 NULL_COLUMNS: dict[str, pa.DataType] = {

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from syngraph.models.npz import read_info, write_npz
 from syngraph.models.trees import Trees, from_gradient_boosting_multiclass
 
 SHAPE_FEATURES: tuple[str, ...] = (
@@ -144,16 +145,10 @@ class CelltypeModel:
         return want, self.variants[want]
 
     def save(self, path: str | Path) -> Path:
-        arrays: dict[str, np.ndarray] = {"info_keys": np.array(list(self.info)),
-                                         "info_values": np.array(list(self.info.values()))}
+        arrays: dict[str, np.ndarray] = {}
         for v, m in self.variants.items():
             arrays |= m.arrays(f"{v}_")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
-        tmp.replace(path)
-        return path
+        return write_npz(path, arrays, self.info)
 
 
 def load_model(path: str | Path | None = None) -> CelltypeModel:
@@ -165,7 +160,7 @@ def load_model(path: str | Path | None = None) -> CelltypeModel:
     with np.load(path, allow_pickle=False) as z:
         variants = {v: Classifier.from_arrays(z, f"{v}_", feature_names(v), path)
                     for v in VARIANTS if f"{v}_feature_names" in z}
-        info = dict(zip((str(k) for k in z["info_keys"]), (str(v) for v in z["info_values"]), strict=True))
+        info = read_info(z)
     return CelltypeModel(variants, info)
 
 

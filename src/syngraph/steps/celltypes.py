@@ -30,7 +30,6 @@ from syngraph.errors import InputError, StepOrderError
 from syngraph.io.volume import open_layer
 from syngraph.models.celltypes import (
     ORGANELLE_FEATURES,
-    SHAPE_FEATURES,
     CelltypeModel,
     certainty,
     feature_names,

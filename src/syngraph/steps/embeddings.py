@@ -26,7 +26,14 @@ from syngraph.config import load_config
 from syngraph.engine import Compute, write_table_atomic
 from syngraph.errors import InputError, StepOrderError
 from syngraph.models.compartments import ORGANELLE_FEATURES, SHAPE_FEATURES
-from syngraph.models.embeddings import DIM, POSITIVE_NM, Encoder, fit_encoder, load_encoders, save_encoders
+from syngraph.models.embeddings import (
+    DIM,
+    POSITIVE_NM,
+    Encoder,
+    fit_encoder,
+    load_encoders,
+    save_encoders,
+)
 
 STEP = "embeddings"
 COLUMNS = tuple(f"e{i}" for i in range(DIM))
