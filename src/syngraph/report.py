@@ -133,6 +133,13 @@ def write_report(workdir: str | Path) -> Path:
                      + histogram_svg(syn["area_um2"].to_numpy(), "synapse area (µm²)")
                      + histogram_svg(conns["n_synapses"].to_numpy().astype(float), "synapses per connection", bins=10)
                      + "</div>")
+    ctm = wd / "tables" / "celltype_matrix.parquet"
+    if ctm.exists():
+        t = pq.read_table(ctm).to_pylist()
+        cols = ["pre_celltype", "post_celltype", "n_synapses", "area_um2_sum", "n_asymmetric", "n_symmetric"]
+        parts.append("<h2>Cell-type matrix</h2>" + _table(["pre type", "post type", "synapses", "area µm²",
+                                                           "asymmetric", "symmetric"],
+                                                          [[_fmt(r[c]) for c in cols] for r in t]))
     ev = wd / "evaluation.json"
     if ev.exists():
         res = json.loads(ev.read_text())
