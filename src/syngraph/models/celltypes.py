@@ -54,6 +54,7 @@ ORGANELLE_FEATURES: tuple[str, ...] = (
     "sj_per_vc",  # junctions / vesicle clouds (varicosities without junctions: volume release)
     "out_sj_spine_frac",  # of the junctions at the cell's axon: partner side on a spine (NaN if none)
     "out_sj_soma_frac",  # ... partner side on a soma
+    "out_sj_symmetric_frac",  # ... symmetric by the syn_type map (NaN without that map or junctions)
 )
 
 VARIANTS = ("full", "shape")

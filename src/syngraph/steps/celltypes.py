@@ -157,6 +157,7 @@ def cell_features(nodes: pd.DataFrame, cells: pd.DataFrame, spines: pd.Series,
         out["sj_per_vc"] = o["sj_n"].to_numpy() / np.maximum(o["vc_n"].to_numpy(), 1)
         out["out_sj_spine_frac"] = o["out_spine"].to_numpy() / o["out_n"].replace(0, np.nan).to_numpy()
         out["out_sj_soma_frac"] = o["out_soma"].to_numpy() / o["out_n"].replace(0, np.nan).to_numpy()
+        out["out_sj_symmetric_frac"] = o["out_sym"].to_numpy() / o["out_typed"].replace(0, np.nan).to_numpy()
     out["cable_um"] = cable_um  # for the minimum, not a feature
     return out
 
@@ -165,11 +166,12 @@ def cell_features(nodes: pd.DataFrame, cells: pd.DataFrame, spines: pd.Series,
 
 
 def junction_partners(nodes: pd.DataFrame, sj_cells: pd.DataFrame, sj_xyz_nm: pd.DataFrame,
-                      radius_nm: float = 1500.0) -> pd.DataFrame:
+                      symmetric: pd.Series | None = None, radius_nm: float = 1500.0) -> pd.DataFrame:
     """Per cell: junctions at its axon (``out_n``: its nearest node to the junction is axon or
     bouton) and of those, how many have the partner's nearest node on a spine (``out_spine``) or
-    a soma (``out_soma``). ``sj_cells``: organelle_id, cell_id (the cells a junction touches);
-    ``sj_xyz_nm``: index organelle_id, x, y, z."""
+    a soma (``out_soma``), how many have a known type (``out_typed``) and are symmetric
+    (``out_sym``). ``sj_cells``: organelle_id, cell_id (the cells a junction touches);
+    ``sj_xyz_nm``: index organelle_id, x, y, z; ``symmetric``: organelle_id -> bool."""
     from scipy.spatial import cKDTree
 
     cid = nodes["cell_id"].to_numpy().astype(np.uint64)
@@ -192,9 +194,31 @@ def junction_partners(nodes: pd.DataFrame, sj_cells: pd.DataFrame, sj_xyz_nm: pd
             own = first.get(int(c))
             others = [first[int(o)] for o in cells.tolist() if o != c and int(o) in first]
             if own in ("axon", "bouton", "terminal_bouton") and others:
-                rows.append((c, 1, others[0] in ("spine_neck", "spine_head"), others[0] == "soma"))
-    t = pd.DataFrame(rows, columns=["cell_id", "out_n", "out_spine", "out_soma"])
-    return t.groupby("cell_id")[["out_n", "out_spine", "out_soma"]].sum()
+                known = symmetric is not None and sj in symmetric.index
+                rows.append((c, 1, others[0] in ("spine_neck", "spine_head"), others[0] == "soma",
+                             known, known and bool(symmetric.loc[sj])))
+    cols = ["out_n", "out_spine", "out_soma", "out_typed", "out_sym"]
+    return pd.DataFrame(rows, columns=["cell_id", *cols]).groupby("cell_id")[cols].sum()
+
+
+def junction_symmetric(workdir: Path, sj: pd.DataFrame, sym_threshold: float) -> pd.Series | None:
+    """sj id -> symmetric: the fraction of the junction's voxels (``sj_seg``) where the
+    ``syn_type`` map is over half its range exceeds ``sym_threshold`` (the synapse step's rule);
+    None without both layers."""
+    from syngraph.bbox import BBox
+    from syngraph.io.volume import list_layers
+
+    if not {"syn_type", "sj_seg"} <= set(list_layers(workdir)):
+        return None
+    seg, typ = open_layer(workdir, "sj_seg"), open_layer(workdir, "syn_type")
+    half = 0.5 * float(typ.info.value_range or (255.0 if typ.dtype == np.uint8 else 1.0))
+    out = {}
+    for r in sj.itertuples():
+        box = BBox((r.bbox_min_x, r.bbox_min_y, r.bbox_min_z), (r.bbox_max_x, r.bbox_max_y, r.bbox_max_z))
+        m = seg.read(box) == r.id
+        if m.any():
+            out[r.id] = float(np.mean(typ.read(box)[m] > half)) > sym_threshold
+    return pd.Series(out, dtype=bool)
 
 
 def has_organelles(workdir: Path) -> bool:
@@ -215,9 +239,10 @@ def _organelle_table(workdir: Path, voxel_nm: np.ndarray, nodes: pd.DataFrame) -
         g = sub.groupby("cell_id")
         out[f"{layer}_um3"] = g["um3"].sum().reindex(out.index).fillna(0)
         out[f"{layer}_n"] = g.size().reindex(out.index).fillna(0)
-    sj = pq.read_table(workdir / "tables" / "sj.parquet", columns=["id", "com_x", "com_y", "com_z"]).to_pandas()
+    sj = pq.read_table(workdir / "tables" / "sj.parquet").to_pandas()
     xyz = pd.DataFrame(sj[["com_x", "com_y", "com_z"]].to_numpy(np.float64) * voxel_nm, index=sj["id"].to_numpy())
-    partners = junction_partners(nodes, co[co["organelle_layer"] == "sj"], xyz)
+    sym = junction_symmetric(workdir, sj, load_config(workdir).synapses.sym_threshold)
+    partners = junction_partners(nodes, co[co["organelle_layer"] == "sj"], xyz, sym)
     partners.index = partners.index.astype(np.uint64)
     return out.join(partners, how="left").fillna(0)
 
