@@ -189,6 +189,26 @@ class CompartmentParams(_Model):
     cells_per_task: int = Field(32, ge=1, description="cells per engine task")
 
 
+class CelltypeParams(_Model):
+    """Cell types per cell (learned; docs/celltypes.md)."""
+
+    model: str | None = Field(
+        None, description="cell-type model (.npz written by `syngraph train celltypes`); none = the built-in default"
+    )
+    classes: tuple[str, ...] = Field(
+        (), description="the model's classes, checked against the model file (empty = whatever the model has)"
+    )
+    min_cable_um: float = Field(5.0, ge=0, description="cells with less skeleton cable than this (um) get type unknown")
+
+
+class EmbeddingParams(_Model):
+    """Learned 10-d vectors per skeleton node and cell (docs/celltypes.md)."""
+
+    model: str | None = Field(
+        None, description="node encoder (.safetensors written by `syngraph train embeddings`); none = the built-in default"
+    )
+
+
 class ProjectConfig(_Model):
     """Everything a run needs besides the volumes themselves."""
 
@@ -203,6 +223,8 @@ class ProjectConfig(_Model):
     cells: CellParams = Field(default_factory=CellParams)
     skeletons: SkeletonParams = Field(default_factory=SkeletonParams)
     compartments: CompartmentParams = Field(default_factory=CompartmentParams)
+    celltypes: CelltypeParams = Field(default_factory=CelltypeParams)
+    embeddings: EmbeddingParams = Field(default_factory=EmbeddingParams)
     synapses: SynapseParams = Field(default_factory=SynapseParams)
     compute: ComputeParams = Field(default_factory=ComputeParams)
 

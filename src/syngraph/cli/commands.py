@@ -339,6 +339,40 @@ def train_compartments_cmd(
                   f'[compartments] model = "{path}" in syngraph.toml')
 
 
+@train_app.command("celltypes")
+def train_celltypes_cmd(
+    labels: Annotated[Path, typer.Option(help="table with type and cell_id (or x_nm, y_nm, z_nm: a point in the cell)")],
+    wd: WorkDir = Path("."),
+    out: Annotated[Path | None, typer.Option(help="model path (default <wd>/models/celltypes.npz)")] = None,
+) -> None:
+    """Fit the cell-type classifier on labelled cells; prints cross-validated accuracy."""
+    from rich.markup import escape
+
+    from syngraph.steps.celltypes import train_celltypes
+
+    path, acc = train_celltypes(wd, labels, out=out)
+    console.print(f"[green]wrote[/] {escape(str(path))}; cross-validated accuracy {acc:.3f}; use it with "
+                  + escape(f'[celltypes] model = "{path}"') + " in syngraph.toml")
+
+
+@train_app.command("embeddings")
+def train_embeddings_cmd(
+    wd: WorkDir = Path("."),
+    more: Annotated[list[Path] | None, typer.Option("--also", help="more working directories to train on")] = None,
+    out: Annotated[Path | None, typer.Option(help="weights path (default <wd>/models/embeddings.safetensors)")] = None,
+    steps: Annotated[int, typer.Option(help="optimizer steps (batches of 256 nodes)")] = 1500,
+) -> None:
+    """Fit the node encoder without labels (contrastive; needs PyTorch) on every skeleton node."""
+    from rich.markup import escape
+
+    from syngraph.steps.embeddings import train_embeddings
+
+    path, losses = train_embeddings([wd, *(more or [])], out or wd / "models" / "embeddings.safetensors", steps)
+    console.print(f"[green]wrote[/] {escape(str(path))}; final loss "
+                  + ", ".join(f"{v} {x:.3f}" for v, x in losses.items()) + "; use it with "
+                  + escape(f'[embeddings] model = "{path}"') + " in syngraph.toml")
+
+
 @app.command()
 def edit(
     wd_arg: WdPositional = None,

@@ -44,6 +44,16 @@ SCORERS: tuple[tuple[str, str, dict[str, tuple[str, float]]], ...] = (
          "synapse_post_compartment_accuracy": (">=", 0.95)},
     ),
     (
+        "celltypes",
+        "syngraph.evaluate.celltypes:score_celltypes",
+        {"accuracy": (">=", 0.95), "macro_f1": (">=", 0.9), "ece": ("<=", 0.05)},
+    ),
+    (
+        "embeddings",
+        "syngraph.evaluate.embeddings:score_embeddings",
+        {"cell_knn_type_accuracy": (">=", 0.9), "node_knn_compartment_accuracy": (">=", 0.9)},
+    ),
+    (
         "matrix",
         "syngraph.evaluate.synapses:score_synapses",
         {"synapse_precision": (">=", 0.9), "synapse_recall": (">=", 0.9),

@@ -28,6 +28,12 @@ from syngraph import __version__
 from syngraph.config import CONFIG_NAME, ProjectConfig, load_config
 from syngraph.engine import write_table_atomic
 from syngraph.errors import StepOrderError
+from syngraph.export.celltypes import (
+    add_partner_columns,
+    celltype_classes,
+    celltype_matrix,
+    conn_mat_partners,
+)
 
 N_LATENT = 10
 NULL_COLUMNS: dict[str, pa.DataType] = {
@@ -150,7 +156,9 @@ def run_matrix(
             return _write_contact_graph(wd, pq.read_table(contacts), meta)
         raise StepOrderError(f"{path} is missing: run `syngraph run synapses` first")
     syn = synapse_table(pq.read_table(path), cfg.voxel_size_nm, cfg.synapses.prob_threshold)
+    syn = add_partner_columns(wd, syn)
     conns = connection_table(syn)
+    write_table_atomic(celltype_matrix(syn), wd / "tables" / "celltype_matrix.parquet", meta)
     write_table_atomic(syn, wd / "tables" / "synapses.parquet", meta)
     write_table_atomic(conns, wd / "tables" / "connections.parquet", meta)
     out = wd / "export"
@@ -166,7 +174,7 @@ def run_matrix(
         "confidence_pre": syn["syn_prob"], "confidence_post": syn["syn_prob"],
     })
     _write_csv(np_syn, out / "neuprint_synapses.csv")
-    _write_csv(conn_mat_table(syn), out / "conn_mat.csv")
+    _write_csv(conn_mat_partners(conn_mat_table(syn), syn, celltype_classes(wd)), out / "conn_mat.csv")
     return {"n_synapses": syn.num_rows, "n_connections": conns.num_rows}
 
 

@@ -1,0 +1,80 @@
+"""Scoring the embeddings against the demo tissue's ground truth, by nearest neighbours.
+
+* ``cell_knn_type_accuracy``: over the cells the celltypes step typed (cable >=
+  ``celltypes.min_cable_um``), leave-one-out 5-NN vote (cosine) of the true types
+  (:func:`syngraph.evaluate.celltypes.true_celltypes`) on the cell vectors.
+* ``node_knn_compartment_accuracy``: neuron nodes with a true compartment (``gt_compartments``,
+  coarse: soma / dendrite = shaft, neck, head / axon = axon, boutons); cells split in two halves
+  by id, each half's nodes voted by their 5 nearest nodes of the other half (at most
+  ``MAX_NODES`` nodes, a fixed random subset); ``node_knn_fine_accuracy`` the same with the
+  seven compartments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from syngraph import compartments as cp
+
+K = 5
+MAX_NODES = 20000
+COARSE = {cp.SOMA: 1, cp.SHAFT: 2, cp.SPINE_NECK: 2, cp.SPINE_HEAD: 2, cp.AXON: 3, cp.BOUTON: 3,
+          cp.TERMINAL_BOUTON: 3}
+
+
+def knn_vote(train_z: np.ndarray, train_y: np.ndarray, query_z: np.ndarray, k: int = K,
+             exclude_self: bool = False) -> np.ndarray:
+    """Majority label of the k nearest (largest dot product) training rows of each query row."""
+    from scipy.spatial import cKDTree
+
+    kk = min(k + int(exclude_self), len(train_z))
+    _, nb = cKDTree(train_z).query(query_z, k=kk)  # unit vectors: Euclidean order = cosine order
+    nb = np.asarray(nb).reshape(len(query_z), kk)[:, int(exclude_self):]
+    labels = train_y[nb]
+    out = np.empty(len(query_z), train_y.dtype)
+    for i, row in enumerate(labels):
+        vals, counts = np.unique(row, return_counts=True)
+        out[i] = vals[np.argmax(counts)]
+    return out
+
+
+def score_embeddings(workdir: str | Path) -> dict[str, float | int]:
+    from syngraph.evaluate.celltypes import true_celltypes
+    from syngraph.evaluate.compartments import demo_node_truth
+
+    wd = Path(workdir)
+    cols = [f"e{i}" for i in range(10)]
+    out: dict[str, float | int] = {}
+    ct_path = wd / "tables" / "celltypes.parquet"
+    cells = pq.read_table(wd / "tables" / "embeddings_cells.parquet").to_pandas().set_index("cell_id")
+    if ct_path.exists():
+        typed = pq.read_table(ct_path, columns=["cell_id", "typed"]).to_pandas().set_index("cell_id")["typed"]
+        cells = cells[typed.reindex(cells.index).fillna(False).to_numpy(bool)]
+    truth = true_celltypes(wd).reindex(cells.index)
+    cells = cells[truth.notna().to_numpy()]
+    y = truth.dropna().to_numpy().astype(str)
+    out["n_cells"] = len(cells)
+    if len(cells) > K:
+        pred = knn_vote(cells[cols].to_numpy(), y, cells[cols].to_numpy(), exclude_self=True)
+        out["cell_knn_type_accuracy"] = float(np.mean(pred == y))
+    nodes = pq.read_table(wd / "tables" / "embeddings_nodes.parquet").to_pandas()
+    rng = np.random.default_rng(0)
+    if len(nodes) > MAX_NODES:
+        nodes = nodes.iloc[np.sort(rng.choice(len(nodes), MAX_NODES, replace=False))]
+    true = demo_node_truth(wd, nodes[["x_nm", "y_nm", "z_nm"]].to_numpy(np.float64))
+    keep = np.isin(true, list(COARSE))
+    nodes, true = nodes[keep], true[keep]
+    out["n_nodes"] = len(nodes)
+    half = nodes["cell_id"].to_numpy().astype(np.int64) % 2 == 0
+    if half.sum() > K and (~half).sum() > K:
+        z = nodes[cols].to_numpy()
+        for name, y_ in (("node_knn_compartment_accuracy", np.vectorize(COARSE.get)(true)),
+                         ("node_knn_fine_accuracy", true)):
+            pred = np.empty_like(y_)
+            pred[half] = knn_vote(z[~half], y_[~half], z[half])
+            pred[~half] = knn_vote(z[half], y_[half], z[~half])
+            out[name] = float(np.mean(pred == y_))
+    return out

@@ -1,0 +1,84 @@
+"""Cell types and embeddings in the wiring diagram: partner columns of the synapse table,
+SyConn's ``celltype1/2`` and ``latentmorph*`` columns of ``conn_mat.csv``, and
+``tables/celltype_matrix.parquet`` (pre type x post type: synapse counts and summed area by sign).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+N_LATENT = 10
+
+
+def celltype_classes(wd: Path) -> list[str]:
+    """The classes of ``tables/celltypes.parquet`` in probability-column order (SyConn codes 0..)."""
+    path = wd / "tables" / "celltypes.parquet"
+    return [c[2:] for c in pq.read_schema(path).names if c.startswith("p_")] if path.exists() else []
+
+
+def add_partner_columns(wd: Path, syn: pa.Table) -> pa.Table:
+    """Fill ``pre/post_celltype`` (from ``tables/celltypes.parquet``) and ``pre/post_embedding``
+    (the ``latent_morph`` of each partner's skeleton node nearest to the synapse, from
+    ``tables/embeddings_nodes.parquet``) where those tables exist."""
+    ct_path, emb_path = wd / "tables" / "celltypes.parquet", wd / "tables" / "embeddings_nodes.parquet"
+    if ct_path.exists():
+        t = pq.read_table(ct_path, columns=["cell_id", "celltype"])
+        lut = dict(zip(t["cell_id"].to_pylist(), t["celltype"].to_pylist(), strict=True))
+        for side in ("pre", "post"):
+            vals = [lut.get(c) for c in syn[f"{side}_cell_id"].to_pylist()]
+            syn = syn.set_column(syn.schema.get_field_index(f"{side}_celltype"), f"{side}_celltype",
+                                 pa.array(vals, pa.string()))
+    if emb_path.exists() and syn.num_rows:
+        from scipy.spatial import cKDTree
+
+        nodes = pq.read_table(emb_path).to_pandas()
+        cols = [f"e{i}" for i in range(N_LATENT)]
+        xyz = np.stack([syn[f"{a}_nm"].to_numpy() for a in "xyz"], 1)
+        for side in ("pre", "post"):
+            cid = syn[f"{side}_cell_id"].to_numpy().astype(np.uint64)
+            vec: list[list[float] | None] = [None] * len(cid)
+            for c, g in nodes.groupby("cell_id"):
+                rows = np.flatnonzero(cid == np.uint64(c))
+                if rows.size:
+                    _, nn = cKDTree(g[["x_nm", "y_nm", "z_nm"]].to_numpy()).query(xyz[rows])
+                    z = g[cols].to_numpy(np.float32)[np.atleast_1d(nn)]
+                    for r, v in zip(rows.tolist(), z, strict=True):
+                        vec[r] = v.tolist()
+            syn = syn.set_column(syn.schema.get_field_index(f"{side}_embedding"), f"{side}_embedding",
+                                 pa.array(vec, pa.list_(pa.float32())))
+    return syn
+
+
+def conn_mat_partners(conn_mat: pa.Table, syn: pa.Table, classes: list[str]) -> pa.Table:
+    """``conn_mat`` with ``celltype1/2`` as class codes (index in ``classes``; -1 unknown) and
+    ``latentmorph{1,2}_k`` from the partner embeddings (NaN where none)."""
+    codes = {c: i for i, c in enumerate(classes)}
+    for side, k in (("pre", 1), ("post", 2)):
+        vals = np.array([codes.get(t, -1) for t in syn[f"{side}_celltype"].to_pylist()], np.int64)
+        conn_mat = conn_mat.set_column(conn_mat.schema.get_field_index(f"celltype{k}"), f"celltype{k}", pa.array(vals))
+        emb = syn[f"{side}_embedding"].to_pylist()
+        z = np.array([e if e is not None else [np.nan] * N_LATENT for e in emb], np.float64).reshape(-1, N_LATENT)
+        for j in range(N_LATENT):
+            name = f"latentmorph{k}_{j}"
+            conn_mat = conn_mat.set_column(conn_mat.schema.get_field_index(name), name, pa.array(z[:, j]))
+    return conn_mat
+
+
+def celltype_matrix(syn: pa.Table) -> pa.Table:
+    """One row per (pre type, post type): synapse counts and summed area (um^2) by sign
+    (asymmetric = +1, symmetric = -1); cells without a type count as ``unknown``."""
+    con = duckdb.connect()
+    con.register("s", syn.select(["pre_celltype", "post_celltype", "sign", "area_um2"]))
+    return con.sql("""
+      select coalesce(pre_celltype, 'unknown') as pre_celltype, coalesce(post_celltype, 'unknown') as post_celltype,
+        count(*)::bigint as n_synapses, sum(area_um2) as area_um2_sum,
+        count(*) filter (where sign = 1)::bigint as n_asymmetric,
+        coalesce(sum(area_um2) filter (where sign = 1), 0) as area_um2_asymmetric,
+        count(*) filter (where sign = -1)::bigint as n_symmetric,
+        coalesce(sum(area_um2) filter (where sign = -1), 0) as area_um2_symmetric
+      from s group by all order by 1, 2""").to_arrow_table()

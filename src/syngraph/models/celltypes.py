@@ -1,0 +1,223 @@
+"""The cell-type classifier: per-cell features in, class probabilities out.
+
+Stored as plain arrays in an ``.npz`` (loaded with ``allow_pickle=False``): multi-class
+gradient-boosted trees (:mod:`syngraph.models.trees`, one ensemble per class, softmax of the
+summed leaves divided by a fitted temperature, so the probabilities are calibrated). The
+classes are names (a lab's own labels); the shipped model's are the demo tissue's cell types.
+
+A model file holds a ``full`` variant (with :data:`ORGANELLE_FEATURES`) and a ``shape`` variant
+(tissue without organelle maps, such as pinky40). Each variant also stores the training
+features' quantiles (``<variant>_quantiles``, rows :data:`QUANTILES`) for a domain check.
+Features are in nm / um and relative to the cell, never in voxels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from syngraph.models.npz import read_info, write_npz
+from syngraph.models.trees import Trees, from_gradient_boosting_multiclass
+
+SHAPE_FEATURES: tuple[str, ...] = (
+    "log_cable_um",  # log10(1 + skeleton cable length, um)
+    "log_volume_um3",  # log10 of the cell's volume inside the dataset
+    "log_volume_per_cable_um2",  # log10(volume / cable): mean cross-section
+    "frac_soma",  # cable fractions of the smoothed compartment labels
+    "frac_shaft",
+    "frac_spine",  # spine neck + head
+    "frac_axon",
+    "frac_bouton",  # bouton + terminal bouton
+    "frac_astrocyte",
+    "spines_per_um_dendrite",  # spines / (shaft + spine) cable; 0 without dendrite
+    "boutons_per_um_axon",  # bouton runs / (axon + bouton) cable; 0 without axon
+    "myelin_frac",  # cable fraction of myelinated nodes
+    "log_radius_median_nm",
+    "log_radius_p90_nm",
+    "log_radius_axon_nm",  # median radius of axon nodes (NaN without axon)
+    "log_radius_dendrite_nm",  # median radius of shaft nodes (NaN without shaft)
+    "log_soma_radius_nm",  # largest soma-node radius (0 without soma)
+    "radius_cv",  # std / mean of the node radii
+    "branch_points_per_um",
+    "tips_per_um",
+    "turning_deg",  # median angle between consecutive 500 nm steps along the skeleton
+    "astrocyte_kind",  # 1 when the astrocyte step called the cell an astrocyte
+)
+
+ORGANELLE_FEATURES: tuple[str, ...] = (
+    "mi_um3_per_um",  # mitochondrion volume per um of cable
+    "vc_um3_per_um",  # vesicle-cloud volume per um of cable
+    "vc_per_um",  # vesicle clouds per um of cable
+    "sj_per_um",  # synaptic junctions touching the cell per um of cable
+    "sj_per_vc",  # junctions / vesicle clouds (varicosities without junctions: volume release)
+    "out_sj_spine_frac",  # of the junctions at the cell's axon: partner side on a spine (NaN if none)
+    "out_sj_soma_frac",  # ... partner side on a soma
+    "out_sj_symmetric_frac",  # ... symmetric by the syn_type map (NaN without that map or junctions)
+)
+
+VARIANTS = ("full", "shape")
+QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
+DEFAULT_MODEL_PATH = Path(__file__).parent / "data" / "celltypes_default.npz"
+BOOSTING = dict(max_iter=120, learning_rate=0.08, max_leaf_nodes=8, min_samples_leaf=5,
+                l2_regularization=1.0)
+
+
+def feature_names(variant: str) -> tuple[str, ...]:
+    return SHAPE_FEATURES + (ORGANELLE_FEATURES if variant == "full" else ())
+
+
+def certainty(prob: np.ndarray) -> np.ndarray:
+    """The reference's certainty ``1 - H(p) / ln C`` per row (1: one class, 0: uniform)."""
+    p = np.asarray(prob, np.float64)
+    if p.shape[1] < 2:
+        return np.ones(len(p))
+    h = -np.sum(np.where(p > 0, p * np.log(np.maximum(p, 1e-300)), 0.0), axis=1)
+    return 1.0 - h / np.log(p.shape[1])
+
+
+def _softmax(raw: np.ndarray) -> np.ndarray:
+    e = np.exp(raw - raw.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """``p = softmax((baseline + per-class leaf sums) / temperature)`` over ``classes``."""
+
+    feature_names: tuple[str, ...]
+    classes: tuple[str, ...]
+    trees: tuple[Trees, ...]
+    baseline: np.ndarray
+    temperature: float
+    quantiles: np.ndarray  # (len(QUANTILES), features) of the training features
+
+    def raw(self, features: np.ndarray) -> np.ndarray:
+        x = np.asarray(features, np.float64)
+        if x.ndim != 2 or x.shape[1] != len(self.feature_names):
+            raise ValueError(f"cell-type model expects (n, {len(self.feature_names)}) features "
+                             f"({', '.join(self.feature_names)}), got {x.shape}")
+        if not len(x):
+            return np.zeros((0, len(self.classes)))
+        return self.baseline + np.stack([t.leaf_sum(x) for t in self.trees], 1)
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        return _softmax(self.raw(features) / self.temperature)
+
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        out = {f"{prefix}feature_names": np.array(self.feature_names),
+               f"{prefix}classes": np.array(self.classes), f"{prefix}baseline": self.baseline,
+               f"{prefix}temperature": np.array(self.temperature),
+               f"{prefix}quantiles": self.quantiles, f"{prefix}quantile_levels": np.array(QUANTILES)}
+        for i, t in enumerate(self.trees):
+            out |= t.arrays(f"{prefix}class{i}_")
+        return out
+
+    @classmethod
+    def from_arrays(cls, z, prefix: str, expected: tuple[str, ...], path: str | Path) -> Classifier:
+        names = tuple(str(n) for n in z[f"{prefix}feature_names"])
+        if names != expected:
+            raise ValueError(f"{path}: model features {names} differ from this syngraph's {expected}; "
+                             f"retrain with `syngraph train celltypes --labels cells.csv`")
+        classes = tuple(str(c) for c in z[f"{prefix}classes"])
+        trees = tuple(Trees.from_arrays(z, f"{prefix}class{i}_") for i in range(len(classes)))
+        return cls(names, classes, trees, np.asarray(z[f"{prefix}baseline"], np.float64),
+                   float(z[f"{prefix}temperature"]), np.asarray(z[f"{prefix}quantiles"], np.float64))
+
+
+@dataclass(frozen=True)
+class CelltypeModel:
+    """``{"full": Classifier, "shape": Classifier}`` (either may be missing) and the training
+    record ``info`` (seeds, cross-validated accuracy)."""
+
+    variants: dict[str, Classifier]
+    info: dict[str, str]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return next(iter(self.variants.values())).classes
+
+    def variant(self, have_organelles: bool) -> tuple[str, Classifier]:
+        want = "full" if have_organelles and "full" in self.variants else "shape"
+        if want not in self.variants:
+            raise ValueError("this cell-type model has no labels-only ('shape') variant and the "
+                             "volume has no mi/vc/sj maps: retrain with `syngraph train celltypes`")
+        return want, self.variants[want]
+
+    def save(self, path: str | Path) -> Path:
+        arrays: dict[str, np.ndarray] = {}
+        for v, m in self.variants.items():
+            arrays |= m.arrays(f"{v}_")
+        return write_npz(path, arrays, self.info)
+
+
+def load_model(path: str | Path | None = None) -> CelltypeModel:
+    """The model in ``path``, or the shipped default (trained on demo seeds, docs/celltypes.md)."""
+    path = Path(path) if path is not None else DEFAULT_MODEL_PATH
+    if not path.exists():
+        raise FileNotFoundError(f"cell-type model {path} does not exist; train one with "
+                                f"`syngraph train celltypes --labels cells.csv`")
+    with np.load(path, allow_pickle=False) as z:
+        variants = {v: Classifier.from_arrays(z, f"{v}_", feature_names(v), path)
+                    for v in VARIANTS if f"{v}_feature_names" in z}
+        info = read_info(z)
+    return CelltypeModel(variants, info)
+
+
+def _fit_trees(x: np.ndarray, y: np.ndarray) -> tuple[tuple[Trees, ...], np.ndarray, np.ndarray]:
+    """Boosted trees on integer labels ``y`` (0..k-1, all present): trees, baseline, classes."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
+
+    model = HistGradientBoostingClassifier(**BOOSTING, early_stopping=False, random_state=0,  # type: ignore[arg-type]
+                                           class_weight="balanced")
+    with threadpool_limits(1):
+        model.fit(x, y)
+    if len(model.classes_) == 2:  # binary: one ensemble scores class 1 against class 0
+        from syngraph.models.trees import from_gradient_boosting
+
+        t, b = from_gradient_boosting(model)
+        zero = Trees.build([-1], [-1], [0], [0.0], [0.0], [0])
+        return (zero, t), np.array([0.0, b]), model.classes_
+    trees, baseline = from_gradient_boosting_multiclass(model)
+    return tuple(trees), baseline, model.classes_
+
+
+def fit_temperature(raw: np.ndarray, y: np.ndarray) -> float:
+    """The temperature minimising the log loss of ``softmax(raw / T)`` against ``y`` (grid)."""
+    grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 61))
+    losses = [-np.mean(np.log(np.maximum(_softmax(raw / t)[np.arange(len(y)), y], 1e-12))) for t in grid]
+    return float(grid[int(np.argmin(losses))])
+
+
+def fit_classifier(x: np.ndarray, labels: np.ndarray, names: tuple[str, ...], classes: tuple[str, ...],
+                   folds: int = 4) -> tuple[Classifier, float]:
+    """Boosted trees on class names ``labels`` (each in ``classes``), the temperature fitted on
+    out-of-fold raw scores (folds stratified by class, fixed seed); returns the classifier and
+    the out-of-fold accuracy."""
+    x = np.asarray(x, np.float64)
+    y = np.array([classes.index(str(c)) for c in labels], np.int64)
+    rng = np.random.default_rng(0)
+    fold = np.empty(len(y), np.int64)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        fold[idx] = rng.permutation(len(idx)) % folds
+    oof = np.zeros((len(y), len(classes)))
+    for f in range(folds):
+        tr, te = fold != f, fold == f
+        if not te.any() or np.unique(y[tr]).size < 2:
+            continue
+        trees, base, cls_ = _fit_trees(x[tr], y[tr])
+        raw = base + np.stack([t.leaf_sum(x[te]) for t in trees], 1)
+        full = np.full((te.sum(), len(classes)), -30.0)
+        full[:, cls_] = raw
+        oof[te] = full
+    temperature = fit_temperature(oof, y)
+    accuracy = float(np.mean(np.argmax(oof, 1) == y))
+    trees, base, cls_ = _fit_trees(x, y)
+    if len(cls_) != len(classes):
+        raise ValueError(f"every class needs labelled cells; missing {sorted(set(classes) - {classes[i] for i in cls_})}")
+    q = np.nanquantile(np.where(np.isfinite(x), x, np.nan), QUANTILES, axis=0) if len(x) else \
+        np.zeros((len(QUANTILES), x.shape[1]))
+    return Classifier(names, classes, trees, base, temperature, q), accuracy

@@ -1,0 +1,39 @@
+"""Fit the shipped cell-type model from demo tissue truth (how ``celltypes_default.npz`` was made):
+
+    python -m syngraph.steps.celltypes_demo OUT.npz WORKDIR [WORKDIR ...]
+
+Every working directory must have run ``compartments`` and have ``gt/`` (``syngraph synth``).
+Cells with at least ``--min-cable-um`` (default 1) of skeleton are used, labelled with the type
+of the true cell holding most of their voxels (docs/celltypes.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from syngraph.evaluate.celltypes import true_celltypes
+from syngraph.steps.celltypes import fit_model, load_inputs
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("workdirs", type=Path, nargs="+")
+    ap.add_argument("--min-cable-um", type=float, default=1.0)
+    a = ap.parse_args(argv)
+    feats, labels, organelles = [], [], True
+    for wd in a.workdirs:
+        f, lacking = load_inputs(wd)
+        feats.append(f[f["cable_um"] >= a.min_cable_um])
+        labels.append(true_celltypes(wd))
+        organelles &= not lacking
+    model, acc = fit_model(feats, labels, organelles=organelles,
+                           info={"workdirs": " ".join(p.name for p in a.workdirs),
+                                 "min_cable_um": str(a.min_cable_um)})
+    model.save(a.out)
+    print(f"wrote {a.out}: {model.info}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Step ``embeddings``: a learned 10-d vector per skeleton node (``latent_morph``) and per cell.
+
+Top to bottom:
+
+1. :func:`node_features`: every cell's skeleton-context features, the compartment step's node
+   features (path-window radii, branch order, terminal branches, cable density, myelin; plus
+   organelle densities when the volume has mi / vc / sj maps);
+2. the node encoder (:mod:`syngraph.models.embeddings`, numpy inference, no torch needed);
+3. the cell vector: the cable-weighted mean of its node vectors, normalised to unit length;
+4. ``tables/embeddings_nodes.parquet`` (cell_id, node_id, x_nm, y_nm, z_nm, e0..e9) and
+   ``tables/embeddings_cells.parquet`` (cell_id, n_nodes, e0..e9) (docs/celltypes.md).
+
+``syngraph train embeddings`` fits the encoder without labels (needs PyTorch).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from syngraph.config import load_config
+from syngraph.engine import Compute, write_table_atomic
+from syngraph.errors import InputError, StepOrderError
+from syngraph.models.compartments import ORGANELLE_FEATURES, SHAPE_FEATURES
+from syngraph.models.embeddings import (
+    DIM,
+    POSITIVE_NM,
+    Encoder,
+    fit_encoder,
+    load_encoders,
+    save_encoders,
+)
+
+STEP = "embeddings"
+COLUMNS = tuple(f"e{i}" for i in range(DIM))
+
+
+def node_features(workdir: Path) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
+    """Node table columns (cell_id, node_id, x_nm, y_nm, z_nm, cable_nm), the (n, f) features
+    (shape features, + organelle features when the volume has them) and the features lacking."""
+    from syngraph import skeleton_io
+    from syngraph.steps.compartments.features import Tree
+    from syngraph.steps.compartments.run import cell_features, has_organelles, load_organelles
+
+    if not (workdir / "tables" / "compartments_nodes.parquet").exists():
+        raise StepOrderError(f"{workdir / 'tables' / 'compartments_nodes.parquet'} does not exist: run "
+                             f"`syngraph run compartments` first")
+    ids = skeleton_io.cell_ids(workdir).astype(np.uint64)
+    orgs_on = has_organelles(workdir)
+    voxel = np.asarray(load_config(workdir).voxel_size_nm, np.float64)
+    orgs = load_organelles(workdir, ids, voxel) if orgs_on else {}
+    sk = pq.read_table(workdir / "tables" / "skeletons.parquet").to_pandas().sort_values(["neuron", "node_id"])
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("cell_id", "node_id", "x_nm", "y_nm", "z_nm", "cable_nm")}
+    xs = []
+    for cid, g in sk.groupby("neuron", sort=True):
+        xyz = g[["x", "y", "z"]].to_numpy(np.float64)
+        tree = Tree(xyz, g["parent_id"].to_numpy(np.int64), g["radius"].to_numpy(np.float64))
+        myelin = g["myelin"].to_numpy() if "myelin" in g else None
+        xs.append(cell_features(tree, myelin, orgs.get(int(cid), {}) if orgs_on else None))
+        for k, v in (("cell_id", np.full(len(g), cid, np.uint64)), ("node_id", g["node_id"].to_numpy()),
+                     ("x_nm", xyz[:, 0]), ("y_nm", xyz[:, 1]), ("z_nm", xyz[:, 2]),
+                     ("cable_nm", tree.node_cable_nm())):
+            cols[k].append(v)
+    out = {k: np.concatenate(v) if v else np.zeros(0) for k, v in cols.items()}
+    nf = len(SHAPE_FEATURES) + (len(ORGANELLE_FEATURES) if orgs_on else 0)
+    x = np.concatenate(xs) if xs else np.zeros((0, nf))
+    return out, x, [] if orgs_on else list(ORGANELLE_FEATURES)
+
+
+def cell_vectors(cell_id: np.ndarray, weight: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cell ids, node counts, unit vectors): the weighted mean of each cell's node vectors."""
+    ids, inv, counts = np.unique(cell_id, return_inverse=True, return_counts=True)
+    w = np.maximum(np.asarray(weight, np.float64), 1e-9)
+    acc = np.zeros((len(ids), z.shape[1]))
+    np.add.at(acc, inv, z * w[:, None])
+    return ids, counts, acc / np.maximum(np.linalg.norm(acc, axis=1, keepdims=True), 1e-12)
+
+
+def _encoder(path: str | None, organelles: bool) -> tuple[str, Encoder]:
+    try:
+        encoders, _ = load_encoders(path)
+    except (FileNotFoundError, ImportError, ValueError) as e:
+        raise InputError(f"[embeddings] model: {e}") from None
+    want = "full" if organelles and "full" in encoders else "shape"
+    if want not in encoders:
+        raise InputError("[embeddings] model has no labels-only ('shape') encoder and the volume has no "
+                         "mi/vc/sj maps: retrain with `syngraph train embeddings`")
+    return want, encoders[want]
+
+
+def run_embeddings(
+    workdir: str | Path,
+    *,
+    compute: Compute | None = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Run the step; writes ``tables/embeddings_nodes.parquet`` and ``tables/embeddings_cells.parquet``."""
+    workdir = Path(workdir)
+    p = load_config(workdir).embeddings
+    nodes, x, lacking = node_features(workdir)
+    variant, enc = _encoder(p.model, not lacking)
+    z = enc.embed(x).astype(np.float32)
+    node_cols = {k: pa.array(v) for k, v in nodes.items() if k != "cable_nm"}
+    write_table_atomic(pa.table(node_cols | {c: z[:, i] for i, c in enumerate(COLUMNS)}),
+                       workdir / "tables" / "embeddings_nodes.parquet",
+                       metadata={"syngraph:units": "nm", "syngraph:model_variant": variant})
+    ids, counts, cz = cell_vectors(nodes["cell_id"], nodes["cable_nm"], z)
+    write_table_atomic(pa.table({"cell_id": pa.array(ids.astype(np.uint64)), "n_nodes": pa.array(counts),
+                                 **{c: cz[:, i].astype(np.float32) for i, c in enumerate(COLUMNS)}}),
+                       workdir / "tables" / "embeddings_cells.parquet",
+                       metadata={"syngraph:model_variant": variant})
+    return {"cells": len(ids), "nodes": len(z), "model_variant": variant, "features_lacking": lacking}
+
+
+def positives(cell_id: np.ndarray, xyz_nm: np.ndarray, seed: int = 0) -> np.ndarray:
+    """For each node, a random other node of the same cell within POSITIVE_NM (itself if none)."""
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(seed)
+    k = min(16, len(xyz_nm))
+    d, nb = cKDTree(xyz_nm).query(xyz_nm, k=k)
+    nb = nb.reshape(len(xyz_nm), k)
+    ok = (d.reshape(len(xyz_nm), k) <= POSITIVE_NM) & (cell_id[nb] == cell_id[:, None])
+    ok[:, 0] = False
+    out = np.arange(len(xyz_nm))
+    for i in np.flatnonzero(ok.any(1)):
+        out[i] = nb[i, rng.choice(np.flatnonzero(ok[i]))]
+    return out
+
+
+def train_embeddings(workdirs: list[Path], out: Path, steps: int = 1500) -> tuple[Path, dict[str, float]]:
+    """``syngraph train embeddings``: fit the encoder on every node of ``workdirs`` (no labels);
+    ``full`` too when every working directory has organelles. Returns the path and final losses."""
+    xs, ps, base, lacking_any = [], [], 0, False
+    for wd in workdirs:
+        nodes, x, lacking = node_features(Path(wd))
+        lacking_any |= bool(lacking)
+        xs.append(x[:, :len(SHAPE_FEATURES)] if lacking_any else x)
+        xyz = np.c_[nodes["x_nm"], nodes["y_nm"], nodes["z_nm"]]
+        ps.append(positives(nodes["cell_id"], xyz) + base)
+        base += len(x)
+    if base < 100:
+        raise InputError(f"training the node encoder needs skeletons with >= 100 nodes in all; got {base}")
+    x = np.concatenate([a[:, :len(SHAPE_FEATURES)] for a in xs]) if lacking_any else np.concatenate(xs)
+    pos = np.concatenate(ps)
+    encoders, losses = {}, {}
+    for v in (("shape",) if lacking_any else ("full", "shape")):
+        names = SHAPE_FEATURES + (ORGANELLE_FEATURES if v == "full" else ())
+        try:
+            encoders[v], loss = fit_encoder(x[:, :len(names)], pos, names, steps=steps)
+        except ImportError as e:
+            raise InputError(str(e)) from None
+        losses[v] = loss[-1]
+    info = {"workdirs": " ".join(Path(w).name for w in workdirs), "nodes": str(base), "steps": str(steps),
+            **{f"final_loss_{v}": f"{loss:.4f}" for v, loss in losses.items()}}
+    return save_encoders(out, encoders, info), losses

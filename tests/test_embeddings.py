@@ -1,0 +1,97 @@
+"""Step embeddings: weights round trip through safetensors, node and cell vectors of drawn cells
+scored by nearest neighbours against the labels they were drawn with (the shipped encoder, and one
+trained here when torch is installed); the type matrix and conn_mat partner columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from test_celltypes import _workdir
+
+from syngraph.evaluate.embeddings import knn_vote
+from syngraph.models.embeddings import Encoder, load_encoders, save_encoders
+
+COARSE = {"shaft": "dendrite", "spine_neck": "dendrite", "spine_head": "dendrite", "axon": "axon", "bouton": "axon"}
+
+
+def _scores(wd, truth):
+    nodes = pd.read_parquet(wd / "tables" / "embeddings_nodes.parquet")
+    comp = pd.read_parquet(wd / "tables" / "compartments_nodes.parquet")
+    nodes = nodes.merge(comp, on=["cell_id", "node_id"])
+    z = nodes[[f"e{i}" for i in range(10)]].to_numpy()
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
+    y = nodes["label"].map(COARSE).to_numpy()
+    half = nodes["cell_id"].to_numpy().astype(np.int64) % 2 == 0
+    pred = np.empty_like(y)
+    pred[half] = knn_vote(z[~half], y[~half], z[half])
+    pred[~half] = knn_vote(z[half], y[half], z[~half])
+    cells = pd.read_parquet(wd / "tables" / "embeddings_cells.parquet")
+    cz = cells[[f"e{i}" for i in range(10)]].to_numpy()
+    ct = np.array([truth[int(c)] for c in cells["cell_id"]])
+    cell_pred = knn_vote(cz, ct, cz, exclude_self=True)
+    return float(np.mean(pred == y)), float(np.mean(cell_pred == ct))
+
+
+def test_weights_round_trip_through_safetensors(tmp_path):
+    rng = np.random.default_rng(0)
+    enc = Encoder(("a", "b", "c"), (rng.normal(size=(3, 8)), rng.normal(size=(8, 8)), rng.normal(size=(8, 10))),
+                  (rng.normal(size=8), rng.normal(size=8), rng.normal(size=10)), np.zeros(3), np.ones(3),
+                  np.zeros((9, 3)))
+    path = save_encoders(tmp_path / "m.safetensors", {"shape": enc}, {"note": "x"})
+    assert path.read_bytes()[8:9] == b"{"  # safetensors: 8-byte header length, then JSON
+    back, info = load_encoders(path)
+    assert info["note"] == "x" and back["shape"].feature_names == ("a", "b", "c")
+    x = rng.normal(size=(50, 3))
+    np.testing.assert_allclose(back["shape"].embed(x), enc.embed(x), atol=1e-5)  # float32 storage
+
+
+def test_shipped_encoder_on_drawn_cells(tmp_path):
+    """No training here: the shipped encoder (demo tissue) separates dendrite from axon nodes of
+    cells drawn independently of the demo generator, and its cell vectors group the drawn kinds."""
+    from syngraph.steps.embeddings import run_embeddings
+
+    truth = _workdir(tmp_path, seed=5)
+    res = run_embeddings(tmp_path)
+    assert res["model_variant"] == "shape" and res["cells"] == len(truth)
+    node_acc, cell_acc = _scores(tmp_path, truth)
+    assert node_acc >= 0.9
+    assert cell_acc >= 0.9
+
+
+def test_train_encoder_without_labels(tmp_path):
+    pytest.importorskip("torch")
+    from syngraph.config import default_config, write_config
+    from syngraph.steps.embeddings import run_embeddings, train_embeddings
+
+    _workdir(tmp_path / "a", seed=6)
+    truth = _workdir(tmp_path / "b", seed=7)
+    path, losses = train_embeddings([tmp_path / "a"], tmp_path / "enc.safetensors", steps=300)
+    assert losses["shape"] < np.log(2 * 256 - 1)  # below chance for NT-Xent with 2 x 256 views
+    cfg = default_config()
+    cfg.embeddings.model = str(path)
+    write_config(tmp_path / "b", cfg)
+    run_embeddings(tmp_path / "b")
+    node_acc, cell_acc = _scores(tmp_path / "b", truth)
+    assert node_acc >= 0.9 and cell_acc >= 0.9
+
+
+def test_celltype_matrix_and_conn_mat_partner_columns(tmp_path):
+    from syngraph.export.celltypes import celltype_matrix, conn_mat_partners
+
+    syn = pa.table({
+        "pre_celltype": ["exc", "exc", "inh", None], "post_celltype": ["inh", "inh", "exc", "exc"],
+        "sign": [1, 1, -1, 1], "area_um2": [0.1, 0.2, 0.3, 0.4],
+        "pre_embedding": pa.array([[1.0] * 10, None, None, None], pa.list_(pa.float32())),
+        "post_embedding": pa.array([None] * 4, pa.list_(pa.float32())),
+    })
+    m = celltype_matrix(syn).to_pandas().set_index(["pre_celltype", "post_celltype"])
+    assert m.loc[("exc", "inh"), "n_synapses"] == 2 and m.loc[("exc", "inh"), "area_um2_asymmetric"] == pytest.approx(0.3)
+    assert m.loc[("inh", "exc"), "n_symmetric"] == 1 and m.loc[("inh", "exc"), "area_um2_symmetric"] == pytest.approx(0.3)
+    assert m.loc[("unknown", "exc"), "n_synapses"] == 1
+    cm = pa.table({"celltype1": [-1] * 4, "celltype2": [-1] * 4,
+                   **{f"latentmorph{s}_{k}": [np.nan] * 4 for s in (1, 2) for k in range(10)}})
+    out = conn_mat_partners(cm, syn, ["exc", "inh"])
+    assert out["celltype1"].to_pylist() == [0, 0, 1, -1] and out["celltype2"].to_pylist() == [1, 1, 0, 0]
+    assert out["latentmorph1_3"].to_pylist()[0] == 1.0 and np.isnan(out["latentmorph1_3"].to_pylist()[1])
