@@ -238,7 +238,7 @@ def export_skeletons(
 ) -> None:
     """Write skeletons as SWC files (nm, unit in the header)."""
     from syngraph.errors import InputError
-    from syngraph.skeleton_io import export_swc
+    from syngraph.export.swc import export_swc
 
     if format != "swc":
         raise InputError(f"--format {format!r} is not supported for skeletons; use swc "
@@ -257,7 +257,7 @@ def export_synapses(
     from syngraph.export.matrix import run_matrix
 
     files = {"parquet": "tables/synapses.parquet", "cave": "export/cave_synapses.parquet",
-             "neuprint": "export/neuprint_connections.csv", "syconn": "export/conn_mat.csv"}
+             "neuprint": "export/neuprint", "syconn": "export/conn_mat.csv"}
     if format not in files:
         raise InputError(f"--format {format!r}: choose one of {', '.join(files)}")
     run_matrix(wd)

@@ -1,0 +1,220 @@
+"""Every export checked with its ecosystem's own validator, on one small demo project."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from syngraph.engine import Compute
+
+SERIAL = Compute(scheduler="serial")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A 160x160x64 demo tissue through every step."""
+    from syngraph.pipeline import run_step, step_names
+    from syngraph.synth import synthesize
+
+    wd = tmp_path_factory.mktemp("exports") / "wd"
+    synthesize(wd, shape_xyz=(160, 160, 64), seed=11, compute=SERIAL)
+    for step in step_names():
+        run_step(wd, step, compute=SERIAL)
+    assert pq.read_metadata(wd / "tables" / "synapses.parquet").num_rows > 0
+    return wd
+
+
+# --------------------------------------------------------------------------- CAVE
+
+
+def test_cave_table_is_valid_synapse_schema(demo):
+    ems = pytest.importorskip("emannotationschemas", reason="emannotationschemas is in the test extra")
+    from syngraph.io.volume import open_layer
+
+    t = pq.read_table(demo / "export" / "cave_synapses.parquet")
+    flat = ems.get_flat_schema("synapse")()
+    assert set(flat.fields) <= set(t.column_names)
+    rows = t.to_pylist()
+    for row in rows:
+        record = {k: row[k] for k in flat.fields}
+        assert flat.validate(record) == {}, record
+        assert isinstance(row["size"], float)
+    meta = pq.read_schema(demo / "export" / "cave_synapses.parquet").metadata
+    assert json.loads(meta[b"voxel_resolution_nm"]) == [10.0, 10.0, 25.0]
+    # the pre (post) point is a voxel of the pre (post) supervoxel, next to the centre
+    sv = open_layer(demo, "sv").read()
+    for row in rows:
+        for side in ("pre", "post"):
+            x, y, z = row[f"{side}_pt_position"]
+            assert sv[x, y, z] == row[f"{side}_pt_supervoxel_id"]
+        d = np.subtract(row["pre_pt_position"], row["ctr_pt_position"]) * [10, 10, 25]
+        assert np.linalg.norm(d) <= 200 * np.sqrt(3)
+    assert any(r["pre_pt_position"] != r["post_pt_position"] for r in rows)
+
+
+# --------------------------------------------------------------------------- neuPrint
+
+# neo4j-admin import header grammar: name:type, :ID(space), :START_ID(space), :END_ID(space), :LABEL
+HEADER = re.compile(
+    r"^(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)?:(?P<key>ID|START_ID|END_ID)\((?P<space>[A-Za-z-]+)\)"
+    r"|:LABEL|:TYPE"
+    r"|(?P<prop>[A-Za-z_][A-Za-z0-9_]*):(?P<type>int|long|float|double|boolean|string|point\{srid:9157\}))$"
+)
+VALUE = {
+    "int": re.compile(r"^-?\d+$"), "long": re.compile(r"^-?\d+$"),
+    "float": re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$"), "string": re.compile(r".*"),
+    "point{srid:9157}": re.compile(r"^\{x:-?\d+(\.\d+)?, y:-?\d+(\.\d+)?, z:-?\d+(\.\d+)?\}$"),
+}
+
+
+def _read_csv(path):
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+def test_neuprint_bulk_import_set(demo):
+    out = demo / "export" / "neuprint"
+    files = sorted(out.glob("*.csv"))
+    assert {f.name for f in files} >= {
+        "Neuprint_Neurons.csv", "Neuprint_Neuron_Connections.csv", "Neuprint_Synapses.csv",
+        "Neuprint_SynapseSet.csv", "Neuprint_Neuron_to_SynapseSet.csv",
+        "Neuprint_SynapseSet_to_SynapseSet.csv", "Neuprint_SynapseSet_to_Synapses.csv",
+        "Neuprint_Synapse_Connections.csv"}
+    ids: dict[str, set[str]] = {}
+    refs: list[tuple[str, str]] = []
+    tables = {}
+    for f in files:
+        header, rows = _read_csv(f)
+        tables[f.name] = (header, rows)
+        for k, h in enumerate(header):
+            m = HEADER.match(h)
+            assert m, f"{f.name}: header {h!r} is not neo4j-admin import grammar"
+            col = [r[k] for r in rows]
+            if m["type"]:
+                assert all(VALUE[m["type"]].match(v) for v in col), (f.name, h, col[:3])
+            if m["key"] == "ID":
+                assert len(set(col)) == len(col), f"{f.name}: duplicate ids"
+                ids.setdefault(m["space"], set()).update(col)
+            elif m["key"]:
+                refs.extend((m["space"], v) for v in col)
+    assert all(v in ids[space] for space, v in refs), "a relationship names an id no node file has"
+    syn = pq.read_table(demo / "tables" / "synapses.parquet")
+    header, rows = tables["Neuprint_Neuron_Connections.csv"]
+    assert sum(int(r[1]) for r in rows) == syn.num_rows
+    header, rows = tables["Neuprint_Neurons.csv"]
+    assert sum(int(r[header.index("pre:int")]) for r in rows) == syn.num_rows
+    header, rows = tables["Neuprint_Synapses.csv"]
+    assert len(rows) == 2 * syn.num_rows
+    assert {r[1] for r in rows} == {"pre", "post"}
+
+
+# --------------------------------------------------------------------------- SyConn
+
+
+def test_conn_mat_reads_as_syconn_writes_it(demo):
+    from syngraph.export.syconn import COLUMNS
+
+    path = demo / "export" / "conn_mat.csv"
+    text = path.read_text()
+    assert text.splitlines()[0] == "# " + "\t".join(COLUMNS)
+    a = np.loadtxt(path, delimiter="\t", ndmin=2)
+    rich = pq.read_table(demo / "export" / "conn_mat.parquet")
+    assert a.shape == (rich.num_rows, 35)
+    # SyConn's reader (pandas, tab-separated, header '# x'): 35 named columns
+    import io
+
+    import pandas as pd
+
+    df = pd.read_csv(io.StringIO(text[2:]), sep="\t")
+    assert list(df.columns) == COLUMNS and len(df) == rich.num_rows
+    # byte-compatible: SyConn's own np.savetxt call on the same numbers writes the same file
+    buf = io.StringIO()
+    np.savetxt(buf, a, delimiter="\t", header="\t".join(COLUMNS))
+    assert buf.getvalue() == text
+    syn = pq.read_table(demo / "tables" / "synapses.parquet")
+    sign = syn["sign"].to_numpy()
+    area = syn["area_um2"].to_numpy()
+    np.testing.assert_allclose(a[:, 5], np.where(sign < 0, -area, area))
+    np.testing.assert_array_equal(a[:, 3], syn["pre_cell_id"].to_numpy().astype(float))
+
+
+# --------------------------------------------------------------------------- skeletons
+
+
+def _label_from_truth(wd):
+    """Each of our skeleton nodes labelled with the compartment of the nearest true node (an
+    oracle independent of syngraph), written where the compartment step writes its labels."""
+    import pyarrow as pa
+    from scipy.spatial import cKDTree
+
+    ours = pq.read_table(wd / "tables" / "skeletons.parquet").to_pandas()
+    gt = pq.read_table(wd / "gt" / "skeletons.parquet").to_pandas()
+    tree = cKDTree(gt[["x_nm", "y_nm", "z_nm"]].to_numpy())
+    _, k = tree.query(ours[["x", "y", "z"]].to_numpy())
+    labels = gt["compartment"].to_numpy()[k].astype(np.uint8)
+    t = pa.table({"cell_id": pa.array(ours["neuron"].to_numpy(), pa.uint64()),
+                  "node": pa.array(ours["node_id"].to_numpy(), pa.int64()),
+                  "label": pa.array(labels, pa.uint8())})
+    pq.write_table(t, wd / "tables" / "compartments_nodes.parquet")
+    return t
+
+
+def test_swc_types_from_compartments_and_soma_root(demo):
+    navis = pytest.importorskip("navis", reason="navis is in the test extra")
+    from syngraph.compartments import SOMA, to_swc
+    from syngraph.export.swc import export_swc
+    from syngraph.skeleton_io import read_skeleton
+
+    labels = _label_from_truth(demo)
+    try:
+        paths = export_swc(demo, demo / "export" / "swc")
+    finally:
+        (demo / "tables" / "compartments_nodes.parquet").unlink()
+    kinds = dict(zip(*(pq.read_table(demo / "tables" / "cells.parquet")[c].to_pylist() for c in ("cell_id", "kind")),
+                     strict=True))
+    n_soma_roots = 0
+    for p in paths:
+        cid = int(p.stem)
+        n = navis.read_swc(str(p))
+        skel = read_skeleton(demo, cid)
+        assert n.n_nodes == len(skel)
+        assert n.cable_length == pytest.approx(skel.cable_length_um * 1000, rel=1e-3)
+        mine = labels.filter(labels["cell_id"].to_numpy() == cid)["label"].to_numpy()
+        # types per node, matched by position (the export renumbers nodes)
+        order = np.lexsort(skel.nodes_nm.T)
+        nodes = n.nodes.sort_values(["z", "y", "x"])
+        want = np.full(len(skel), 7) if kinds[cid] == "astrocyte" else to_swc(mine[order])
+        np.testing.assert_array_equal(nodes["label"].to_numpy().astype(int), want)
+        root = n.nodes[n.nodes.parent_id < 0]
+        if (mine == SOMA).any() and kinds[cid] != "astrocyte":
+            assert (root["label"].astype(int) == 1).any(), f"cell {cid}: soma nodes but no soma root"
+            n_soma_roots += 1
+        # osteoid reads the same file
+        osteoid = pytest.importorskip("osteoid")
+        o = osteoid.Skeleton.from_swc(p.read_text())
+        assert len(o.vertices) == len(skel)
+    assert n_soma_roots >= 1
+
+
+def test_precomputed_skeletons_float32_attributes(demo):
+    osteoid = pytest.importorskip("osteoid")
+    from syngraph.skeleton_io import cell_ids, read_skeleton
+
+    info = json.loads((demo / "skeletons" / "info").read_text())
+    assert {a["data_type"] for a in info["vertex_attributes"]} == {"float32"}  # google/neuroglancer#572
+    for cid in cell_ids(demo):
+        data = (demo / "skeletons" / str(int(cid))).read_bytes()
+        o = osteoid.Skeleton.from_precomputed(data, segid=int(cid), vertex_attributes=info["vertex_attributes"])
+        skel = read_skeleton(demo, int(cid))
+        np.testing.assert_allclose(o.vertices, skel.nodes_nm)
+        np.testing.assert_allclose(o.radius, skel.radius_nm)
+        assert len(o.edges) == len(skel) - int((skel.parent_id < 0).sum())
+    navis = pytest.importorskip("navis")
+    nl = navis.read_precomputed(str(demo / "skeletons"), datatype="skeleton", info=True)
+    assert len(nl) == len(cell_ids(demo))
