@@ -218,3 +218,28 @@ def test_precomputed_skeletons_float32_attributes(demo):
     navis = pytest.importorskip("navis")
     nl = navis.read_precomputed(str(demo / "skeletons"), datatype="skeleton", info=True)
     assert len(nl) == len(cell_ids(demo))
+
+
+# --------------------------------------------------------------------------- OME-Zarr
+
+
+def test_every_volume_validates_as_ome_zarr(demo):
+    pytest.importorskip("ome_zarr_models")
+    import zarr
+    from ome_zarr_models.v05 import Image, ImageLabel, Labels
+
+    from syngraph.io.volume import list_layers, open_layer, store_path
+
+    root = zarr.open_group(str(store_path(demo)), mode="r", zarr_format=3)
+    labels = Labels.from_zarr(root)
+    names = list_layers(demo)
+    want = [n for n in names if open_layer(demo, n).info.kind in ("labels", "mask")]
+    assert sorted(labels.attributes.ome.labels) == sorted(want) and "sv" in want
+    for name in names:
+        group = root[name]
+        model = (ImageLabel if name in want else Image).from_zarr(group)
+        assert ("image-label" in group.attrs["ome"]) == (name in want), name
+        ms = model.attributes.ome.multiscales[0]
+        assert [a.name for a in ms.axes] == ["z", "y", "x"]
+        scale = ms.datasets[0].coordinateTransformations[0].scale
+        assert list(scale) == [25.0, 10.0, 10.0]
