@@ -243,3 +243,95 @@ def test_every_volume_validates_as_ome_zarr(demo):
         assert [a.name for a in ms.axes] == ["z", "y", "x"]
         scale = ms.datasets[0].coordinateTransformations[0].scale
         assert list(scale) == [25.0, 10.0, 10.0]
+
+
+# --------------------------------------------------------------------------- syngraph view
+
+LAYER_STATUS_JS = """
+const v = window.viewer;
+if (!v) return null;
+return v.layerManager.managedLayers.map(l => [l.name, l.layer ? l.layer.dataSources.map(ds => {
+  const s = ds.loadState;
+  return s === undefined ? 'loading' : (s.error ? 'ERROR ' + s.error.message : 'ok');
+}) : ['loading']]);
+"""
+
+
+def test_view_state_only_prints_json(demo):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "syngraph", "view", "--wd", str(demo), "--state-only"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    state = json.loads(r.stdout)
+    assert state["dimensions"] == {"x": [1e-08, "m"], "y": [1e-08, "m"], "z": [2.5e-08, "m"]}
+    assert state["position"] == [80.0, 80.0, 32.0]
+    names = [layer["name"] for layer in state["layers"]]
+    assert {"cells", "synapses", "mi", "vc", "sj"} <= set(names)
+    cells = state["layers"][names.index("cells")]
+    assert any(s.endswith("/meshes/cells") for s in cells["source"])
+    assert any(s.endswith("/skeletons") for s in cells["source"])
+    assert any(s.endswith("/segment_properties") for s in cells["source"])
+    s2c = pq.read_table(demo / "tables" / "sv_to_cell.parquet")
+    multi = sum(len(g) for g in cells["equivalences"])
+    assert multi == sum(n for n in np.unique(s2c["cell_id"].to_numpy(), return_counts=True)[1] if n > 1)
+    r = subprocess.run([sys.executable, "-m", "syngraph", "view", "--wd", str(demo / "nope"), "--state-only"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "no sv layer" in (r.stdout + r.stderr)
+
+
+def test_view_loads_every_layer_in_headless_chromium(demo, tmp_path):
+    import shutil
+    import time
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("headless browser test needs chromium and chromedriver "
+                    "(apt-get install chromium chromium-driver; .ci/run installs them)")
+    pytest.importorskip("neuroglancer")
+    selenium = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    from syngraph.export.neuroglancer import viewer_state, write_neuroglancer
+    from syngraph.export.viewer import open_viewer, serve_directory
+
+    write_neuroglancer(demo)
+    server = serve_directory(demo)
+    state = viewer_state(demo, f"http://127.0.0.1:{server.server_address[1]}")
+    viewer = open_viewer(state)
+    opts = selenium.ChromeOptions()
+    opts.binary_location = chromium
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,800",
+              "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"):
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    d = selenium.Chrome(service=Service(driver), options=opts)
+    try:
+        d.get(viewer.get_viewer_url())
+        status = None
+        for _ in range(120):
+            status = d.execute_script(LAYER_STATUS_JS)
+            if status and all(s != "loading" for _, ss in status for s in ss):
+                break
+            time.sleep(0.5)
+        time.sleep(3)  # let chunks, meshes and skeletons draw
+        shot = tmp_path / "view.png"
+        d.save_screenshot(str(shot))
+        logs = d.get_log("browser")
+    finally:
+        d.quit()
+        server.shutdown()
+    status = dict(status or [])
+    assert set(status) == {layer["name"] for layer in state["layers"]}
+    errors = {name: s for name, ss in status.items() for s in ss if s != "ok"}
+    assert not errors, errors
+    cells = next(layer for layer in state["layers"] if layer["name"] == "cells")
+    assert len(cells["source"]) == 4  # sv, meshes, skeletons, segment properties
+    assert len(status["cells"]) >= 4 and status["synapses"] == ["ok"]
+    severe = [e["message"] for e in logs if e["level"] == "SEVERE" and "favicon" not in e["message"]]
+    assert not severe, severe
+    from PIL import Image
+
+    img = np.asarray(Image.open(shot).convert("RGB"))
+    assert img.shape[1] == 1200 and img.shape[0] > 500 and len(np.unique(img.reshape(-1, 3), axis=0)) > 50
