@@ -159,3 +159,35 @@ def volume(vertices: np.ndarray, faces: np.ndarray) -> float:
     v = vertices.astype(np.float64)
     a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
     return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Unit normals per vertex: the area-weighted sum of its faces' normals (orientation kept)."""
+    v = vertices.astype(np.float64)
+    a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
+    fn = np.cross(b - a, c - a)
+    n = np.zeros_like(v)
+    for k in range(3):
+        np.add.at(n, faces[:, k], fn)
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+
+
+def shrink_to_volume(vertices: np.ndarray, faces: np.ndarray, target: float, max_offset: float,
+                     steps: int = 5) -> np.ndarray:
+    """Move every vertex inward along its normal by one distance ``d`` in ``[0, max_offset]`` so the
+    enclosed volume approaches ``target`` (Newton steps on ``V(d)``, ``dV/dd = -area``). Undoes the
+    outward bias of a surface on max-pooled voxels; a mesh already at or below ``target`` is
+    returned unchanged. Connectivity is untouched, so a closed mesh stays closed."""
+    if len(faces) == 0:
+        return vertices
+    sign = 1.0 if volume(vertices, faces) >= 0 else -1.0  # outward normals for either orientation
+    n = sign * vertex_normals(vertices, faces)
+    v = vertices.astype(np.float64)
+    d = 0.0
+    for _ in range(steps):
+        p = v - d * n
+        d_new = float(np.clip(d + (sign * volume(p, faces) - target) / max(area(p, faces), 1e-12), 0.0, max_offset))
+        if abs(d_new - d) < 1e-6 * max_offset:
+            break
+        d = d_new
+    return (v - d * n).astype(vertices.dtype)
