@@ -1,4 +1,5 @@
-"""Every export checked with its ecosystem's own validator, on one small demo project."""
+"""Every export checked with its ecosystem's own validator, and `syngraph view` in headless
+Chromium, on one small demo project."""
 
 from __future__ import annotations
 
@@ -296,9 +297,15 @@ def test_view_loads_every_layer_in_headless_chromium(demo, tmp_path):
     from syngraph.export.neuroglancer import viewer_state, write_neuroglancer
     from syngraph.export.viewer import open_viewer, serve_directory
 
-    write_neuroglancer(demo)
+    _label_from_truth(demo)  # compartments: skeletons coloured by them
+    try:
+        write_neuroglancer(demo)
+    finally:
+        (demo / "tables" / "compartments_nodes.parquet").unlink()
     server = serve_directory(demo)
     state = viewer_state(demo, f"http://127.0.0.1:{server.server_address[1]}")
+    cells = next(layer for layer in state["layers"] if layer["name"] == "cells")
+    assert any(s.endswith("/export/neuroglancer/skeletons") for s in cells["source"])
     viewer = open_viewer(state)
     opts = selenium.ChromeOptions()
     opts.binary_location = chromium
@@ -326,7 +333,6 @@ def test_view_loads_every_layer_in_headless_chromium(demo, tmp_path):
     assert set(status) == {layer["name"] for layer in state["layers"]}
     errors = {name: s for name, ss in status.items() for s in ss if s != "ok"}
     assert not errors, errors
-    cells = next(layer for layer in state["layers"] if layer["name"] == "cells")
     assert len(cells["source"]) == 4  # sv, meshes, skeletons, segment properties
     assert len(status["cells"]) >= 4 and status["synapses"] == ["ok"]
     severe = [e["message"] for e in logs if e["level"] == "SEVERE" and "favicon" not in e["message"]]

@@ -41,7 +41,7 @@ void main() {
   else if (vertex_types > 1.5 && vertex_types < 2.5) c = vec3(0.2, 0.6, 1.0);
   else if (vertex_types > 2.5 && vertex_types < 3.5) c = vec3(1.0, 0.3, 0.3);
   else if (vertex_types > 6.5) c = vec3(0.3, 0.9, 0.4);
-  if (myelin > 0.5) c = vec3(1.0);
+  MYELIN
   if (by_compartment) emitRGB(c); else emitDefault();
 }
 """
@@ -191,12 +191,16 @@ def viewer_state(workdir: str | Path, base_url: str) -> dict[str, Any]:
     if (wd / "meshes" / "cells" / "info").exists():
         cell_sources.append(f"precomputed://{base}/meshes/cells")
     skel_dir = out / "skeletons" if (out / "skeletons" / "info").exists() else wd / "skeletons"
+    shader = SKELETON_SHADER.replace("MYELIN", "")
     if (skel_dir / "info").exists():
         cell_sources.append(f"precomputed://{base}/{skel_dir.relative_to(wd).as_posix()}")
+        attrs = {a["id"] for a in json.loads((skel_dir / "info").read_text())["vertex_attributes"]}
+        if "myelin" in attrs:
+            shader = SKELETON_SHADER.replace("MYELIN", "if (myelin > 0.5) c = vec3(1.0);")
     if (out / "segment_properties" / "info").exists():
         cell_sources.append(f"precomputed://{base}/{OUT.as_posix()}/segment_properties")
     cells_layer: dict[str, Any] = {"type": "segmentation", "name": "cells", "source": cell_sources,
-                                   "skeletonRendering": {"shader": SKELETON_SHADER, "mode2d": "lines_and_points"}}
+                                   "skeletonRendering": {"shader": shader, "mode2d": "lines_and_points"}}
     if (wd / "tables" / "sv_to_cell.parquet").exists():
         s2c = pq.read_table(wd / "tables" / "sv_to_cell.parquet")
         order = np.argsort(s2c["cell_id"].to_numpy(), kind="stable")
