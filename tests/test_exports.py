@@ -379,3 +379,23 @@ def test_cell_meshes_closed_and_true_to_voxel_volume(demo):
     assert len(ratios) >= 5
     assert max(abs(r - 1) for r in ratios) < 0.05, ratios
     assert closer == len(cells["cell_id"])
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def test_every_table_carries_the_same_provenance(demo):
+    """Every Parquet table and export holds voxel size, version, config hash and its step."""
+    import hashlib
+
+    from syngraph import __version__
+    from syngraph.pipeline import step_names
+
+    sha = hashlib.sha256((demo / "syngraph.toml").read_bytes()).hexdigest()
+    paths = sorted((demo / "tables").glob("*.parquet")) + sorted((demo / "export").glob("*.parquet"))
+    assert len(paths) > 15
+    for p in paths:
+        meta = {k.decode(): v.decode() for k, v in (pq.read_schema(p).metadata or {}).items()}
+        assert json.loads(meta.get("voxel_size_nm", "null")) == [10.0, 10.0, 25.0], p.name
+        assert meta.get("syngraph_version") == __version__ and meta.get("config_sha256") == sha, p.name
+        assert meta.get("step") in step_names(), (p.name, meta.get("step"))

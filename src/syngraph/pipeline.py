@@ -79,13 +79,17 @@ def run_step(
     **options: Any,
 ) -> dict[str, Any]:
     """Run one step (``options`` go to the step function) and record its wall time and peak memory in ``steps/<name>/DONE``."""
-    from syngraph.engine.run import peak_rss_mb
+    from syngraph.engine.run import CURRENT_STEP, peak_rss_mb
 
     step = get_step(name)
     marker = done_marker(workdir, name)
     marker.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    result = step.function()(workdir, compute=compute, overwrite=overwrite, progress=progress, **options)
+    token = CURRENT_STEP.set(name)
+    try:
+        result = step.function()(workdir, compute=compute, overwrite=overwrite, progress=progress, **options)
+    finally:
+        CURRENT_STEP.reset(token)
     info = {
         "step": name,
         "seconds": round(time.perf_counter() - t0, 3),

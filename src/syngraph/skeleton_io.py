@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from syngraph.engine import write_table_atomic
+from syngraph.engine.run import table_metadata
 
 NODES_TABLE = "skeletons"
 STATS_TABLE = "skeleton_stats"
@@ -129,7 +130,7 @@ def skeletons_table(skels: Iterable[CellSkeleton]) -> pa.Table:
 
 def write_nodes_parquet(path: Path, skels: list[CellSkeleton]) -> None:
     table = skeletons_table(skels)
-    meta = {"syngraph:units": "nm", "syngraph:coordinates": "xyz"}
+    meta = {**table_metadata(path), "syngraph:units": "nm", "syngraph:coordinates": "xyz"}
     for s in skels:
         meta[f"{s.cell_id}:units"] = "nm"
         meta[f"{s.cell_id}:name"] = str(s.cell_id)
