@@ -166,28 +166,31 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     v = vertices.astype(np.float64)
     a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
     fn = np.cross(b - a, c - a)
-    n = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(n, faces[:, k], fn)
+    idx = faces.ravel().astype(np.int64)
+    n = np.stack([np.bincount(idx, np.repeat(fn[:, k], 3), minlength=len(v)) for k in range(3)], 1)
     return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
 
 def shrink_to_volume(vertices: np.ndarray, faces: np.ndarray, target: float, max_offset: float,
                      steps: int = 5) -> np.ndarray:
     """Move every vertex inward along its normal by one distance ``d`` in ``[0, max_offset]`` so the
-    enclosed volume approaches ``target`` (Newton steps on ``V(d)``, ``dV/dd = -area``). Undoes the
+    enclosed volume approaches ``target`` (chord steps on ``V(d)``, slope ``-area`` at ``d = 0``). Undoes the
     outward bias of a surface on max-pooled voxels; a mesh already at or below ``target`` is
     returned unchanged. Connectivity is untouched, so a closed mesh stays closed."""
     if len(faces) == 0:
         return vertices
-    sign = 1.0 if volume(vertices, faces) >= 0 else -1.0  # outward normals for either orientation
-    n = sign * vertex_normals(vertices, faces)
     v = vertices.astype(np.float64)
-    d = 0.0
+    vol = volume(v, faces)
+    sign = 1.0 if vol >= 0 else -1.0  # outward normals for either orientation
+    n = sign * vertex_normals(v, faces)
+    slope = max(area(v, faces), 1e-12)  # dV/dd at d = 0 (chord method: kept fixed)
+    d, excess = 0.0, sign * vol - target
     for _ in range(steps):
-        p = v - d * n
-        d_new = float(np.clip(d + (sign * volume(p, faces) - target) / max(area(p, faces), 1e-12), 0.0, max_offset))
-        if abs(d_new - d) < 1e-6 * max_offset:
+        if abs(excess) <= 1e-4 * target:
+            break
+        d_new = float(np.clip(d + excess / slope, 0.0, max_offset))
+        if d_new == d:
             break
         d = d_new
+        excess = sign * volume(v - d * n, faces) - target
     return (v - d * n).astype(vertices.dtype)
