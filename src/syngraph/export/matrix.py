@@ -103,6 +103,8 @@ def run_matrix(
     write_table_atomic(conns, wd / "tables" / "connections.parquet", meta)
     out = wd / "export"
     out.mkdir(exist_ok=True)
+    for old in ("neuprint_connections.csv", "neuprint_synapses.csv"):  # before export/neuprint/
+        (out / old).unlink(missing_ok=True)
     write_table_atomic(cave_table(syn), out / "cave_synapses.parquet", {**meta, **cave_metadata(cfg.voxel_size_nm)})
     cells = wd / "tables" / "cells.parquet"
     write_neuprint(out / "neuprint", syn, pq.read_table(cells) if cells.exists() else None)
