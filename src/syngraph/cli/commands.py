@@ -291,6 +291,10 @@ def view(
     from syngraph.export.neuroglancer import viewer_state, write_neuroglancer
     from syngraph.io.volume import store_path
 
+    try:
+        import neuroglancer  # noqa: F401  (the viewer client and the annotation writer)
+    except ImportError:
+        raise InputError("syngraph view needs the neuroglancer package: pip install 'syngraph[view]'") from None
     if not (store_path(wd) / "sv" / "zarr.json").exists():
         raise InputError(f"{wd}: no sv layer in {store_path(wd)}; run `syngraph import sv SOURCE --wd {wd}` "
                          f"(or `syngraph demo {wd}`) first")
