@@ -85,15 +85,18 @@ def test_matrix_exports_keep_64bit_ids_and_conventions(tmp_path):
                       "area_um2_sum": pytest.approx(0.05), "n_asymmetric": 0, "n_symmetric": 1,
                       "n_unsigned": 0}]
     cave = pq.read_table(tmp_path / "export" / "cave_synapses.parquet")
-    assert {"pre_pt_root_id", "post_pt_root_id", "ctr_pt_position", "size"} <= set(cave.column_names)
-    with open(tmp_path / "export" / "neuprint_connections.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert rows == [{"bodyId_pre": str(int(A)), "bodyId_post": str(int(B)), "weight": "1"}]
+    assert {"pre_pt_root_id", "post_pt_root_id", "ctr_pt_position", "pre_pt_position", "size"} <= set(cave.column_names)
+    assert cave["pre_pt_root_id"][0].as_py() == int(A) and cave["size"].type == pa.float64()
+    with open(tmp_path / "export" / "neuprint" / "Neuprint_Neuron_Connections.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows == [[":START_ID(Body-ID)", "weight:int", ":END_ID(Body-ID)"], [str(int(A)), "1", str(int(B))]]
     with open(tmp_path / "export" / "conn_mat.csv") as f:
-        header, row = list(csv.reader(f))
-    assert header[:6] == ["x", "y", "z", "ssv1", "ssv2", "size"] and header[-1] == "sign"
-    assert len(header) == 36 and header[15] == "latentmorph1_0"
-    assert row[3] == str(int(A)) and float(row[5]) > 0 and row[-1] == "-1"
+        header, row = (line.rstrip("\n").split("\t") for line in f)
+    assert header[:6] == ["# x", "y", "z", "ssv1", "ssv2", "size"] and len(header) == 35
+    assert header[15] == "latentmorph1_0"
+    assert float(row[3]) == float(int(A)) and float(row[5]) < 0  # symmetric: SyConn's negative size
+    rich = pq.read_table(tmp_path / "export" / "conn_mat.parquet")
+    assert rich["ssv1"][0].as_py() == int(A) and rich["sign"][0].as_py() == -1
 
 
 def test_without_sj_the_cell_contact_graph_has_the_face_area(tmp_path):

@@ -159,3 +159,38 @@ def volume(vertices: np.ndarray, faces: np.ndarray) -> float:
     v = vertices.astype(np.float64)
     a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
     return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Unit normals per vertex: the area-weighted sum of its faces' normals (orientation kept)."""
+    v = vertices.astype(np.float64)
+    a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
+    fn = np.cross(b - a, c - a)
+    idx = faces.ravel().astype(np.int64)
+    n = np.stack([np.bincount(idx, np.repeat(fn[:, k], 3), minlength=len(v)) for k in range(3)], 1)
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+
+
+def shrink_to_volume(vertices: np.ndarray, faces: np.ndarray, target: float, max_offset: float,
+                     steps: int = 5) -> np.ndarray:
+    """Move every vertex inward along its normal by one distance ``d`` in ``[0, max_offset]`` so the
+    enclosed volume approaches ``target`` (chord steps on ``V(d)``, slope ``-area`` at ``d = 0``). Undoes the
+    outward bias of a surface on max-pooled voxels; a mesh already at or below ``target`` is
+    returned unchanged. Connectivity is untouched, so a closed mesh stays closed."""
+    if len(faces) == 0:
+        return vertices
+    v = vertices.astype(np.float64)
+    vol = volume(v, faces)
+    sign = 1.0 if vol >= 0 else -1.0  # outward normals for either orientation
+    n = sign * vertex_normals(v, faces)
+    slope = max(area(v, faces), 1e-12)  # dV/dd at d = 0 (chord method: kept fixed)
+    d, excess = 0.0, sign * vol - target
+    for _ in range(steps):
+        if abs(excess) <= 1e-4 * target:
+            break
+        d_new = float(np.clip(d + excess / slope, 0.0, max_offset))
+        if d_new == d:
+            break
+        d = d_new
+        excess = sign * volume(v - d * n, faces) - target
+    return (v - d * n).astype(vertices.dtype)

@@ -96,7 +96,7 @@ def run_step(
     """Run one step (``options`` go to the step function) and record its wall time and peak memory in ``steps/<name>/DONE``."""
     from syngraph.engine import done
     from syngraph.engine.records import StepRun
-    from syngraph.engine.run import peak_rss_mb
+    from syngraph.engine.run import CURRENT_STEP, peak_rss_mb
 
     step = get_step(name)
     workdir = Path(os.path.abspath(os.path.expanduser(workdir)))  # workers may run elsewhere
@@ -108,8 +108,12 @@ def run_step(
     marker.unlink(missing_ok=True)
     before = done.snapshot(workdir)
     t0 = time.perf_counter()
-    with StepRun(marker.parent, overwrite=overwrite) as run:
-        result = step.function()(workdir, compute=compute, overwrite=overwrite, progress=progress, **options)
+    token = CURRENT_STEP.set(name)
+    try:
+        with StepRun(marker.parent, overwrite=overwrite) as run:
+            result = step.function()(workdir, compute=compute, overwrite=overwrite, progress=progress, **options)
+    finally:
+        CURRENT_STEP.reset(token)
     info = {
         "step": name,
         "seconds": round(time.perf_counter() - t0, 3),

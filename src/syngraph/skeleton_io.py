@@ -15,7 +15,7 @@ What is written, by ``syngraph run skeletons`` (see docs/skeletons.md)::
                                     n_trees
     skeletons/info, skeletons/<id>  Neuroglancer precomputed skeletons (unsharded), positions in
                                     nm with an identity transform; vertex attributes radius
-                                    (float32), vertex_types (uint8, SWC codes), myelin (uint8)
+                                    (float32), vertex_types (SWC codes), myelin (0/1), all float32
 
 SWC files (:func:`write_swc`) hold nm coordinates and radii, stated in a ``# Meta:`` JSON line
 (``"units": "nm"``, read by navis) and a ``# SCALE 1 1 1`` line (osteoid).
@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from syngraph.engine import write_table_atomic
+from syngraph.engine.run import table_metadata
 from syngraph.skeleton import Forest, orient, stats
 
 NODES_TABLE = "skeletons"
@@ -88,14 +89,13 @@ def to_cell_skeleton(cell_id: int, forest: Forest) -> CellSkeleton:
 
 
 def swc_types(skel: CellSkeleton) -> np.ndarray:
-    """SWC type per node: compartments when known (soma 1, axon 2, dendrite 3), else 0."""
+    """SWC type per node from the ``compartment`` attribute (:mod:`syngraph.compartments` codes), else 0."""
+    from syngraph.compartments import to_swc
+
     comp = skel.attributes.get("compartment")
     if comp is None:
         return np.zeros(len(skel), np.uint8)
-    # syngraph/SyConn axoness codes: 0 dendrite, 1 axon, 2 soma, 3/4 boutons
-    lut = np.array([3, 2, 1, 2, 2, 0, 0], np.uint8)
-    c = np.asarray(comp, np.int64)
-    return np.where((c >= 0) & (c < len(lut)), lut[np.clip(c, 0, len(lut) - 1)], 0).astype(np.uint8)
+    return to_swc(np.asarray(comp, np.uint8))
 
 
 # ---------------------------------------------------------------------------- Parquet
@@ -129,7 +129,7 @@ def skeletons_table(skels: Iterable[CellSkeleton]) -> pa.Table:
 
 def write_nodes_parquet(path: Path, skels: list[CellSkeleton]) -> None:
     table = skeletons_table(skels)
-    meta = {"syngraph:units": "nm", "syngraph:coordinates": "xyz"}
+    meta = {**table_metadata(path), "syngraph:units": "nm", "syngraph:coordinates": "xyz"}
     for s in skels:
         meta[f"{s.cell_id}:units"] = "nm"
         meta[f"{s.cell_id}:name"] = str(s.cell_id)
@@ -223,11 +223,11 @@ def read_swc(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
 def _attr_spec(attrs: Mapping[str, np.ndarray]) -> list[dict[str, object]]:
     spec: list[dict[str, object]] = [
         {"id": "radius", "data_type": "float32", "num_components": 1},
-        {"id": "vertex_types", "data_type": "uint8", "num_components": 1},
+        {"id": "vertex_types", "data_type": "float32", "num_components": 1},
     ]
-    for k in attrs:
+    for k in attrs:  # float32: Neuroglancer rejects integer vertex attributes (google/neuroglancer#572)
         if k in _BOOL_ATTRS or k == "compartment":
-            spec.append({"id": k, "data_type": "uint8", "num_components": 1})
+            spec.append({"id": k, "data_type": "float32", "num_components": 1})
     return spec
 
 
@@ -241,7 +241,7 @@ def encode_precomputed(skel: CellSkeleton, spec: list[dict[str, object]]) -> byt
         if name == "radius":
             vals = np.asarray(skel.radius_nm, "<f4")
         elif name == "vertex_types":
-            vals = swc_types(skel).astype("<u1")
+            vals = swc_types(skel).astype("<f4")
         else:
             raw = skel.attributes.get(name)
             vals = (np.zeros(len(skel)) if raw is None else np.asarray(raw)).astype(str(a["data_type"]))

@@ -1,4 +1,4 @@
-"""The commands: synth, import, config, run, demo, evaluate."""
+"""The commands: synth, import, config, run, demo, evaluate, export, view."""
 
 from __future__ import annotations
 
@@ -409,7 +409,7 @@ def export_skeletons(
 ) -> None:
     """Write skeletons as SWC files (nm, unit in the header)."""
     from syngraph.errors import InputError
-    from syngraph.skeleton_io import export_swc
+    from syngraph.export.swc import export_swc
 
     if format != "swc":
         raise InputError(f"--format {format!r} is not supported for skeletons; use swc "
@@ -428,7 +428,7 @@ def export_synapses(
     from syngraph.export.matrix import run_matrix
 
     files = {"parquet": "tables/synapses.parquet", "cave": "export/cave_synapses.parquet",
-             "neuprint": "export/neuprint_connections.csv", "syconn": "export/conn_mat.csv"}
+             "neuprint": "export/neuprint", "syconn": "export/conn_mat.csv"}
     if format not in files:
         raise InputError(f"--format {format!r}: choose one of {', '.join(files)}")
     if run_matrix(wd).get("graph") == "contacts":
@@ -446,3 +446,51 @@ def report(wd_arg: WdPositional = None, wd: WorkDir = Path(".")) -> None:
     from syngraph.report import write_report
 
     console.print(f"[green]wrote[/] {write_report(workdir_of(wd_arg, wd))}")
+
+
+@app.command()
+def view(
+    wd: WorkDir = Path("."),
+    port: Annotated[int, typer.Option(help="port of the data server (0: any free port)")] = 0,
+    state_only: Annotated[bool, typer.Option(help="print the Neuroglancer JSON state and exit")] = False,
+    data_url: Annotated[str | None, typer.Option(help="URL where <wd> is served (default: this command's server; "
+                                                     "with --state-only: http://localhost:PORT, PORT 9015 if 0)")] = None,
+    browser: Annotated[bool, typer.Option(help="open the viewer in a browser when one is available")] = True,
+) -> None:
+    """Show the working directory in Neuroglancer (served on localhost; the viewer works offline)."""
+    import json
+    import os
+    import sys
+    import time
+
+    from syngraph.errors import InputError
+    from syngraph.export.neuroglancer import viewer_state, write_neuroglancer
+    from syngraph.io.volume import store_path
+
+    try:
+        import neuroglancer  # noqa: F401  (the viewer client and the annotation writer)
+    except ImportError:
+        raise InputError("syngraph view needs the neuroglancer package: pip install 'syngraph[view]'") from None
+    if not (store_path(wd) / "sv" / "zarr.json").exists():
+        raise InputError(f"{wd}: no sv layer in {store_path(wd)}; run `syngraph import sv SOURCE --wd {wd}` "
+                         f"(or `syngraph demo {wd}`) first")
+    write_neuroglancer(wd)
+    if state_only:
+        print(json.dumps(viewer_state(wd, data_url or f"http://localhost:{port or 9015}"), indent=1))
+        return
+    import webbrowser
+
+    from syngraph.export.viewer import open_viewer, serve_directory
+
+    server = serve_directory(wd, port=port)
+    base = data_url or f"http://127.0.0.1:{server.server_address[1]}"
+    viewer = open_viewer(viewer_state(wd, base))
+    url = viewer.get_viewer_url()
+    console.print(f"data: {base}\nviewer: [link={url}]{url}[/link]\n(Ctrl-C to stop)")
+    if browser and (sys.platform == "darwin" or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        webbrowser.open(url)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.shutdown()

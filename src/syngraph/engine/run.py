@@ -27,6 +27,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -73,13 +74,39 @@ def _atomic_write_text(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+CURRENT_STEP: ContextVar[str] = ContextVar("syngraph_step", default="")
+"""The pipeline step being run (set by ``pipeline.run_step``), recorded in every table's metadata."""
+
+
+def table_metadata(path: Path) -> dict[str, str]:
+    """The key-value metadata every table carries: ``syngraph_version``, ``step`` and, inside a
+    working directory (the nearest parent holding ``syngraph.toml``), ``voxel_size_nm`` (XYZ)
+    and ``config_sha256`` of that file."""
+    import tomllib
+
+    from syngraph import __version__
+
+    meta = {"syngraph_version": __version__, "step": CURRENT_STEP.get()}
+    cfg = next((d / "syngraph.toml" for d in Path(path).absolute().parents if (d / "syngraph.toml").exists()), None)
+    if cfg is not None:
+        raw = cfg.read_bytes()
+        meta["config_sha256"] = hashlib.sha256(raw).hexdigest()
+        try:
+            meta["voxel_size_nm"] = json.dumps([float(v) for v in tomllib.loads(raw.decode())["voxel_size_nm"]])
+        except (KeyError, TypeError, ValueError, tomllib.TOMLDecodeError):
+            pass
+    return meta
+
+
 def write_table_atomic(table: pa.Table, path: Path, metadata: Mapping[str, str] | None = None) -> None:
-    """Write a Parquet file under a temporary name, then rename it into place."""
+    """Write a Parquet file under a temporary name, then rename it into place, with
+    :func:`table_metadata` (then ``metadata``, which wins) as key-value metadata (task outputs
+    under ``tasks/`` get ``metadata`` only, so they do not depend on where they ran)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if metadata:
-        meta = dict(table.schema.metadata or {})
-        meta.update({k.encode(): str(v).encode() for k, v in metadata.items()})
-        table = table.replace_schema_metadata(meta)
+    meta = dict(table.schema.metadata or {})
+    standard = table_metadata(path) if path.parent.name != "tasks" else {}
+    meta.update({k.encode(): str(v).encode() for k, v in {**standard, **(metadata or {})}.items()})
+    table = table.replace_schema_metadata(meta)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     try:
         pq.write_table(table, tmp, compression="zstd")

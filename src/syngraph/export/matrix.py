@@ -1,9 +1,10 @@
 """The wiring diagram as tables: synapses and connections, plus CAVE, neuPrint and SyConn exports.
 
 Writes ``tables/synapses.parquet`` and ``tables/connections.parquet`` (queryable with ``Project.sql``)
-and, under ``export/``: ``cave_synapses.parquet`` (CAVE synapse-table names), ``neuprint_connections.csv``
-and ``neuprint_synapses.csv`` (neuPrint names), ``conn_mat.csv`` (SyConn's 35 columns in its order and
-codes, comma-separated, pre partner first, ``size`` unsigned in um^2 and the sign in a 36th column).
+and, under ``export/``: ``cave_synapses.parquet`` (emannotationschemas ``synapse`` schema,
+:mod:`syngraph.export.cave`), ``neuprint/`` (neo4j bulk-import CSVs, :mod:`syngraph.export.neuprint`),
+``conn_mat.csv`` (byte-compatible with SyConn's, :mod:`syngraph.export.syconn`) and
+``conn_mat.parquet`` (the same columns plus ``sign``, ``synapse_id``, ``area_um2``).
 Parquet key-value metadata: ``voxel_size_nm``, ``syngraph_version``, ``config_sha256``.
 
 Labels-only projects (no sj layer, so no ``syn_ssv``) get the cell contact graph instead:
@@ -15,11 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -28,14 +29,18 @@ from syngraph import __version__
 from syngraph.config import CONFIG_NAME, ProjectConfig, load_config
 from syngraph.engine import write_table_atomic
 from syngraph.errors import StepOrderError
+from syngraph.export.cave import cave_metadata, cave_table
 from syngraph.export.celltypes import (
     add_partner_columns,
     celltype_classes,
     celltype_matrix,
     conn_mat_partners,
 )
+from syngraph.export.neuprint import write_neuprint
+from syngraph.export.points import with_partner_points
+from syngraph.export.syconn import conn_mat_table, write_conn_mat
+from syngraph.io.volume import open_layer
 
-N_LATENT = 10
 NULL_COLUMNS: dict[str, pa.DataType] = {
     "pre_compartment": pa.string(),
     "post_compartment": pa.string(),
@@ -88,55 +93,6 @@ def connection_table(synapses: pa.Table) -> pa.Table:
       from s group by pre_cell_id, post_cell_id order by pre_cell_id, post_cell_id""").to_arrow_table()
 
 
-def cave_table(synapses: pa.Table) -> pa.Table:
-    """CAVE ``synapse`` schema names; positions in voxels, size in voxels (as MICrONS)."""
-    ctr = np.stack([synapses[f"{a}_vx"].to_numpy() for a in "xyz"], axis=1)
-    return pa.table({
-        "id": synapses["synapse_id"],
-        "valid": pa.array(np.ones(synapses.num_rows, bool)),
-        "pre_pt_supervoxel_id": synapses["pre_sv_id"],
-        "pre_pt_root_id": synapses["pre_cell_id"],
-        "ctr_pt_position": pa.array(list(ctr), pa.list_(pa.int64(), 3)),
-        "post_pt_supervoxel_id": synapses["post_sv_id"],
-        "post_pt_root_id": synapses["post_cell_id"],
-        "size": synapses["size_vx"],
-    })
-
-
-def conn_mat_table(synapses: pa.Table) -> pa.Table:
-    """SyConn's conn_mat columns in its order and codes (-1 = not computed), plus ``sign``."""
-    n = synapses.num_rows
-    minus = pa.array(np.full(n, -1, np.int64))
-    minus_f = pa.array(np.full(n, -1.0))
-    cols: dict[str, Any] = {
-        "x": synapses["x_vx"], "y": synapses["y_vx"], "z": synapses["z_vx"],
-        "ssv1": synapses["pre_cell_id"], "ssv2": synapses["post_cell_id"],
-        "size": synapses["area_um2"],
-        "comp1": minus, "comp2": minus, "celltype1": minus, "celltype2": minus,
-        "spiness1": minus, "spiness2": minus,
-        "synprob": synapses["syn_prob"],
-        "spinehead_vol1": minus_f, "spinehead_vol2": minus_f,
-    }
-    for side in (1, 2):
-        for k in range(N_LATENT):
-            cols[f"latentmorph{side}_{k}"] = pa.array(np.full(n, np.nan))
-    cols["sign"] = synapses["sign"]
-    return pa.table(cols | conn_mat_compartments(synapses))
-
-
-def conn_mat_compartments(synapses: pa.Table) -> dict[str, Any]:
-    """comp / spiness / spinehead_vol columns from the compartments step's columns (if filled)."""
-    from syngraph.compartments import to_syconn
-
-    pre, post = synapses["pre_compartment"].to_pylist(), synapses["post_compartment"].to_pylist()
-    vol = synapses["post_spine_head_volume_um3"].to_numpy(zero_copy_only=False).astype(np.float64)
-    head = to_syconn(post, "spiness") == 1
-    return {"comp1": to_syconn(pre, "axoness"), "comp2": to_syconn(post, "axoness"),
-            "spiness1": to_syconn(pre, "spiness"), "spiness2": to_syconn(post, "spiness"),
-            "spinehead_vol1": np.full(len(pre), -1.0),
-            "spinehead_vol2": np.where(head & np.isfinite(vol), vol, -1.0)}
-
-
 def run_matrix(
     workdir: str | Path,
     *,
@@ -157,29 +113,27 @@ def run_matrix(
         raise StepOrderError(f"{path} is missing: run `syngraph run synapses` first")
     syn = synapse_table(pq.read_table(path), cfg.voxel_size_nm, cfg.synapses.prob_threshold)
     syn = add_partner_columns(wd, syn)
+    syn = with_partner_points(syn, open_layer(wd, "sv"))
     conns = connection_table(syn)
     write_table_atomic(celltype_matrix(syn), wd / "tables" / "celltype_matrix.parquet", meta)
     write_table_atomic(syn, wd / "tables" / "synapses.parquet", meta)
     write_table_atomic(conns, wd / "tables" / "connections.parquet", meta)
     out = wd / "export"
     out.mkdir(exist_ok=True)
-    write_table_atomic(cave_table(syn), out / "cave_synapses.parquet", meta)
-    neuprint = conns.select(["pre_cell_id", "post_cell_id", "n_synapses"]).rename_columns(
-        ["bodyId_pre", "bodyId_post", "weight"])
-    _write_csv(neuprint, out / "neuprint_connections.csv")
-    np_syn = pa.table({
-        "bodyId_pre": syn["pre_cell_id"], "bodyId_post": syn["post_cell_id"],
-        "x_pre": syn["x_vx"], "y_pre": syn["y_vx"], "z_pre": syn["z_vx"],
-        "x_post": syn["x_vx"], "y_post": syn["y_vx"], "z_post": syn["z_vx"],
-        "confidence_pre": syn["syn_prob"], "confidence_post": syn["syn_prob"],
-    })
-    _write_csv(np_syn, out / "neuprint_synapses.csv")
-    _write_csv(conn_mat_partners(conn_mat_table(syn), syn, celltype_classes(wd)), out / "conn_mat.csv")
+    for old in ("neuprint_connections.csv", "neuprint_synapses.csv"):  # before export/neuprint/
+        (out / old).unlink(missing_ok=True)
+    write_table_atomic(cave_table(syn), out / "cave_synapses.parquet", {**meta, **cave_metadata(cfg.voxel_size_nm)})
+    cells = wd / "tables" / "cells.parquet"
+    write_neuprint(out / "neuprint", syn, pq.read_table(cells) if cells.exists() else None)
+    conn_mat = conn_mat_partners(conn_mat_table(syn), syn, celltype_classes(wd))
+    write_table_atomic(conn_mat, out / "conn_mat.parquet", meta)
+    write_conn_mat(out / "conn_mat.csv", conn_mat)
     return {"n_synapses": syn.num_rows, "n_connections": conns.num_rows}
 
 
-SYNAPSE_FILES = ("tables/synapses.parquet", "export/cave_synapses.parquet",
-                 "export/neuprint_connections.csv", "export/neuprint_synapses.csv", "export/conn_mat.csv")
+SYNAPSE_FILES = ("tables/synapses.parquet", "tables/celltype_matrix.parquet", "export/cave_synapses.parquet",
+                 "export/neuprint_connections.csv", "export/neuprint_synapses.csv", "export/conn_mat.csv",
+                 "export/conn_mat.parquet")
 CONTACT_COLUMNS = ("cell_a", "cell_b", "contact_area_um2", "contact_size_vx", "n_sv_pairs")
 
 
@@ -189,6 +143,7 @@ def _write_contact_graph(wd: Path, cs_ssv: pa.Table, meta: dict[str, str]) -> di
     conns = cs_ssv.select([c for c in CONTACT_COLUMNS if c in cs_ssv.column_names])
     for rel in SYNAPSE_FILES:
         (wd / rel).unlink(missing_ok=True)
+    shutil.rmtree(wd / "export" / "neuprint", ignore_errors=True)
     write_table_atomic(conns, wd / "tables" / "connections.parquet", {**meta, "graph": "contacts"})
     (wd / "export").mkdir(exist_ok=True)
     _write_csv(conns, wd / "export" / "cell_contacts.csv")

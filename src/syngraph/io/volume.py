@@ -10,8 +10,9 @@ transpose of the ZYX block, no copy.
 
 Layout of ``<workdir>/volumes.zarr``::
 
-    volumes.zarr/zarr.json          group
-    volumes.zarr/<layer>/zarr.json  group with OME-Zarr ``multiscales`` (axes z, y, x in nm)
+    volumes.zarr/zarr.json          OME-Zarr ``labels`` group: ``ome.labels`` lists the label layers
+    volumes.zarr/<layer>/zarr.json  group with OME-Zarr ``multiscales`` (axes z, y, x in nm);
+                                    label and mask layers add ``image-label``
     volumes.zarr/<layer>/0/         the full-resolution array (chunked, blosc zstd)
 
 Layer attributes (``attributes.syngraph`` in the layer group): ``voxel_size_nm`` (XYZ),
@@ -80,12 +81,33 @@ def _ensure_store(root: Path) -> None:
         tmp.replace(root / "zarr.json")
 
 
+LABEL_KINDS = ("labels", "mask")
+
+
+def _write_root_labels(root: Path) -> None:
+    """The store root is an OME-Zarr ``labels`` group listing every integer label layer (written
+    atomically, recomputed from the layers on disk)."""
+    names = []
+    for p in sorted(root.iterdir()):
+        meta = p / "zarr.json"
+        if p.is_dir() and meta.exists():
+            kind = json.loads(meta.read_text()).get("attributes", {}).get("syngraph", {}).get("kind")
+            if kind in LABEL_KINDS:
+                names.append(p.name)
+    tmp = root / f"zarr.json.tmp{os.getpid()}"
+    tmp.write_text(json.dumps({"zarr_format": 3, "node_type": "group",
+                               "attributes": {"ome": {"version": "0.5", "labels": names}}}))
+    tmp.replace(root / "zarr.json")
+
+
 def _ome_attrs(info: LayerInfo) -> dict[str, Any]:
     vx, vy, vz = info.voxel_size_nm
     ox, oy, oz = info.offset_vx
+    label = {"image-label": {"version": "0.5"}} if info.kind in LABEL_KINDS else {}
     return {
         "ome": {
             "version": "0.5",
+            **label,
             "multiscales": [
                 {
                     "name": info.name,
@@ -183,6 +205,7 @@ def create_layer(
         fill_value=0,
         attributes={"dimension_units": [f"{vs[2]:g} nm", f"{vs[1]:g} nm", f"{vs[0]:g} nm"]},
     )
+    _write_root_labels(root)
     return Layer(path, info)
 
 

@@ -40,7 +40,7 @@ from syngraph.engine import (
 )
 from syngraph.io.ids import ids_in
 from syngraph.io.volume import Layer, open_layer
-from syngraph.meshes import write_info, write_mesh
+from syngraph.meshes import shrink_to_volume, write_info, write_mesh
 from syngraph.project import Project
 
 OCCUPANCY_STEP = "cells_occupancy"
@@ -58,12 +58,15 @@ def pool_any(mask: np.ndarray, ds: Vec3) -> np.ndarray:
 
 
 def mesh_pooled(pooled: np.ndarray, offset_vx: Vec3, voxel_size_nm: tuple[float, float, float],
-                ds: Vec3 = (1, 1, 1)) -> tuple[np.ndarray, np.ndarray]:
+                ds: Vec3 = (1, 1, 1), n_voxels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A closed, welded mesh of a pooled mask whose voxel ``j`` covers full-resolution voxels
     ``offset_vx + [j * ds, (j + 1) * ds)``: ``(vertices (n, 3) float32 nm, faces (k, 3) uint32)``.
 
     Vertices are in nm with voxel ``i`` spanning ``[i, i + 1) * voxel_size_nm`` (Neuroglancer), so
-    the surface lies on the outer faces of the pooled voxels.
+    the surface lies on the outer faces of the pooled voxels. Max pooling inflates the surface (by
+    up to one pooled voxel, most for small and thin cells); given the object's full-resolution
+    ``n_voxels``, :func:`~syngraph.meshes.shrink_to_volume` moves it back inward (at most half a
+    pooled voxel) until it encloses their volume.
     """
     import zmesh
 
@@ -79,7 +82,10 @@ def mesh_pooled(pooled: np.ndarray, offset_vx: Vec3, voxel_size_nm: tuple[float,
     # spans [i, i + 1) * v) its centre is offset * v + j * r + r / 2, so surfaces lie on voxel faces
     shift = np.array([o * v - r / 2 for o, v, r in zip(offset_vx, voxel_size_nm, res, strict=True)])
     verts = (mesh.vertices.astype(np.float64) + shift).astype(np.float32)
-    return verts, mesh.faces.astype(np.uint32)
+    faces = mesh.faces.astype(np.uint32)
+    if n_voxels is not None and tuple(ds) != (1, 1, 1):
+        verts = shrink_to_volume(verts, faces, n_voxels * float(np.prod(voxel_size_nm)), min(res) / 2)
+    return verts, faces
 
 
 def mesh_mask(mask: np.ndarray, offset_vx: Vec3, voxel_size_nm: tuple[float, float, float],
@@ -87,7 +93,7 @@ def mesh_mask(mask: np.ndarray, offset_vx: Vec3, voxel_size_nm: tuple[float, flo
     """A closed, welded mesh of a binary mask starting at ``offset_vx`` (pooled from there by
     ``downsample``): ``(vertices (n, 3) float32 nm, faces (k, 3) uint32)``."""
     ds = tuple(int(d) for d in downsample)
-    return mesh_pooled(pool_any(mask, ds), offset_vx, voxel_size_nm, ds)  # type: ignore[arg-type]
+    return mesh_pooled(pool_any(mask, ds), offset_vx, voxel_size_nm, ds, int(np.count_nonzero(mask)))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- occupancy
@@ -208,7 +214,8 @@ def mesh_cells_task(task: MeshTask, workdir: str, config: ProjectConfig) -> None
         if len(p):
             q = p - lo
             pooled[q[:, 0], q[:, 1], q[:, 2]] = True
-        verts, faces = mesh_pooled(pooled, tuple(int(v) for v in lo * np.asarray(ds)), vs, ds)  # type: ignore[arg-type]
+        verts, faces = mesh_pooled(pooled, tuple(int(v) for v in lo * np.asarray(ds)), vs, ds,  # type: ignore[arg-type]
+                                   int(row["size_vx"]))
         write_mesh(mesh_dir, cid, verts, faces)
 
 
