@@ -579,6 +579,20 @@ def test_traceback_only_with_debug(proj):
     assert r.returncode != 0 and "Traceback" in r.stderr and "ConfigError" in r.stderr
 
 
+@pytest.mark.parametrize("command", ["astrocytes", "synapses"])
+@pytest.mark.parametrize("name, content, words", [
+    ("lab.parquet", b"garbage", ["--labels", "lab.parquet", "cannot read it as a parquet table"]),
+    ("missing.csv", None, ["--labels", "missing.csv", "no such file"]),
+])
+def test_bad_training_labels(proj, capsys, monkeypatch, command, name, content, words):
+    if content is not None:
+        (proj / name).write_bytes(content)
+    code, err = cli(capsys, monkeypatch, "train", command, "--labels", str(proj / name), "--wd", str(proj))
+    assert code == 2
+    one_line_error(err, *words)
+    assert not (proj / "models").exists()  # no model written
+
+
 def test_internal_errors_say_so_in_one_line(capsys, monkeypatch):
     """A bug (not bad input) is exit 1, one line, pointing at --debug."""
     from syngraph.errors import explain

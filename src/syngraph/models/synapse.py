@@ -158,15 +158,10 @@ def train_synapses(
     from syngraph.errors import InputError
 
     wd = Path(workdir)
-    labels = Path(labels)
-    if not labels.exists():
-        raise InputError(f"labels table {labels} not found")
-    if labels.suffix == ".parquet":
-        pts = pq.read_table(labels)
-    else:
-        import pyarrow.csv as pacsv
+    from syngraph.io.tables import read_table_file
 
-        pts = pacsv.read_csv(labels)
+    labels = Path(labels)
+    pts = read_table_file(labels, "--labels")
     missing = {"x_nm", "y_nm", "z_nm", "label"} - set(pts.column_names)
     if missing:
         raise InputError(f"{labels}: missing columns {sorted(missing)}; expected x_nm, y_nm, z_nm, label")

@@ -597,15 +597,10 @@ def load_features(workdir: str | Path, cfg: ProjectConfig, compute: Compute | No
 
 def read_labels(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """``(sv_ids sorted, is_astrocyte 0/1)`` from a labels table (see :func:`train_astrocytes`)."""
+    from syngraph.io.tables import read_table_file
+
     p = Path(path)
-    if p.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-
-        t = pq.read_table(p)
-    else:
-        import pyarrow.csv as pcsv
-
-        t = pcsv.read_csv(p)
+    t = read_table_file(p, "--labels")
     if "sv_id" not in t.column_names or not ({"is_astrocyte", "type"} & set(t.column_names)):
         raise CellsError(
             f"{p}: columns {t.column_names}; a labels table needs sv_id and is_astrocyte (0/1) or type"

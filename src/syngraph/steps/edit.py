@@ -15,6 +15,7 @@ are left as they are (their bytes are not rewritten).
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -107,7 +108,7 @@ def edit_cells(
     progress: bool | None = None,
 ) -> EditReport:
     """Apply merges, then splits, then the rows of ``table``; recompute only the touched cells."""
-    workdir = Path(workdir)
+    workdir = Path(os.path.abspath(os.path.expanduser(workdir)))  # mesh workers may run elsewhere
     cfg = config or load_config(workdir)
     compute = compute or Compute.from_config(cfg.compute)
     project = Project(workdir)
