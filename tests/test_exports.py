@@ -256,6 +256,11 @@ return v.layerManager.managedLayers.map(l => [l.name, l.layer ? l.layer.dataSour
   return s === undefined ? 'loading' : (s.error ? 'ERROR ' + s.error.message : 'ok');
 }) : ['loading']]);
 """
+SHADER_ERRORS_JS = """
+return window.viewer.layerManager.managedLayers.flatMap(l => [l.layer.shaderError,
+    l.layer.displayState && l.layer.displayState.shaderError]
+  .filter(w => w && w.value).map(w => [l.name, String(w.value.message || w.value)]));
+"""
 
 
 def test_view_state_only_prints_json(demo):
@@ -323,6 +328,7 @@ def test_view_loads_every_layer_in_headless_chromium(demo, tmp_path):
                 break
             time.sleep(0.5)
         time.sleep(3)  # let chunks, meshes and skeletons draw
+        shader_errors = d.execute_script(SHADER_ERRORS_JS)  # image, skeleton and annotation shaders
         shot = tmp_path / "view.png"
         d.save_screenshot(str(shot))
         logs = d.get_log("browser")
@@ -333,6 +339,7 @@ def test_view_loads_every_layer_in_headless_chromium(demo, tmp_path):
     assert set(status) == {layer["name"] for layer in state["layers"]}
     errors = {name: s for name, ss in status.items() for s in ss if s != "ok"}
     assert not errors, errors
+    assert not shader_errors, shader_errors
     assert len(cells["source"]) == 4  # sv, meshes, skeletons, segment properties
     assert len(status["cells"]) >= 4 and status["synapses"] == ["ok"]
     severe = [e["message"] for e in logs if e["level"] == "SEVERE" and "favicon" not in e["message"]]
