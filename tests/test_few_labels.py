@@ -50,7 +50,7 @@ def variant_workdir(root: Path, seed: int, steps: tuple[str, ...]) -> Path:
 @pytest.mark.slow
 def test_fifty_labels_hold_on_another_seed(tmp_path):
     """50 labels (10 astrocyte) of seed 13 -> seed 14: measured accuracy 0.971, 1 split, 1 merge in
-    30 in-scope neurons (cv 0.940), inside the model's domain (0.09). The issue's 0 splits is not
+    30 in-scope neurons (cv 0.940), inside the model's domain. The issue's 0 splits is not
     met: one neuron loses supervoxels to a false positive (docs/models.md, "Few labels")."""
     train_wd = variant_workdir(tmp_path, TRAIN_SEED, ("init", "rag"))
     labels = pick_labels(train_wd, 50)

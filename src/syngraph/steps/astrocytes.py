@@ -423,7 +423,7 @@ def run_astrocytes(
     ``steps/astrocytes/domain.json``.
 
     When the model file stores its training domain (:mod:`syngraph.models.domain`) and the
-    features lie outside it, the prediction is not used (every supervoxel stays neuron, nothing
+    features of the supervoxels kept by pruning lie outside it, the prediction is not used (every supervoxel stays neuron, nothing
     is split) and a :class:`DomainWarning` says how to train on this volume's labels;
     ``trust_model`` uses the prediction anyway. A ``classifier`` object may carry ``.domain``.
     """
@@ -443,12 +443,13 @@ def run_astrocytes(
     if hasattr(model, "refine"):
         contacts, area = _contacts(project)
         prob = np.asarray(model.refine(feats, context_features(sv.ids, local, edges, contacts, area)), np.float64)
-    check = _domain_check(project, domain, feats, cfg.cells.astrocyte_model, trust_model)
-    held_back = check is not None and not check.in_domain and not trust_model
-    predicted = (prob >= cfg.cells.astrocyte_threshold) & (not held_back)
     comps = project.objects("sv_components")
     kept_ids = comps.column("sv_id").to_numpy()[comps.column("kept").to_numpy(zero_copy_only=False)].astype(np.uint64)
     kpos = sv.index(kept_ids)
+    # measured on the supervoxels the prediction acts on: those kept by pruning (cells are made of them)
+    check = _domain_check(project, domain, feats[kpos], cfg.cells.astrocyte_model, trust_model)
+    held_back = check is not None and not check.in_domain and not trust_model
+    predicted = (prob >= cfg.cells.astrocyte_threshold) & (not held_back)
     vs = tuple(project.layer("sv").info.voxel_size_nm)
     final = predicted.copy()
     final[kpos] = split_astrocytes(
