@@ -536,7 +536,8 @@ def test_pinky40_one_tree_per_piece(tmp_path, pinky40):
     above 10,000 voxels gets a skeleton, with one tree per 26-connected piece of the label;
     peak memory printed. Pieces are counted at skeleton resolution (2x2x1 striding, what the
     skeletonizer sees; it can split a thin piece or join two across a one-voxel gap), and only
-    pieces of at least the dust threshold (the reference drops smaller ones)."""
+    pieces of at least the dust threshold (the reference drops smaller ones). Every node lies in
+    its label or within one (full-resolution) voxel of it (measured: all 236,068)."""
     import cc3d
     import fastremap
 

@@ -235,7 +235,8 @@ def finish_cell(
     forest = remove_dust(forest, 0.0, tree_vx, params.dust_threshold_vx)
     border = on_volume_border(forest.nodes_nm, spacing_nm, volume_shape_vx)
     forest = retract_tips(forest, border, 1.5 * min(spacing_nm))
-    forest = smooth(forest, params.smooth_iterations, params.smooth_weight)
+    forest = smooth(forest, params.smooth_iterations, params.smooth_weight,
+                    max_edge_nm=1.01 * float(np.linalg.norm(spacing_nm)))  # voxel steps only
     forest = thin(forest, params.node_spacing_nm, params.node_max_deviation_nm)
     forest = remove_dust(forest, params.dust_nm,
                          fixed=on_volume_border(forest.nodes_nm, spacing_nm, volume_shape_vx))
