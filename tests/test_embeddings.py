@@ -4,6 +4,9 @@ trained here when torch is installed); the type matrix and conn_mat partner colu
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -55,6 +58,10 @@ def test_shipped_encoder_on_drawn_cells(tmp_path):
     truth = _workdir(tmp_path, seed=5)
     res = run_embeddings(tmp_path)
     assert res["model_variant"] == "shape" and res["cells"] == len(truth)
+    # inference needs no torch: the step in a fresh interpreter leaves it unimported
+    code = ("import sys; from syngraph.steps.embeddings import run_embeddings; "
+            f"run_embeddings({str(tmp_path)!r}); assert 'torch' not in sys.modules")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
     node_acc, cell_acc = _scores(tmp_path, truth)
     assert node_acc >= 0.9
     assert cell_acc >= 0.9

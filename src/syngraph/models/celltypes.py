@@ -192,10 +192,11 @@ def fit_temperature(raw: np.ndarray, y: np.ndarray) -> float:
 
 
 def fit_classifier(x: np.ndarray, labels: np.ndarray, names: tuple[str, ...], classes: tuple[str, ...],
-                   folds: int = 4) -> tuple[Classifier, float]:
+                   folds: int = 4, calibrate: np.ndarray | None = None) -> tuple[Classifier, float]:
     """Boosted trees on class names ``labels`` (each in ``classes``), the temperature fitted on
-    out-of-fold raw scores (folds stratified by class, fixed seed); returns the classifier and
-    the out-of-fold accuracy."""
+    out-of-fold raw scores (folds stratified by class, fixed seed) of the rows ``calibrate``
+    (default all: the rows like those the model will type); returns the classifier and the
+    out-of-fold accuracy over all rows."""
     x = np.asarray(x, np.float64)
     y = np.array([classes.index(str(c)) for c in labels], np.int64)
     rng = np.random.default_rng(0)
@@ -213,7 +214,8 @@ def fit_classifier(x: np.ndarray, labels: np.ndarray, names: tuple[str, ...], cl
         full = np.full((te.sum(), len(classes)), -30.0)
         full[:, cls_] = raw
         oof[te] = full
-    temperature = fit_temperature(oof, y)
+    cal = np.ones(len(y), bool) if calibrate is None or not np.any(calibrate) else np.asarray(calibrate, bool)
+    temperature = fit_temperature(oof[cal], y[cal])
     accuracy = float(np.mean(np.argmax(oof, 1) == y))
     trees, base, cls_ = _fit_trees(x, y)
     if len(cls_) != len(classes):

@@ -379,10 +379,11 @@ def _cells_at_points(workdir: Path, xyz_nm: np.ndarray, path: Path) -> np.ndarra
 
 
 def fit_model(features: list[pd.DataFrame], labels: list[pd.Series], *, organelles: bool,
-              classes: tuple[str, ...] | None = None, info: dict[str, str] | None = None
-              ) -> tuple[CelltypeModel, float]:
+              classes: tuple[str, ...] | None = None, info: dict[str, str] | None = None,
+              min_cable_um: float = 0.0) -> tuple[CelltypeModel, float]:
     """Fit both variants (``full`` only when every working directory has organelles) on the
-    labelled cells; returns the model and the shape variant's out-of-fold accuracy."""
+    labelled cells, the probabilities calibrated on the cells with >= ``min_cable_um`` of cable
+    (those the step types); returns the model and the shape variant's out-of-fold accuracy."""
     rows = [f.join(lab.rename("type"), how="inner") for f, lab in zip(features, labels, strict=True)]
     data = pd.concat(rows)
     if data.empty:
@@ -397,7 +398,8 @@ def fit_model(features: list[pd.DataFrame], labels: list[pd.Series], *, organell
     for v in (("full", "shape") if organelles else ("shape",)):
         names = feature_names(v)
         variants[v], acc[v] = fit_classifier(data[list(names)].to_numpy(np.float64),
-                                             data["type"].to_numpy(), names, classes)
+                                             data["type"].to_numpy(), names, classes,
+                                             calibrate=data["cable_um"].to_numpy() >= min_cable_um)
     rec = {"n_cells": str(len(data)), **{f"cv_accuracy_{v}": f"{a:.4f}" for v, a in acc.items()}}
     return CelltypeModel(variants, (info or {}) | rec), acc["shape"]
 

@@ -4,7 +4,8 @@
 
 Every working directory must have run ``compartments`` and have ``gt/`` (``syngraph synth``).
 Cells with at least ``--min-cable-um`` (default 1) of skeleton are used, labelled with the type
-of the true cell holding most of their voxels (docs/celltypes.md).
+of the true cell holding most of their voxels; the probabilities are calibrated on those with at
+least ``--calibrate-cable-um`` (default 5, the step's minimum) (docs/celltypes.md).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("workdirs", type=Path, nargs="+")
     ap.add_argument("--min-cable-um", type=float, default=1.0)
+    ap.add_argument("--calibrate-cable-um", type=float, default=5.0,
+                    help="fit the temperature on cells with this much cable (the step's minimum)")
     a = ap.parse_args(argv)
     feats, labels, organelles = [], [], True
     for wd in a.workdirs:
@@ -30,7 +33,9 @@ def main(argv: list[str] | None = None) -> None:
         organelles &= not lacking
     model, acc = fit_model(feats, labels, organelles=organelles,
                            info={"workdirs": " ".join(p.name for p in a.workdirs),
-                                 "min_cable_um": str(a.min_cable_um)})
+                                 "min_cable_um": str(a.min_cable_um),
+                                 "calibrate_cable_um": str(a.calibrate_cable_um)},
+                           min_cable_um=a.calibrate_cable_um)
     model.save(a.out)
     print(f"wrote {a.out}: {model.info}")
 
