@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from syngraph.models.trees import Trees, from_gradient_boosting
+from syngraph.models.trees import Trees, from_gradient_boosting, save_npz
 
 FEATURES: tuple[str, ...] = (
     "log_volume_um3",  # log10 of the supervoxel volume
@@ -179,13 +179,7 @@ class ContextModel:
         return _save_npz(path, self.local.arrays() | self.context.arrays("context_"))
 
 
-def _save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
-    tmp.replace(path)
-    return path
+_save_npz = save_npz
 
 
 def context_features(

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from syngraph import compartments as cp
-from syngraph.models.trees import Trees, from_gradient_boosting_multiclass
+from syngraph.models.trees import Trees, from_gradient_boosting_multiclass, save_npz
 
 CLASSES: tuple[int, ...] = (cp.SOMA, cp.SHAFT, cp.SPINE_NECK, cp.SPINE_HEAD, cp.AXON, cp.BOUTON,
                             cp.TERMINAL_BOUTON)
@@ -153,12 +153,7 @@ class CompartmentModel:
                                          "info_values": np.array(list(self.info.values()))}
         for v, m in self.variants.items():
             arrays |= m.local.arrays(f"{v}_") | m.context.arrays(f"{v}_context_")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
-        tmp.replace(path)
-        return path
+        return save_npz(path, arrays)
 
 
 def load_model(path: str | Path | None = None) -> CompartmentModel:

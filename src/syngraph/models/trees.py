@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -134,3 +135,14 @@ def from_gradient_boosting_multiclass(model: Any) -> tuple[list[Trees], np.ndarr
     k = model.n_trees_per_iteration_
     trees = [_concat([_predictor_arrays(it[c]) for it in model._predictors]) for c in range(k)]
     return trees, np.ravel(model._baseline_prediction).astype(np.float64)
+
+
+def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
+    """Write a model's arrays to a compressed ``.npz`` atomically (read back with
+    ``np.load(path, allow_pickle=False)``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
+    tmp.replace(path)
+    return path
