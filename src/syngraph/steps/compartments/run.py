@@ -73,8 +73,11 @@ def predict_cells(trees: list[Tree], xs: list[np.ndarray], model: TwoStage) -> l
 
 
 def label_cell(tree: Tree, prob: np.ndarray, p: CompartmentParams) -> tuple[np.ndarray, np.ndarray]:
-    """(raw codes = argmax, smoothed codes) of one cell's nodes."""
+    """(raw codes = argmax, except soma where the radius reaches ``soma_min_radius_nm``,
+    smoothed codes) of one cell's nodes."""
     raw = np.asarray(CLASSES, np.uint8)[np.argmax(prob, axis=1)] if len(prob) else np.zeros(0, np.uint8)
+    if p.soma_min_radius_nm > 0:
+        raw = np.where(tree.radius_nm >= p.soma_min_radius_nm, cp.SOMA, raw).astype(np.uint8)
     smooth = smooth_labels(tree.nodes_nm, tree.edges, raw, window_nm=p.window_nm,
                            component=p.component_majority, axon_min_fraction=p.axon_min_fraction)
     return raw, smooth
