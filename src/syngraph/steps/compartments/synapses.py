@@ -1,7 +1,7 @@
 """Compartments at synapses: each partner's label at the synapse, spine head volume, direction.
 
-A partner's compartment is the smoothed label of its skeleton node nearest the synapse centre
-(``tables/compartments_nodes.parquet``); a postsynaptic shaft label becomes spine_head where the
+A partner's compartment is the smoothed label of its skeleton node whose surface (centre
+distance minus radius) is nearest the synapse centre (``tables/compartments_nodes.parquet``); a postsynaptic shaft label becomes spine_head where the
 synapse lies more than 300 nm beyond the node's radius (a spine the skeleton does not follow).
 ``post_spine_head_volume_um3`` is the head volume of the spine (``tables/spines.parquet``) when
 the node is a spine head of a measured spine, else NaN.
@@ -25,6 +25,7 @@ from scipy.spatial import cKDTree
 
 from syngraph import compartments as cp
 
+NEAREST_K = 16
 SWAP = (("pre_cell_id", "post_cell_id"), ("pre_sv_id", "post_sv_id"), ("vc_pre_vx", "vc_post_vx"),
         ("mi_pre_vx", "mi_post_vx"), ("vc_pre_dist_nm", "vc_post_dist_nm"),
         ("mi_pre_dist_nm", "mi_post_dist_nm"))
@@ -32,8 +33,10 @@ SWAP = (("pre_cell_id", "post_cell_id"), ("pre_sv_id", "post_sv_id"), ("vc_pre_v
 
 def nearest_labels(nodes: pa.Table, cell_ids: np.ndarray, xyz_nm: np.ndarray,
                    protrusion_nm: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(label name, spine id) of the node of cell ``cell_ids[i]`` nearest ``xyz_nm[i]``
-    ("unknown", 0 for cells without nodes). With ``protrusion_nm``, a point on a shaft farther
+    """(label name, spine id) of the node of cell ``cell_ids[i]`` whose sphere (radius) surface
+    is nearest ``xyz_nm[i]``, among its :data:`NEAREST_K` nearest nodes ("unknown", 0 for cells
+    without nodes): a synapse on a soma belongs to the soma, not to a thin neurite passing closer
+    to it. With ``protrusion_nm``, a point on a shaft farther
     than the node's radius + ``protrusion_nm`` from it sits on a protrusion the skeleton does not
     follow: a spine head."""
     labels = np.full(len(cell_ids), "unknown", dtype=object)
@@ -52,11 +55,16 @@ def nearest_labels(nodes: pa.Table, cell_ids: np.ndarray, xyz_nm: np.ndarray,
             continue
         rows = order[start[k]:stop[k]]
         q = np.flatnonzero(cell_ids == c)
-        d, j = cKDTree(pts[rows]).query(xyz_nm[q])
+        k_near = min(NEAREST_K, len(rows))
+        d, j = cKDTree(pts[rows]).query(xyz_nm[q], k=k_near)
+        d, j = d.reshape(len(q), k_near), j.reshape(len(q), k_near)
+        surface = d - rad[rows[j]]  # distance to each node's sphere: the nearest surface wins
+        best = np.argmin(surface, axis=1)
+        j, gap = j[np.arange(len(q)), best], surface[np.arange(len(q)), best]
         labels[q] = lab[rows[j]]
         spine[q] = sid[rows[j]]
         if protrusion_nm is not None:
-            out = (labels[q] == cp.name(cp.SHAFT)) & (d > rad[rows[j]] + protrusion_nm)
+            out = (labels[q] == cp.name(cp.SHAFT)) & (gap > protrusion_nm)
             labels[q[out]] = cp.name(cp.SPINE_HEAD)
     return labels, spine
 
