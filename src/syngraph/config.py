@@ -186,6 +186,9 @@ class CompartmentParams(_Model):
     window_nm: float = Field(10000.0, ge=0, description="path-window majority of axon/dendrite/soma (nm; 0 = off)")
     component_majority: bool = Field(True, description="then one label per piece of the cell left after removing the soma")
     axon_min_fraction: float = Field(0.66, ge=0, le=1, description="a piece is axon only with this fraction of axon nodes")
+    soma_min_radius_nm: float = Field(
+        1000.0, ge=0, description="nodes at least this thick are soma whatever the model says (0 = off; "
+        "the skeletons step's soma_detection_threshold_nm)")
     cells_per_task: int = Field(32, ge=1, description="cells per engine task")
 
 

@@ -150,24 +150,15 @@ def spine_volume_scores(wd: Path, box_nm: float = 1500.0) -> dict[str, float]:
 
 def synapse_scores(wd: Path) -> dict[str, float]:
     """Post-compartment accuracy of the matched synapses (a spine neck counts as shaft)."""
-    from syngraph.evaluate.synapses import match_synapses
-    from syngraph.steps.synapses.cluster import map_to_cells
+    from syngraph.evaluate.synapses import matched_synapses
 
     path = wd / "tables" / "synapses.parquet"
     if not path.exists() or "post_compartment" not in pq.read_schema(path).names:
         return {}
-    det = pq.read_table(path)
-    if det.num_rows == 0 or det["post_compartment"].null_count == det.num_rows:
+    if pq.read_table(path, columns=["post_compartment"])["post_compartment"].null_count == \
+            pq.read_metadata(path).num_rows:
         return {}
-    gt = pq.read_table(wd / "gt" / "synapses.parquet")
-    s2c = pq.read_table(wd / "gt" / "sv_to_cell.parquet").sort_by("sv_id")
-    sv_ids, cell_ids = s2c["sv_id"].to_numpy(), s2c["cell_id"].to_numpy()
-    pre = map_to_cells(det["pre_sv_id"].to_numpy(), sv_ids, cell_ids)
-    post = map_to_cells(det["post_sv_id"].to_numpy(), sv_ids, cell_ids)
-    det_nm = np.stack([det[f"{a}_nm"].to_numpy() for a in "xyz"], axis=1)
-    gt_nm = np.stack([gt[f"{a}_nm"].to_numpy() for a in "xyz"], axis=1)
-    di, gi = match_synapses(np.stack([pre, post], 1), det_nm,
-                            np.stack([gt["pre_cell_id"].to_numpy(), gt["post_cell_id"].to_numpy()], 1), gt_nm, 500.0)
+    det, gt, pre, di, gi = matched_synapses(wd, 500.0)
     if len(di) == 0:
         return {}
     ours = np.array(det["post_compartment"].to_pylist(), dtype=object)[di]

@@ -41,9 +41,8 @@ def match_synapses(
     return np.asarray(out_d, np.int64), np.asarray(out_g, np.int64)
 
 
-def score_synapses(workdir: str | Path, max_dist_nm: float = 500.0) -> dict[str, Any]:
-    """Precision, recall, direction and sign accuracy, area error of ``tables/synapses.parquet``."""
-    wd = Path(workdir)
+def matched_synapses(wd: Path, max_dist_nm: float) -> tuple[Any, Any, np.ndarray, np.ndarray, np.ndarray]:
+    """(our table, true table, our pre cells as true cell ids, matched det indices, matched gt indices)."""
     det = pq.read_table(wd / "tables" / "synapses.parquet")
     gt = pq.read_table(wd / "gt" / "synapses.parquet")
     s2c = pq.read_table(wd / "gt" / "sv_to_cell.parquet").sort_by("sv_id")
@@ -56,6 +55,13 @@ def score_synapses(workdir: str | Path, max_dist_nm: float = 500.0) -> dict[str,
     gt_post = gt["post_cell_id"].to_numpy()
     di, gi = match_synapses(np.stack([pre, post], 1), det_nm, np.stack([gt_pre, gt_post], 1), gt_nm,
                             max_dist_nm)
+    return det, gt, pre, di, gi
+
+
+def score_synapses(workdir: str | Path, max_dist_nm: float = 500.0) -> dict[str, Any]:
+    """Precision, recall, direction and sign accuracy, area error of ``tables/synapses.parquet``."""
+    det, gt, pre, di, gi = matched_synapses(Path(workdir), max_dist_nm)
+    gt_pre = gt["pre_cell_id"].to_numpy()
     n_det, n_gt, n_match = det.num_rows, gt.num_rows, len(di)
     out: dict[str, Any] = {
         "synapses_detected": n_det,

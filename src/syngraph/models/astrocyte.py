@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from syngraph.models.domain import Domain
+from syngraph.models.npz import write_npz
 from syngraph.models.trees import Trees, from_gradient_boosting
 
 FEATURES: tuple[str, ...] = (
@@ -87,7 +88,7 @@ class LogisticModel:
                    int(z[f"{prefix}n_train"][0]))
 
     def save(self, path: str | Path) -> Path:
-        return _save_npz(path, self.arrays())
+        return write_npz(path, self.arrays())
 
     @classmethod
     def load(cls, path: str | Path) -> LogisticModel:
@@ -178,17 +179,9 @@ class ContextModel:
 
     def save(self, path: str | Path, domain: Domain | None = None) -> Path:
         """Both stages, and ``domain`` (the training features' distribution) when given."""
-        return _save_npz(path, self.local.arrays() | self.context.arrays("context_")
+        return write_npz(path, self.local.arrays() | self.context.arrays("context_")
                          | (domain.arrays() if domain is not None else {}))
 
-
-def _save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
-    tmp.replace(path)
-    return path
 
 
 def context_features(

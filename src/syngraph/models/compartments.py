@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from syngraph import compartments as cp
+from syngraph.models.npz import write_npz
 from syngraph.models.trees import Trees, from_gradient_boosting_multiclass
 
 CLASSES: tuple[int, ...] = (cp.SOMA, cp.SHAFT, cp.SPINE_NECK, cp.SPINE_HEAD, cp.AXON, cp.BOUTON,
@@ -153,12 +154,7 @@ class CompartmentModel:
                                          "info_values": np.array(list(self.info.values()))}
         for v, m in self.variants.items():
             arrays |= m.local.arrays(f"{v}_") | m.context.arrays(f"{v}_context_")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
-        tmp.replace(path)
-        return path
+        return write_npz(path, arrays)
 
 
 def load_model(path: str | Path | None = None) -> CompartmentModel:

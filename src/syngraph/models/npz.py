@@ -9,13 +9,14 @@ from typing import Any
 import numpy as np
 
 
-def write_npz(path: str | Path, arrays: dict[str, np.ndarray], info: dict[str, str]) -> Path:
-    """``arrays`` plus ``info`` (as ``info_keys`` / ``info_values``) in ``path``, atomically."""
+def write_npz(path: str | Path, arrays: dict[str, np.ndarray], info: dict[str, str] | None = None) -> Path:
+    """``arrays`` (plus ``info`` as ``info_keys`` / ``info_values``) in ``path``, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, info_keys=np.array(list(info)), info_values=np.array(list(info.values())),
-                        **arrays)  # type: ignore[arg-type]
+    if info is not None:
+        arrays = {"info_keys": np.array(list(info)), "info_values": np.array(list(info.values())), **arrays}
+    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
     tmp.replace(path)
     return path
 

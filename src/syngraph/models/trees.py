@@ -134,3 +134,4 @@ def from_gradient_boosting_multiclass(model: Any) -> tuple[list[Trees], np.ndarr
     k = model.n_trees_per_iteration_
     trees = [_concat([_predictor_arrays(it[c]) for it in model._predictors]) for c in range(k)]
     return trees, np.ravel(model._baseline_prediction).astype(np.float64)
+

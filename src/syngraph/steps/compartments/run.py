@@ -73,8 +73,11 @@ def predict_cells(trees: list[Tree], xs: list[np.ndarray], model: TwoStage) -> l
 
 
 def label_cell(tree: Tree, prob: np.ndarray, p: CompartmentParams) -> tuple[np.ndarray, np.ndarray]:
-    """(raw codes = argmax, smoothed codes) of one cell's nodes."""
+    """(raw codes = argmax, except soma where the radius reaches ``soma_min_radius_nm``,
+    smoothed codes) of one cell's nodes."""
     raw = np.asarray(CLASSES, np.uint8)[np.argmax(prob, axis=1)] if len(prob) else np.zeros(0, np.uint8)
+    if p.soma_min_radius_nm > 0:
+        raw = np.where(tree.radius_nm >= p.soma_min_radius_nm, cp.SOMA, raw).astype(np.uint8)
     smooth = smooth_labels(tree.nodes_nm, tree.edges, raw, window_nm=p.window_nm,
                            component=p.component_majority, axon_min_fraction=p.axon_min_fraction)
     return raw, smooth
@@ -144,7 +147,7 @@ def compartments_task(batch: CellBatch, workdir: str, params: dict[str, Any], or
         else:
             prob = np.zeros((len(s), len(CLASSES)))
             raw = smooth = np.full(len(s), cp.ASTROCYTE, np.uint8)
-        rows = nodes_rows(s.cell_id, s.node_id, s.nodes_nm, raw, smooth, prob)
+        rows = nodes_rows(s.cell_id, s.node_id, s.nodes_nm, raw, smooth, prob, s.radius_nm)
         spines = measure_spines(tree, smooth, functools.partial(read_cell_mask, sv_layer, svs.get(s.cell_id)),
                                 voxel)
         parts.append(add_spines(rows, tree, smooth, spines))
@@ -195,7 +198,7 @@ def spines_table(nodes: pa.Table) -> pa.Table:
 
 
 def nodes_rows(cell_id: int, node_id: np.ndarray, nodes_nm: np.ndarray, raw: np.ndarray,
-               smooth: np.ndarray, prob: np.ndarray) -> pa.Table:
+               smooth: np.ndarray, prob: np.ndarray, radius_nm: np.ndarray) -> pa.Table:
     names = np.array([cp.name(c) for c in range(len(cp.NAMES))], dtype=object)
     nodes_nm = np.asarray(nodes_nm, np.float32).reshape(-1, 3)
     prob = np.asarray(prob, np.float32).reshape(len(nodes_nm), len(CLASSES))
@@ -203,6 +206,7 @@ def nodes_rows(cell_id: int, node_id: np.ndarray, nodes_nm: np.ndarray, raw: np.
         "cell_id": pa.array(np.full(len(nodes_nm), cell_id, np.uint64)),
         "node_id": pa.array(np.asarray(node_id, np.int64)),
         "x_nm": nodes_nm[:, 0], "y_nm": nodes_nm[:, 1], "z_nm": nodes_nm[:, 2],
+        "radius_nm": np.asarray(radius_nm, np.float32),
         "label": pa.array(names[np.asarray(smooth, np.int64)].tolist(), pa.string()),
         "label_raw": pa.array(names[np.asarray(raw, np.int64)].tolist(), pa.string()),
     }
@@ -212,7 +216,7 @@ def nodes_rows(cell_id: int, node_id: np.ndarray, nodes_nm: np.ndarray, raw: np.
 
 
 def _empty_nodes() -> pa.Table:
-    t = nodes_rows(0, *(np.zeros(0),) * 5)
+    t = nodes_rows(0, *(np.zeros(0),) * 6)
     return add_spines(t, Tree(np.zeros((0, 3)), np.zeros(0, np.int64), np.zeros(0)), np.zeros(0, np.uint8), [])
 
 

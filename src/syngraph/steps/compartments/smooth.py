@@ -1,7 +1,10 @@
 """The reference's smoothing of node labels (SyConn ``semsegaxoness2skel``), on compartment codes.
 
 1. coarse labels: dendrite (shaft, neck, head), axon (axon, boutons), soma;
-2. ``window_nm`` path-window majority of the coarse labels (``axoness_avg10000``; 0 skips it);
+2. ``window_nm`` path-window majority of the coarse labels (``axoness_avg10000``; 0 skips it),
+   among the non-soma nodes only: soma nodes keep their label and do not vote (unlike the
+   reference, whose skeletons have few soma nodes: ours keep one per ~100 nm of the soma, which
+   would out-vote the first 10 um of every neurite leaving it);
 3. ``component_majority``: remove the soma nodes, give every remaining connected piece its
    majority (axon only with at least ``axon_min_fraction`` of the nodes, else dendrite);
 4. the fine labels come back where they agree with the smoothed coarse label: a node raw-labelled
@@ -54,7 +57,10 @@ def smooth_labels(nodes_nm: np.ndarray, edges: np.ndarray, raw: np.ndarray, *, w
     raw = np.asarray(raw, np.uint8)
     c = coarse(raw)
     if window_nm > 0 and len(c):
-        c = path_window_vote(np.asarray(nodes_nm, np.float64), edges, c, window_nm)
+        e = np.asarray(edges, np.int64).reshape(-1, 2)
+        e = e[(c[e[:, 0]] != _SOMA) & (c[e[:, 1]] != _SOMA)]  # the soma neither votes nor is voted
+        c = np.where(c == _SOMA, _SOMA, path_window_vote(np.asarray(nodes_nm, np.float64), e,
+                                                         np.where(c == _SOMA, _DEND, c), window_nm))
     if component and len(c):
         c = component_majority(edges, c, axon_min_fraction)
     keep_fine = (coarse(raw) == c) & ~np.isin(raw, (cp.SHAFT, cp.AXON, cp.SOMA))

@@ -1,8 +1,10 @@
 """Compartments at synapses: each partner's label at the synapse, spine head volume, direction.
 
-A partner's compartment is the smoothed label of its skeleton node nearest the synapse centre
-(``tables/compartments_nodes.parquet``); ``post_spine_head_volume_um3`` is the head volume of
-the spine (``tables/spines.parquet``) when that node is a spine head, else NaN.
+A partner's compartment is the smoothed label of its skeleton node whose surface (centre
+distance minus radius) is nearest the synapse centre (``tables/compartments_nodes.parquet``); a postsynaptic shaft label becomes spine_head where the
+synapse lies more than 300 nm beyond the node's radius (a spine the skeleton does not follow).
+``post_spine_head_volume_um3`` is the head volume of the spine (``tables/spines.parquet``) when
+the node is a spine head of a measured spine, else NaN.
 
 Direction: the vesicle clouds (the synapses step) decide; where they have none, or their
 confidence is below ``min_vesicle_conf`` and the compartments say clearly otherwise (one side
@@ -23,20 +25,27 @@ from scipy.spatial import cKDTree
 
 from syngraph import compartments as cp
 
+NEAREST_K = 16
 SWAP = (("pre_cell_id", "post_cell_id"), ("pre_sv_id", "post_sv_id"), ("vc_pre_vx", "vc_post_vx"),
         ("mi_pre_vx", "mi_post_vx"), ("vc_pre_dist_nm", "vc_post_dist_nm"),
         ("mi_pre_dist_nm", "mi_post_dist_nm"))
 
 
-def nearest_labels(nodes: pa.Table, cell_ids: np.ndarray, xyz_nm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(label name, spine id) of the node of cell ``cell_ids[i]`` nearest ``xyz_nm[i]``
-    ("unknown", 0 for cells without nodes)."""
+def nearest_labels(nodes: pa.Table, cell_ids: np.ndarray, xyz_nm: np.ndarray,
+                   protrusion_nm: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(label name, spine id) of the node of cell ``cell_ids[i]`` whose sphere (radius) surface
+    is nearest ``xyz_nm[i]``, among its :data:`NEAREST_K` nearest nodes ("unknown", 0 for cells
+    without nodes): a synapse on a soma belongs to the soma, not to a thin neurite passing closer
+    to it. With ``protrusion_nm``, a point on a shaft farther
+    than the node's radius + ``protrusion_nm`` from it sits on a protrusion the skeleton does not
+    follow: a spine head."""
     labels = np.full(len(cell_ids), "unknown", dtype=object)
     spine = np.zeros(len(cell_ids), np.int64)
     cid = nodes.column("cell_id").to_numpy()
     pts = np.stack([nodes.column(c).to_numpy() for c in ("x_nm", "y_nm", "z_nm")], 1)
     lab = np.asarray(nodes.column("label").to_pylist(), dtype=object)
     sid = nodes.column("spine_id").to_numpy()
+    rad = nodes.column("radius_nm").to_numpy()
     order = np.argsort(cid, kind="stable")
     u, start = np.unique(cid[order], return_index=True)
     stop = np.r_[start[1:], len(order)]
@@ -46,9 +55,17 @@ def nearest_labels(nodes: pa.Table, cell_ids: np.ndarray, xyz_nm: np.ndarray) ->
             continue
         rows = order[start[k]:stop[k]]
         q = np.flatnonzero(cell_ids == c)
-        _, j = cKDTree(pts[rows]).query(xyz_nm[q])
+        k_near = min(NEAREST_K, len(rows))
+        d, j = cKDTree(pts[rows]).query(xyz_nm[q], k=k_near)
+        d, j = d.reshape(len(q), k_near), j.reshape(len(q), k_near)
+        surface = d - rad[rows[j]]  # distance to each node's sphere: the nearest surface wins
+        best = np.argmin(surface, axis=1)
+        j, gap = j[np.arange(len(q)), best], surface[np.arange(len(q)), best]
         labels[q] = lab[rows[j]]
         spine[q] = sid[rows[j]]
+        if protrusion_nm is not None:
+            out = (labels[q] == cp.name(cp.SHAFT)) & (gap > protrusion_nm)
+            labels[q[out]] = cp.name(cp.SPINE_HEAD)
     return labels, spine
 
 
@@ -68,14 +85,14 @@ def compartment_pre(label_a: np.ndarray, label_b: np.ndarray) -> np.ndarray:
 
 
 def annotate_synapses(workdir: str | Path, syn: pa.Table, voxel_size_nm: tuple[float, float, float],
-                      min_vesicle_conf: float = 0.2) -> pa.Table:
+                      min_vesicle_conf: float = 0.2, protrusion_nm: float = 300.0) -> pa.Table:
     """``syn`` (the synapses step's table) with pre/post compartments, spine head volume and the
     direction settled as the module says; unchanged if the compartments step has not run."""
     wd = Path(workdir)
     path = wd / "tables" / "compartments_nodes.parquet"
     if not path.exists() or syn.num_rows == 0:
         return syn
-    nodes = pq.read_table(path, columns=["cell_id", "x_nm", "y_nm", "z_nm", "label", "spine_id"])
+    nodes = pq.read_table(path, columns=["cell_id", "x_nm", "y_nm", "z_nm", "radius_nm", "label", "spine_id"])
     xyz = np.stack([syn.column(f"{a}_vx").to_numpy() * float(v) for a, v in zip("xyz", voxel_size_nm, strict=True)], 1)
     pre, post = syn.column("pre_cell_id").to_numpy(), syn.column("post_cell_id").to_numpy()
     lab_pre, _ = nearest_labels(nodes, pre, xyz)
@@ -94,7 +111,7 @@ def annotate_synapses(workdir: str | Path, syn: pa.Table, voxel_size_nm: tuple[f
     cols["direction_disagree"] = (says == -1) & (source != "none")
     new_pre, new_post = cols["pre_cell_id"], cols["post_cell_id"]
     lab_pre, _ = nearest_labels(nodes, new_pre, xyz)
-    lab_post, sp_post = nearest_labels(nodes, new_post, xyz)
+    lab_post, sp_post = nearest_labels(nodes, new_post, xyz, protrusion_nm)
     cols["pre_compartment"] = lab_pre
     cols["post_compartment"] = lab_post
     cols["post_spine_head_volume_um3"] = head_volumes(wd, new_post, sp_post, lab_post)
