@@ -41,8 +41,8 @@ ID_COLUMNS = {
     "cells": ("cell_id",),
     "sv_to_cell": ("sv_id", "cell_id"),
     "cell_graph": ("sv_a", "sv_b"),
-    "syn_ssv": ("pre_cell_id", "post_cell_id", "pre_sv_id", "post_sv_id"),
-    "synapses": ("pre_cell_id", "post_cell_id", "pre_sv_id", "post_sv_id"),
+    "syn_ssv": ("pre_cell_id", "post_cell_id", "pre_sv_id", "post_sv_id", "compartments_pre_cell_id"),
+    "synapses": ("pre_cell_id", "post_cell_id", "pre_sv_id", "post_sv_id", "compartments_pre_cell_id"),
     "connections": ("pre_cell_id", "post_cell_id"),
 }
 

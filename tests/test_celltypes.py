@@ -166,9 +166,14 @@ def test_bad_label_table_is_one_line_exit_2(tmp_path, table, message):
 
 
 def test_run_celltypes_needs_compartments(tmp_path):
-    write_config(tmp_path, default_config())
+    from syngraph.io.volume import create_layer
+
+    cfg = default_config()
+    cfg.layers = {"sv": cfg.layers["sv"]}
+    write_config(tmp_path, cfg)
+    create_layer(tmp_path, "sv", (8, 8, 8), "uint64", cfg.voxel_size_nm).write(np.ones((8, 8, 8), np.uint64))
     rc, out = syngraph("run", "celltypes", "-w", tmp_path, "--scheduler", "serial")
-    assert rc == 2 and "syngraph run skeletons" in out
+    assert rc == 2 and "syngraph run compartments" in out and "Traceback" not in out
 
 
 def test_certainty_and_calibration_oracles():

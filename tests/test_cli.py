@@ -44,8 +44,8 @@ def test_step_input_errors_are_one_clear_line(tmp_path):
     for cmd in (("config", "check"), ("run", "init", "--scheduler", "serial")):
         r = syngraph(*cmd, "--wd", str(tmp_path))
         assert r.returncode == 2, r.stderr
-        assert "lists layer(s) mi that are not imported" in r.stderr and "syngraph import mi" in r.stderr
-        assert "remove [layers.mi]" in r.stderr and "config is valid" not in r.stderr
+        assert "layer 'mi' is named in [layers]" in r.stderr and "syngraph import mi" in r.stderr
+        assert "remove it from [layers]" in r.stderr and "config is valid" not in r.stderr
         assert "Traceback" not in r.stderr
     assert not (tmp_path / "steps" / "init").exists()  # nothing ran
 

@@ -154,7 +154,8 @@ def test_pinky40_every_big_cell_gets_labels_on_every_node(tmp_path, pinky40_labe
     from syngraph.config import default_config, write_config
     from syngraph.engine import Compute, write_table_atomic
     from syngraph.io.volume import create_layer
-    from syngraph.pipeline import run_step
+    from syngraph.steps.compartments import run_compartments
+    from syngraph.steps.skeletons import run_skeletons
 
     arr = pinky40_labels
     write_config(tmp_path, default_config((16.0, 16.0, 40.0)))
@@ -164,10 +165,9 @@ def test_pinky40_every_big_cell_gets_labels_on_every_node(tmp_path, pinky40_labe
     ids, counts = ids[ids != 0].astype(np.uint64), counts[ids != 0]
     write_table_atomic(pa.table({"sv_id": ids, "cell_id": ids}), tmp_path / "tables" / "sv_to_cell.parquet")
     serial = Compute(scheduler="serial")
-    run_step(tmp_path, "skeletons", compute=serial, progress=False)
-    info = run_step(tmp_path, "compartments", compute=serial, progress=False)
-    res = info["result"]
-    print(f"pinky40 compartments: {res['cells']} cells, {res['nodes']} nodes, {info['seconds']:.0f} s, "
+    run_skeletons(tmp_path, compute=serial, progress=False)  # hand-made cells: no cells DONE
+    res = run_compartments(tmp_path, compute=serial, progress=False)
+    print(f"pinky40 compartments: {res['cells']} cells, {res['nodes']} nodes, "
           f"{res['nodes_per_label']}")
     assert res["model_variant"] == "shape" and "vc_um3_per_um" in res["features_lacking"]
     nodes = pq.read_table(tmp_path / "tables" / "compartments_nodes.parquet")

@@ -75,9 +75,15 @@ def test_pruning_that_keeps_most_voxels_is_quiet(tmp_path, recwarn):
 
 
 def test_cli_prints_the_warning_and_summary(tmp_path):
+    from syngraph.config import load_config, write_config
+
     wd = make_project(tmp_path, _cube_2p5um(), voxel_size_nm=(125.0, 125.0, 125.0), block=(16, 16, 16))
-    r = subprocess.run([sys.executable, "-m", "syngraph", "run", "rag", "--wd", str(wd), "--scheduler", "serial"],
-                       capture_output=True, text=True)
+    cfg = load_config(wd)
+    cfg.layers = {"sv": cfg.layers["sv"]}  # labels only: the layers a run reads must exist
+    write_config(wd, cfg)
+    for step in ("init", "rag"):  # rag needs init's DONE
+        r = subprocess.run([sys.executable, "-m", "syngraph", "run", step, "--wd", str(wd), "--scheduler", "serial"],
+                           capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     out = r.stdout + r.stderr
     assert "kept 0 of 8 components" in out and "removed 8 (8000 voxels)" in out

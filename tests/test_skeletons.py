@@ -465,10 +465,11 @@ def test_evaluate_writes_the_issue_metric_names(tmp_path):
     import json
 
     from syngraph.evaluate import evaluate
-    from syngraph.pipeline import run_step
+    from syngraph.steps.skeletons import run_skeletons
 
-    demo_with_true_cells(tmp_path, (128, 128, 64), 7)
-    run_step(tmp_path, "skeletons", compute=Compute(scheduler="serial"), progress=False)
+    demo_with_true_cells(tmp_path, (128, 128, 64), 7)  # true cells, without the cells step's DONE
+    run_skeletons(tmp_path, compute=Compute(scheduler="serial"), progress=False)
+    (tmp_path / "steps" / "skeletons" / "DONE").write_text('{"step": "skeletons"}')  # evaluate scores done steps
     evaluate(tmp_path)
     m = json.loads((tmp_path / "evaluation.json").read_text())["skeletons"]["metrics"]
     names = ("neuron_node_precision", "neuron_node_recall", "neuron_cable_rel_error_median",

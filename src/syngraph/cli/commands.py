@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from syngraph.cli import Overwrite, Scheduler, WorkDir, Workers, app, config_app, console
+from syngraph.cli import Overwrite, Scheduler, WorkDir, Workers, absolute_path, app, config_app, console
 from syngraph.engine import Compute
 from syngraph.synth.params import DEMO_SEED
 
@@ -32,7 +32,9 @@ def workdir_of(positional: Path | None, option: Path, default: Path = Path("."))
     """The working directory from ``--wd``, or from the older positional form."""
     from syngraph.errors import InputError
 
-    if positional is not None and option != default and positional != option:
+    if positional is not None:
+        positional = absolute_path(positional)
+    if positional is not None and option != absolute_path(default) and positional != option:
         raise InputError(f"working directory given twice ({positional} and --wd {option}); pass --wd only")
     return positional if positional is not None else option
 

@@ -2,7 +2,7 @@
 
 ``syngraph export skeletons --format swc`` writes one ``<cell_id>.swc`` per cell. Node types come
 from the compartment step's per-node labels (``tables/compartments_nodes.parquet``: ``cell_id``,
-``node``, ``label``; codes or names of :mod:`syngraph.compartments`) mapped by
+``node_id``, ``label``; codes or names of :mod:`syngraph.compartments`) mapped by
 :func:`syngraph.compartments.to_swc` (soma 1, axon 2, dendrite 3, glia 7); astrocytes (``kind`` in
 ``tables/cells.parquet``) are glia (7) throughout; without labels a neuron's types stay 0. Each tree is
 rooted at its thickest soma node when it has one (else at the skeleton's root, its thickest node),
@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from syngraph import compartments
+from syngraph.io.ids import id_equals
 from syngraph.skeleton_io import CellSkeleton, cell_ids, read_skeleton, write_swc
 
 COMPARTMENTS_TABLE = "compartments_nodes"
@@ -81,14 +81,13 @@ def node_compartments(workdir: Path, skel: CellSkeleton) -> np.ndarray:
     codes = np.zeros(len(skel), np.uint8)
     cells = workdir / "tables" / "cells.parquet"
     if cells.exists():
-        t = pq.read_table(cells, columns=["cell_id", "kind"], filters=[("cell_id", "=", skel.cell_id)])
+        t = pq.read_table(cells, columns=["cell_id", "kind"], filters=id_equals("cell_id", skel.cell_id))
         if t.num_rows and t["kind"][0].as_py() == "astrocyte":
             return np.full(len(skel), compartments.ASTROCYTE, np.uint8)
     path = workdir / "tables" / f"{COMPARTMENTS_TABLE}.parquet"
     if path.exists():
-        t = pq.read_table(path, columns=["cell_id", "node", "label"])
-        t = t.filter(pc.equal(t["cell_id"], skel.cell_id))
-        node = t["node"].to_numpy().astype(np.int64)
+        t = pq.read_table(path, columns=["cell_id", "node_id", "label"], filters=id_equals("cell_id", skel.cell_id))
+        node = t["node_id"].to_numpy().astype(np.int64)
         label = t["label"].to_pylist()
         vals = [compartments.code(v) if isinstance(v, str) else int(v) for v in label]
         ok = (node >= 0) & (node < len(skel))

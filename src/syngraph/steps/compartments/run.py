@@ -108,7 +108,7 @@ def load_organelles(workdir: Path, cell_ids: np.ndarray, voxel_nm: np.ndarray
         rows = t.loc[sub["organelle_id"].to_numpy()]
         xyz = rows[["com_x", "com_y", "com_z"]].to_numpy(np.float64) * voxel_nm
         vol = rows["size_vx"].to_numpy(np.float64) * vox_um3
-        cells = sub["cell_id"].to_numpy().astype(np.int64)
+        cells = sub["cell_id"].to_numpy().astype(np.uint64)
         for c in np.unique(cells):
             m = cells == c
             out[int(c)][layer] = (xyz[m], vol[m])
