@@ -160,7 +160,7 @@ def _label_from_truth(wd):
     _, k = tree.query(ours[["x", "y", "z"]].to_numpy())
     labels = gt["compartment"].to_numpy()[k].astype(np.uint8)
     t = pa.table({"cell_id": pa.array(ours["neuron"].to_numpy(), pa.uint64()),
-                  "node": pa.array(ours["node_id"].to_numpy(), pa.int64()),
+                  "node_id": pa.array(ours["node_id"].to_numpy(), pa.int64()),
                   "label": pa.array(labels, pa.uint8())})
     pq.write_table(t, wd / "tables" / "compartments_nodes.parquet")
     return t

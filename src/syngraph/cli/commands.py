@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from syngraph.cli import Overwrite, Scheduler, WorkDir, Workers, absolute_path, app, config_app, console
+from syngraph.cli import (
+    Overwrite,
+    Scheduler,
+    WorkDir,
+    Workers,
+    absolute_path,
+    app,
+    config_app,
+    console,
+)
 from syngraph.engine import Compute
 from syngraph.synth.params import DEMO_SEED
 
