@@ -13,13 +13,14 @@ Features are in nm / um and relative to the cell, never in voxels.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from syngraph.models.npz import read_info, write_npz
-from syngraph.models.trees import Trees, from_gradient_boosting_multiclass
+from syngraph.models.trees import Multiclass, Trees, from_gradient_boosting_multiclass, softmax
 
 SHAPE_FEATURES: tuple[str, ...] = (
     "log_cable_um",  # log10(1 + skeleton cable length, um)
@@ -77,52 +78,30 @@ def certainty(prob: np.ndarray) -> np.ndarray:
     return 1.0 - h / np.log(p.shape[1])
 
 
-def _softmax(raw: np.ndarray) -> np.ndarray:
-    e = np.exp(raw - raw.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 @dataclass(frozen=True)
-class Classifier:
-    """``p = softmax((baseline + per-class leaf sums) / temperature)`` over ``classes``."""
+class Classifier(Multiclass):
+    """``p = softmax((baseline + per-class leaf sums) / temperature)`` over ``classes`` (names)."""
 
-    feature_names: tuple[str, ...]
-    classes: tuple[str, ...]
-    trees: tuple[Trees, ...]
-    baseline: np.ndarray
-    temperature: float
-    quantiles: np.ndarray  # (len(QUANTILES), features) of the training features
-
-    def raw(self, features: np.ndarray) -> np.ndarray:
-        x = np.asarray(features, np.float64)
-        if x.ndim != 2 or x.shape[1] != len(self.feature_names):
-            raise ValueError(f"cell-type model expects (n, {len(self.feature_names)}) features "
-                             f"({', '.join(self.feature_names)}), got {x.shape}")
-        if not len(x):
-            return np.zeros((0, len(self.classes)))
-        return self.baseline + np.stack([t.leaf_sum(x) for t in self.trees], 1)
+    temperature: float = 1.0
+    quantiles: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((len(QUANTILES), 0)))
+    """(len(QUANTILES), features) of the training features"""
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        return _softmax(self.raw(features) / self.temperature)
+        return softmax(self.raw(features) / self.temperature)
 
     def arrays(self, prefix: str) -> dict[str, np.ndarray]:
-        out = {f"{prefix}feature_names": np.array(self.feature_names),
-               f"{prefix}classes": np.array(self.classes), f"{prefix}baseline": self.baseline,
-               f"{prefix}temperature": np.array(self.temperature),
-               f"{prefix}quantiles": self.quantiles, f"{prefix}quantile_levels": np.array(QUANTILES)}
-        for i, t in enumerate(self.trees):
-            out |= t.arrays(f"{prefix}class{i}_")
-        return out
+        return super().arrays(prefix) | {
+            f"{prefix}temperature": np.array(self.temperature), f"{prefix}quantiles": self.quantiles,
+            f"{prefix}quantile_levels": np.array(QUANTILES)}
 
     @classmethod
     def from_arrays(cls, z, prefix: str, expected: tuple[str, ...], path: str | Path) -> Classifier:
-        names = tuple(str(n) for n in z[f"{prefix}feature_names"])
-        if names != expected:
-            raise ValueError(f"{path}: model features {names} differ from this syngraph's {expected}; "
-                             f"retrain with `syngraph train celltypes --labels cells.csv`")
-        classes = tuple(str(c) for c in z[f"{prefix}classes"])
-        trees = tuple(Trees.from_arrays(z, f"{prefix}class{i}_") for i in range(len(classes)))
-        return cls(names, classes, trees, np.asarray(z[f"{prefix}baseline"], np.float64),
+        try:
+            names, classes, trees, baseline = Multiclass.read(
+                z, prefix, expected, "syngraph train celltypes --labels cells.csv")
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+        return cls(names, tuple(str(c) for c in classes), trees, baseline,
                    float(z[f"{prefix}temperature"]), np.asarray(z[f"{prefix}quantiles"], np.float64))
 
 
@@ -187,7 +166,7 @@ def _fit_trees(x: np.ndarray, y: np.ndarray) -> tuple[tuple[Trees, ...], np.ndar
 def fit_temperature(raw: np.ndarray, y: np.ndarray) -> float:
     """The temperature minimising the log loss of ``softmax(raw / T)`` against ``y`` (grid)."""
     grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 61))
-    losses = [-np.mean(np.log(np.maximum(_softmax(raw / t)[np.arange(len(y)), y], 1e-12))) for t in grid]
+    losses = [-np.mean(np.log(np.maximum(softmax(raw / t)[np.arange(len(y)), y], 1e-12))) for t in grid]
     return float(grid[int(np.argmin(losses))])
 
 

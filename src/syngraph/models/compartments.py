@@ -24,7 +24,7 @@ import numpy as np
 
 from syngraph import compartments as cp
 from syngraph.models.npz import write_npz
-from syngraph.models.trees import Trees, from_gradient_boosting_multiclass
+from syngraph.models.trees import Multiclass, Trees, from_gradient_boosting_multiclass
 
 CLASSES: tuple[int, ...] = (cp.SOMA, cp.SHAFT, cp.SPINE_NECK, cp.SPINE_HEAD, cp.AXON, cp.BOUTON,
                             cp.TERMINAL_BOUTON)
@@ -72,44 +72,20 @@ def feature_names(variant: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class Stage:
-    """Multi-class boosted trees: ``p = softmax(baseline + per-class leaf sums)``."""
-
-    feature_names: tuple[str, ...]
-    classes: np.ndarray  # (k,) compartment codes
-    trees: tuple[Trees, ...]
-    baseline: np.ndarray  # (k,)
+class Stage(Multiclass):
+    """Multi-class boosted trees over compartment codes, in :data:`CLASSES` column order."""
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        x = np.asarray(features, np.float64)
-        if x.ndim != 2 or x.shape[1] != len(self.feature_names):
-            raise ValueError(f"compartment model expects (n, {len(self.feature_names)}) features "
-                             f"({', '.join(self.feature_names)}), got {x.shape}")
-        raw = self.baseline + np.stack([t.leaf_sum(x) for t in self.trees], 1) if len(x) else \
-            np.zeros((0, len(self.classes)))
-        return _full_columns(_softmax(raw), self.classes)
-
-    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
-        out = {f"{prefix}feature_names": np.array(self.feature_names), f"{prefix}classes": self.classes,
-               f"{prefix}baseline": self.baseline}
-        for i, t in enumerate(self.trees):
-            out |= t.arrays(f"{prefix}class{i}_")
-        return out
+        return _full_columns(super().predict_proba(features), self.classes)
 
     @classmethod
     def from_arrays(cls, z, prefix: str, expected: tuple[str, ...], path: str | Path) -> Stage:
-        names = tuple(str(n) for n in z[f"{prefix}feature_names"])
-        if names != expected:
-            raise ValueError(f"{path}: model features {names} differ from this syngraph's {expected}; "
-                             f"retrain with `syngraph train compartments --labels points.csv`")
-        classes = np.asarray(z[f"{prefix}classes"], np.int64)
-        trees = tuple(Trees.from_arrays(z, f"{prefix}class{i}_") for i in range(len(classes)))
-        return cls(names, classes, trees, np.asarray(z[f"{prefix}baseline"], np.float64))
-
-
-def _softmax(raw: np.ndarray) -> np.ndarray:
-    e = np.exp(raw - raw.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+        try:
+            names, classes, trees, baseline = Multiclass.read(
+                z, prefix, expected, "syngraph train compartments --labels points.csv")
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+        return cls(names, classes.astype(np.int64), trees, baseline)
 
 
 def _full_columns(prob: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -150,11 +126,10 @@ class CompartmentModel:
         return want, self.variants[want]
 
     def save(self, path: str | Path) -> Path:
-        arrays: dict[str, np.ndarray] = {"info_keys": np.array(list(self.info)),
-                                         "info_values": np.array(list(self.info.values()))}
+        arrays: dict[str, np.ndarray] = {}
         for v, m in self.variants.items():
             arrays |= m.local.arrays(f"{v}_") | m.context.arrays(f"{v}_context_")
-        return write_npz(path, arrays)
+        return write_npz(path, arrays, self.info)
 
 
 def load_model(path: str | Path | None = None) -> CompartmentModel:

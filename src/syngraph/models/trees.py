@@ -135,3 +135,52 @@ def from_gradient_boosting_multiclass(model: Any) -> tuple[list[Trees], np.ndarr
     trees = [_concat([_predictor_arrays(it[c]) for it in model._predictors]) for c in range(k)]
     return trees, np.ravel(model._baseline_prediction).astype(np.float64)
 
+
+
+def softmax(raw: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of raw scores."""
+    e = np.exp(raw - raw.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class Multiclass:
+    """Multi-class boosted trees: ``p = softmax(baseline + per-class leaf sums)`` over ``classes``
+    (one :class:`Trees` per class, as :func:`from_gradient_boosting_multiclass` gives them)."""
+
+    feature_names: tuple[str, ...]
+    classes: Any  # (k,) class codes or names, in probability-column order
+    trees: tuple[Trees, ...]
+    baseline: np.ndarray  # (k,)
+
+    def raw(self, features: np.ndarray) -> np.ndarray:
+        """``(n, k)`` raw scores; checks the feature count."""
+        x = np.asarray(features, np.float64)
+        if x.ndim != 2 or x.shape[1] != len(self.feature_names):
+            raise ValueError(f"model expects (n, {len(self.feature_names)}) features "
+                             f"({', '.join(self.feature_names)}), got {x.shape}")
+        if not len(x):
+            return np.zeros((0, len(self.classes)))
+        return self.baseline + np.stack([t.leaf_sum(x) for t in self.trees], 1)
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        return softmax(self.raw(features))
+
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        out = {f"{prefix}feature_names": np.array(self.feature_names), f"{prefix}classes": np.array(self.classes),
+               f"{prefix}baseline": self.baseline}
+        for i, t in enumerate(self.trees):
+            out |= t.arrays(f"{prefix}class{i}_")
+        return out
+
+    @staticmethod
+    def read(z: Any, prefix: str, expected: tuple[str, ...], retrain: str
+             ) -> tuple[tuple[str, ...], np.ndarray, tuple[Trees, ...], np.ndarray]:
+        """Feature names, classes, trees and baseline stored under ``prefix``; a model fitted on
+        other features than ``expected`` raises ``ValueError`` naming ``retrain`` (the command)."""
+        names = tuple(str(n) for n in z[f"{prefix}feature_names"])
+        if names != expected:
+            raise ValueError(f"model features {names} differ from this syngraph's {expected}; retrain with `{retrain}`")
+        classes = np.asarray(z[f"{prefix}classes"])
+        trees = tuple(Trees.from_arrays(z, f"{prefix}class{i}_") for i in range(len(classes)))
+        return names, classes, trees, np.asarray(z[f"{prefix}baseline"], np.float64)
