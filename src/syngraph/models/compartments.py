@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from syngraph import compartments as cp
-from syngraph.models.npz import write_npz
+from syngraph.models.npz import read_info, write_npz
 from syngraph.models.trees import Multiclass, Trees, from_gradient_boosting_multiclass
 
 CLASSES: tuple[int, ...] = (cp.SOMA, cp.SHAFT, cp.SPINE_NECK, cp.SPINE_HEAD, cp.AXON, cp.BOUTON,
@@ -145,7 +145,7 @@ def load_model(path: str | Path | None = None) -> CompartmentModel:
                 names = feature_names(v)
                 variants[v] = TwoStage(Stage.from_arrays(z, f"{v}_", names, path),
                                        Stage.from_arrays(z, f"{v}_context_", names + CONTEXT_FEATURES, path))
-        info = dict(zip((str(k) for k in z["info_keys"]), (str(v) for v in z["info_values"]), strict=True))
+        info = read_info(z)
     return CompartmentModel(variants, info)
 
 
