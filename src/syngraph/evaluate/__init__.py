@@ -64,7 +64,8 @@ SCORERS: tuple[tuple[str, str, dict[str, tuple[str, float]]], ...] = (
 
 
 def _passes(value: Any, cmp: str, target: float) -> bool | None:
-    if not isinstance(value, int | float):
+    """Whether ``value`` meets the target; None when there was nothing to score (not a number, NaN)."""
+    if not isinstance(value, int | float) or value != value:
         return None
     return value >= target if cmp == ">=" else value <= target
 
@@ -132,7 +133,7 @@ def print_table(results: dict[str, Any]) -> None:
             goal = res["targets"].get(name)
             shown = f"{value:.4f}" if isinstance(value, float) else str(value)
             target = f"{goal['cmp']} {goal['target']:g}" if goal else ""
-            ok = "" if not goal or goal["pass"] is None else ("yes" if goal["pass"] else "[red]NO[/]")
+            ok = "" if not goal else "n/a" if goal["pass"] is None else ("yes" if goal["pass"] else "[red]NO[/]")
             table.add_row(step, name, shown, target, ok)
     if not results:
         table.add_row("-", "no step has run yet", "", "", "")
