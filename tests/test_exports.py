@@ -34,7 +34,7 @@ def demo(tmp_path_factory):
 
 
 def test_cave_table_is_valid_synapse_schema(demo):
-    ems = pytest.importorskip("emannotationschemas", reason="emannotationschemas is in the test extra")
+    ems = pytest.importorskip("emannotationschemas", reason="emannotationschemas is not installed: its metadata pins numpy<2, so install it without its dependencies (they are in the test extra): pip install --no-deps emannotationschemas==5.26.3 (.ci/run does)")
     from syngraph.io.volume import open_layer
 
     t = pq.read_table(demo / "export" / "cave_synapses.parquet")
