@@ -66,7 +66,7 @@ def compute_args(args: argparse.Namespace) -> list[str]:
 
 
 def make_dataset(name: str, wd: Path, args: argparse.Namespace) -> dict[str, float]:
-    """Set up the project in ``wd``; returns the import row (pinky) or the synth seconds (demo)."""
+    """Set up the project in ``wd``; returns the import row (pinky) or the synth wall seconds (demo)."""
     if name.startswith("demo"):
         shape = name[5:].split("x")
         wall, cpu, r = timed(syngraph_cmd("synth", str(wd), "--shape", *shape, *compute_args(args)))
@@ -83,8 +83,7 @@ def make_dataset(name: str, wd: Path, args: argparse.Namespace) -> dict[str, flo
                                       "--axes", "xyz", *compute_args(args)))
     _check(r, "import")
     npy.unlink()
-    return {"step": "import", "wall_s": wall, "cpu_s": cpu,
-            "peak_rss_mb": (_done(wd, "import") or {}).get("peak_rss_mb")}
+    return {"step": "import", "wall_s": wall, "cpu_s": cpu}  # import writes no DONE: no peak memory
 
 
 def decompress(name: str, out: Path) -> None:
@@ -221,7 +220,8 @@ def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
         shutil.rmtree(wd, ignore_errors=True)
     return {"dataset": name, "voxels": nvx, "cores": os.cpu_count(), "scheduler": args.scheduler,
             "workers": args.workers if args.scheduler == "local" else 1,
-            "loadavg_1min_end": round(os.getloadavg()[0], 2), **setup, "steps": rows + [total]}
+            "loadavg_1min_end": round(os.getloadavg()[0], 2), "synth_wall_s": setup.get("synth_wall_s"),
+            "steps": rows + [total]}
 
 
 def scaling(results: list[dict]) -> list[dict]:
