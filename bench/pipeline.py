@@ -1,0 +1,327 @@
+"""Benchmark of the whole pipeline, step by step, against each step's whole-volume library baseline.
+
+    python bench/pipeline.py --demo 128 --demo 256,256,128 --scheduler serial --json out.json
+    python bench/pipeline.py --pinky40 --workers 2          # ../shared/data/pinky40, labels only
+    python bench/pipeline.py --pinky40-8nm --workers 2      # ../shared/data/pinky40_8nm (0.54 GVx)
+
+Each dataset is set up in a scratch directory (demo: ``syngraph synth``; pinky: ``config init`` and
+``syngraph import`` of the labels, which is timed as the ``import`` row), then every step of
+``syngraph.pipeline.step_names()`` runs as ``syngraph run <step>`` in its own process, as a user
+runs it. Per step: wall seconds, CPU seconds of the step's whole process tree (user + sys of the
+CLI process and every Dask worker it waited for: ``RUSAGE_CHILDREN``), MVx per CPU-second (MVx/s per
+fully busy core), peak RSS of all its processes (``peak_rss_mb`` of ``steps/<name>/DONE``), its share
+of the total CPU seconds, and the ratio of its CPU seconds to a baseline measured in the same run:
+one library call on the whole array in a fresh single-threaded process (init: ``bench/init.py``'s
+baseline, zmesh and friends; rag: ``cc3d.contacts`` on the supervoxels; astrocytes: ``edt.edt``;
+cells: ``fastremap.unique`` + ``fastremap.remap`` to cells; skeletons: ``kimimaro.skeletonize`` on
+the cell labels at the step's resolution; synapses: ``cc3d.contacts`` on the cell labels). Steps
+without a whole-volume equivalent (models, tables) have none. With two or more datasets, each
+step's scaling exponent from one to the next (log CPU-s ratio / log voxel ratio) and the total
+projected to 1 GVx at the largest volume's exponent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+BENCH = Path(__file__).resolve().parent
+GVX = 1e9
+
+
+def _cpu_children_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(cmd: list[str], **kw: object) -> tuple[float, float, subprocess.CompletedProcess]:
+    """Run ``cmd``; its wall seconds, CPU seconds (its process tree) and the completed process."""
+    c0, t0 = _cpu_children_s(), time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
+    return time.perf_counter() - t0, _cpu_children_s() - c0, r
+
+
+def syngraph_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "syngraph", *args]
+
+
+def compute_args(args: argparse.Namespace) -> list[str]:
+    out = ["--scheduler", args.scheduler]
+    if args.workers and args.scheduler == "local":
+        out += ["--workers", str(args.workers)]
+    return out
+
+
+def make_dataset(name: str, wd: Path, args: argparse.Namespace) -> dict[str, float]:
+    """Set up the project in ``wd``; returns the import row (pinky) or the synth wall seconds (demo)."""
+    if name.startswith("demo"):
+        shape = name[5:].split("x")
+        wall, cpu, r = timed(syngraph_cmd("synth", str(wd), "--shape", *shape, *compute_args(args)))
+        _check(r, "synth")
+        return {"synth_wall_s": wall}
+    # labels as .npy in a child process (the decompressed volume never lives in this one)
+    npy = wd.parent / f"{wd.name}_sv.npy"
+    _check(subprocess.run([sys.executable, __file__, "--decompress", name, str(npy)],
+                          capture_output=True, text=True), "decompress")
+    vs = ["16", "16", "40"] if name == "pinky40" else ["8", "8", "40"]
+    _check(subprocess.run(syngraph_cmd("config", "init", "--wd", str(wd), "--voxel-size-nm", *vs),
+                          capture_output=True, text=True), "config init")
+    wall, cpu, r = timed(syngraph_cmd("import", "sv", str(npy), "--wd", str(wd), "--kind", "labels",
+                                      "--axes", "xyz", *compute_args(args)))
+    _check(r, "import")
+    npy.unlink()
+    return {"step": "import", "wall_s": wall, "cpu_s": cpu}  # import writes no DONE: no peak memory
+
+
+def decompress(name: str, out: Path) -> None:
+    import crackle
+
+    if name == "pinky40":
+        buf = gzip.open(DATA / "pinky40" / "connectomics.npy.ckl.gz", "rb").read()
+    else:
+        buf = (DATA / "pinky40_8nm" / "pinky40_8nm.ckl").read_bytes()
+    np.save(out, crackle.decompress(buf))  # uint32, axes (x, y, z); import widens to uint64 blockwise
+
+
+def _check(r: subprocess.CompletedProcess, what: str) -> None:
+    if r.returncode != 0:
+        sys.exit(f"{what} failed (exit {r.returncode}):\n{r.stderr[-3000:]}")
+
+
+def _done(wd: Path, step: str) -> dict | None:
+    p = wd / "steps" / step / "DONE"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+# --- baselines: one library call on the whole array, in a fresh process -------------------------
+
+
+def _cells(wd: Path, sv: np.ndarray) -> np.ndarray:
+    import fastremap
+    import pyarrow.parquet as pq
+
+    m = pq.read_table(wd / "tables" / "sv_to_cell.parquet")
+    lut = dict(zip(m.column("sv_id").to_pylist(), m.column("cell_id").to_pylist(), strict=True))
+    return fastremap.remap(sv, lut, preserve_missing_labels=True, in_place=False)
+
+
+def baseline(step: str, wd: Path) -> float:
+    """Seconds of the library call that stands for ``step`` on the whole volume (after reading it)."""
+    import syngraph
+
+    p = syngraph.open(wd)
+    cfg = p.config
+    vs = tuple(cfg.voxel_size_nm)
+    if step == "skeletons":
+        import kimimaro
+        import pyarrow.parquet as pq
+
+        from syngraph.bbox import BBox
+        from syngraph.steps.skeletons.run import read_downsampled, relabel_to_cells, teasar_params
+
+        sp = cfg.skeletons
+        ds = tuple(sp.downsample)
+        lay = p.layer("sv")
+        box = BBox.from_shape(tuple(-(-s // d) for s, d in zip(lay.shape, ds, strict=True)))
+        m = pq.read_table(wd / "tables" / "sv_to_cell.parquet")
+        ids = m.column("sv_id").to_numpy().astype(np.uint64)
+        o = np.argsort(ids)
+        lab = relabel_to_cells(read_downsampled(lay, box, ds), ids[o],
+                               m.column("cell_id").to_numpy().astype(np.uint64)[o])
+        lab = np.asfortranarray(lab)
+        t0 = time.perf_counter()
+        kimimaro.skeletonize(lab, teasar_params=dict(teasar_params(sp)), dust_threshold=sp.dust_threshold_vx,
+                             anisotropy=tuple(v * d for v, d in zip(vs, ds, strict=True)),
+                             fix_borders=True, fix_branching=True, progress=False, parallel=1)
+        return time.perf_counter() - t0
+    import cc3d
+    import edt
+    import fastremap
+
+    sv = np.asfortranarray(p.layer("sv").read())
+    t0 = time.perf_counter()
+    if step == "rag":
+        cc3d.contacts(sv, connectivity=6, anisotropy=vs)
+    elif step == "astrocytes":
+        edt.edt(sv, anisotropy=vs, parallel=1)
+    elif step == "cells":
+        fastremap.unique(sv)
+        _cells(wd, sv)
+    elif step == "synapses":
+        cells = _cells(wd, sv)
+        t0 = time.perf_counter()
+        cc3d.contacts(cells, connectivity=6, anisotropy=vs)
+    return time.perf_counter() - t0
+
+
+BASELINES = {"init": "zmesh+cc3d+fastremap (bench/init.py)", "rag": "cc3d.contacts(sv)",
+             "astrocytes": "edt.edt(sv)", "cells": "fastremap.unique+remap",
+             "skeletons": "kimimaro.skeletonize(cells)", "synapses": "cc3d.contacts(cells)"}
+
+
+def run_baseline(step: str, wd: Path) -> dict[str, float]:
+    """The baseline in a fresh process: its CPU seconds (process total, reading included) and peak RSS."""
+    cmd = ([sys.executable, str(BENCH / "init.py"), "--baseline", str(wd)] if step == "init"
+           else [sys.executable, __file__, "--baseline", step, str(wd)])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    wall, cpu, r = timed(cmd, env=env)
+    _check(r, f"baseline {step}")
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    return {"base_call_s": out["seconds"], "base_cpu_s": cpu, "base_peak_rss_mb": out["peak_rss_mb"]}
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
+    from syngraph.io.volume import open_layer
+    from syngraph.pipeline import step_names
+
+    wd = root / name
+    t0 = time.perf_counter()
+    setup = make_dataset(name, wd, args)
+    nvx = int(np.prod(open_layer(wd, "sv").shape))
+    print(f"# {name}: {nvx / 1e6:.1f} MVx, set up in {time.perf_counter() - t0:.0f} s", flush=True)
+    rows = [setup] if "step" in setup else []
+    for step in step_names():
+        wall, cpu, r = timed(syngraph_cmd("run", step, "--wd", str(wd), *compute_args(args)))
+        row: dict = {"step": step, "wall_s": wall, "cpu_s": cpu}
+        if r.returncode != 0:
+            row["error"] = (r.stderr.strip().splitlines() or ["?"])[-1][:200]
+        else:
+            row["peak_rss_mb"] = (_done(wd, step) or {}).get("peak_rss_mb")
+            if step in BASELINES and not args.no_baseline:
+                row.update(run_baseline(step, wd))
+                row["ratio_cpu"] = cpu / row["base_cpu_s"]
+        rows.append(row)
+        print(f"#   {step}: {wall:.1f} s wall, {cpu:.1f} CPU-s" + (f" FAILED: {row['error']}" if "error" in row
+              else ""), flush=True)
+    total_cpu = sum(r["cpu_s"] for r in rows)
+    for r in rows:
+        r["mvx_per_cpu_s"] = nvx / 1e6 / r["cpu_s"] if r["cpu_s"] else None
+        r["share"] = r["cpu_s"] / total_cpu
+    total = {"step": "total", "wall_s": sum(r["wall_s"] for r in rows), "cpu_s": total_cpu,
+             "mvx_per_cpu_s": nvx / 1e6 / total_cpu, "share": 1.0,
+             "peak_rss_mb": max((r.get("peak_rss_mb") or 0) for r in rows)}
+    if not args.keep:
+        shutil.rmtree(wd, ignore_errors=True)
+    return {"dataset": name, "voxels": nvx, "cores": os.cpu_count(), "scheduler": args.scheduler,
+            "workers": args.workers if args.scheduler == "local" else 1,
+            "loadavg_1min_end": round(os.getloadavg()[0], 2), "synth_wall_s": setup.get("synth_wall_s"),
+            "steps": rows + [total]}
+
+
+def scaling(results: list[dict]) -> list[dict]:
+    """Per step, the exponent between consecutive datasets (by size) and the projection to 1 GVx.
+
+    Fixed costs (process start, imports) flatten the exponent of small volumes, so the projection is the
+    larger of the power law (``t * (1 GVx / V) ** exponent``) and the straight line through both points
+    (fixed cost + CPU-s per voxel).
+    """
+    res = sorted(results, key=lambda d: d["voxels"])
+    out = []
+    for a, b in zip(res, res[1:], strict=False):
+        ca = {r["step"]: r["cpu_s"] for r in a["steps"] if "error" not in r}
+        cb = {r["step"]: r["cpu_s"] for r in b["steps"] if "error" not in r}
+        vr = b["voxels"] / a["voxels"]
+        for step in [s for s in cb if s in ca and ca[s] > 0]:
+            k = math.log(cb[step] / ca[step]) / math.log(vr)
+            per_vx = max(0.0, (cb[step] - ca[step]) / (b["voxels"] - a["voxels"]))
+            power, linear = cb[step] * (GVX / b["voxels"]) ** k, cb[step] + per_vx * (GVX - b["voxels"])
+            out.append({"from": a["dataset"], "to": b["dataset"], "step": step, "time_ratio": cb[step] / ca[step],
+                        "voxel_ratio": vr, "exponent": k, "cpu_s_at_1gvx_power": power,
+                        "cpu_s_at_1gvx_linear": linear, "cpu_s_at_1gvx": max(power, linear)})
+    return out
+
+
+def _f(v: object, fmt: str) -> str:
+    return "" if v is None else format(v, fmt)
+
+
+def print_tables(results: list[dict], scale: list[dict]) -> None:
+    for d in results:
+        print(f"\n{d['dataset']}: {d['voxels'] / 1e6:.1f} MVx, scheduler {d['scheduler']}, workers {d['workers']}, "
+              f"{d['cores']} cores, load {d['loadavg_1min_end']} at the end")
+        print(f"{'step':<13}{'wall_s':>9}{'cpu_s':>9}{'MVx/cpu-s':>10}{'peak_MB':>9}{'share':>7}"
+              f"{'base_cpu_s':>11}{'call_s':>8}{'ratio':>8}  baseline")
+        for r in d["steps"]:
+            if "error" in r:
+                print(f"{r['step']:<13}{r['wall_s']:>9.1f}{r['cpu_s']:>9.1f}  failed: {r['error']}")
+                continue
+            print(f"{r['step']:<13}{r['wall_s']:>9.1f}{r['cpu_s']:>9.1f}{_f(r['mvx_per_cpu_s'], '.3f'):>10}"
+                  f"{_f(r.get('peak_rss_mb'), '.0f'):>9}{r['share']:>7.1%}{_f(r.get('base_cpu_s'), '.1f'):>11}"
+                  f"{_f(r.get('base_call_s'), '.1f'):>8}{_f(r.get('ratio_cpu'), '.1f'):>8}  {BASELINES.get(r['step'], '') if 'ratio_cpu' in r else ''}")
+    if scale:
+        print(f"\n{'step':<13}{'from':>18}{'to':>18}{'t_ratio':>9}{'vx_ratio':>9}{'exponent':>9}"
+              f"{'@1GVx_pow':>10}{'@1GVx_lin':>10}")
+        for s in scale:
+            print(f"{s['step']:<13}{s['from']:>18}{s['to']:>18}{s['time_ratio']:>9.2f}{s['voxel_ratio']:>9.2f}"
+                  f"{s['exponent']:>9.2f}{s['cpu_s_at_1gvx_power']:>10.0f}{s['cpu_s_at_1gvx_linear']:>10.0f}")
+        last = [s for s in scale if s["to"] == scale[-1]["to"]]
+        tot = next((s for s in last if s["step"] == "total"), None)
+        if tot:
+            print(f"projected to 1 GVx: {tot['cpu_s_at_1gvx']:.0f} CPU-s = {GVX / 1e6 / tot['cpu_s_at_1gvx']:.3f} "
+                  f"MVx/s per core (goal 0.5), {tot['cpu_s_at_1gvx'] / 2 / 60:.0f} min on 2 busy cores")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--demo", action="append", default=[], metavar="N|X,Y,Z",
+                    help="synth demo tissue of N^3 or X,Y,Z voxels (repeatable)")
+    ap.add_argument("--pinky40", action="store_true", help="../shared/data/pinky40 (labels only, 134 MVx)")
+    ap.add_argument("--pinky40-8nm", action="store_true", help="../shared/data/pinky40_8nm (labels only, 537 MVx)")
+    ap.add_argument("--scheduler", default="local", help='"local" (Dask LocalCluster) or "serial"')
+    ap.add_argument("--workers", type=int, default=2, help="worker processes of a local cluster")
+    ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the working directories (printed)")
+    ap.add_argument("--root", default=None, help="scratch folder (default: a new temporary one)")
+    ap.add_argument("--json", default=None, help="write every number to this file")
+    ap.add_argument("--baseline", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--decompress", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.baseline:
+        sec = baseline(args.baseline[0], Path(args.baseline[1]))
+        print(json.dumps({"seconds": sec, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        return
+    if args.decompress:
+        decompress(args.decompress[0], Path(args.decompress[1]))
+        return
+    names = []
+    for d in args.demo:
+        s = [int(v) for v in d.split(",")]
+        names.append("demo_" + "x".join(str(v) for v in (s * 3 if len(s) == 1 else s)))
+    names += ["pinky40"] * args.pinky40 + ["pinky40_8nm"] * args.pinky40_8nm
+    if not names:
+        ap.error("name at least one dataset: --demo N, --pinky40 or --pinky40-8nm")
+    root = Path(args.root or tempfile.mkdtemp(prefix="bench_pipeline_"))
+    root.mkdir(parents=True, exist_ok=True)
+    results = []
+    try:
+        for name in names:
+            results.append(bench_dataset(name, root, args))
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"# working directories kept in {root}")
+    scale = scaling(results)
+    print_tables(results, scale)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"datasets": results, "scaling": scale}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
