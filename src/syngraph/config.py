@@ -6,6 +6,7 @@ file generated from these models, and docs/config.md is generated the same way.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -265,6 +266,12 @@ def load_config(workdir: str | Path) -> ProjectConfig:
         return ProjectConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_error(path, exc)) from exc
+
+
+def absolute_path(path: str | Path) -> Path:
+    """``~`` expanded and made absolute without ``..``: done at the boundary, so that Dask workers
+    in other directories (or on other machines) read the same files."""
+    return Path(os.path.abspath(os.path.expanduser(path)))
 
 
 def project_path(workdir: str | Path, value: str) -> Path:

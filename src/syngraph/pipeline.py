@@ -9,13 +9,13 @@ A step runs only when the steps it ``needs`` are DONE and unchanged (digests in 
 from __future__ import annotations
 
 import importlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from syngraph.config import absolute_path
 from syngraph.engine import Compute
 from syngraph.errors import InputError, StepOrderError
 
@@ -80,10 +80,6 @@ def _as_dict(result: Any) -> dict[str, Any] | None:
     return None
 
 
-def done_marker(workdir: str | Path, name: str) -> Path:
-    return Path(workdir) / "steps" / name / "DONE"
-
-
 def run_step(
     workdir: str | Path,
     name: str,
@@ -99,12 +95,12 @@ def run_step(
     from syngraph.engine.run import CURRENT_STEP, peak_rss_mb
 
     step = get_step(name)
-    workdir = Path(os.path.abspath(os.path.expanduser(workdir)))  # workers may run elsewhere
+    workdir = absolute_path(workdir)  # workers may run elsewhere
     # contact sites alone need no cells
     needs = ("init",) if options.get("contacts_only") and name == "synapses" else step.needs
     inputs = done.check_inputs(workdir, name, needs, lambda n: get_step(n).needs, StepOrderError)
     previous = (done.read_done(workdir, name) or {}).get("outputs", {})
-    marker = done_marker(workdir, name)
+    marker = done.done_path(workdir, name)
     marker.unlink(missing_ok=True)
     before = done.snapshot(workdir)
     t0 = time.perf_counter()

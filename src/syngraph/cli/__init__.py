@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +10,7 @@ import typer
 from rich.console import Console
 
 from syngraph import __version__
+from syngraph.config import absolute_path
 
 app = typer.Typer(
     name="syngraph",
@@ -23,10 +23,6 @@ config_app = typer.Typer(help="Write and check syngraph.toml.", no_args_is_help=
 app.add_typer(config_app, name="config")
 console = Console(stderr=True)
 
-def absolute_path(path: Path) -> Path:
-    """``~`` expanded and made absolute without ``..``: done once, here, so that Dask workers in
-    other directories (or on other machines) read the same files."""
-    return Path(os.path.abspath(os.path.expanduser(path)))
 
 
 WorkDir = Annotated[Path, typer.Option("--wd", "-w", help="working directory (holds syngraph.toml)",

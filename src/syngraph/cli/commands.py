@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -208,21 +210,17 @@ def run(
         console.print(f"[green]wrote[/] {write_report(wd)}")
 
 
-def _one_line_warnings():  # noqa: ANN202
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[None]:
     """Warnings from a step as one line each (``warning: message``), not file and source line."""
-    import contextlib
     import warnings
 
-    @contextlib.contextmanager
-    def ctx():  # noqa: ANN202
-        old = warnings.formatwarning
-        warnings.formatwarning = lambda message, *a, **k: f"warning: {message}\n"  # type: ignore[assignment]
-        try:
-            yield
-        finally:
-            warnings.formatwarning = old
-
-    return ctx()
+    old = warnings.formatwarning
+    warnings.formatwarning = lambda message, *a, **k: f"warning: {message}\n"  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        warnings.formatwarning = old
 
 
 def _print_step_summary(info: dict, notes: list[str]) -> None:

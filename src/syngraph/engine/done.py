@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from syngraph.engine.run import write_text_atomic
 
 OUTPUT_DIRS = ("tables",)
 
@@ -76,12 +77,7 @@ def write_done(workdir: str | Path, step: str, info: Mapping[str, Any], outputs:
     path = done_path(workdir, step)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {**info, "outputs": dict(outputs), "digest": combined_digest(outputs), "inputs": dict(inputs)}
-    tmp = path.with_name(f"DONE.tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(record, indent=1, default=str))
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(path, json.dumps(record, indent=1, default=str))
     return path
 
 

@@ -15,13 +15,13 @@ attempt starts and completed when it ends, so a killed attempt stays visible as 
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from syngraph.engine.memory import PeakMemory
+from syngraph.engine.run import write_text_atomic
 
 RUNS_NAME = "runs.json"
 
@@ -34,10 +34,7 @@ def read_runs(step_dir: str | Path) -> list[dict[str, Any]]:
 
 def _write_runs(step_dir: Path, runs: list[dict[str, Any]]) -> None:
     step_dir.mkdir(parents=True, exist_ok=True)
-    path = step_dir / RUNS_NAME
-    tmp = path.with_name(f"{RUNS_NAME}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(runs, indent=1))
-    tmp.replace(path)
+    write_text_atomic(step_dir / RUNS_NAME, json.dumps(runs, indent=1))
 
 
 class StepRun:

@@ -65,7 +65,8 @@ def params_hash(params: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """``text`` to ``path`` through a scratch file and a rename (a failed write leaves none)."""
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     try:
         tmp.write_text(text)
@@ -154,7 +155,7 @@ class _TaskWrapper:
             "rows": rows,
             "pid": os.getpid(),
         }
-        _atomic_write_text(self.tasks_dir / f"{name}.done", json.dumps(info))
+        write_text_atomic(self.tasks_dir / f"{name}.done", json.dumps(info))
         return info
 
 
@@ -207,7 +208,7 @@ def run_tasks(
                     f"(Python: overwrite=True) to discard it and start again"
                 )
     else:
-        _atomic_write_text(mpath, json.dumps(manifest, indent=1))
+        write_text_atomic(mpath, json.dumps(manifest, indent=1))
 
     todo = [t for t in tasks if not (tasks_dir / f"{_task_name(t.id)}.done").exists()]
     n_skipped = len(tasks) - len(todo)
@@ -235,7 +236,7 @@ def run_tasks(
         ) from first_exc
     peak = max([i["peak_rss_mb"] for i in infos] + [0.0])
     report = RunReport(step, len(tasks), len(todo), n_skipped, seconds, peak)
-    _atomic_write_text(step_dir / "stats.json", json.dumps(report.__dict__, indent=1))
+    write_text_atomic(step_dir / "stats.json", json.dumps(report.__dict__, indent=1))
     return report
 
 

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from syngraph.evaluate.compartments import macro_f1 as class_macro_f1
+
 
 def true_celltypes(workdir: str | Path) -> pd.Series:
     """cell_id -> true type (voxel majority over the cell's supervoxels)."""
@@ -43,12 +45,8 @@ def expected_calibration_error(prob: np.ndarray, correct: np.ndarray, bins: int 
 
 
 def macro_f1(truth: np.ndarray, pred: np.ndarray) -> float:
-    f1 = []
-    for c in np.unique(truth):
-        tp = np.sum((pred == c) & (truth == c))
-        prec, rec = tp / max(np.sum(pred == c), 1), tp / max(np.sum(truth == c), 1)
-        f1.append(0.0 if tp == 0 else 2 * prec * rec / (prec + rec))
-    return float(np.mean(f1)) if f1 else float("nan")
+    """Mean F1 over the true classes (nan if none)."""
+    return class_macro_f1(truth, pred, tuple(np.unique(truth)))
 
 
 def score_celltypes(workdir: str | Path) -> dict[str, object]:

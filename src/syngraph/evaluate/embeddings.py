@@ -44,9 +44,10 @@ def knn_vote(train_z: np.ndarray, train_y: np.ndarray, query_z: np.ndarray, k: i
 def score_embeddings(workdir: str | Path) -> dict[str, float | int]:
     from syngraph.evaluate.celltypes import true_celltypes
     from syngraph.evaluate.compartments import demo_node_truth
+    from syngraph.models.embeddings import DIM
 
     wd = Path(workdir)
-    cols = [f"e{i}" for i in range(10)]
+    cols = [f"e{i}" for i in range(DIM)]
     out: dict[str, float | int] = {}
     ct_path = wd / "tables" / "celltypes.parquet"
     cells = pq.read_table(wd / "tables" / "embeddings_cells.parquet").to_pandas().set_index("cell_id")

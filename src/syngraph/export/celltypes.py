@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-N_LATENT = 10
+from syngraph.export.syconn import N_LATENT
 
 
 def celltype_classes(wd: Path) -> list[str]:

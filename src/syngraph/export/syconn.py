@@ -19,8 +19,9 @@ import numpy as np
 import pyarrow as pa
 
 from syngraph.compartments import to_syconn
+from syngraph.models.embeddings import DIM
 
-N_LATENT = 10
+N_LATENT = DIM  # latent_morph values per partner
 COLUMNS = (["x", "y", "z", "ssv1", "ssv2", "size", "comp1", "comp2", "celltype1", "celltype2",
             "spiness1", "spiness2", "synprob", "spinehead_vol1", "spinehead_vol2"]
            + [f"latentmorph{s}_{k}" for s in (1, 2) for k in range(N_LATENT)])
@@ -31,13 +32,6 @@ def _codes(table: pa.Table, column: str, kind: str) -> np.ndarray:
     if column not in table.column_names:
         return np.full(table.num_rows, -1, np.int64)
     return to_syconn(table[column].to_pylist(), kind)
-
-
-def _celltype(table: pa.Table, column: str) -> np.ndarray:
-    """Integer cell-type codes where the column holds them; names (or nothing) -> -1."""
-    if column in table.column_names and pa.types.is_integer(table[column].type):
-        return table[column].fill_null(-1).to_numpy().astype(np.int64)
-    return np.full(table.num_rows, -1, np.int64)
 
 
 def conn_mat_table(synapses: pa.Table) -> pa.Table:
@@ -51,7 +45,8 @@ def conn_mat_table(synapses: pa.Table) -> pa.Table:
         "size": pa.array(np.where(sign < 0, -area, area)),
         "comp1": _codes(synapses, "pre_compartment", "axoness"),
         "comp2": _codes(synapses, "post_compartment", "axoness"),
-        "celltype1": _celltype(synapses, "pre_celltype"), "celltype2": _celltype(synapses, "post_celltype"),
+        # cell types and latent_morph: -1 / NaN here, filled by export.celltypes.conn_mat_partners
+        "celltype1": np.full(n, -1, np.int64), "celltype2": np.full(n, -1, np.int64),
         "spiness1": _codes(synapses, "pre_compartment", "spiness"),
         "spiness2": _codes(synapses, "post_compartment", "spiness"),
         "synprob": synapses["syn_prob"],

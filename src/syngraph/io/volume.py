@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from syngraph.bbox import BBox, Vec3, as_vec3
+from syngraph.config import absolute_path
 
 STORE_NAME = "volumes.zarr"
 ARRAY_KEY = "0"
@@ -70,7 +71,7 @@ class LayerInfo:
 def store_path(workdir: str | Path) -> Path:
     """``<workdir>/volumes.zarr`` as an absolute path without ``..`` (tensorstore refuses those, and
     workers running in other directories must read the same files)."""
-    return Path(os.path.abspath(os.path.expanduser(workdir))) / STORE_NAME
+    return absolute_path(workdir) / STORE_NAME
 
 
 def _ensure_store(root: Path) -> None:

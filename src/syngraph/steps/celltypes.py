@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from syngraph.config import load_config
+from syngraph.config import load_config, project_path
 from syngraph.engine import Compute, write_table_atomic
 from syngraph.errors import InputError, StepOrderError
 from syngraph.io.volume import open_layer
@@ -36,10 +36,10 @@ from syngraph.models.celltypes import (
     fit_classifier,
     load_model,
 )
+from syngraph.steps.compartments.run import ORGANELLE_LAYERS, has_organelles
 
 STEP = "celltypes"
 TABLE = "celltypes"
-ORGANELLE_LAYERS = ("mi", "vc", "sj")
 UNKNOWN = "unknown"
 STEP_NM = 500.0  # turning angles between consecutive steps of this length
 
@@ -70,7 +70,7 @@ def _turning_deg(parent: np.ndarray, xyz: np.ndarray, edge_nm: float) -> np.ndar
     (NaN where the path is shorter)."""
     k = max(1, int(round(STEP_NM / max(edge_nm, 1.0))))
     a1 = _ancestor(parent, k)
-    a2 = np.where(a1 >= 0, _ancestor(parent, k)[np.maximum(a1, 0)], -1)
+    a2 = np.where(a1 >= 0, a1[np.maximum(a1, 0)], -1)
     ok = a2 >= 0
     u = xyz[np.flatnonzero(ok)] - xyz[a1[ok]]
     v = xyz[a1[ok]] - xyz[a2[ok]]
@@ -221,12 +221,6 @@ def junction_symmetric(workdir: Path, sj: pd.DataFrame, sym_threshold: float) ->
     return pd.Series(out, dtype=bool)
 
 
-def has_organelles(workdir: Path) -> bool:
-    tables = workdir / "tables"
-    return all((tables / f"{n}.parquet").exists() for n in ORGANELLE_LAYERS) and \
-        (tables / "cell_organelles.parquet").exists()
-
-
 def _organelle_table(workdir: Path, voxel_nm: np.ndarray, nodes: pd.DataFrame) -> pd.DataFrame:
     co = pq.read_table(workdir / "tables" / "cell_organelles.parquet").to_pandas()
     vox_um3 = float(np.prod(voxel_nm)) / 1e9
@@ -310,7 +304,7 @@ def run_celltypes(
     p = load_config(workdir).celltypes
     features, lacking = load_inputs(workdir)
     try:
-        model = load_model(p.model)
+        model = load_model(project_path(workdir, p.model) if p.model else None)
     except (FileNotFoundError, ValueError) as e:
         raise InputError(f"[celltypes] model: {e}") from None
     if p.classes and tuple(p.classes) != model.classes:

@@ -15,7 +15,6 @@ are left as they are (their bytes are not rewritten).
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from syngraph.config import ProjectConfig, load_config
+from syngraph.config import ProjectConfig, absolute_path, load_config
 from syngraph.engine import Compute, write_table_atomic
 from syngraph.engine.done import refresh_done
 from syngraph.errors import InputError
@@ -108,7 +107,7 @@ def edit_cells(
     progress: bool | None = None,
 ) -> EditReport:
     """Apply merges, then splits, then the rows of ``table``; recompute only the touched cells."""
-    workdir = Path(os.path.abspath(os.path.expanduser(workdir)))  # mesh workers may run elsewhere
+    workdir = absolute_path(workdir)  # mesh workers may run elsewhere
     cfg = config or load_config(workdir)
     compute = compute or Compute.from_config(cfg.compute)
     project = Project(workdir)

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from syngraph.config import load_config
+from syngraph.config import load_config, project_path
 from syngraph.engine import Compute, write_table_atomic
 from syngraph.errors import InputError, StepOrderError
 from syngraph.models.compartments import ORGANELLE_FEATURES, SHAPE_FEATURES
@@ -103,7 +103,7 @@ def run_embeddings(
     workdir = Path(workdir)
     p = load_config(workdir).embeddings
     nodes, x, lacking = node_features(workdir)
-    variant, enc = _encoder(p.model, not lacking)
+    variant, enc = _encoder(str(project_path(workdir, p.model)) if p.model else None, not lacking)
     z = enc.embed(x).astype(np.float32)
     node_cols = {k: pa.array(v) for k, v in nodes.items() if k != "cable_nm"}
     write_table_atomic(pa.table(node_cols | {c: z[:, i] for i, c in enumerate(COLUMNS)}),

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from syngraph import compartments as cp
-from syngraph.config import CompartmentParams, load_config
+from syngraph.config import CompartmentParams, load_config, project_path
 from syngraph.engine import Compute, read_task_tables, run_tasks, write_table_atomic
 from syngraph.errors import StepOrderError
 from syngraph.io.volume import list_layers, open_layer
@@ -120,6 +120,11 @@ def _model(path: str | None) -> Any:
     return load_model(path)
 
 
+def _model_path(workdir: Path, value: str | None) -> str | None:
+    """``compartments.model`` relative to the working directory (None: the shipped model)."""
+    return str(project_path(workdir, value)) if value else None
+
+
 def compartments_task(batch: CellBatch, workdir: str, params: dict[str, Any], organelles: bool,
                       astrocytes: np.ndarray) -> pa.Table:
     """Node rows of a batch of cells (engine task)."""
@@ -128,7 +133,7 @@ def compartments_task(batch: CellBatch, workdir: str, params: dict[str, Any], or
     wd = Path(workdir)
     p = CompartmentParams(**params)
     voxel = np.asarray(open_layer(wd, "sv").info.voxel_size_nm, np.float64)
-    _, model = _model(p.model).variant(organelles)
+    _, model = _model(_model_path(wd, p.model)).variant(organelles)
     orgs = load_organelles(wd, batch.cell_ids, voxel) if organelles else {}
     svs = cell_supervoxels(wd, batch.cell_ids)
     sv_layer = open_layer(wd, "sv")
@@ -248,7 +253,7 @@ def run_compartments(
     p = cfg.compartments
     _check_inputs(workdir)
     organelles = has_organelles(workdir)
-    variant, _ = _model(p.model).variant(organelles)
+    variant, _ = _model(_model_path(workdir, p.model)).variant(organelles)
     ids = skeleton_io.cell_ids(workdir).astype(np.uint64)
     batches = [CellBatch(i, ids[a:a + p.cells_per_task])
                for i, a in enumerate(range(0, len(ids), p.cells_per_task))]
