@@ -162,13 +162,42 @@ class SynapseParams(_Model):
     model: str | None = Field(None, description="synapse classifier (.npz from `syngraph train synapses`); none = the shipped default")
 
 
+class SlurmParams(_Model):
+    """``scheduler = "slurm"``: the SLURM jobs syngraph submits through dask-jobqueue (docs/cluster.md)."""
+
+    queue: str = Field("", description="partition (sbatch -p); empty = the cluster's default")
+    account: str = Field("", description="account to charge (sbatch -A); empty = your default")
+    cores: int = Field(1, ge=1, description="cores per job; one single-threaded worker process per core")
+    memory: str = Field("8GiB", description='memory per job, e.g. "8GiB" (about 30x the voxels of one block per worker)')
+    walltime: str = Field("04:00:00", description="time limit per job (sbatch -t)")
+    jobs: int = Field(2, ge=1, description="jobs kept running while syngraph runs (a lost one is replaced)")
+    job_extra: tuple[str, ...] = Field((), description='more sbatch options, e.g. ["--qos=long"]')
+    log_directory: str = Field("", description="the workers' SLURM logs (relative: to the working directory); empty = where syngraph runs")
+    interface: str = Field("", description='network interface the workers reach the scheduler on, e.g. "ib0"; empty = Dask\'s choice')
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        from dask.utils import parse_bytes
+
+        try:
+            ok = parse_bytes(v) > 0
+        except (ValueError, TypeError):
+            ok = False
+        if not ok:
+            raise ValueError(f'memory = "{v}" is not a memory size; use e.g. "8GiB"')
+        return v
+
+
 class ComputeParams(_Model):
     scheduler: str = Field(
-        "local", description='"local" (Dask LocalCluster), "serial", or a scheduler address tcp://host:port'
+        "local", description='"local" (Dask LocalCluster), "serial", "slurm" (jobs from [compute.slurm]), '
+        "or a scheduler address tcp://host:port"
     )
     workers: int = Field(0, description="worker processes for local; 0 = number of cores")
     memory_limit: str = Field("auto", description='per worker, e.g. "4GiB"; auto = memory / workers')
     block_size_vx: tuple[int, int, int] = Field((256, 256, 128), description="XYZ block size")
+    slurm: SlurmParams = Field(default_factory=SlurmParams, description="SLURM jobs, for scheduler = \"slurm\"")
 
     @field_validator("block_size_vx")
     @classmethod
@@ -340,6 +369,7 @@ def config_markdown() -> str:
     ]
 
     def section(title: str, model: type[BaseModel], instance: BaseModel | None) -> None:
+        nested: list[tuple[str, BaseModel]] = []  # sub-tables such as [compute.slurm], after their parent
         lines.extend(["", f"## `[{title}]`" if title else "## top level", "",
                       "| key | default | meaning |", "|---|---|---|"])
         for name, field in model.model_fields.items():
@@ -347,10 +377,14 @@ def config_markdown() -> str:
                 shown = "required"
             else:
                 value = getattr(instance, name) if instance is not None else field.default
+                if isinstance(value, BaseModel) and title:
+                    nested.append((f"{title}.{name}", value))
                 if isinstance(value, BaseModel | dict):
                     continue
                 shown = "none" if value is None else _toml_value(value)
             lines.append(f"| `{name}` | `{shown}` | {field.description or ''} |")
+        for sub_title, sub in nested:
+            section(sub_title, type(sub), sub)
 
     cfg = default_config()
     section("", ProjectConfig, cfg)
@@ -383,8 +417,9 @@ CHECKS_DOC = (
     "- a file named that is missing or does not read: `rag` (its header in its format), and",
     "  `cells.astrocyte_model` / `synapses.model` (loaded); relative paths are relative to the",
     "  working directory;",
-    "- a scheduler that is not `local`, `serial` or a Dask address (exit 2), or a `tcp://` address",
-    "  where nothing answers within 3 s (exit 3, an environment error).",
+    "- a scheduler that is not `local`, `serial`, `slurm` or a Dask address (exit 2), `slurm` without",
+    "  dask-jobqueue or `sbatch` on PATH (exit 2), or a `tcp://` address where nothing answers within",
+    "  3 s (exit 3, an environment error).",
     "",
     "Every problem is one line naming the key, layer or file, the bad value and the fix; all problems",
     "are listed at once. Exit codes: see docs/engine.md.",

@@ -29,7 +29,8 @@ WorkDir = Annotated[Path, typer.Option("--wd", "-w", help="working directory (ho
                                        callback=absolute_path)]
 Scheduler = Annotated[
     str | None,
-    typer.Option(help='"local" (Dask LocalCluster), "serial", or a scheduler address tcp://host:port'),
+    typer.Option(help='"local" (Dask LocalCluster), "serial", "slurm" (jobs from [compute.slurm] via '
+                      'dask-jobqueue), or a scheduler address tcp://host:port'),
 ]
 Workers = Annotated[int | None, typer.Option(help="worker processes for a local cluster (default: cores)")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="discard earlier results of this step")]

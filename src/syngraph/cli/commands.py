@@ -25,14 +25,16 @@ from syngraph.synth.params import DEMO_SEED
 
 def compute_for(workdir: Path | None, scheduler: str | None, workers: int | None) -> Compute:
     """The project's [compute] settings, overridden by command-line options."""
-    from syngraph.config import CONFIG_NAME, load_config
+    from syngraph.config import CONFIG_NAME, SlurmParams, load_config, project_path
 
-    sched, n, mem = "local", 0, "auto"
+    sched, n, mem, slurm = "local", 0, "auto", SlurmParams()
     if workdir is not None and (workdir / CONFIG_NAME).exists():
         c = load_config(workdir).compute
-        sched, n, mem = c.scheduler, c.workers, c.memory_limit
+        sched, n, mem, slurm = c.scheduler, c.workers, c.memory_limit, c.slurm
+        if slurm.log_directory:
+            slurm = slurm.model_copy(update={"log_directory": str(project_path(workdir, slurm.log_directory))})
     return Compute(scheduler=scheduler or sched, workers=workers if workers is not None else (n or None),
-                   memory_limit=mem)
+                   memory_limit=mem, slurm=slurm)
 
 
 # the older positional form of the working directory, still accepted, no longer shown

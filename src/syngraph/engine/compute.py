@@ -19,21 +19,23 @@ class Compute:
     """How to run tasks.
 
     scheduler: ``"local"`` (a ``distributed.LocalCluster`` of worker processes, the default),
-    ``"serial"`` (in this process, no Dask), or a scheduler address ``"tcp://host:8786"`` of an
-    existing cluster (e.g. one started with dask-jobqueue on SLURM, see docs/cluster.md).
+    ``"serial"`` (in this process, no Dask), ``"slurm"`` (workers in SLURM jobs, see
+    ``engine.slurm``), or a scheduler address ``"tcp://host:8786"`` of an existing cluster.
     workers: worker processes for ``local`` (default: the number of cores).
     memory_limit: per worker, e.g. ``"4GiB"`` or ``"auto"`` (machine memory / workers).
+    slurm: the jobs for ``slurm`` (``config.SlurmParams``; none = its defaults).
     """
 
     scheduler: str = "local"
     workers: int | None = None
     memory_limit: str = "auto"
+    slurm: Any = None
 
     @classmethod
     def from_config(cls, params: Any) -> Compute:
         """From a config's ``[compute]`` section (``ProjectConfig.compute``)."""
         return cls(scheduler=params.scheduler, workers=params.workers or None,
-                   memory_limit=params.memory_limit)
+                   memory_limit=params.memory_limit, slurm=params.slurm)
 
     @property
     def n_workers(self) -> int:
@@ -71,7 +73,7 @@ class Runner:
 
 
 class SchedulerAddressError(ValueError):
-    """The scheduler setting is neither "local", "serial" nor a Dask address."""
+    """The scheduler setting is neither "local", "serial", "slurm" nor a Dask address (or slurm cannot run)."""
 
 
 class SchedulerUnreachable(ConnectionError):
@@ -89,7 +91,12 @@ def check_scheduler(address: str, timeout_s: float = 3.0) -> None:
 
     if address in ("local", "serial"):
         return
-    fix = 'use "local", "serial" or tcp://HOST:PORT of a running `dask scheduler`'
+    if address == "slurm":
+        from syngraph.engine.slurm import check_slurm
+
+        check_slurm()
+        return
+    fix = 'use "local", "serial", "slurm" or tcp://HOST:PORT of a running `dask scheduler`'
     scheme, _, rest = address.partition("://")
     if not rest or scheme not in SCHEDULER_SCHEMES:
         raise SchedulerAddressError(f"scheduler {address!r} is not a scheduler address; {fix}")
@@ -145,6 +152,10 @@ def session(compute: Compute | None = None) -> Iterator[Runner]:
                 )
             )
             client = stack.enter_context(Client(cluster))
+        elif compute.scheduler == "slurm":
+            from syngraph.engine.slurm import slurm_cluster
+
+            client = stack.enter_context(Client(stack.enter_context(slurm_cluster(compute.slurm))))
         else:
             check_scheduler(compute.scheduler)
             client = stack.enter_context(Client(compute.scheduler, timeout="30s"))
