@@ -1,6 +1,6 @@
 """SLURM for real: a one-node SLURM cluster on this machine (Debian's slurm-wlm: munged, slurmctld,
 slurmd, started and stopped by a fixture), and ``syngraph run all`` with ``scheduler = "slurm"``
-gives the bytes of a serial run. Plus the refusals when SLURM cannot run (fast tests)."""
+gives the bytes of a serial run, also when one of its jobs is cancelled mid-step. Plus the refusals when SLURM cannot run (fast tests)."""
 
 from __future__ import annotations
 
@@ -183,6 +183,12 @@ def _outputs(wd: Path) -> dict[str, bytes]:
             and p.name != "report.html"}
 
 
+def _jobs() -> list[str]:
+    """Ids of the jobs in the queue (pending or running)."""
+    r = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=30, check=True)
+    return sorted(r.stdout.split(), key=int)
+
+
 def _task_pids(wd: Path) -> set[int]:
     import json
 
@@ -190,7 +196,7 @@ def _task_pids(wd: Path) -> set[int]:
 
 
 @pytest.mark.slow
-def test_run_all_on_slurm_gives_the_bytes_of_a_serial_run(slurm_cluster: Path, tmp_path: Path) -> None:
+def test_run_all_on_slurm_gives_the_bytes_of_a_serial_run_also_when_a_job_is_cancelled(slurm_cluster: Path, tmp_path: Path) -> None:
     from syngraph.config import SlurmParams, load_config, write_config
     from syngraph.synth import synthesize
 
@@ -213,23 +219,31 @@ def test_run_all_on_slurm_gives_the_bytes_of_a_serial_run(slurm_cluster: Path, t
     run = subprocess.Popen([sys.executable, "-m", "syngraph", "run", "all", "--wd", str(cluster)],
                            cwd=elsewhere, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        # cancel one job mid-step (as a walltime or a lost node would): its blocks run elsewhere
+        # and a new job replaces it
+        deadline = time.time() + 300
+        while time.time() < deadline and run.poll() is None:
+            if len(list((cluster / "steps" / "init").rglob("*.done"))) >= 3:
+                subprocess.run(["scancel", _jobs()[0]], check=True, timeout=30)
+                break
+            time.sleep(0.1)
+        cancelled_mid_step = run.poll() is None
         _, err = run.communicate(timeout=900)
     finally:
         if run.poll() is None:
             run.kill()
             run.wait()
     assert run.returncode == 0, err[-3000:]
+    assert cancelled_mid_step, "the run ended before a job could be cancelled"
 
     # the tasks ran in SLURM jobs: dask workers (not the syngraph process) wrote them, and the
     # workers' logs are where [compute.slurm] log_directory says
     pids = _task_pids(cluster)
     assert pids and run.pid not in pids
     worker_logs = sorted((cluster / "slurm-logs").glob("*.err"))
-    assert len(worker_logs) >= 2, worker_logs
-    assert any("Registered to" in p.read_text() for p in worker_logs)
-    # the jobs end with the run
-    queue = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=30)
-    assert queue.stdout.strip() == ""
+    assert len(worker_logs) >= 3, worker_logs  # two jobs, and the one that replaced the cancelled job
+    assert sum("Registered to" in p.read_text() for p in worker_logs) >= 3
+    assert _jobs() == []  # the jobs end with the run
 
     a, b = _outputs(serial), _outputs(cluster)
     assert len(a) > 100 and any(k.startswith("volumes.zarr/") for k in a) and "tables/synapses.parquet" in a
