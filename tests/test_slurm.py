@@ -251,6 +251,27 @@ def test_run_all_on_slurm_gives_the_bytes_of_a_serial_run_also_when_a_job_is_can
     assert [k for k in a if a[k] != b[k]] == []
 
 
+@pytest.mark.slow
+def test_a_job_slurm_refuses_is_one_line_exit_2_and_submits_nothing(slurm_cluster: Path, tmp_path: Path) -> None:
+    from syngraph.config import load_config, write_config
+    from syngraph.synth import synthesize
+
+    wd = tmp_path / "wd"
+    synthesize(wd, shape_xyz=(32, 32, 16), seed=1, compute=SERIAL)
+    cfg = load_config(wd)
+    for key, value, words in (("queue", "nosuch", "invalid partition"), ("walltime", "banana", "--time"),
+                              ("memory", "100TiB", "node configuration is not available")):
+        slurm = cfg.compute.slurm.model_copy(update={key: value})
+        write_config(wd, cfg.model_copy(update={"compute": cfg.compute.model_copy(
+            update={"scheduler": "slurm", "slurm": slurm})}))
+        r = _syngraph("run", "init", "--wd", wd, cwd=tmp_path)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1, r.stderr
+        assert lines[0].startswith("error: [compute.slurm]: sbatch refuses") and words in lines[0], lines[0]
+        assert _jobs() == []
+        assert not (wd / "steps" / "init").exists()
+
+
 def test_slurm_without_sbatch_is_one_line_exit_2(tmp_path: Path) -> None:
     empty = tmp_path / "bin"
     empty.mkdir()

@@ -28,6 +28,23 @@ def check_slurm() -> None:
             "(e.g. after `module load slurm`), or use --scheduler local")
 
 
+def check_job_script(script: str) -> None:
+    """Refuse a worker job SLURM would not run (unknown partition or account, too much memory, a bad
+    walltime): ``sbatch --test-only`` submits nothing; without it the run would wait forever."""
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".sh") as f:
+        f.write(script)
+        f.flush()
+        r = subprocess.run(["sbatch", "--test-only", f.name], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        why = "; ".join(line.removeprefix("sbatch: error: ").strip() for line in r.stderr.splitlines() if line.strip())
+        raise SchedulerAddressError(
+            f"[compute.slurm]: sbatch refuses the worker job ({why or f'exit {r.returncode}'}); fix queue, "
+            f"account, cores, memory, walltime or job_extra (`sinfo` lists partitions and node memory)")
+
+
 def cluster_options(params: Any) -> dict[str, Any]:
     """``SLURMCluster`` keyword arguments from ``[compute.slurm]`` (``config.SlurmParams``)."""
     return {
@@ -54,5 +71,10 @@ def slurm_cluster(params: Any) -> Any:
     from dask_jobqueue import SLURMCluster
 
     cluster = SLURMCluster(**cluster_options(params))
+    try:
+        check_job_script(cluster.job_script())
+    except BaseException:
+        cluster.close()
+        raise
     cluster.adapt(minimum_jobs=params.jobs, maximum_jobs=params.jobs)  # replaces a job that ends or dies
     return cluster
