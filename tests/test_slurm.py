@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -56,7 +57,7 @@ def _slurm_conf(d: Path, munge_socket: Path) -> str:
     host = socket.gethostname().split(".")[0]
     with open("/proc/meminfo") as f:
         mem_mb = int(f.readline().split()[1]) // 1024 * 9 // 10
-    user = os.environ.get("USER") or "root"
+    user = pwd.getpwuid(os.geteuid()).pw_name
     return f"""ClusterName=syngraphtest
 SlurmctldHost={host}(127.0.0.1)
 SlurmctldPort={_free_port()}

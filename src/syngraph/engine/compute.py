@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -29,7 +29,7 @@ class Compute:
     scheduler: str = "local"
     workers: int | None = None
     memory_limit: str = "auto"
-    slurm: Any = None
+    slurm: Any = field(default=None, hash=False)  # a pydantic model: not hashable
 
     @classmethod
     def from_config(cls, params: Any) -> Compute:
