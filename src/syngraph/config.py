@@ -168,7 +168,7 @@ class SlurmParams(_Model):
     queue: str = Field("", description="partition (sbatch -p); empty = the cluster's default")
     account: str = Field("", description="account to charge (sbatch -A); empty = your default")
     cores: int = Field(1, ge=1, description="cores per job; one single-threaded worker process per core")
-    memory: str = Field("8GiB", description='memory per job, e.g. "8GiB" (about 30x the voxels of one block per worker)')
+    memory: str = Field("8GiB", description='memory per job, e.g. "8GiB", shared by its workers (each holds one block)')
     walltime: str = Field("04:00:00", description="time limit per job (sbatch -t)")
     jobs: int = Field(2, ge=1, description="jobs kept running while syngraph runs (a lost one is replaced)")
     job_extra: tuple[str, ...] = Field((), description='more sbatch options, e.g. ["--qos=long"]')
