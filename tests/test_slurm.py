@@ -236,6 +236,7 @@ def test_run_all_on_slurm_gives_the_bytes_of_a_serial_run_also_when_a_job_is_can
             run.wait()
     assert run.returncode == 0, err[-3000:]
     assert cancelled_mid_step, "the run ended before a job could be cancelled"
+    assert "slurm: 2 job(s) of 1 worker(s) submitted" in err
 
     # the tasks ran in SLURM jobs: dask workers (not the syngraph process) wrote them, and the
     # workers' logs are where [compute.slurm] log_directory says

@@ -7,6 +7,7 @@ single-threaded worker processes. The jobs are cancelled when the run ends.
 from __future__ import annotations
 
 import shutil
+import sys
 from typing import Any
 
 from syngraph.engine.compute import SchedulerAddressError
@@ -77,4 +78,6 @@ def slurm_cluster(params: Any) -> Any:
         cluster.close()
         raise
     cluster.adapt(minimum_jobs=params.jobs, maximum_jobs=params.jobs)  # replaces a job that ends or dies
+    print(f"slurm: {params.jobs} job(s) of {params.cores} worker(s) submitted (squeue --me); "
+          f"tasks start when SLURM runs them", file=sys.stderr, flush=True)
     return cluster
