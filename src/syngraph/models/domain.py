@@ -29,6 +29,11 @@ import numpy as np
 QUANTILE_LEVELS = np.linspace(0.0, 1.0, 201)  # every 0.5 %
 DEFAULT_THRESHOLD = 0.35  # median per-feature KS above which a model's prediction is not used
 _LO, _HI = 1, 199  # indices of the 0.5 % and 99.5 % quantiles
+DOMAIN_JSON = "domain.json"  # a learned step's measurement, in steps/<step>/
+
+
+class DomainWarning(UserWarning):
+    """The data lies outside the model's training distribution; the prediction was not used."""
 
 
 @dataclass(frozen=True)
@@ -139,3 +144,15 @@ def _ks(v: np.ndarray, q: np.ndarray) -> float:
     f_hi = np.searchsorted(v, pts, side="right") / v.size
     f_lo = np.searchsorted(v, pts, side="left") / v.size
     return float(max(np.abs(f_hi - hi).max(), np.abs(f_lo - lo).max()))
+
+
+def held_back(report: DomainReport | None, trust_model: bool) -> bool:
+    """Whether a step leaves its model's prediction unused: measured, outside, not overridden."""
+    return report is not None and not report.in_domain and not trust_model
+
+
+def domain_record(report: DomainReport | None, model: str, trust_model: bool) -> dict[str, Any]:
+    """The body of a step's ``domain.json``: the model file, the override, and the measurement
+    (``"measured": false`` for a model file saved without a domain)."""
+    return ({"model": model, "trust_model": trust_model, "measured": report is not None,
+             "held_back": held_back(report, trust_model)} | (report.to_dict() if report is not None else {}))
