@@ -34,8 +34,12 @@ def test_domain_ks_matches_scipy_and_flags_shift(tmp_path):
     far = dom.distance(shifted)
     assert not far.in_domain and far.distance > DEFAULT_THRESHOLD
     assert far.worst(1)[0][0] in ("a", "b") and far.outside["a"] > 0.05
-    one_off = dom.distance(new + np.array([3.0, 0, 0]))  # one feature of three moved: the median holds
-    assert one_off.in_domain and one_off.ks["a"] > 0.8
+    moved = dom.distance(new + np.array([0.8, 0, 0]))  # one feature moved within its range: the median holds
+    assert moved.in_domain and moved.ks["a"] > 0.25 and moved.max_outside < 0.1
+    beyond = dom.distance(new + np.array([3.0, 0, 0]))  # one feature mostly beyond the training range
+    assert beyond.distance < DEFAULT_THRESHOLD and beyond.outside["a"] == pytest.approx(0.66, abs=0.06)
+    assert not beyond.in_domain and beyond.max_outside == beyond.outside["a"] and beyond.outside_limit == 0.5
+    assert "67% of rows outside the training range of a (limit 50%): OUTSIDE" in beyond.summary()
     few = dom.distance(shifted[:8])  # 8 rows cannot show a shift: the threshold grows as 3/sqrt(n)
     assert few.threshold == pytest.approx(3 / np.sqrt(8), abs=1e-3)
     path = tmp_path / "m.npz"
