@@ -23,7 +23,7 @@ prefix ``domain_``): per feature the quantiles at :data:`QUANTILE_LEVELS`. At pr
   no feature has most rows outside the training range. A feature that moved within the range
   the model saw (another voxel size, thinner neurites) is a shift the median tolerates; a
   feature whose values the training never had (a dense segmentation's contact fraction of 1
-  against the demo's 0.6-0.7) is where the model extrapolates, on most of the data.
+  against the demo's median 0.16) is where the model extrapolates, on most of the data.
 
 See docs/models.md.
 """
