@@ -180,6 +180,7 @@ def run_synapses(
 
     if str(model_path) == "none":
         prob = np.full(syn.num_rows, np.nan, np.float32)
+        (root / "domain.json").unlink(missing_ok=True)  # no model, no measurement
     else:
         prob, checked = _classify(wd, syn, model_path or (project_path(wd, sp.model) if sp.model else None),
                                   trust_model)
