@@ -176,6 +176,7 @@ def test_demo_tissue_synapse_accuracy(tmp_path):
     assert s["synapse_precision"] >= 0.9 and s["synapse_recall"] >= 0.9
     assert s["direction_accuracy"] >= 0.95 and s["sign_accuracy"] >= 0.95
     assert s["area_median_rel_error"] <= 0.25
+    assert s["synapse_held_back"] == 0 and 0 < s["synapse_domain_distance"] < 0.35  # measured 0.25: in its domain
 
 
 def test_interrupted_step_resumes_to_the_same_tables(tmp_path):

@@ -167,10 +167,7 @@ def score_cells(workdir: str | Path) -> CellScore:
 
 def _domain(wd: Path) -> dict[str, float | int]:
     """The astrocyte step's domain measurement (``steps/astrocytes/domain.json``)."""
-    import json
+    from syngraph.evaluate.domain import domain_metrics
 
-    p = wd / "steps" / "astrocytes" / "domain.json"
-    d = json.loads(p.read_text()) if p.exists() else {}
-    dist = float(d["distance"]) if d.get("measured") else float("nan")
-    held = int(bool(d.get("measured")) and not d.get("in_domain", True) and not d.get("trust_model", False))
+    dist, held = domain_metrics(wd, "astrocytes")
     return {"astrocyte_domain_distance": dist, "astrocyte_held_back": held}

@@ -77,4 +77,7 @@ def score_synapses(workdir: str | Path, max_dist_nm: float = 500.0) -> dict[str,
         a_det = det["area_um2"].to_numpy()[di]
         a_gt = gt["area_um2"].to_numpy()[gi]
         out["area_median_rel_error"] = float(np.median(np.abs(a_det - a_gt) / np.maximum(a_gt, 1e-12)))
+    from syngraph.evaluate.domain import domain_metrics
+
+    out["synapse_domain_distance"], out["synapse_held_back"] = domain_metrics(Path(workdir), "synapses")
     return out

@@ -13,10 +13,19 @@ prefix ``domain_``): per feature the quantiles at :data:`QUANTILE_LEVELS`. At pr
   features to move: one feature that shifts (a different voxel size, a missing organelle map)
   does not hold a model back, a different tissue does.
 
-``in_domain`` is ``distance <= threshold`` with ``threshold = max(DEFAULT_THRESHOLD,
-3 / sqrt(n_rows))``: the KS statistic of ``n`` rows drawn from the training distribution itself
-is about ``0.87 / sqrt(n)`` on average and rarely above ``1.63 / sqrt(n)``, so a few rows are
-never called foreign by chance alone. See docs/models.md.
+``in_domain`` needs both
+
+- ``distance <= threshold`` with ``threshold = max(DEFAULT_THRESHOLD, 3 / sqrt(n_rows))``: the
+  KS statistic of ``n`` rows drawn from the training distribution itself is about
+  ``0.87 / sqrt(n)`` on average and rarely above ``1.63 / sqrt(n)``, so a few rows are never
+  called foreign by chance alone;
+- ``max_outside <= outside_limit`` with ``outside_limit = max(OUTSIDE_LIMIT, 3 / sqrt(n_rows))``:
+  no feature has most rows outside the training range. A feature that moved within the range
+  the model saw (another voxel size, thinner neurites) is a shift the median tolerates; a
+  feature whose values the training never had (a dense segmentation's contact fraction of 1
+  against the demo's median 0.16) is where the model extrapolates, on most of the data.
+
+See docs/models.md.
 """
 
 from __future__ import annotations
@@ -28,7 +37,13 @@ import numpy as np
 
 QUANTILE_LEVELS = np.linspace(0.0, 1.0, 201)  # every 0.5 %
 DEFAULT_THRESHOLD = 0.35  # median per-feature KS above which a model's prediction is not used
+OUTSIDE_LIMIT = 0.5  # fraction of rows outside a feature's training range above which it is not used
 _LO, _HI = 1, 199  # indices of the 0.5 % and 99.5 % quantiles
+DOMAIN_JSON = "domain.json"  # a learned step's measurement, in steps/<step>/
+
+
+class DomainWarning(UserWarning):
+    """The data lies outside the model's training distribution; the prediction was not used."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,8 @@ class DomainReport:
     in_domain: bool
     ks: dict[str, float]
     outside: dict[str, float]
+    max_outside: float = 0.0  # the largest per-feature ``outside``
+    outside_limit: float = OUTSIDE_LIMIT
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,8 +69,10 @@ class DomainReport:
     def summary(self) -> str:
         worst = ", ".join(f"{n} {v:.2f}" for n, v in self.worst())
         verdict = "within" if self.in_domain else "OUTSIDE"
-        return (f"domain distance {self.distance:.2f} (threshold {self.threshold:.2f}, {self.n_rows} rows): "
-                f"{verdict} the training data; furthest features (KS): {worst}")
+        out_name, out_frac = max(self.outside.items(), key=lambda kv: kv[1], default=("-", 0.0))
+        return (f"domain distance {self.distance:.2f} (threshold {self.threshold:.2f}, {self.n_rows} rows), "
+                f"{out_frac:.0%} of rows outside the training range of {out_name} (limit "
+                f"{self.outside_limit:.0%}): {verdict} the training data; furthest features (KS): {worst}")
 
 
 @dataclass(frozen=True)
@@ -85,11 +104,16 @@ class Domain:
             for j in range(x.shape[1])
         ])
         dist = float(np.median(ks)) if n else 0.0
-        thr = max(float(threshold), 3.0 / np.sqrt(max(n, 1)))
+        small = 3.0 / np.sqrt(max(n, 1))
+        thr = max(float(threshold), small)
+        out_max = float(outside.max()) if outside.size else 0.0
+        out_lim = max(OUTSIDE_LIMIT, small)
         return DomainReport(
-            n_rows=n, distance=round(dist, 4), threshold=round(thr, 4), in_domain=bool(dist <= thr),
+            n_rows=n, distance=round(dist, 4), threshold=round(thr, 4),
+            in_domain=bool(dist <= thr and out_max <= out_lim),
             ks={k: round(float(v), 4) for k, v in zip(self.names, ks, strict=True)},
             outside={k: round(float(v), 4) for k, v in zip(self.names, outside, strict=True)},
+            max_outside=round(out_max, 4), outside_limit=round(out_lim, 4),
         )
 
     def arrays(self, prefix: str = "domain_") -> dict[str, np.ndarray]:
@@ -139,3 +163,15 @@ def _ks(v: np.ndarray, q: np.ndarray) -> float:
     f_hi = np.searchsorted(v, pts, side="right") / v.size
     f_lo = np.searchsorted(v, pts, side="left") / v.size
     return float(max(np.abs(f_hi - hi).max(), np.abs(f_lo - lo).max()))
+
+
+def held_back(report: DomainReport | None, trust_model: bool) -> bool:
+    """Whether a step leaves its model's prediction unused: measured, outside, not overridden."""
+    return report is not None and not report.in_domain and not trust_model
+
+
+def domain_record(report: DomainReport | None, model: str, trust_model: bool) -> dict[str, Any]:
+    """The body of a step's ``domain.json``: the model file, the override, and the measurement
+    (``"measured": false`` for a model file saved without a domain)."""
+    return ({"model": model, "trust_model": trust_model, "measured": report is not None,
+             "held_back": held_back(report, trust_model)} | (report.to_dict() if report is not None else {}))

@@ -6,7 +6,8 @@ mitochondria voxels and nearest distances on each side, and the direction confid
 The default model ships in ``models/data/synapse_forest.npz`` (the trees as plain arrays: loads in
 milliseconds, never unpickles, predicts without scikit-learn), trained on demo tissue ground truth
 (``python -m syngraph.models.synapse`` retrains it); ``syngraph train synapses --labels TABLE`` fits
-one from labelled points.
+one from labelled points. A model file stores the distribution of its training candidates'
+features (:mod:`syngraph.models.domain`); the synapses step measures new candidates against it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from syngraph.models.domain import Domain
 from syngraph.models.trees import Trees, from_random_forest
 
 FEATURES = (
@@ -49,15 +51,17 @@ def feature_matrix(syn: pa.Table) -> np.ndarray:
 
 class Forest:
     """A fitted random forest as plain arrays (:class:`~syngraph.models.trees.Trees`, node
-    ``value`` = class-1 probability): no pickle, no scikit-learn needed to predict."""
+    ``value`` = class-1 probability): no pickle, no scikit-learn needed to predict. ``domain``:
+    the training candidates' feature distribution (None in a file saved without one)."""
 
-    def __init__(self, trees: Trees, features: tuple[str, ...] | list[str]):
+    def __init__(self, trees: Trees, features: tuple[str, ...] | list[str], domain: Domain | None = None):
         self.trees = trees
         self.features = tuple(str(f) for f in features)
+        self.domain = domain
 
     @classmethod
-    def from_sklearn(cls, model: Any, features: tuple[str, ...] = FEATURES) -> Forest:
-        return cls(from_random_forest(model), features)
+    def from_sklearn(cls, model: Any, features: tuple[str, ...] = FEATURES, domain: Domain | None = None) -> Forest:
+        return cls(from_random_forest(model), features, domain)
 
     def predict_proba1(self, x: np.ndarray) -> np.ndarray:
         """Mean class-1 probability over the trees for each row of ``x``."""
@@ -68,8 +72,9 @@ class Forest:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
         t = self.trees
+        dom = self.domain.arrays() if self.domain is not None else {}
         np.savez_compressed(tmp, left=t.left, right=t.right, feature=t.feature, threshold=t.threshold,
-                            prob=t.value, roots=t.roots, features=np.array(self.features))
+                            prob=t.value, roots=t.roots, features=np.array(self.features), **dom)
         tmp.replace(path)
 
     @classmethod
@@ -81,15 +86,10 @@ class Forest:
             )
         with np.load(path, allow_pickle=False) as z:
             trees = Trees.build(z["left"], z["right"], z["feature"], z["threshold"], z["prob"], z["roots"])
-            return cls(trees, z["features"].tolist())
-
-
-def predict_synapse_prob(syn: pa.Table, model_path: str | Path | None = None) -> np.ndarray:
-    """Probability that each candidate is a synapse."""
-    if syn.num_rows == 0:
-        return np.zeros(0, np.float32)
-    forest = load_forest(model_path)
-    return forest.predict_proba1(feature_matrix(syn)).astype(np.float32)
+            domain = Domain.from_arrays(z)
+            if domain is not None and domain.names != FEATURES:
+                raise ValueError(f"stored domain features {domain.names} differ from {FEATURES}")
+            return cls(trees, z["features"].tolist(), domain)
 
 
 def load_forest(model_path: str | Path | None = None) -> Forest:
@@ -107,8 +107,11 @@ def _load_checked(model_path: Path | None) -> Forest:
     return forest
 
 
-def fit(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[Forest, float]:
-    """Fit a random forest (scikit-learn); returns it as a :class:`Forest` and its CV accuracy."""
+def fit(x: np.ndarray, y: np.ndarray, seed: int = 0, domain_rows: np.ndarray | None = None) -> tuple[Forest, float]:
+    """Fit a random forest (scikit-learn); returns it as a :class:`Forest` and its CV accuracy.
+
+    ``domain_rows``: the features whose distribution the model file stores (default ``x``): every
+    candidate of the tissue the model is for, labelled or not."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.model_selection import cross_val_score
 
@@ -117,7 +120,7 @@ def fit(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[Forest, float]:
     folds = int(min(5, np.bincount(y.astype(int)).min())) if len(np.unique(y)) > 1 else 0
     cv = float(cross_val_score(model, x, y, cv=folds).mean()) if folds >= 2 else float("nan")
     model.fit(x, y)
-    return Forest.from_sklearn(model), cv
+    return Forest.from_sklearn(model, domain=Domain.fit(x if domain_rows is None else domain_rows, FEATURES)), cv
 
 
 def candidate_labels_from_truth(workdir: str | Path, max_dist_nm: float = 500.0) -> tuple[np.ndarray, np.ndarray]:
@@ -179,20 +182,29 @@ def train_synapses(
             f"{labels}: only {int(ok.sum())} labelled points lie within {max_dist_nm} nm of a synapse "
             f"candidate (need both labels); check that x_nm/y_nm/z_nm are in nm"
         )
-    x = feature_matrix(syn)[j[ok]]
-    model, cv = fit(x, y_pts[ok])
+    every = feature_matrix(syn)
+    model, cv = fit(every[j[ok]], y_pts[ok], domain_rows=every)
     path = Path(out) if out else wd / "models" / "synapse_forest.npz"
     model.save(path)
     return path, cv
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Retrain the shipped default from demo projects: ``python -m syngraph.models.synapse WD...``."""
+    """Retrain the shipped default from demo projects: ``python -m syngraph.models.synapse WD...``;
+    ``--domain-only WD...`` keeps the shipped trees and stores the domain of those projects'
+    candidates."""
     import sys
 
-    wds = (argv if argv is not None else sys.argv[1:])
+    args = list(argv if argv is not None else sys.argv[1:])
+    domain_only = "--domain-only" in args
+    wds = [a for a in args if a != "--domain-only"]
     xs, ys = zip(*(candidate_labels_from_truth(wd) for wd in wds), strict=True)
     x, y = np.concatenate(xs), np.concatenate(ys)
+    if domain_only:
+        old = Forest.load(DEFAULT_MODEL)
+        Forest(old.trees, old.features, Domain.fit(x, FEATURES)).save(DEFAULT_MODEL)
+        print(f"wrote {DEFAULT_MODEL} (trees unchanged; domain of {len(y)} candidates from {len(wds)} projects)")
+        return
     model, cv = fit(x, y)
     model.save(DEFAULT_MODEL)
     print(f"trained on {len(y)} candidates ({int(y.sum())} true) from {len(wds)} projects; "

@@ -43,6 +43,7 @@ from syngraph.engine import (
     run_tasks,
     write_table_atomic,
 )
+from syngraph.engine.run import write_text_atomic
 from syngraph.graph import connected_components, edge_array, group_diagonal_nm, induced_components
 from syngraph.io.volume import open_layer
 from syngraph.models.astrocyte import (
@@ -58,15 +59,18 @@ from syngraph.models.astrocyte import (
     load_domain,
     load_model,
 )
-from syngraph.models.domain import Domain, DomainReport
+from syngraph.models.domain import (
+    DOMAIN_JSON,
+    Domain,
+    DomainReport,
+    DomainWarning,
+    domain_record,
+    held_back,
+)
 from syngraph.project import Project
 from syngraph.steps.cells import CellsError, SvData
 
 EDT_HALO_VX = 8
-
-
-class DomainWarning(UserWarning):
-    """The data lies outside the model's training distribution; the prediction was not used."""
 
 
 @dataclass(frozen=True)
@@ -448,8 +452,8 @@ def run_astrocytes(
     kpos = sv.index(kept_ids)
     # measured on the supervoxels the prediction acts on: those kept by pruning (cells are made of them)
     check = _domain_check(project, domain, feats[kpos], cfg.cells.astrocyte_model, trust_model)
-    held_back = check is not None and not check.in_domain and not trust_model
-    predicted = (prob >= cfg.cells.astrocyte_threshold) & (not held_back)
+    held = held_back(check, trust_model)
+    predicted = (prob >= cfg.cells.astrocyte_threshold) & (not held)
     vs = tuple(project.layer("sv").info.voxel_size_nm)
     final = predicted.copy()
     final[kpos] = split_astrocytes(
@@ -461,10 +465,10 @@ def run_astrocytes(
         pa.table({"sv_id": sv.ids, "astrocyte_prob": prob, "astrocyte_prob_local": local,
                   "predicted": predicted, "kind": kind.tolist()}),
         project.table_path("sv_class"),
-        {"astrocyte_threshold": cfg.cells.astrocyte_threshold, "held_back": held_back},
+        {"astrocyte_threshold": cfg.cells.astrocyte_threshold, "held_back": held},
     )
     notes = []
-    if held_back and check is not None:
+    if held and check is not None:
         notes.append(
             f"astrocytes: the model was not used, every supervoxel stays neuron (no split): {check.summary()}; "
             f"label a few dozen supervoxels of this volume and run `syngraph train astrocytes --labels TABLE`, "
@@ -477,14 +481,11 @@ def run_astrocytes(
         n_moved_to_neuron=int((predicted & ~final).sum()), n_moved_to_astrocyte=int((~predicted & final).sum()),
         domain_distance=None if check is None else check.distance,
         domain_threshold=None if check is None else check.threshold,
-        held_back=held_back, warnings=notes,
+        held_back=held, warnings=notes,
         summary=(f"{n_final} of {sv.ids.size} supervoxels astrocyte, {sv.ids.size - n_final} neuron"
-                 + (" (model held back: outside its training domain)" if held_back else "")
+                 + (" (model held back: outside its training domain)" if held else "")
                  + ("" if check is None else f"; domain distance {check.distance:.2f} / {check.threshold:.2f}")),
     )
-
-
-DOMAIN_JSON = "domain.json"
 
 
 def _domain_check(project: Project, domain: Domain | None, feats: np.ndarray, model_path: str | None,
@@ -492,12 +493,8 @@ def _domain_check(project: Project, domain: Domain | None, feats: np.ndarray, mo
     """Measure ``feats`` against the model's training domain; write ``steps/astrocytes/domain.json``."""
     out = project.step_dir("astrocytes") / DOMAIN_JSON
     report = domain.distance(feats) if domain is not None else None
-    body = {"model": str(model_path or DEFAULT_MODEL_PATH), "trust_model": trust_model,
-            "measured": report is not None} | (report.to_dict() if report is not None else {})
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body, indent=1))
-    tmp.replace(out)
+    write_text_atomic(out, json.dumps(domain_record(report, str(model_path or DEFAULT_MODEL_PATH), trust_model), indent=1))
     return report
 
 

@@ -6,6 +6,7 @@ synapse type, vc and mi maps. Writes::
     tables/cs.parquet       one row per touching supervoxel pair: faces, area, contact voxels, bbox, rep
     tables/syn_ssv.parquet  one row per cell-level synapse candidate (all probabilities)
     tables/cs_ssv.parquet   one row per touching cell pair: contact area and synapse count
+    steps/synapses/domain.json  the synapse model's domain check (docs/models.md)
 
 Without an sj layer (labels-only data) it writes ``cs`` and ``cs_ssv`` with contact areas and
 no synapse columns, and removes a stale ``syn_ssv``: the cell contact graph is what such data gives.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +78,13 @@ def run_synapses(
     progress: bool | None = None,
     contacts_only: bool = False,
     model_path: str | Path | None = None,
+    trust_model: bool = False,
 ) -> dict[str, Any]:
     """Run the synapse step; returns counts (see the module docstring for outputs).
 
     ``model_path``: the synapse classifier (default: the shipped model); ``"none"`` leaves
-    ``syn_prob`` NaN (used to collect training candidates).
+    ``syn_prob`` NaN (used to collect training candidates). ``trust_model``: use the classifier
+    even outside its training domain (see :func:`_classify`).
     """
     wd = Path(workdir)
     cfg = config or load_config(wd)
@@ -173,18 +177,54 @@ def run_synapses(
 
     syn = annotate_synapses(wd, syn, vs)  # no-op before `syngraph run compartments`
     from syngraph.config import project_path
-    from syngraph.models.synapse import predict_synapse_prob
 
     if str(model_path) == "none":
         prob = np.full(syn.num_rows, np.nan, np.float32)
+        (root / "domain.json").unlink(missing_ok=True)  # no model, no measurement
     else:
-        prob = predict_synapse_prob(syn, model_path or (project_path(wd, sp.model) if sp.model else None))
+        prob, checked = _classify(wd, syn, model_path or (project_path(wd, sp.model) if sp.model else None),
+                                  trust_model)
+        result.update(checked)
+        meta = {**meta, "syn_prob_source": "sj_mean" if checked["held_back"] else "model"}
     syn = syn.append_column("syn_prob", pa.array(prob, pa.float32()))
     write_table_atomic(syn, wd / "tables" / "syn_ssv.parquet", meta)
     cs_ssv = _cell_contacts(cs, sv_ids, cell_ids, syn)
     write_table_atomic(cs_ssv, wd / "tables" / "cs_ssv.parquet", meta)
     result.update(n_synapses=syn.num_rows, n_cell_pairs_in_contact=cs_ssv.num_rows)
     return result
+
+
+def _classify(wd: Path, syn: pa.Table, model_path: str | Path | None, trust_model: bool) -> tuple[np.ndarray, dict[str, Any]]:
+    """``syn_prob`` from the synapse model, with its domain check (``steps/synapses/domain.json``).
+
+    Outside the model's training domain (and without ``trust_model``) the model is not used:
+    ``syn_prob`` is the candidate's mean sj probability, the sj map's own evidence, and a
+    :class:`DomainWarning` says how to train on this volume's labels."""
+    from syngraph.engine.run import write_text_atomic
+    from syngraph.models.domain import DOMAIN_JSON, DomainWarning, domain_record, held_back
+    from syngraph.models.synapse import DEFAULT_MODEL, feature_matrix, load_forest
+
+    forest = load_forest(model_path)
+    x = feature_matrix(syn)
+    report = forest.domain.distance(x) if forest.domain is not None else None
+    held = held_back(report, trust_model)
+    out = wd / "steps" / STEP / DOMAIN_JSON
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, json.dumps(domain_record(report, str(model_path or DEFAULT_MODEL), trust_model), indent=1))
+    if held:
+        prob = syn["sj_mean"].to_numpy().astype(np.float32)
+    else:
+        prob = forest.predict_proba1(x).astype(np.float32) if syn.num_rows else np.zeros(0, np.float32)
+    notes = []
+    if held and report is not None:
+        notes.append(
+            f"synapses: the synapse model was not used, syn_prob is each candidate's mean sj probability: "
+            f"{report.summary()}; label a few dozen points and run `syngraph train synapses --labels TABLE`, "
+            f"then set synapses.model, or rerun with --trust-model to use it anyway ({DOMAIN_JSON} in steps/{STEP})")
+        warnings.warn(notes[-1], DomainWarning, stacklevel=3)
+    return prob, {"domain_distance": None if report is None else report.distance,
+                  "domain_threshold": None if report is None else report.threshold,
+                  "held_back": held, "warnings": notes}
 
 
 def _concat(folder: Path) -> pa.Table:
