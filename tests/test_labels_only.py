@@ -2,6 +2,7 @@
 then gives cells, meshes, skeletons and the cell contact graph, whose areas equal a direct count
 of the faces between cell labels. And the README's "Using it on your data" block, verbatim."""
 
+import json
 import re
 import subprocess
 import sys
@@ -75,6 +76,12 @@ def test_labels_only_run_all_gives_the_cell_contact_graph(tmp_path):
     assert all(r["contact_size_vx"] > 0 for r in conns.to_pylist() if r["contact_area_um2"] == 0)
     r = syngraph("export", "synapses", "--wd", str(wd))
     assert r.returncode == 0 and "cell_contacts.csv" in r.stderr and "no sj layer" in r.stderr
+    # the truth has organelles, the run has no maps: evaluate scores the cells and skips organelles
+    r = syngraph("evaluate", "--wd", str(wd))
+    assert r.returncode == 0, r.stderr
+    scores = json.loads((wd / "evaluation.json").read_text())
+    assert scores["init"]["metrics"] == {} and scores["matrix"]["metrics"] == {}
+    assert scores["cells"]["metrics"]["n_true_neurons"] >= 1
 
 
 def readme_blocks() -> tuple[list[str], str]:

@@ -70,13 +70,17 @@ def _score(pairs, inter, pid, psize, tid, tsize, min_iou: float) -> LayerScore:
 
 
 def score_organelles(
-    workdir: str | Path, layers: Sequence[str] = ("mi", "vc"), min_iou: float = 0.5, slab_z: int = 64
+    workdir: str | Path, layers: Sequence[str] | None = None, min_iou: float = 0.5, slab_z: int = 64
 ) -> dict[str, LayerScore]:
-    """Precision/recall of ``<layer>_seg`` against ``gt_<layer>`` for every layer that has both.
+    """Precision/recall of ``<layer>_seg`` against ``gt_<layer>``.
 
-    Reads the volumes in z-slabs of ``slab_z`` voxels (memory set by the slab, not the volume).
+    ``layers``: the layers to score (a missing one is an error); none = ``mi`` and ``vc`` where the
+    volume has both the segmentation and its truth (a labels-only volume scores nothing). Reads the volumes in
+    z-slabs of ``slab_z`` voxels (memory set by the slab, not the volume).
     """
     have = set(list_layers(workdir))
+    if layers is None:
+        layers = [n for n in ("mi", "vc") if f"{n}_seg" in have and f"gt_{n}" in have]
     out: dict[str, LayerScore] = {}
     for name in layers:
         if f"{name}_seg" not in have or f"gt_{name}" not in have:

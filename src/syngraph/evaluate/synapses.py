@@ -59,7 +59,10 @@ def matched_synapses(wd: Path, max_dist_nm: float) -> tuple[Any, Any, np.ndarray
 
 
 def score_synapses(workdir: str | Path, max_dist_nm: float = 500.0) -> dict[str, Any]:
-    """Precision, recall, direction and sign accuracy, area error of ``tables/synapses.parquet``."""
+    """Precision, recall, direction and sign accuracy, area error of ``tables/synapses.parquet``
+    (none on labels-only data: the matrix step wrote the cell contact graph, no synapses)."""
+    if not (Path(workdir) / "tables" / "synapses.parquet").exists():
+        return {}
     det, gt, pre, di, gi = matched_synapses(Path(workdir), max_dist_nm)
     gt_pre = gt["pre_cell_id"].to_numpy()
     n_det, n_gt, n_match = det.num_rows, gt.num_rows, len(di)
