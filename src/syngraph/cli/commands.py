@@ -177,7 +177,7 @@ def run(
     overwrite: Overwrite = False,
     contacts_only: Annotated[bool, typer.Option("--contacts-only", help="synapses: contact sites alone (no sj map needed)")] = False,
     drop_unknown: Annotated[bool, typer.Option("--drop-unknown", help="rag: drop edges naming supervoxels absent from the volume")] = False,
-    trust_model: Annotated[bool, typer.Option("--trust-model", help="astrocytes: use the model even outside its training domain")] = False,
+    trust_model: Annotated[bool, typer.Option("--trust-model", help="astrocytes, celltypes: use the model even outside its training domain")] = False,
 ) -> None:
     """Run one pipeline step (resumes where a killed run stopped), or all of them."""
     from syngraph.checks import check_project
@@ -194,7 +194,7 @@ def run(
             extra = {"contacts_only": True} if contacts_only and name == "synapses" else {}
             if drop_unknown and name == "rag":
                 extra["drop_unknown"] = True
-            if trust_model and name == "astrocytes":
+            if trust_model and name in ("astrocytes", "celltypes"):
                 extra["trust_model"] = True
             with _one_line_warnings():
                 info = run_step(wd, name, overwrite=overwrite, **extra)
@@ -369,9 +369,9 @@ def train_embeddings_cmd(
     wd: WorkDir = Path("."),
     more: Annotated[list[Path] | None, typer.Option("--also", help="more working directories to train on")] = None,
     out: Annotated[Path | None, typer.Option(help="weights path (default <wd>/models/embeddings.safetensors)")] = None,
-    steps: Annotated[int, typer.Option(help="optimizer steps (batches of 256 nodes)")] = 1500,
+    steps: Annotated[int, typer.Option(help="optimizer steps of each encoder (batches of 256 nodes, 128 cells)")] = 1500,
 ) -> None:
-    """Fit the node encoder without labels (contrastive; needs PyTorch) on every skeleton node."""
+    """Fit the node and cell encoders without labels (contrastive; needs PyTorch) on every skeleton node."""
     from rich.markup import escape
 
     from syngraph.steps.embeddings import train_embeddings
