@@ -89,6 +89,14 @@ def test_train_encoder_without_labels(tmp_path):
     assert node_acc >= 0.9 and cell_acc >= 0.9
 
 
+def test_knn_ceiling_counts_the_types_a_perfect_vote_can_win():
+    from syngraph.evaluate.embeddings import knn_ceiling
+
+    y = np.array(["exc"] * 17 + ["inh"] * 6 + ["astro"] * 2 + ["mod"])
+    assert knn_ceiling(y) == pytest.approx(23 / 26)  # astro and mod are outvoted whatever the vectors
+    assert knn_ceiling(np.array(["a"] * 4 + ["b"] * 3)) == pytest.approx(4 / 7)  # 3 of 5 wins, 2 of 5 not
+
+
 def test_pool_is_the_weighted_mean_and_std():
     x = np.array([[0.0, 1.0], [2.0, 1.0], [4.0, np.nan]])
     out = pool([x[:, :1], x[:, 1:]], np.array([1.0, 1.0, 2.0]))
