@@ -7,10 +7,9 @@ Timed, ``--repeats`` times in alternation with the baseline (reading ``tables/sk
 and ``tables/compartments_nodes.parquet``, the input both steps start from):
 
 - celltypes inference: features of every cell + the shipped model (seconds per cell);
-- embeddings inference: node features + the shipped node and cell encoders (seconds per 1,000
-  nodes);
-- training: the cell-type model on this directory's cells (demo truth labels), and the node and
-  cell encoders for ``--train-steps`` steps each when torch is installed.
+- embeddings inference: node features + the shipped encoder (seconds per 1,000 nodes);
+- training: the cell-type model on this directory's cells (demo truth labels), and the node
+  encoder for ``--train-steps`` steps when torch is installed.
 
 Prints each time, its ratio to the baseline, and the peak RSS of this process.
 """
@@ -36,7 +35,7 @@ def main() -> None:
     from syngraph.models.celltypes import load_model
     from syngraph.models.embeddings import load_encoders
     from syngraph.steps.celltypes import fit_model, load_inputs, predict
-    from syngraph.steps.embeddings import cell_inputs, cell_vectors, node_features
+    from syngraph.steps.embeddings import node_features
 
     wd = a.workdir
     model, (encoders, _) = load_model(), load_encoders()
@@ -52,10 +51,7 @@ def main() -> None:
         ct.append(time.perf_counter() - t)
         t = time.perf_counter()
         nodes, x, lacking = node_features(wd)
-        v = "full" if not lacking else "shape"
-        z = encoders[v].embed(x)
-        parts = cell_inputs(encoders[v], x, z, nodes["p_compartment"])
-        cell_vectors(nodes["cell_id"], nodes["cable_nm"], parts, encoders[f"{v}_cell"])
+        encoders["full" if not lacking else "shape"].embed(x)
         emb.append(time.perf_counter() - t)
     b, c, e = np.median(base), np.median(ct), np.median(emb)
     n_cells, n_nodes = len(feats), len(x)
@@ -75,22 +71,15 @@ def main() -> None:
     except ImportError:
         print("embeddings training: skipped (no torch; pip install 'syngraph[embed]')")
     else:
-        from syngraph.models.embeddings import fit_cell_encoder, fit_encoder
-        from syngraph.steps.embeddings import cell_views, positives
+        from syngraph.models.embeddings import fit_encoder
+        from syngraph.steps.embeddings import positives
 
-        xyz = np.c_[nodes["x_nm"], nodes["y_nm"], nodes["z_nm"]]
-        pos = positives(nodes["cell_id"], xyz)
+        pos = positives(nodes["cell_id"], np.c_[nodes["x_nm"], nodes["y_nm"], nodes["z_nm"]])
         t = time.perf_counter()
         fit_encoder(x, pos, tuple(f"f{i}" for i in range(x.shape[1])), steps=a.train_steps)
         te = time.perf_counter() - t
-        print(f"node encoder training ({a.train_steps} steps of 256 nodes, 1 thread): {te:.2f} s = "
+        print(f"embeddings training ({a.train_steps} steps of 256 nodes, 1 thread): {te:.2f} s = "
               f"{te / a.train_steps * 1e3:.1f} ms per step, ratio to baseline {te / b:.1f}")
-        t = time.perf_counter()
-        views, owner = cell_views(nodes["cell_id"], xyz, nodes["cable_nm"], parts)
-        fit_cell_encoder(views, owner, tuple(f"f{i}" for i in range(views.shape[1])), steps=a.train_steps)
-        tc = time.perf_counter() - t
-        print(f"cell encoder training ({len(views)} views of {len(np.unique(owner))} cells + {a.train_steps} "
-              f"steps, 1 thread): {tc:.2f} s, ratio to baseline {tc / b:.1f}")
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

@@ -369,9 +369,9 @@ def train_embeddings_cmd(
     wd: WorkDir = Path("."),
     more: Annotated[list[Path] | None, typer.Option("--also", help="more working directories to train on")] = None,
     out: Annotated[Path | None, typer.Option(help="weights path (default <wd>/models/embeddings.safetensors)")] = None,
-    steps: Annotated[int, typer.Option(help="optimizer steps of each encoder (batches of 256 nodes, 128 cells)")] = 1500,
+    steps: Annotated[int, typer.Option(help="optimizer steps (batches of 256 nodes)")] = 1500,
 ) -> None:
-    """Fit the node and cell encoders without labels (contrastive; needs PyTorch) on every skeleton node."""
+    """Fit the node encoder without labels (contrastive; needs PyTorch) on every skeleton node."""
     from rich.markup import escape
 
     from syngraph.steps.embeddings import train_embeddings

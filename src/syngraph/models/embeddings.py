@@ -1,29 +1,20 @@
-"""The encoders: a node's skeleton context or a cell's pooled nodes in, a 10-d unit vector out.
+"""The node encoder: a node's skeleton context in, a 10-dimensional unit vector out (``latent_morph``).
 
-Both are small MLPs (inputs -> 64 -> 64 -> 10, ReLU, L2-normalised output) trained WITHOUT labels
-with a contrastive loss (NT-Xent, as SimCLR; the reference trains its tCMN with a triplet loss):
-
-- node encoder (``latent_morph``): the two views are a node and a node within
-  :data:`POSITIVE_NM` of it on the same cell, each with feature noise and dropped features;
-- cell encoder: the two views are two random parts of the same cell (:func:`cell_view`: the
-  nodes nearest a random node, 40-80 % of them, 10 % of those dropped), each summarised by
-  :func:`pool` (cable-weighted mean and standard deviation of its nodes' standardised features,
-  node vectors and compartment probabilities), so the vector describes the cell's composition.
-
-Every other view of the batch is pushed away. Training needs PyTorch (``pip install
-'syngraph[embed]'``); inference is three matrix products in numpy, so ``syngraph run
-embeddings`` needs only the weights.
+A small MLP (features -> 64 -> 64 -> 10, ReLU, L2-normalised output) trained WITHOUT labels with a
+contrastive loss (NT-Xent, as SimCLR; the reference trains its tCMN with a triplet loss): two
+augmented views of a node's context (the node and a node within :data:`POSITIVE_NM` of it on the
+same cell, each with feature noise and dropped features) are pulled together, every other node
+of the batch pushed away. Training needs PyTorch (``pip install 'syngraph[embed]'``); inference
+is three matrix products in numpy, so ``syngraph run embeddings`` needs only the weights.
 
 Weights are a safetensors file (never pickles): ``<variant>.w0 .. w2``, ``.b0 .. b2``, ``.mean``,
-``.std`` (input standardisation) for the node encoders ``full`` / ``shape`` and the cell
-encoders ``full_cell`` / ``shape_cell``; ``<variant>.domain`` holds the node encoders' training
-features at :data:`syngraph.models.domain.QUANTILE_LEVELS` (the shared domain check); names and
-the training record are in the file's metadata.
+``.std`` (input standardisation) and ``.domain`` (the training features at
+:data:`syngraph.models.domain.QUANTILE_LEVELS`, the domain check every learned model shares); the
+feature names and the training record are in the file's metadata.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +26,6 @@ from syngraph.models.domain import Domain
 DIM = 10
 HIDDEN = 64
 POSITIVE_NM = 1000.0
-VIEW_FRACTION = (0.4, 0.8)  # a cell view: this share of the cell's nodes nearest a random node
-VIEW_DROP = 0.1  # ... of which this share is dropped
 DEFAULT_MODEL_PATH = Path(__file__).parent / "data" / "embeddings_default.safetensors"
 INSTALL = "pip install 'syngraph[embed]' (torch==2.13.0 and safetensors)"
 
@@ -48,7 +37,7 @@ class Encoder:
     biases: tuple[np.ndarray, ...]
     mean: np.ndarray
     std: np.ndarray
-    domain: Domain | None = None  # the training inputs' distribution (node encoders)
+    domain: Domain | None = None  # the training inputs' distribution
 
     def embed(self, features: np.ndarray) -> np.ndarray:
         """(n, DIM) unit vectors of (n, len(feature_names)) features (NaN counts as the mean)."""
@@ -115,27 +104,6 @@ def load_encoders(path: str | Path | None = None) -> tuple[dict[str, Encoder], d
     return out, meta
 
 
-def pool(parts: list[np.ndarray], weight: np.ndarray) -> np.ndarray:
-    """The weighted mean and standard deviation of each column of ``parts`` (rows = nodes):
-    one row ``(2 * columns,)``, NaN counted as 0."""
-    x = np.nan_to_num(np.concatenate(parts, 1))
-    w = np.maximum(np.asarray(weight, np.float64), 1e-9)
-    w = w / w.sum()
-    mean = w @ x
-    return np.r_[mean, np.sqrt(np.maximum(w @ (x - mean) ** 2, 0.0))]
-
-
-def cell_view(xyz_nm: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Indices of a random part of one cell: the :data:`VIEW_FRACTION` nodes nearest a random
-    node, :data:`VIEW_DROP` of them dropped."""
-    n = len(xyz_nm)
-    centre = xyz_nm[rng.integers(n)]
-    k = max(2, int(round(rng.uniform(*VIEW_FRACTION) * n)))
-    near = np.argsort(np.sum((xyz_nm - centre) ** 2, 1), kind="stable")[:k]
-    keep = rng.random(k) >= VIEW_DROP
-    return near[keep] if keep.sum() >= 2 else near
-
-
 def _augment(torch, x, noise: float, drop: float):
     keep = (torch.rand_like(x) > drop).to(x.dtype)
     return (x + noise * torch.randn_like(x)) * keep
@@ -146,68 +114,30 @@ def fit_encoder(x: np.ndarray, positive: np.ndarray, names: tuple[str, ...], *, 
     """Train on node features ``x`` (n, f) with ``positive[i]`` a node near node i on the same
     cell (itself if none); returns the encoder (with the domain of ``x``) and the loss every 100
     steps. One CPU thread."""
-    pos = np.asarray(positive, np.int64)
-
-    def pairs(gen):  # noqa: ANN001, ANN202
-        import torch
-
-        idx = torch.randint(0, len(x), (batch,), generator=gen)
-        return idx, torch.as_tensor(pos)[idx]
-
-    enc, losses = _fit(x, pairs, names, steps=steps, temperature=temperature, seed=seed, drop=0.1)
-    return dataclasses.replace(enc, domain=Domain.fit(x, names)), losses
-
-
-def fit_cell_encoder(views: np.ndarray, cell: np.ndarray, names: tuple[str, ...], *, steps: int = 1500,
-                     batch: int = 128, temperature: float = 0.2, seed: int = 0) -> tuple[Encoder, list[float]]:
-    """Train on pooled cell views ``views`` (n, f) of cells ``cell`` (n,): each batch takes distinct
-    cells and two of their views; returns the encoder and the loss every 100 steps."""
-    cell = np.asarray(cell)
-    ids, inv = np.unique(cell, return_inverse=True)
-    by_cell = [np.flatnonzero(inv == i) for i in range(len(ids))]
-    width = max(len(b) for b in by_cell)
-    table = np.stack([np.resize(b, width) for b in by_cell])  # (cells, width) view indices
-    counts = np.array([len(b) for b in by_cell])
-
-    def pairs(gen):  # noqa: ANN001, ANN202
-        import torch
-
-        c = torch.randperm(len(ids), generator=gen)[:batch].numpy()
-        r = torch.rand((len(c), 2), generator=gen).numpy()
-        a = (r[:, 0] * counts[c]).astype(np.int64)
-        b = (a + 1 + (r[:, 1] * (counts[c] - 1)).astype(np.int64)) % counts[c]
-        return torch.as_tensor(table[c, a]), torch.as_tensor(table[c, b])
-
-    return _fit(views, pairs, names, steps=steps, temperature=temperature, seed=seed, drop=0.0)
-
-
-def _fit(x: np.ndarray, pairs, names: tuple[str, ...], *, steps: int, temperature: float,  # noqa: ANN001
-         seed: int, drop: float) -> tuple[Encoder, list[float]]:
-    """NT-Xent on the row pairs ``pairs(generator) -> (a, b)`` index tensors; one CPU thread."""
     try:
         import torch
     except ImportError:
-        raise ImportError(f"training an encoder needs PyTorch: {INSTALL}") from None
+        raise ImportError(f"training the node encoder needs PyTorch: {INSTALL}") from None
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     x = np.asarray(x, np.float64)
     mean = np.nanmean(x, 0)
     std = np.nanstd(x, 0) + 1e-6
     xs = torch.tensor(np.nan_to_num((x - mean) / std), dtype=torch.float32)
+    pos = torch.tensor(np.asarray(positive, np.int64))
     net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], HIDDEN), torch.nn.ReLU(),
                               torch.nn.Linear(HIDDEN, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, DIM))
     opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-5)
     gen = torch.Generator().manual_seed(seed)
     losses = []
     for step in range(steps):
-        ia, ib = pairs(gen)
-        a = torch.nn.functional.normalize(net(_augment(torch, xs[ia], 0.1, drop)), dim=1)
-        b = torch.nn.functional.normalize(net(_augment(torch, xs[ib], 0.1, drop)), dim=1)
+        idx = torch.randint(0, len(xs), (batch,), generator=gen)
+        a = torch.nn.functional.normalize(net(_augment(torch, xs[idx], 0.1, 0.1)), dim=1)
+        b = torch.nn.functional.normalize(net(_augment(torch, xs[pos[idx]], 0.1, 0.1)), dim=1)
         z = torch.cat([a, b])
         sim = z @ z.T / temperature
         sim.fill_diagonal_(-1e9)
-        n = len(ia)
-        target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+        target = torch.cat([torch.arange(batch, 2 * batch), torch.arange(batch)])
         loss = torch.nn.functional.cross_entropy(sim, target)
         opt.zero_grad()
         loss.backward()
@@ -216,4 +146,5 @@ def _fit(x: np.ndarray, pairs, names: tuple[str, ...], *, steps: int, temperatur
             losses.append(float(loss.detach()))
     layers = [m for m in net if isinstance(m, torch.nn.Linear)]
     return Encoder(names, tuple(m.weight.detach().numpy().T.astype(np.float64) for m in layers),
-                   tuple(m.bias.detach().numpy().astype(np.float64) for m in layers), mean, std), losses
+                   tuple(m.bias.detach().numpy().astype(np.float64) for m in layers), mean, std,
+                   Domain.fit(x, names)), losses

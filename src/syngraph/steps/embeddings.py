@@ -8,11 +8,11 @@ Top to bottom:
 2. the node encoder (:mod:`syngraph.models.embeddings`, numpy inference, no torch needed) and
    the shared domain check of its inputs (:mod:`syngraph.models.domain`; a warning past the
    threshold);
-3. the cell vector: the cell encoder on the pooled nodes of the whole cell (:func:`cell_inputs`);
+3. the cell vector: the cable-weighted mean of its node vectors, normalised to unit length;
 4. ``tables/embeddings_nodes.parquet`` (cell_id, node_id, x_nm, y_nm, z_nm, e0..e9) and
    ``tables/embeddings_cells.parquet`` (cell_id, n_nodes, e0..e9) (docs/celltypes.md).
 
-``syngraph train embeddings`` fits both encoders without labels (needs PyTorch).
+``syngraph train embeddings`` fits the node encoder without labels (needs PyTorch).
 """
 
 from __future__ import annotations
@@ -22,30 +22,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from syngraph.config import load_config, project_path
 from syngraph.engine import Compute, write_table_atomic
 from syngraph.errors import InputError, StepOrderError
-from syngraph.models.compartments import CLASSES, ORGANELLE_FEATURES, SHAPE_FEATURES
+from syngraph.models.compartments import ORGANELLE_FEATURES, SHAPE_FEATURES
 from syngraph.models.embeddings import (
     DIM,
     POSITIVE_NM,
     Encoder,
-    cell_view,
-    fit_cell_encoder,
     fit_encoder,
     load_encoders,
-    pool,
     save_encoders,
 )
 
 STEP = "embeddings"
 COLUMNS = tuple(f"e{i}" for i in range(DIM))
-MIN_VIEW_NODES = 20  # cells with fewer skeleton nodes are not used to train the cell encoder
-VIEWS_PER_CELL = 16
 
 
 class DomainWarning(UserWarning):
@@ -79,74 +73,21 @@ def node_features(workdir: Path) -> tuple[dict[str, np.ndarray], np.ndarray, lis
                      ("cable_nm", tree.node_cable_nm())):
             cols[k].append(v)
     out = {k: np.concatenate(v) if v else np.zeros(0) for k, v in cols.items()}
-    out["p_compartment"] = _compartment_probs(workdir, out["cell_id"], out["node_id"])
     nf = len(SHAPE_FEATURES) + (len(ORGANELLE_FEATURES) if orgs_on else 0)
     x = np.concatenate(xs) if xs else np.zeros((0, nf))
     return out, x, [] if orgs_on else list(ORGANELLE_FEATURES)
 
 
-def _compartment_probs(workdir: Path, cell_id: np.ndarray, node_id: np.ndarray) -> np.ndarray:
-    """(n, len(CLASSES)) compartment probabilities of the nodes (``compartments_nodes``; the
-    one-hot label where a table has no probabilities; 0 where a node has no row)."""
-    from syngraph import compartments as cp
-
-    t = pq.read_table(workdir / "tables" / "compartments_nodes.parquet").to_pandas()
-    names = [cp.name(c) for c in CLASSES]
-    p = pd.DataFrame({n: t[f"p_{n}"] if f"p_{n}" in t else (t["label"] == n).astype(np.float64) for n in names})
-    p.index = pd.MultiIndex.from_arrays([t["cell_id"].to_numpy().astype(np.uint64), t["node_id"].to_numpy()])
-    idx = pd.MultiIndex.from_arrays([np.asarray(cell_id, np.uint64), np.asarray(node_id, np.int64)])
-    return p.reindex(idx).fillna(0.0).to_numpy(np.float64)
+def cell_vectors(cell_id: np.ndarray, weight: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cell ids, node counts, unit vectors): the weighted mean of each cell's node vectors."""
+    ids, inv, counts = np.unique(cell_id, return_inverse=True, return_counts=True)
+    w = np.maximum(np.asarray(weight, np.float64), 1e-9)
+    acc = np.zeros((len(ids), z.shape[1]))
+    np.add.at(acc, inv, z * w[:, None])
+    return ids, counts, acc / np.maximum(np.linalg.norm(acc, axis=1, keepdims=True), 1e-12)
 
 
-def cell_input_names(node_names: tuple[str, ...]) -> tuple[str, ...]:
-    """Names of the cell encoder's inputs (:func:`syngraph.models.embeddings.pool` of
-    :func:`cell_inputs`)."""
-    from syngraph import compartments as cp
-
-    cols = (*node_names, *COLUMNS, *(f"p_{cp.name(c)}" for c in CLASSES))
-    return tuple(f"mean_{c}" for c in cols) + tuple(f"std_{c}" for c in cols)
-
-
-def cell_inputs(enc: Encoder, x: np.ndarray, z: np.ndarray, p_compartment: np.ndarray) -> list[np.ndarray]:
-    """Per node what a cell view pools: standardised node features, node vectors, compartment
-    probabilities."""
-    return [np.nan_to_num((x - enc.mean) / enc.std), z, p_compartment]
-
-
-def _cells(cell_id: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    ids, inv = np.unique(cell_id, return_inverse=True)
-    order = np.argsort(inv, kind="stable")
-    return ids, np.split(order, np.cumsum(np.bincount(inv, minlength=len(ids)))[:-1])
-
-
-def cell_vectors(cell_id: np.ndarray, weight: np.ndarray, parts: list[np.ndarray],
-                 cell_enc: Encoder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(cell ids, node counts, unit vectors): the cell encoder on each whole cell's pooled nodes."""
-    ids, members = _cells(cell_id)
-    pooled = np.stack([pool([p[m] for p in parts], weight[m]) for m in members]) if len(ids) else \
-        np.zeros((0, len(cell_enc.feature_names)))
-    return ids, np.array([len(m) for m in members], np.int64), cell_enc.embed(pooled)
-
-
-def cell_views(cell_id: np.ndarray, xyz_nm: np.ndarray, weight: np.ndarray, parts: list[np.ndarray],
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """:data:`VIEWS_PER_CELL` pooled random parts (:func:`syngraph.models.embeddings.cell_view`) of
-    every cell with >= :data:`MIN_VIEW_NODES` nodes: (views, their cell ids)."""
-    rng = np.random.default_rng(seed)
-    ids, members = _cells(cell_id)
-    rows, owner = [], []
-    for cid, m in zip(ids, members, strict=True):
-        if len(m) < MIN_VIEW_NODES:
-            continue
-        for _ in range(VIEWS_PER_CELL):
-            v = m[cell_view(xyz_nm[m], rng)]
-            rows.append(pool([p[v] for p in parts], weight[v]))
-            owner.append(cid)
-    return np.array(rows), np.array(owner)
-
-
-def _encoder(path: str | None, organelles: bool) -> tuple[str, Encoder, Encoder]:
-    """The variant, its node encoder and its cell encoder."""
+def _encoder(path: str | None, organelles: bool) -> tuple[str, Encoder]:
     try:
         encoders, _ = load_encoders(path)
     except (FileNotFoundError, ImportError, ValueError) as e:
@@ -155,10 +96,7 @@ def _encoder(path: str | None, organelles: bool) -> tuple[str, Encoder, Encoder]
     if want not in encoders:
         raise InputError("[embeddings] model has no labels-only ('shape') encoder and the volume has no "
                          "mi/vc/sj maps: retrain with `syngraph train embeddings`")
-    if f"{want}_cell" not in encoders:
-        raise InputError(f"[embeddings] model {path or 'default'} has no cell encoder ('{want}_cell'): it "
-                         f"predates cell encoders; retrain with `syngraph train embeddings`")
-    return want, encoders[want], encoders[f"{want}_cell"]
+    return want, encoders[want]
 
 
 def run_embeddings(
@@ -172,7 +110,7 @@ def run_embeddings(
     workdir = Path(workdir)
     p = load_config(workdir).embeddings
     nodes, x, lacking = node_features(workdir)
-    variant, enc, cell_enc = _encoder(str(project_path(workdir, p.model)) if p.model else None, not lacking)
+    variant, enc = _encoder(str(project_path(workdir, p.model)) if p.model else None, not lacking)
     domain = enc.domain.distance(x) if enc.domain is not None and len(x) else None
     notes = []
     if domain is not None and not domain.in_domain:
@@ -180,13 +118,12 @@ def run_embeddings(
                      f"the vectors may not mean what they mean on the training tissue; train on this volume "
                      f"with `syngraph train embeddings -w {workdir}` and set embeddings.model")
         warnings.warn(notes[-1], DomainWarning, stacklevel=2)
-    z = enc.embed(x)
-    node_cols = {k: pa.array(v) for k, v in nodes.items() if k in ("cell_id", "node_id", "x_nm", "y_nm", "z_nm")}
-    write_table_atomic(pa.table(node_cols | {c: z[:, i].astype(np.float32) for i, c in enumerate(COLUMNS)}),
+    z = enc.embed(x).astype(np.float32)
+    node_cols = {k: pa.array(v) for k, v in nodes.items() if k != "cable_nm"}
+    write_table_atomic(pa.table(node_cols | {c: z[:, i] for i, c in enumerate(COLUMNS)}),
                        workdir / "tables" / "embeddings_nodes.parquet",
                        metadata={"syngraph:units": "nm", "syngraph:model_variant": variant})
-    ids, counts, cz = cell_vectors(nodes["cell_id"], nodes["cable_nm"],
-                                   cell_inputs(enc, x, z, nodes["p_compartment"]), cell_enc)
+    ids, counts, cz = cell_vectors(nodes["cell_id"], nodes["cable_nm"], z)
     write_table_atomic(pa.table({"cell_id": pa.array(ids.astype(np.uint64)), "n_nodes": pa.array(counts),
                                  **{c: cz[:, i].astype(np.float32) for i, c in enumerate(COLUMNS)}}),
                        workdir / "tables" / "embeddings_cells.parquet",
@@ -195,7 +132,7 @@ def run_embeddings(
             "domain_distance": None if domain is None else domain.distance,
             "domain_threshold": None if domain is None else domain.threshold,
             "in_domain": None if domain is None else domain.in_domain, "warnings": notes,
-            "summary": f"{len(ids)} cell and {len(z)} node vectors ({variant} encoders)"
+            "summary": f"{len(ids)} cell and {len(z)} node vectors ({variant} encoder)"
                        + ("" if domain is None else f"; domain distance {domain.distance:.2f} / {domain.threshold:.2f}")}
 
 
@@ -216,42 +153,28 @@ def positives(cell_id: np.ndarray, xyz_nm: np.ndarray, seed: int = 0) -> np.ndar
 
 
 def train_embeddings(workdirs: list[Path], out: Path, steps: int = 1500) -> tuple[Path, dict[str, float]]:
-    """``syngraph train embeddings``: fit the node encoder on every node of ``workdirs``, then the
-    cell encoder on random parts of their cells (no labels); ``full`` too when every working
-    directory has organelles. Returns the path and the final losses."""
-    data, base, lacking_any = [], 0, False
+    """``syngraph train embeddings``: fit the node encoder (and its domain) on every node of
+    ``workdirs`` (no labels); ``full`` too when every working directory has organelles. Returns
+    the path and the final losses."""
+    xs, ps, base, lacking_any = [], [], 0, False
     for wd in workdirs:
         nodes, x, lacking = node_features(Path(wd))
         lacking_any |= bool(lacking)
-        xyz = np.c_[nodes["x_nm"], nodes["y_nm"], nodes["z_nm"]]
-        data.append((nodes, x, xyz, positives(nodes["cell_id"], xyz) + base))
+        xs.append(x)
+        ps.append(positives(nodes["cell_id"], np.c_[nodes["x_nm"], nodes["y_nm"], nodes["z_nm"]]) + base)
         base += len(x)
     if base < 100:
         raise InputError(f"training the node encoder needs skeletons with >= 100 nodes in all; got {base}")
-    x = np.concatenate([d[1][:, :len(SHAPE_FEATURES)] if lacking_any else d[1] for d in data])
-    pos = np.concatenate([d[3] for d in data])
+    x = np.concatenate([a[:, :len(SHAPE_FEATURES)] for a in xs]) if lacking_any else np.concatenate(xs)
+    pos = np.concatenate(ps)
     encoders, losses = {}, {}
     for v in (("shape",) if lacking_any else ("full", "shape")):
         names = SHAPE_FEATURES + (ORGANELLE_FEATURES if v == "full" else ())
         try:
             encoders[v], loss = fit_encoder(x[:, :len(names)], pos, names, steps=steps)
-            losses[v] = loss[-1]
-            views, owner = [], []
-            for k, (nodes, xw, xyz, _) in enumerate(data):
-                xv = xw[:, :len(names)]
-                parts = cell_inputs(encoders[v], xv, encoders[v].embed(xv), nodes["p_compartment"])
-                vw, ow = cell_views(nodes["cell_id"], xyz, nodes["cable_nm"], parts, seed=k)
-                views.append(vw.reshape(-1, 2 * sum(p.shape[1] for p in parts)))
-                owner.append(np.c_[np.full(len(ow), k), ow.astype(np.int64)])
-            cells = np.unique(np.concatenate(owner), axis=0, return_inverse=True)[1].ravel()
-            if len(np.unique(cells)) < 2:
-                raise InputError(f"training the cell encoder needs >= 2 cells with >= {MIN_VIEW_NODES} "
-                                 f"skeleton nodes; got {len(np.unique(cells))}")
-            encoders[f"{v}_cell"], loss = fit_cell_encoder(np.concatenate(views), cells, cell_input_names(names),
-                                                           steps=steps)
-            losses[f"{v}_cell"] = loss[-1]
         except ImportError as e:
             raise InputError(str(e)) from None
+        losses[v] = loss[-1]
     info = {"workdirs": " ".join(Path(w).name for w in workdirs), "nodes": str(base), "steps": str(steps),
             **{f"final_loss_{v}": f"{loss:.4f}" for v, loss in losses.items()}}
     return save_encoders(out, encoders, info), losses
