@@ -127,12 +127,15 @@ def test_train_from_label_table_and_type_unseen_cells(tmp_path):
     assert rc == 0, out
     model = load_model(train / "models" / "celltypes.npz")
     assert set(model.classes) == set(TYPES) and list(model.variants) == ["shape"]
-    assert model.variants["shape"].quantiles.shape == (9, len(model.variants["shape"].feature_names))
+    domain = model.variants["shape"].domain
+    assert domain is not None and domain.names == model.variants["shape"].feature_names
+    assert domain.n_train == len(truth_train)
     cfg = default_config((10.0, 10.0, 25.0))
     cfg.celltypes.model = str(train / "models" / "celltypes.npz")
     write_config(test, cfg)
     out = run_celltypes(test)
     assert out["features_lacking"] and out["typed"] == len(truth_test)
+    assert out["domain_distance"] < out["domain_threshold"] and not out["held_back"]  # same kind of cells
     t = pd.read_parquet(test / "tables" / "celltypes.parquet").set_index("cell_id")
     y = np.array([truth_test[int(c)] for c in t.index])
     pred = t["celltype"].to_numpy()
@@ -149,6 +152,86 @@ def test_train_from_label_table_and_type_unseen_cells(tmp_path):
     short = t["cable_um"] < 15.0
     assert short.any() and (t.loc[short, "celltype"] == "unknown").all()
     assert (t.loc[~short, "celltype"] != "unknown").all()
+
+
+def _sv_layer(path, truth):
+    """A volume where cell ``c`` is the one voxel (c, c, 1) (supervoxel c + 1000); the rest background."""
+    from syngraph.io.volume import create_layer
+
+    ids = np.array(sorted(truth), np.uint64)
+    arr = np.zeros((int(ids.max()) + 2,) * 2 + (3,), np.uint64)
+    arr[ids.astype(int), ids.astype(int), 1] = ids + 1000
+    create_layer(path, "sv", arr.shape, "uint64", (10.0, 10.0, 25.0)).write(np.asfortranarray(arr))
+    write_table_atomic(pa.table({"sv_id": ids + 1000, "cell_id": ids}), path / "tables" / "sv_to_cell.parquet")
+    return np.c_[ids * 10.0 + 5, ids * 10.0 + 5, np.full(len(ids), 25.0 + 12)]  # voxel centres, nm
+
+
+def test_train_from_points_equals_training_from_cell_ids(tmp_path):
+    """Labels as points (x_nm, y_nm, z_nm, type) find the cells holding them: the model equals the
+    one trained on the same labels by cell id. A point in background is one line, exit 2."""
+    from syngraph.models.celltypes import load_model
+    from syngraph.steps.celltypes import load_inputs
+
+    truth = _workdir(tmp_path, seed=4, n_per_type=4)
+    xyz = _sv_layer(tmp_path, truth)
+    order = np.random.default_rng(0).permutation(len(truth))  # rows in another order than the ids
+    ids = np.array(sorted(truth))[order]
+    types = [truth[int(c)] for c in ids]
+    pd.DataFrame({"x_nm": xyz[order, 0], "y_nm": xyz[order, 1], "z_nm": xyz[order, 2], "type": types}
+                 ).to_csv(tmp_path / "points.csv", index=False)
+    pd.DataFrame({"cell_id": ids, "type": types}).to_csv(tmp_path / "ids.csv", index=False)
+    for name in ("points", "ids"):
+        rc, out = syngraph("train", "celltypes", "--labels", tmp_path / f"{name}.csv", "-w", tmp_path,
+                           "--out", tmp_path / f"{name}.npz")
+        assert rc == 0, out
+    by_point, by_id = load_model(tmp_path / "points.npz"), load_model(tmp_path / "ids.npz")
+    x = load_inputs(tmp_path)[0][list(by_id.variants["shape"].feature_names)].to_numpy()
+    assert by_point.variants["shape"].domain.n_train == len(truth)
+    np.testing.assert_allclose(by_point.variants["shape"].predict_proba(x), by_id.variants["shape"].predict_proba(x))
+    wrong = pd.read_csv(tmp_path / "points.csv")
+    wrong.loc[2, "type"] = "smooth" if wrong.loc[2, "type"] != "smooth" else "spiny"  # the oracle can fail
+    wrong.to_csv(tmp_path / "wrong.csv", index=False)
+    assert syngraph("train", "celltypes", "--labels", tmp_path / "wrong.csv", "-w", tmp_path,
+                    "--out", tmp_path / "wrong.npz")[0] == 0
+    assert not np.allclose(load_model(tmp_path / "wrong.npz").variants["shape"].predict_proba(x),
+                           by_id.variants["shape"].predict_proba(x))
+    (tmp_path / "bg.csv").write_text("x_nm,y_nm,z_nm,type\n5,5,37,spiny\n")  # voxel (0, 0, 1): background
+    rc, out = syngraph("train", "celltypes", "--labels", tmp_path / "bg.csv", "-w", tmp_path)
+    assert rc == 2 and "bg.csv" in out and "row 2" in out and "background" in out and "Traceback" not in out
+
+
+def test_cells_outside_the_training_domain_are_not_typed(tmp_path):
+    """A model whose stored training domain lies far from this volume's cells (every feature shifted):
+    no cell typed, a warning naming the distance; --trust-model types them anyway; the same model
+    with the true domain types them all."""
+    import dataclasses
+
+    from syngraph.models.celltypes import CelltypeModel
+    from syngraph.models.domain import Domain
+    from syngraph.steps.celltypes import DomainWarning, fit_model, load_inputs, run_celltypes
+
+    truth = _workdir(tmp_path, seed=1)
+    features = load_inputs(tmp_path)[0]
+    model, _ = fit_model([features], [pd.Series(truth).rename(index=np.uint64)], organelles=False)
+    clf = model.variants["shape"]
+    x = features[list(clf.feature_names)].to_numpy()
+    far = dataclasses.replace(clf, domain=Domain.fit(x + 100.0, clf.feature_names))
+    CelltypeModel({"shape": far}, model.info).save(tmp_path / "far.npz")
+    model.save(tmp_path / "near.npz")
+    cfg = default_config((10.0, 10.0, 25.0))
+    cfg.celltypes.model = str(tmp_path / "far.npz")
+    write_config(tmp_path, cfg)
+    with pytest.warns(DomainWarning, match="outside the model's training data"):
+        out = run_celltypes(tmp_path)
+    assert out["held_back"] and out["typed"] == 0 and out["domain_distance"] == 1.0
+    assert (pd.read_parquet(tmp_path / "tables" / "celltypes.parquet")["celltype"] == "unknown").all()
+    with pytest.warns(DomainWarning):
+        out = run_celltypes(tmp_path, trust_model=True)
+    assert not out["held_back"] and out["typed"] == len(truth)
+    cfg.celltypes.model = str(tmp_path / "near.npz")
+    write_config(tmp_path, cfg)
+    out = run_celltypes(tmp_path)
+    assert not out["held_back"] and out["typed"] == len(truth) and out["domain_distance"] < 0.1
 
 
 @pytest.mark.parametrize("table, message", [

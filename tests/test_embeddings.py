@@ -14,6 +14,7 @@ import pytest
 from test_celltypes import _workdir
 
 from syngraph.evaluate.embeddings import knn_vote
+from syngraph.models.domain import Domain
 from syngraph.models.embeddings import Encoder, load_encoders, save_encoders
 
 COARSE = {"shaft": "dendrite", "spine_neck": "dendrite", "spine_head": "dendrite", "axon": "axon", "bouton": "axon"}
@@ -41,11 +42,13 @@ def test_weights_round_trip_through_safetensors(tmp_path):
     rng = np.random.default_rng(0)
     enc = Encoder(("a", "b", "c"), (rng.normal(size=(3, 8)), rng.normal(size=(8, 8)), rng.normal(size=(8, 10))),
                   (rng.normal(size=8), rng.normal(size=8), rng.normal(size=10)), np.zeros(3), np.ones(3),
-                  np.zeros((9, 3)))
+                  Domain.fit(rng.normal(size=(40, 3)), ("a", "b", "c")))
     path = save_encoders(tmp_path / "m.safetensors", {"shape": enc}, {"note": "x"})
     assert path.read_bytes()[8:9] == b"{"  # safetensors: 8-byte header length, then JSON
     back, info = load_encoders(path)
     assert info["note"] == "x" and back["shape"].feature_names == ("a", "b", "c")
+    assert back["shape"].domain.n_train == 40
+    np.testing.assert_allclose(back["shape"].domain.quantiles, enc.domain.quantiles, rtol=1e-6)
     x = rng.normal(size=(50, 3))
     np.testing.assert_allclose(back["shape"].embed(x), enc.embed(x), atol=1e-5)  # float32 storage
 
@@ -53,11 +56,12 @@ def test_weights_round_trip_through_safetensors(tmp_path):
 def test_shipped_encoder_on_drawn_cells(tmp_path):
     """No training here: the shipped encoder (demo tissue) separates dendrite from axon nodes of
     cells drawn independently of the demo generator, and its cell vectors group the drawn kinds."""
-    from syngraph.steps.embeddings import run_embeddings
+    from syngraph.steps.embeddings import DomainWarning, run_embeddings
 
     truth = _workdir(tmp_path, seed=5)
-    res = run_embeddings(tmp_path)
-    assert res["model_variant"] == "shape" and res["cells"] == len(truth)
+    with pytest.warns(DomainWarning):  # drawn cells are not demo tissue, and the step says so
+        res = run_embeddings(tmp_path)
+    assert res["model_variant"] == "shape" and res["cells"] == len(truth) and not res["in_domain"]
     # inference needs no torch: the step in a fresh interpreter leaves it unimported
     code = ("import sys; from syngraph.steps.embeddings import run_embeddings; "
             f"run_embeddings({str(tmp_path)!r}); assert 'torch' not in sys.modules")
@@ -70,18 +74,60 @@ def test_shipped_encoder_on_drawn_cells(tmp_path):
 def test_train_encoder_without_labels(tmp_path):
     pytest.importorskip("torch")
     from syngraph.config import default_config, write_config
-    from syngraph.steps.embeddings import run_embeddings, train_embeddings
+    from syngraph.models.compartments import SHAPE_FEATURES
+    from syngraph.steps.embeddings import node_features, run_embeddings, train_embeddings
 
     _workdir(tmp_path / "a", seed=6)
     truth = _workdir(tmp_path / "b", seed=7)
     path, losses = train_embeddings([tmp_path / "a"], tmp_path / "enc.safetensors", steps=300)
     assert losses["shape"] < np.log(2 * 256 - 1)  # below chance for NT-Xent with 2 x 256 views
+    x_a = node_features(tmp_path / "a")[1][:, :len(SHAPE_FEATURES)]
+    trained = load_encoders(path)[0]["shape"]  # the file holds the training features' domain
+    assert trained.domain.n_train == len(x_a) and trained.domain.distance(x_a).distance < 0.1
     cfg = default_config()
     cfg.embeddings.model = str(path)
     write_config(tmp_path / "b", cfg)
     run_embeddings(tmp_path / "b")
     node_acc, cell_acc = _scores(tmp_path / "b", truth)
     assert node_acc >= 0.9 and cell_acc >= 0.9
+
+
+def test_knn_ceiling_counts_the_types_a_perfect_vote_can_win():
+    from syngraph.evaluate.embeddings import knn_ceiling
+
+    y = np.array(["exc"] * 17 + ["inh"] * 6 + ["astro"] * 2 + ["mod"])
+    assert knn_ceiling(y) == pytest.approx(23 / 26)  # astro and mod are outvoted whatever the vectors
+    assert knn_ceiling(np.array(["a"] * 4 + ["b"] * 3)) == pytest.approx(4 / 7)  # 3 of 5 wins, 2 of 5 not
+
+
+def test_node_features_outside_the_training_domain_warn(tmp_path):
+    """The shipped encoder with its stored domain moved away from the volume's node features:
+    the step warns and reports the distance; with the true domain it does not."""
+    import dataclasses
+    import warnings
+
+    from syngraph.config import default_config, write_config
+    from syngraph.steps.embeddings import DomainWarning, node_features, run_embeddings
+
+    _workdir(tmp_path, seed=5)
+    encoders, info = load_encoders()
+    x = node_features(tmp_path)[1]
+    names = encoders["shape"].feature_names
+    far = dict(encoders, shape=dataclasses.replace(encoders["shape"], domain=Domain.fit(x + 100.0, names)))
+    near = dict(encoders, shape=dataclasses.replace(encoders["shape"], domain=Domain.fit(x, names)))
+    cfg = default_config()
+    for name, encs in (("far", far), ("near", near)):
+        cfg.embeddings.model = str(save_encoders(tmp_path / f"{name}.safetensors", encs, info))
+        write_config(tmp_path, cfg)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = run_embeddings(tmp_path)
+        warned = [w for w in caught if issubclass(w.category, DomainWarning)]
+        if name == "far":
+            assert out["domain_distance"] == 1.0 and not out["in_domain"] and len(warned) == 1
+            assert "syngraph train embeddings" in str(warned[0].message)
+        else:
+            assert out["domain_distance"] < 0.1 and out["in_domain"] and not warned
 
 
 def test_celltype_matrix_and_conn_mat_partner_columns(tmp_path):

@@ -179,7 +179,7 @@ def run(
     overwrite: Overwrite = False,
     contacts_only: Annotated[bool, typer.Option("--contacts-only", help="synapses: contact sites alone (no sj map needed)")] = False,
     drop_unknown: Annotated[bool, typer.Option("--drop-unknown", help="rag: drop edges naming supervoxels absent from the volume")] = False,
-    trust_model: Annotated[bool, typer.Option("--trust-model", help="astrocytes, synapses: use the model even outside its training domain")] = False,
+    trust_model: Annotated[bool, typer.Option("--trust-model", help="astrocytes, celltypes, synapses: use the model even outside its training domain")] = False,
 ) -> None:
     """Run one pipeline step (resumes where a killed run stopped), or all of them."""
     from syngraph.checks import check_project
@@ -196,7 +196,7 @@ def run(
             extra = {"contacts_only": True} if contacts_only and name == "synapses" else {}
             if drop_unknown and name == "rag":
                 extra["drop_unknown"] = True
-            if trust_model and name in ("astrocytes", "synapses"):
+            if trust_model and name in ("astrocytes", "celltypes", "synapses"):
                 extra["trust_model"] = True
             with _one_line_warnings():
                 info = run_step(wd, name, overwrite=overwrite, **extra)

@@ -2,7 +2,10 @@
 
 * ``cell_knn_type_accuracy``: over the cells the celltypes step typed (cable >=
   ``celltypes.min_cable_um``), leave-one-out 5-NN vote (cosine) of the true types
-  (:func:`syngraph.evaluate.celltypes.true_celltypes`) on the cell vectors.
+  (:func:`syngraph.evaluate.celltypes.true_celltypes`) on the cell vectors;
+  ``cell_knn_type_ceiling``: the same vote's accuracy for a perfect embedding whose remaining
+  neighbours share one other type: a cell can win only when >= 3 other typed cells of its type
+  exist in the volume (a type with one or two cells in a volume is always outvoted).
 * ``node_knn_compartment_accuracy``: neuron nodes with a true compartment (``gt_compartments``,
   coarse: soma / dendrite = shaft, neck, head / axon = axon, boutons); cells split in two halves
   by id, each half's nodes voted by their 5 nearest nodes of the other half (at most
@@ -41,6 +44,14 @@ def knn_vote(train_z: np.ndarray, train_y: np.ndarray, query_z: np.ndarray, k: i
     return out
 
 
+def knn_ceiling(y: np.ndarray, k: int = K) -> float:
+    """Leave-one-out k-NN accuracy of a perfect embedding when a cell's remaining neighbours share one
+    other type: a cell wins when its other same-type cells are a strict majority of its k neighbours."""
+    _, inv, counts = np.unique(y, return_inverse=True, return_counts=True)
+    same = np.minimum(counts[inv] - 1, k)
+    return float(np.mean(same > k - same))
+
+
 def score_embeddings(workdir: str | Path) -> dict[str, float | int]:
     from syngraph.evaluate.celltypes import true_celltypes
     from syngraph.evaluate.compartments import demo_node_truth
@@ -61,6 +72,7 @@ def score_embeddings(workdir: str | Path) -> dict[str, float | int]:
     if len(cells) > K:
         pred = knn_vote(cells[cols].to_numpy(), y, cells[cols].to_numpy(), exclude_self=True)
         out["cell_knn_type_accuracy"] = float(np.mean(pred == y))
+        out["cell_knn_type_ceiling"] = knn_ceiling(y)
     nodes = pq.read_table(wd / "tables" / "embeddings_nodes.parquet").to_pandas()
     rng = np.random.default_rng(0)
     if len(nodes) > MAX_NODES:

@@ -6,19 +6,20 @@ summed leaves divided by a fitted temperature, so the probabilities are calibrat
 classes are names (a lab's own labels); the shipped model's are the demo tissue's cell types.
 
 A model file holds a ``full`` variant (with :data:`ORGANELLE_FEATURES`) and a ``shape`` variant
-(tissue without organelle maps, such as pinky40). Each variant also stores the training
-features' quantiles (``<variant>_quantiles``, rows :data:`QUANTILES`) for a domain check.
+(tissue without organelle maps, such as pinky40). Each variant also stores its training
+features' distribution (``<variant>_domain_*``, :class:`syngraph.models.domain.Domain`, the
+domain check every learned model shares).
 Features are in nm / um and relative to the cell, never in voxels.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from syngraph.models.domain import Domain
 from syngraph.models.npz import read_info, write_npz
 from syngraph.models.trees import Multiclass, Trees, from_gradient_boosting_multiclass, softmax
 
@@ -59,7 +60,6 @@ ORGANELLE_FEATURES: tuple[str, ...] = (
 )
 
 VARIANTS = ("full", "shape")
-QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 DEFAULT_MODEL_PATH = Path(__file__).parent / "data" / "celltypes_default.npz"
 BOOSTING = dict(max_iter=120, learning_rate=0.08, max_leaf_nodes=8, min_samples_leaf=5,
                 l2_regularization=1.0)
@@ -83,16 +83,14 @@ class Classifier(Multiclass):
     """``p = softmax((baseline + per-class leaf sums) / temperature)`` over ``classes`` (names)."""
 
     temperature: float = 1.0
-    quantiles: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((len(QUANTILES), 0)))
-    """(len(QUANTILES), features) of the training features"""
+    domain: Domain | None = None  # the training features' distribution
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         return softmax(self.raw(features) / self.temperature)
 
     def arrays(self, prefix: str) -> dict[str, np.ndarray]:
-        return super().arrays(prefix) | {
-            f"{prefix}temperature": np.array(self.temperature), f"{prefix}quantiles": self.quantiles,
-            f"{prefix}quantile_levels": np.array(QUANTILES)}
+        return super().arrays(prefix) | {f"{prefix}temperature": np.array(self.temperature)} | (
+            self.domain.arrays(f"{prefix}domain_") if self.domain is not None else {})
 
     @classmethod
     def from_arrays(cls, z, prefix: str, expected: tuple[str, ...], path: str | Path) -> Classifier:
@@ -102,7 +100,7 @@ class Classifier(Multiclass):
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
         return cls(names, tuple(str(c) for c in classes), trees, baseline,
-                   float(z[f"{prefix}temperature"]), np.asarray(z[f"{prefix}quantiles"], np.float64))
+                   float(z[f"{prefix}temperature"]), Domain.from_arrays(z, f"{prefix}domain_"))
 
 
 @dataclass(frozen=True)
@@ -199,6 +197,4 @@ def fit_classifier(x: np.ndarray, labels: np.ndarray, names: tuple[str, ...], cl
     trees, base, cls_ = _fit_trees(x, y)
     if len(cls_) != len(classes):
         raise ValueError(f"every class needs labelled cells; missing {sorted(set(classes) - {classes[i] for i in cls_})}")
-    q = np.nanquantile(np.where(np.isfinite(x), x, np.nan), QUANTILES, axis=0) if len(x) else \
-        np.zeros((len(QUANTILES), x.shape[1]))
-    return Classifier(names, classes, trees, base, temperature, q), accuracy
+    return Classifier(names, classes, trees, base, temperature, Domain.fit(x, names)), accuracy

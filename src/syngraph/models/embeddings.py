@@ -8,8 +8,9 @@ of the batch pushed away. Training needs PyTorch (``pip install 'syngraph[embed]
 is three matrix products in numpy, so ``syngraph run embeddings`` needs only the weights.
 
 Weights are a safetensors file (never pickles): ``<variant>.w0 .. w2``, ``.b0 .. b2``, ``.mean``,
-``.std`` (input standardisation) and ``.quantiles`` (training features at :data:`QUANTILES`, for
-a domain check); the feature names are in the file's metadata.
+``.std`` (input standardisation) and ``.domain`` (the training features at
+:data:`syngraph.models.domain.QUANTILE_LEVELS`, the domain check every learned model shares); the
+feature names and the training record are in the file's metadata.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from syngraph.models.domain import Domain
+
 DIM = 10
 HIDDEN = 64
 POSITIVE_NM = 1000.0
-QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 DEFAULT_MODEL_PATH = Path(__file__).parent / "data" / "embeddings_default.safetensors"
 INSTALL = "pip install 'syngraph[embed]' (torch==2.13.0 and safetensors)"
 
@@ -35,7 +37,7 @@ class Encoder:
     biases: tuple[np.ndarray, ...]
     mean: np.ndarray
     std: np.ndarray
-    quantiles: np.ndarray
+    domain: Domain | None = None  # the training inputs' distribution
 
     def embed(self, features: np.ndarray) -> np.ndarray:
         """(n, DIM) unit vectors of (n, len(feature_names)) features (NaN counts as the mean)."""
@@ -50,7 +52,9 @@ class Encoder:
         return h / np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-12)
 
     def arrays(self, prefix: str) -> dict[str, np.ndarray]:
-        out = {f"{prefix}.mean": self.mean, f"{prefix}.std": self.std, f"{prefix}.quantiles": self.quantiles}
+        out = {f"{prefix}.mean": self.mean, f"{prefix}.std": self.std}
+        if self.domain is not None:
+            out[f"{prefix}.domain"] = self.domain.quantiles
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             out[f"{prefix}.w{i}"], out[f"{prefix}.b{i}"] = w, b
         return {k: np.ascontiguousarray(v, np.float32) for k, v in out.items()}
@@ -69,7 +73,8 @@ def save_encoders(path: str | Path, encoders: dict[str, Encoder], info: dict[str
     arrays: dict[str, np.ndarray] = {}
     for v, e in encoders.items():
         arrays |= e.arrays(v)
-    meta = {"features": json.dumps({v: list(e.feature_names) for v, e in encoders.items()}), **info}
+    meta = {"features": json.dumps({v: list(e.feature_names) for v, e in encoders.items()}),
+            "domain_n_train": json.dumps({v: e.domain.n_train for v, e in encoders.items() if e.domain}), **info}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -90,11 +95,12 @@ def load_encoders(path: str | Path | None = None) -> tuple[dict[str, Encoder], d
         meta = dict(f.metadata() or {})
         arr = {k: f.get_tensor(k).astype(np.float64) for k in f.keys()}  # noqa: SIM118
     out = {}
+    n_train = json.loads(meta.pop("domain_n_train", "{}"))
     for v, names in json.loads(meta.pop("features")).items():
         n = sum(1 for k in arr if k.startswith(f"{v}.w"))
+        domain = Domain(tuple(names), arr[f"{v}.domain"], int(n_train.get(v, 0))) if f"{v}.domain" in arr else None
         out[v] = Encoder(tuple(names), tuple(arr[f"{v}.w{i}"] for i in range(n)),
-                         tuple(arr[f"{v}.b{i}"] for i in range(n)), arr[f"{v}.mean"], arr[f"{v}.std"],
-                         arr[f"{v}.quantiles"])
+                         tuple(arr[f"{v}.b{i}"] for i in range(n)), arr[f"{v}.mean"], arr[f"{v}.std"], domain)
     return out, meta
 
 
@@ -106,7 +112,8 @@ def _augment(torch, x, noise: float, drop: float):
 def fit_encoder(x: np.ndarray, positive: np.ndarray, names: tuple[str, ...], *, steps: int = 1500,
                 batch: int = 256, temperature: float = 0.2, seed: int = 0) -> tuple[Encoder, list[float]]:
     """Train on node features ``x`` (n, f) with ``positive[i]`` a node near node i on the same
-    cell (itself if none); returns the encoder and the loss every 100 steps. One CPU thread."""
+    cell (itself if none); returns the encoder (with the domain of ``x``) and the loss every 100
+    steps. One CPU thread."""
     try:
         import torch
     except ImportError:
@@ -138,6 +145,6 @@ def fit_encoder(x: np.ndarray, positive: np.ndarray, names: tuple[str, ...], *, 
         if step % 100 == 0 or step == steps - 1:
             losses.append(float(loss.detach()))
     layers = [m for m in net if isinstance(m, torch.nn.Linear)]
-    q = np.nanquantile(x, QUANTILES, axis=0)
     return Encoder(names, tuple(m.weight.detach().numpy().T.astype(np.float64) for m in layers),
-                   tuple(m.bias.detach().numpy().astype(np.float64) for m in layers), mean, std, q), losses
+                   tuple(m.bias.detach().numpy().astype(np.float64) for m in layers), mean, std,
+                   Domain.fit(x, names)), losses

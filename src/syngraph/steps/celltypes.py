@@ -6,7 +6,9 @@ Top to bottom:
    (skeleton, compartment labels, spines, cell volume and kind, organelles when the volume has
    mi / vc / sj maps); pure numpy on the concatenated node table, in nm / um.
 2. the boosted-tree classifier (:mod:`syngraph.models.celltypes`), ``unknown`` for cells under
-   the stated minimum cable (``celltypes.min_cable_um``).
+   the stated minimum cable (``celltypes.min_cable_um``), and for every cell when the typed
+   cells' features lie outside the model's training domain (:mod:`syngraph.models.domain`;
+   ``trust_model`` types them anyway).
 3. ``tables/celltypes.parquet`` (cell_id, celltype, celltype_certainty, p_<class>, typed,
    the features), joined to ``tables/cells.parquet`` by cell_id (docs/celltypes.md).
 
@@ -16,6 +18,7 @@ The step runs before ``synapses``, so the reference's synapse sign ratio is not 
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ from syngraph.models.celltypes import (
     fit_classifier,
     load_model,
 )
+from syngraph.models.domain import DomainReport
 from syngraph.steps.compartments.run import ORGANELLE_LAYERS, has_organelles
 
 STEP = "celltypes"
@@ -277,19 +281,28 @@ def load_inputs(workdir: Path) -> tuple[pd.DataFrame, list[str]]:
 # ---------------------------------------------------------------------------- prediction
 
 
-def predict(features: pd.DataFrame, model: CelltypeModel, organelles: bool, min_cable_um: float
-            ) -> tuple[pd.DataFrame, str]:
-    """The celltypes table (index cell_id) and the model variant used."""
+class DomainWarning(UserWarning):
+    """The volume's cells lie outside the cell-type model's training data."""
+
+
+def predict(features: pd.DataFrame, model: CelltypeModel, organelles: bool, min_cable_um: float,
+            trust_model: bool = False) -> tuple[pd.DataFrame, str, DomainReport | None]:
+    """The celltypes table (index cell_id), the model variant used and the domain check of the
+    cells over the minimum (None when the model stores no domain or no cell is over it). Outside
+    the domain no cell is typed unless ``trust_model``."""
     variant, clf = model.variant(organelles)
     x = features[list(feature_names(variant))].to_numpy(np.float64)
     prob = clf.predict_proba(x)
     typed = features["cable_um"].to_numpy() >= min_cable_um
+    check = clf.domain.distance(x[typed]) if clf.domain is not None and typed.any() else None
+    if check is not None and not check.in_domain and not trust_model:
+        typed = np.zeros_like(typed)
     names = np.asarray(clf.classes, dtype=object)
     label = np.where(typed, names[np.argmax(prob, 1)] if len(prob) else np.zeros(0, object), UNKNOWN)
     out = pd.DataFrame({"celltype": label.astype(str), "celltype_certainty": certainty(prob),
                         **{f"p_{c}": prob[:, j] for j, c in enumerate(clf.classes)},
                         "typed": typed}, index=features.index)
-    return out.join(features), variant
+    return out.join(features), variant, check
 
 
 def run_celltypes(
@@ -298,8 +311,10 @@ def run_celltypes(
     compute: Compute | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
+    trust_model: bool = False,
 ) -> dict[str, Any]:
-    """Run the step; writes ``tables/celltypes.parquet``."""
+    """Run the step; writes ``tables/celltypes.parquet``. Outside the model's training domain
+    every cell is ``unknown`` (a warning says so) unless ``trust_model``."""
     workdir = Path(workdir)
     p = load_config(workdir).celltypes
     features, lacking = load_inputs(workdir)
@@ -310,16 +325,32 @@ def run_celltypes(
     if p.classes and tuple(p.classes) != model.classes:
         raise InputError(f"[celltypes] classes {list(p.classes)} differ from the model's "
                          f"{list(model.classes)}; set classes = {list(model.classes)} or retrain")
-    table, variant = predict(features, model, not lacking, p.min_cable_um)
+    table, variant, check = predict(features, model, not lacking, p.min_cable_um, trust_model)
+    held_back = check is not None and not check.in_domain and not trust_model
     t = pa.Table.from_pandas(table.reset_index(), preserve_index=False)
     digest = hashlib.sha1((workdir / "tables" / "compartments_nodes.parquet").read_bytes()).hexdigest()
     write_table_atomic(t, workdir / "tables" / f"{TABLE}.parquet",
                        metadata={"syngraph:model_variant": variant, "syngraph:compartments": digest,
-                                 "syngraph:min_cable_um": str(p.min_cable_um)})
+                                 "syngraph:min_cable_um": str(p.min_cable_um),
+                                 "syngraph:in_domain": str(None if check is None else check.in_domain)})
+    notes = []
+    if check is not None and not check.in_domain:
+        notes.append(f"celltypes: the cells over {p.min_cable_um} um lie outside the model's training data: "
+                     f"{check.summary()}; "
+                     + ("typed anyway (--trust-model)" if trust_model else
+                        "no cell was typed (all unknown); train on this volume's labels with `syngraph train "
+                        "celltypes --labels cells.csv` and set celltypes.model, or rerun with --trust-model"))
+        warnings.warn(notes[-1], DomainWarning, stacklevel=2)
     counts = table["celltype"].value_counts()
     return {"cells": len(table), "typed": int(table["typed"].sum()), "min_cable_um": p.min_cable_um,
             "model_variant": variant, "features_lacking": lacking,
-            "cells_per_type": {str(k): int(v) for k, v in counts.items()}}
+            "cells_per_type": {str(k): int(v) for k, v in counts.items()},
+            "domain_distance": None if check is None else check.distance,
+            "domain_threshold": None if check is None else check.threshold,
+            "held_back": held_back, "warnings": notes,
+            "summary": (f"{int(table['typed'].sum())} of {len(table)} cells typed ({variant} model)"
+                        + ("; held back: outside the training domain" if held_back else "")
+                        + ("" if check is None else f"; domain distance {check.distance:.2f} / {check.threshold:.2f}"))}
 
 
 # ---------------------------------------------------------------------------- training

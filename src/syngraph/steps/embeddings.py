@@ -5,16 +5,19 @@ Top to bottom:
 1. :func:`node_features`: every cell's skeleton-context features, the compartment step's node
    features (path-window radii, branch order, terminal branches, cable density, myelin; plus
    organelle densities when the volume has mi / vc / sj maps);
-2. the node encoder (:mod:`syngraph.models.embeddings`, numpy inference, no torch needed);
+2. the node encoder (:mod:`syngraph.models.embeddings`, numpy inference, no torch needed) and
+   the shared domain check of its inputs (:mod:`syngraph.models.domain`; a warning past the
+   threshold);
 3. the cell vector: the cable-weighted mean of its node vectors, normalised to unit length;
 4. ``tables/embeddings_nodes.parquet`` (cell_id, node_id, x_nm, y_nm, z_nm, e0..e9) and
    ``tables/embeddings_cells.parquet`` (cell_id, n_nodes, e0..e9) (docs/celltypes.md).
 
-``syngraph train embeddings`` fits the encoder without labels (needs PyTorch).
+``syngraph train embeddings`` fits the node encoder without labels (needs PyTorch).
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,10 @@ from syngraph.models.embeddings import (
 
 STEP = "embeddings"
 COLUMNS = tuple(f"e{i}" for i in range(DIM))
+
+
+class DomainWarning(UserWarning):
+    """The volume's node features lie outside the encoder's training data."""
 
 
 def node_features(workdir: Path) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
@@ -104,6 +111,13 @@ def run_embeddings(
     p = load_config(workdir).embeddings
     nodes, x, lacking = node_features(workdir)
     variant, enc = _encoder(str(project_path(workdir, p.model)) if p.model else None, not lacking)
+    domain = enc.domain.distance(x) if enc.domain is not None and len(x) else None
+    notes = []
+    if domain is not None and not domain.in_domain:
+        notes.append(f"embeddings: the node features lie outside the encoder's training data: {domain.summary()}; "
+                     f"the vectors may not mean what they mean on the training tissue; train on this volume "
+                     f"with `syngraph train embeddings -w {workdir}` and set embeddings.model")
+        warnings.warn(notes[-1], DomainWarning, stacklevel=2)
     z = enc.embed(x).astype(np.float32)
     node_cols = {k: pa.array(v) for k, v in nodes.items() if k != "cable_nm"}
     write_table_atomic(pa.table(node_cols | {c: z[:, i] for i, c in enumerate(COLUMNS)}),
@@ -114,7 +128,12 @@ def run_embeddings(
                                  **{c: cz[:, i].astype(np.float32) for i, c in enumerate(COLUMNS)}}),
                        workdir / "tables" / "embeddings_cells.parquet",
                        metadata={"syngraph:model_variant": variant})
-    return {"cells": len(ids), "nodes": len(z), "model_variant": variant, "features_lacking": lacking}
+    return {"cells": len(ids), "nodes": len(z), "model_variant": variant, "features_lacking": lacking,
+            "domain_distance": None if domain is None else domain.distance,
+            "domain_threshold": None if domain is None else domain.threshold,
+            "in_domain": None if domain is None else domain.in_domain, "warnings": notes,
+            "summary": f"{len(ids)} cell and {len(z)} node vectors ({variant} encoder)"
+                       + ("" if domain is None else f"; domain distance {domain.distance:.2f} / {domain.threshold:.2f}")}
 
 
 def positives(cell_id: np.ndarray, xyz_nm: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -134,15 +153,15 @@ def positives(cell_id: np.ndarray, xyz_nm: np.ndarray, seed: int = 0) -> np.ndar
 
 
 def train_embeddings(workdirs: list[Path], out: Path, steps: int = 1500) -> tuple[Path, dict[str, float]]:
-    """``syngraph train embeddings``: fit the encoder on every node of ``workdirs`` (no labels);
-    ``full`` too when every working directory has organelles. Returns the path and final losses."""
+    """``syngraph train embeddings``: fit the node encoder (and its domain) on every node of
+    ``workdirs`` (no labels); ``full`` too when every working directory has organelles. Returns
+    the path and the final losses."""
     xs, ps, base, lacking_any = [], [], 0, False
     for wd in workdirs:
         nodes, x, lacking = node_features(Path(wd))
         lacking_any |= bool(lacking)
-        xs.append(x[:, :len(SHAPE_FEATURES)] if lacking_any else x)
-        xyz = np.c_[nodes["x_nm"], nodes["y_nm"], nodes["z_nm"]]
-        ps.append(positives(nodes["cell_id"], xyz) + base)
+        xs.append(x)
+        ps.append(positives(nodes["cell_id"], np.c_[nodes["x_nm"], nodes["y_nm"], nodes["z_nm"]]) + base)
         base += len(x)
     if base < 100:
         raise InputError(f"training the node encoder needs skeletons with >= 100 nodes in all; got {base}")
