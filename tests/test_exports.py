@@ -406,3 +406,73 @@ def test_every_table_carries_the_same_provenance(demo):
         assert json.loads(meta.get("voxel_size_nm", "null")) == [10.0, 10.0, 25.0], p.name
         assert meta.get("syngraph_version") == __version__ and meta.get("config_sha256") == sha, p.name
         assert meta.get("step") in step_names(), (p.name, meta.get("step"))
+
+
+# Column units (docs/formats.md, "Column units"): a numeric column names its unit as one of these
+# underscore-separated tokens; areas are um2 and volumes um3 in every table (never nm2/nm3).
+UNIT_TOKENS = {"vx", "nm", "um", "um2", "um3", "deg"}
+# Numeric columns that hold no physical quantity, by kind. Any other numeric column must name a unit.
+UNITLESS = {
+    "ids": {"id", "sv_a", "sv_b", "cell_a", "cell_b"},  # and every name ending in "_id"
+    "counts": {"contact_faces", "faces"},  # and every name starting with "n_"
+    "probabilities and confidences": {"astrocyte_prob", "astrocyte_prob_local", "celltype_certainty",
+                                      "syn_prob", "sj_mean", "sj_max", "direction_conf"},  # and "p_*"
+    "ratios and fractions": {"ratio", "sym_ratio", "contact_fraction", "solidity", "mi_density",
+                             "vc_density", "radius_cv", "sj_per_vc"},  # and "frac_*", "*_frac"
+    "codes": {"sign", "compartment", "astrocyte_kind"},
+    # the astrocyte model's feature names, stored in and checked against its model file
+    "model features": {"log_surface_to_volume", "log_branchiness", "log_elongation", "log_flatness"},
+    "learned embeddings": {"pre_embedding", "post_embedding"},  # and "e0", "e1", ...
+}
+# Tables in an external format keep that format's column names.
+EXTERNAL = {
+    "cave_synapses.parquet": "CAVE synapse schema (positions in voxels at voxel_resolution_nm)",
+    "conn_mat.parquet": "SyConn2 conn_mat columns (x, y, z in voxels; size in um2)",
+    "skeletons.parquet": "navis Parquet skeletons (x, y, z, radius in nm, stated in the metadata)",
+}
+SYCONN_EXTRA = {"sign", "synapse_id", "area_um2"}  # ours, after SyConn's columns
+
+
+def unitless(name: str) -> bool:
+    return (any(name in names for names in UNITLESS.values()) or name.endswith("_id") or name.startswith(("n_", "p_", "frac_"))
+            or name.endswith("_frac") or re.fullmatch(r"e\d+", name) is not None)
+
+
+def unit_problems(path) -> list[str]:
+    """Numeric columns of one Parquet table that neither name a unit nor are allowed without one."""
+    import pyarrow as pa
+
+    out = []
+    for field in pq.read_schema(path):
+        name, t = field.name, field.type
+        while pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
+            t = t.value_type
+        tokens, where = set(name.split("_")), f"{path.parent.name}/{path.name}:{name}"
+        if tokens & {"nm2", "nm3"}:
+            out.append(f"{where} (areas in um2, volumes in um3)")
+            continue
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t)) or tokens & UNIT_TOKENS or unitless(name):
+            continue
+        if path.name in EXTERNAL and (path.name != "conn_mat.parquet" or name not in SYCONN_EXTRA):
+            continue
+        out.append(where)
+    return out
+
+
+def test_unit_check_flags_what_it_must(tmp_path):
+    import pyarrow as pa
+
+    p = tmp_path / "tables" / "t.parquet"
+    p.parent.mkdir()
+    pq.write_table(pa.table({"cell_id": [1], "size": [2], "area_nm2": [3.0], "rep_x": [4], "x_vx": [5],
+                             "n_sv": [6], "p_soma": [0.5], "kind": ["a"], "e3": [0.1]}), p)
+    assert unit_problems(p) == ["tables/t.parquet:size", "tables/t.parquet:area_nm2 (areas in um2, volumes in um3)",
+                                "tables/t.parquet:rep_x"]
+
+
+def test_every_numeric_column_names_its_unit(demo):
+    """Every table the pipeline and the demo write: a unit in every physical column's name."""
+    paths = [p for d in ("tables", "export", "gt") for p in sorted((demo / d).glob("*.parquet"))]
+    assert {"sv.parquet", "cells.parquet", "cs.parquet", "sv_contacts.parquet", "synapses.parquet"} <= {p.name for p in paths}
+    problems = [s for p in paths for s in unit_problems(p)]
+    assert not problems, problems
