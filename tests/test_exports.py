@@ -196,11 +196,37 @@ def test_swc_types_from_compartments_and_soma_root(demo):
         if (mine == SOMA).any() and kinds[cid] != "astrocyte":
             assert (root["label"].astype(int) == 1).any(), f"cell {cid}: soma nodes but no soma root"
             n_soma_roots += 1
+        # valid SWC order: parents listed before children, one root per tree, a soma root in
+        # every tree that has soma nodes
+        rows = np.loadtxt(p, ndmin=2)
+        pos = {int(i): k for k, i in enumerate(rows[:, 0])}
+        assert all(pos[int(par)] < k for k, par in enumerate(rows[:, 6]) if par >= 0)
+        from syngraph.skeleton import components
+
+        tree = components(len(skel), skel.edges)
+        assert len(root) == len(np.unique(tree))
+        if kinds[cid] != "astrocyte":
+            soma_trees = np.unique(tree[mine == SOMA])
+            assert int((root["label"].astype(int) == 1).sum()) == len(soma_trees)
         # osteoid reads the same file
         osteoid = pytest.importorskip("osteoid")
         o = osteoid.Skeleton.from_swc(p.read_text())
         assert len(o.vertices) == len(skel)
     assert n_soma_roots >= 1
+
+
+def test_swc_roots_at_the_thickest_soma_node_else_the_root():
+    from syngraph.export.swc import with_compartments
+    from syngraph.skeleton_io import CellSkeleton
+
+    # tree A: 0-1-2-3-4 rooted at 0, soma nodes 2 (r 5) and 3 (r 6); tree B: 5-6 rooted at 5, no soma
+    skel = CellSkeleton(7, np.arange(7), np.array([-1, 0, 1, 2, 3, -1, 5]), np.arange(21, dtype=np.float32).reshape(7, 3),
+                        np.array([9, 1, 5, 6, 1, 1, 8], np.float32))
+    out = with_compartments(skel, np.array([0, 0, 1, 1, 0, 0, 0], np.uint8))
+    old = np.round(out.nodes_nm[:, 0] / 3).astype(int)  # original node index of each output node
+    assert old.tolist() == [3, 2, 4, 1, 0, 5, 6]
+    assert out.parent_id.tolist() == [-1, 0, 0, 1, 3, -1, 5]
+    assert out.attributes["compartment"].tolist() == [1, 1, 0, 0, 0, 0, 0]
 
 
 def test_precomputed_skeletons_float32_attributes(demo):
