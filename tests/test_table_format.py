@@ -25,12 +25,14 @@ def _to_format_1(path):
     pq.write_table(t.rename_columns([OLD_NAME.sub(r"\1", n) for n in t.column_names]), path)
 
 
-def _make_init_old(wd):
-    """What an earlier syngraph left: old column names in the table and the done tasks, no format."""
+def _make_old(wd):
+    """What an earlier syngraph left: old column names in init's table and done tasks, no format
+    recorded by init and rag."""
     for p in [wd / "tables" / "sv.parquet", *(wd / "steps" / "init").rglob("tasks/*.parquet")]:
         _to_format_1(p)
     refresh_done(wd, "init")
-    for p in [wd / "steps" / "init" / "DONE", *(wd / "steps" / "init").rglob("manifest.json")]:
+    for p in [wd / "steps" / "init" / "DONE", wd / "steps" / "rag" / "DONE",
+              *(wd / "steps" / "init").rglob("manifest.json")]:
         record = json.loads(p.read_text())
         record.pop("table_format")
         p.write_text(json.dumps(record))
@@ -40,11 +42,14 @@ def test_older_tables_make_the_step_rerun_not_crash(tmp_path):
     wd = tmp_path / "wd"
     synthesize(wd, shape_xyz=(48, 48, 24), seed=3, compute=SERIAL)
     run_step(wd, "init", compute=SERIAL, progress=False)
+    run_step(wd, "rag", compute=SERIAL, progress=False)
     new = pq.read_table(wd / "tables" / "sv.parquet")
     assert pq.read_schema(wd / "tables" / "sv.parquet").metadata[b"table_format"] == b"2"
-    _make_init_old(wd)
+    _make_old(wd)
 
-    with pytest.raises(StepOrderError, match=r"step 'init' .*table format 1.*rerun `syngraph run init`"):
+    with pytest.raises(StepOrderError, match=r"step 'rag' .*table format 1.*rerun `syngraph run init` and the"):
+        run_step(wd, "astrocytes", compute=SERIAL, progress=False)
+    with pytest.raises(StepOrderError, match=r"step 'init' .*table format 1.*rerun `syngraph run init` and the"):
         run_step(wd, "rag", compute=SERIAL, progress=False)
     with pytest.raises(StepOrderError, match=r"rerun `syngraph run init`.* before `syngraph evaluate`"):
         evaluate(wd)

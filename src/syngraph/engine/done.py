@@ -96,14 +96,24 @@ def refresh_done(workdir: str | Path, step: str, also: Iterable[str | Path] = ()
     write_done(wd, step, info, outputs, record.get("inputs", {}))
 
 
-def old_format(record: Mapping[str, Any], step: str) -> str | None:
-    """What to do when ``step``'s DONE ``record`` is of an older table format (None: it is current)."""
+def old_format(record: Mapping[str, Any], step: str, first: str | None = None) -> str | None:
+    """What to do when ``step``'s DONE ``record`` is of an older table format (None: it is current);
+    ``first``: the most upstream step of that format, where the rerun starts (default ``step``)."""
     fmt = record.get("table_format", 1)
     if fmt == TABLE_FORMAT:
         return None
     return (f"step '{step}' wrote its tables with an earlier syngraph (table format {fmt}; this version "
-            f"reads format {TABLE_FORMAT}, with units in column names); rerun `syngraph run {step}` "
-            "(and the steps after it)")
+            f"reads format {TABLE_FORMAT}, with units in column names); rerun `syngraph run {first or step}` "
+            "and the steps after it (or `syngraph run all`)")
+
+
+def first_of_old_format(workdir: Path, step: str, needs_of: Callable[[str], Iterable[str]]) -> str:
+    """The most upstream finished step of an older table format above ``step`` (itself if none)."""
+    for up in needs_of(step):
+        record = read_done(workdir, up)
+        if record is not None and record.get("table_format", 1) != TABLE_FORMAT:
+            return first_of_old_format(workdir, up, needs_of)
+    return step
 
 
 def check_inputs(workdir: str | Path, step: str, needs: Iterable[str],
@@ -120,7 +130,7 @@ def check_inputs(workdir: str | Path, step: str, needs: Iterable[str],
                 f"step '{step}' needs step '{need}', which has not finished (no {done_path(wd, need)}); "
                 f"run `syngraph run {need}` first"
             )
-        if (old := old_format(record, need)) is not None:
+        if (old := old_format(record, need, first_of_old_format(wd, need, needs_of))) is not None:
             raise error(old)
         for rel, digest in record.get("outputs", {}).items():
             if not (wd / rel).exists() or file_digest(wd / rel) != digest:
