@@ -434,8 +434,8 @@ def test_every_table_carries_the_same_provenance(demo):
         assert meta.get("step") in step_names(), (p.name, meta.get("step"))
 
 
-# Column units (docs/formats.md, "Column units"): a numeric column names its unit as one of these
-# underscore-separated tokens; areas are um2 and volumes um3 in every table (never nm2/nm3).
+# Column units (docs/formats.md, "Tables: columns and units"): a numeric column names its unit as
+# one of these underscore-separated tokens; areas are um2 and volumes um3 in every table (never nm2/nm3).
 UNIT_TOKENS = {"vx", "nm", "um", "um2", "um3", "deg"}
 # Numeric columns that hold no physical quantity, by kind. Any other numeric column must name a unit.
 UNITLESS = {

@@ -10,8 +10,9 @@ a result summary it records
 - ``table_format``: :data:`~syngraph.engine.run.TABLE_FORMAT` of the tables it wrote (none: 1).
 
 Before a step runs, :func:`check_inputs` refuses (``StepOrderError``, naming the step to rerun)
-when a step it needs has no DONE, when a needed step's tables changed after its DONE was written or have an older column format,
-or when a step upstream ran on an earlier result of its own inputs (it is stale).
+when a step it needs has no DONE, when a needed step's tables changed after its DONE was written
+or are of an older :data:`~syngraph.engine.run.TABLE_FORMAT`, or when a step upstream ran on an
+earlier result of its own inputs (it is stale).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def refresh_done(workdir: str | Path, step: str, also: Iterable[str | Path] = ()
     write_done(wd, step, info, outputs, record.get("inputs", {}))
 
 
-def old_format(record: Mapping[str, Any], step: str, first: str | None = None) -> str | None:
+def _old_format(record: Mapping[str, Any], step: str, first: str | None = None) -> str | None:
     """What to do when ``step``'s DONE ``record`` is of an older table format (None: it is current);
     ``first``: the most upstream step of that format, where the rerun starts (default ``step``)."""
     fmt = record.get("table_format", 1)
@@ -107,12 +108,12 @@ def old_format(record: Mapping[str, Any], step: str, first: str | None = None) -
             "and the steps after it (or `syngraph run all`)")
 
 
-def first_of_old_format(workdir: Path, step: str, needs_of: Callable[[str], Iterable[str]]) -> str:
+def _first_of_old_format(workdir: Path, step: str, needs_of: Callable[[str], Iterable[str]]) -> str:
     """The most upstream finished step of an older table format above ``step`` (itself if none)."""
     for up in needs_of(step):
         record = read_done(workdir, up)
         if record is not None and record.get("table_format", 1) != TABLE_FORMAT:
-            return first_of_old_format(workdir, up, needs_of)
+            return _first_of_old_format(workdir, up, needs_of)
     return step
 
 
@@ -130,7 +131,7 @@ def check_inputs(workdir: str | Path, step: str, needs: Iterable[str],
                 f"step '{step}' needs step '{need}', which has not finished (no {done_path(wd, need)}); "
                 f"run `syngraph run {need}` first"
             )
-        if (old := old_format(record, need, first_of_old_format(wd, need, needs_of))) is not None:
+        if (old := _old_format(record, need, _first_of_old_format(wd, need, needs_of))) is not None:
             raise error(old)
         for rel, digest in record.get("outputs", {}).items():
             if not (wd / rel).exists() or file_digest(wd / rel) != digest:

@@ -78,7 +78,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 TABLE_FORMAT = 2
 """Version of the table columns (2: a unit in every column name, ``bbox_min_x_vx``, ``area_um2``).
 Recorded in every table, DONE marker and task manifest; scratch or results of another format are
-never reused (see docs/formats.md, "Column units")."""
+never reused (see docs/formats.md, "Tables: columns and units")."""
 
 CURRENT_STEP: ContextVar[str] = ContextVar("syngraph_step", default="")
 """The pipeline step being run (set by ``pipeline.run_step``), recorded in every table's metadata."""

@@ -91,10 +91,10 @@ def _flatten(result: Any, prefix: str = "", depth: int = 0) -> dict[str, Any]:
 
 
 def _check_table_format(wd: Path) -> None:
-    """Tables of an older column format (truth or a finished step) are an error naming the rerun."""
+    """Truth tables of an older column format are an error naming the fix (the scorers read
+    renamed columns only from gt/; the steps' own tables are checked when a step runs)."""
     import pyarrow.parquet as pq
 
-    from syngraph.engine.done import first_of_old_format, old_format, read_done
     from syngraph.engine.run import TABLE_FORMAT
     from syngraph.errors import StepOrderError
 
@@ -106,13 +106,6 @@ def _check_table_format(wd: Path) -> None:
             f"format {TABLE_FORMAT}, with units in column names); write the demo tissue again with "
             f"`syngraph synth {wd} --overwrite` and run the steps"
         )
-    from syngraph.pipeline import get_step
-
-    for step, _, _ in SCORERS:
-        record = read_done(wd, step)
-        if record is not None and old_format(record, step) is not None:
-            first = first_of_old_format(wd, step, lambda n: get_step(n).needs)
-            raise StepOrderError(f"{old_format(record, step, first)} before `syngraph evaluate`")
 
 
 def evaluate(workdir: str | Path) -> dict[str, Any]:
