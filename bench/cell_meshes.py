@@ -55,9 +55,9 @@ def setup(wd: Path) -> None:
     cols = {"id": pa.array([inv[i] for i in idx], pa.uint64()), "size_vx": st["voxel_counts"][idx]}
     for k, attr in (("bbox_min", "start"), ("bbox_max", "stop")):
         for j, a in enumerate("xyz"):
-            cols[f"{k}_{a}"] = np.array([getattr(b[j], attr) for b in boxes])
+            cols[f"{k}_{a}_vx"] = np.array([getattr(b[j], attr) for b in boxes])
     for j, a in enumerate("xyz"):
-        cols[f"rep_{a}"] = np.round(st["centroids"][idx][:, j]).astype(np.int64)
+        cols[f"rep_{a}_vx"] = np.round(st["centroids"][idx][:, j]).astype(np.int64)
     write_table_atomic(pa.table(cols), wd / "tables" / "sv.parquet")
     serial = Compute(scheduler="serial")
     run_rag(wd, compute=serial)
@@ -104,7 +104,7 @@ def main() -> None:
     t = time.perf_counter()
     base_faces = 0
     for c in pick:
-        box = BBox(tuple(c[f"bbox_min_{a}"] for a in "xyz"), tuple(c[f"bbox_max_{a}"] for a in "xyz"))
+        box = BBox(tuple(c[f"bbox_min_{a}_vx"] for a in "xyz"), tuple(c[f"bbox_max_{a}_vx"] for a in "xyz"))
         mask = np.isin(layer.read(box), svs[cell_of == c["cell_id"]])
         base_faces += len(mesh_mask(mask, box.start, layer.info.voxel_size_nm, ds)[1])
     base_s = time.perf_counter() - t

@@ -34,11 +34,11 @@ def test_cells_tables_hand(tmp_path):
     assert cells["kind"] == ["neuron", "neuron"]
     assert cells["n_sv"] == [3, 2]
     assert cells["size_vx"] == [10 * 11 * 10, 10 * 11 * 10]
-    assert [cells[f"bbox_min_{a}"] for a in "xyz"] == [[0, 10], [0, 0], [0, 0]]
-    assert [cells[f"bbox_max_{a}"] for a in "xyz"] == [[10, 20], [11, 11], [10, 10]]
+    assert [cells[f"bbox_min_{a}_vx"] for a in "xyz"] == [[0, 10], [0, 0], [0, 0]]
+    assert [cells[f"bbox_max_{a}_vx"] for a in "xyz"] == [[10, 20], [11, 11], [10, 10]]
     lab = stripes()
     for i, cid in enumerate(cells["cell_id"]):
-        x, y, z = (cells[f"rep_{a}"][i] for a in "xyz")
+        x, y, z = (cells[f"rep_{a}_vx"][i] for a in "xyz")
         assert lab[x, y, z] in pr.cell(cid).sv_ids  # rep lies inside the cell
     assert rep.n_cells == 2 and rep.n_sv == 5
 

@@ -59,8 +59,8 @@ def test_pinky40_cells_without_graph(tmp_path, pinky40_labels, min_cc_size_nm):
     cells = p.objects("cells")
     s2c = p.objects("sv_to_cell")
     assert (s2c.column("sv_id").to_numpy() == s2c.column("cell_id").to_numpy()).all()  # one label, one cell
-    bmin = np.stack([sv[f"bbox_min_{a}"].to_numpy() for a in "xyz"], 1)
-    bmax = np.stack([sv[f"bbox_max_{a}"].to_numpy() for a in "xyz"], 1)
+    bmin = np.stack([sv[f"bbox_min_{a}_vx"].to_numpy() for a in "xyz"], 1)
+    bmax = np.stack([sv[f"bbox_max_{a}_vx"].to_numpy() for a in "xyz"], 1)
     diag = np.sqrt((((bmax - bmin) * np.array([16, 16, 40])) ** 2).sum(1))
     expected = set(sv["id"].to_numpy()[diag > min_cc_size_nm].tolist())
     assert set(cells.column("cell_id").to_pylist()) == expected

@@ -74,7 +74,7 @@ def test_blockwise_contacts_equal_whole_volume(tmp_path_factory, bs, seed):
         make_wd(wd, lab, block)
         run_synapses(wd, contacts_only=True, compute=Compute(scheduler="serial"), progress=False)
         t = pq.read_table(wd / "tables" / "cs.parquet").to_pydict()
-        reps = zip(t.pop("rep_x"), t.pop("rep_y"), t.pop("rep_z"), t["sv_a"], t["sv_b"], strict=True)
+        reps = zip(t.pop("rep_x_vx"), t.pop("rep_y_vx"), t.pop("rep_z_vx"), t["sv_a"], t["sv_b"], strict=True)
         for x, y, z, a, b in reps:  # the representative depends on the blocks; it lies on the contact
             assert int(lab[x, y, z]) in (a, b)
         tables.append(t)

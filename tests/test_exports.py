@@ -196,11 +196,37 @@ def test_swc_types_from_compartments_and_soma_root(demo):
         if (mine == SOMA).any() and kinds[cid] != "astrocyte":
             assert (root["label"].astype(int) == 1).any(), f"cell {cid}: soma nodes but no soma root"
             n_soma_roots += 1
+        # valid SWC order: parents listed before children, one root per tree, a soma root in
+        # every tree that has soma nodes
+        rows = np.loadtxt(p, ndmin=2)
+        pos = {int(i): k for k, i in enumerate(rows[:, 0])}
+        assert all(pos[int(par)] < k for k, par in enumerate(rows[:, 6]) if par >= 0)
+        from syngraph.skeleton import components
+
+        tree = components(len(skel), skel.edges)
+        assert len(root) == len(np.unique(tree))
+        if kinds[cid] != "astrocyte":
+            soma_trees = np.unique(tree[mine == SOMA])
+            assert int((root["label"].astype(int) == 1).sum()) == len(soma_trees)
         # osteoid reads the same file
         osteoid = pytest.importorskip("osteoid")
         o = osteoid.Skeleton.from_swc(p.read_text())
         assert len(o.vertices) == len(skel)
     assert n_soma_roots >= 1
+
+
+def test_swc_roots_at_the_thickest_soma_node_else_the_root():
+    from syngraph.export.swc import with_compartments
+    from syngraph.skeleton_io import CellSkeleton
+
+    # tree A: 0-1-2-3-4 rooted at 0, soma nodes 2 (r 5) and 3 (r 6); tree B: 5-6 rooted at 5, no soma
+    skel = CellSkeleton(7, np.arange(7), np.array([-1, 0, 1, 2, 3, -1, 5]), np.arange(21, dtype=np.float32).reshape(7, 3),
+                        np.array([9, 1, 5, 6, 1, 1, 8], np.float32))
+    out = with_compartments(skel, np.array([0, 0, 1, 1, 0, 0, 0], np.uint8))
+    old = np.round(out.nodes_nm[:, 0] / 3).astype(int)  # original node index of each output node
+    assert old.tolist() == [3, 2, 4, 1, 0, 5, 6]
+    assert out.parent_id.tolist() == [-1, 0, 0, 1, 3, -1, 5]
+    assert out.attributes["compartment"].tolist() == [1, 1, 0, 0, 0, 0, 0]
 
 
 def test_precomputed_skeletons_float32_attributes(demo):
@@ -406,3 +432,73 @@ def test_every_table_carries_the_same_provenance(demo):
         assert json.loads(meta.get("voxel_size_nm", "null")) == [10.0, 10.0, 25.0], p.name
         assert meta.get("syngraph_version") == __version__ and meta.get("config_sha256") == sha, p.name
         assert meta.get("step") in step_names(), (p.name, meta.get("step"))
+
+
+# Column units (docs/formats.md, "Tables: columns and units"): a numeric column names its unit as
+# one of these underscore-separated tokens; areas are um2 and volumes um3 in every table (never nm2/nm3).
+UNIT_TOKENS = {"vx", "nm", "um", "um2", "um3", "deg"}
+# Numeric columns that hold no physical quantity, by kind. Any other numeric column must name a unit.
+UNITLESS = {
+    "ids": {"id", "sv_a", "sv_b", "cell_a", "cell_b"},  # and every name ending in "_id"
+    "counts": {"contact_faces", "faces"},  # and every name starting with "n_"
+    "probabilities and confidences": {"astrocyte_prob", "astrocyte_prob_local", "celltype_certainty",
+                                      "syn_prob", "sj_mean", "sj_max", "direction_conf"},  # and "p_*"
+    "ratios and fractions": {"ratio", "sym_ratio", "contact_fraction", "solidity", "mi_density",
+                             "vc_density", "radius_cv", "sj_per_vc"},  # and "frac_*", "*_frac"
+    "codes": {"sign", "compartment", "astrocyte_kind"},
+    # the astrocyte model's feature names, stored in and checked against its model file
+    "model features": {"log_surface_to_volume", "log_branchiness", "log_elongation", "log_flatness"},
+    "learned embeddings": {"pre_embedding", "post_embedding"},  # and "e0", "e1", ...
+}
+# Tables in an external format keep that format's column names.
+EXTERNAL = {
+    "cave_synapses.parquet": "CAVE synapse schema (positions in voxels at voxel_resolution_nm)",
+    "conn_mat.parquet": "SyConn2 conn_mat columns (x, y, z in voxels; size in um2)",
+    "skeletons.parquet": "navis Parquet skeletons (x, y, z, radius in nm, stated in the metadata)",
+}
+SYCONN_EXTRA = {"sign", "synapse_id", "area_um2"}  # ours, after SyConn's columns
+
+
+def unitless(name: str) -> bool:
+    return (any(name in names for names in UNITLESS.values()) or name.endswith("_id") or name.startswith(("n_", "p_", "frac_"))
+            or name.endswith("_frac") or re.fullmatch(r"e\d+", name) is not None)
+
+
+def unit_problems(path) -> list[str]:
+    """Numeric columns of one Parquet table that neither name a unit nor are allowed without one."""
+    import pyarrow as pa
+
+    out = []
+    for field in pq.read_schema(path):
+        name, t = field.name, field.type
+        while pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
+            t = t.value_type
+        tokens, where = set(name.split("_")), f"{path.parent.name}/{path.name}:{name}"
+        if tokens & {"nm2", "nm3"}:
+            out.append(f"{where} (areas in um2, volumes in um3)")
+            continue
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t)) or tokens & UNIT_TOKENS or unitless(name):
+            continue
+        if path.name in EXTERNAL and (path.name != "conn_mat.parquet" or name not in SYCONN_EXTRA):
+            continue
+        out.append(where)
+    return out
+
+
+def test_unit_check_flags_what_it_must(tmp_path):
+    import pyarrow as pa
+
+    p = tmp_path / "tables" / "t.parquet"
+    p.parent.mkdir()
+    pq.write_table(pa.table({"cell_id": [1], "size": [2], "area_nm2": [3.0], "rep_x": [4], "x_vx": [5],
+                             "n_sv": [6], "p_soma": [0.5], "kind": ["a"], "e3": [0.1]}), p)
+    assert unit_problems(p) == ["tables/t.parquet:size", "tables/t.parquet:area_nm2 (areas in um2, volumes in um3)",
+                                "tables/t.parquet:rep_x"]
+
+
+def test_every_numeric_column_names_its_unit(demo):
+    """Every table the pipeline and the demo write: a unit in every physical column's name."""
+    paths = [p for d in ("tables", "export", "gt") for p in sorted((demo / d).glob("*.parquet"))]
+    assert {"sv.parquet", "cells.parquet", "cs.parquet", "sv_contacts.parquet", "synapses.parquet"} <= {p.name for p in paths}
+    problems = [s for p in paths for s in unit_problems(p)]
+    assert not problems, problems

@@ -151,10 +151,10 @@ def test_tiny_volume_full_answer(tmp_path):
     p = syngraph.open(tmp_path)
     mi = p.objects("mi").to_pydict()
     assert mi["id"] == [1] and mi["size_vx"] == [160]
-    assert [mi[f"bbox_min_{a}"][0] for a in "xyz"] == [6, 2, 3]
-    assert [mi[f"bbox_max_{a}"][0] for a in "xyz"] == [14, 6, 8]
-    assert [mi[f"com_{a}"][0] for a in "xyz"] == [9.5, 3.5, 5.0]
-    rep = [mi[f"rep_{a}"][0] for a in "xyz"]
+    assert [mi[f"bbox_min_{a}_vx"][0] for a in "xyz"] == [6, 2, 3]
+    assert [mi[f"bbox_max_{a}_vx"][0] for a in "xyz"] == [14, 6, 8]
+    assert [mi[f"com_{a}_vx"][0] for a in "xyz"] == [9.5, 3.5, 5.0]
+    rep = [mi[f"rep_{a}_vx"][0] for a in "xyz"]
     seg = p.layer("mi_seg").read()
     assert seg.dtype == np.uint64 and seg[tuple(rep)] == 1
     expected = np.zeros(prob.shape, np.uint64)
@@ -219,10 +219,10 @@ def test_blockwise_equals_whole_volume_cc(seed, shape, block, conn, density):
             for k, i in enumerate(t["id"]):
                 n, lo, hi, com = oracle[i]
                 assert t["size_vx"][k] == n
-                assert tuple(t[f"bbox_min_{a}"][k] for a in "xyz") == lo
-                assert tuple(t[f"bbox_max_{a}"][k] for a in "xyz") == hi
-                assert np.allclose([t[f"com_{a}"][k] for a in "xyz"], com)
-                assert lab[tuple(t[f"rep_{a}"][k] for a in "xyz")] == i
+                assert tuple(t[f"bbox_min_{a}_vx"][k] for a in "xyz") == lo
+                assert tuple(t[f"bbox_max_{a}_vx"][k] for a in "xyz") == hi
+                assert np.allclose([t[f"com_{a}_vx"][k] for a in "xyz"], com)
+                assert lab[tuple(t[f"rep_{a}_vx"][k] for a in "xyz")] == i
         # overlap against numpy
         ov = p.objects("overlap").to_pydict()
         m = (seg != 0) & (sv != 0)

@@ -69,9 +69,9 @@ def test_pinky_sv_table_equals_cc3d_statistics(pinky, pinky_project):
         j = remap[i]
         bb = st["bounding_boxes"][j]
         assert t["size_vx"][k] == st["voxel_counts"][j]
-        assert [t[f"bbox_min_{a}"][k] for a in "xyz"] == [s.start for s in bb]
-        assert [t[f"bbox_max_{a}"][k] for a in "xyz"] == [s.stop for s in bb]
-        assert pinky[t["rep_x"][k], t["rep_y"][k], t["rep_z"][k]] == i
+        assert [t[f"bbox_min_{a}_vx"][k] for a in "xyz"] == [s.start for s in bb]
+        assert [t[f"bbox_max_{a}_vx"][k] for a in "xyz"] == [s.stop for s in bb]
+        assert pinky[t["rep_x_vx"][k], t["rep_y_vx"][k], t["rep_z_vx"][k]] == i
 
 
 @pytest.mark.slow
@@ -81,8 +81,8 @@ def test_pinky_meshes_closed_and_volume_within_5_percent(pinky_project):
     t = p.objects("sv").to_pydict()
     n_interior = n_big = 0
     for k, i in enumerate(t["id"]):
-        lo = [t[f"bbox_min_{a}"][k] for a in "xyz"]
-        hi = [t[f"bbox_max_{a}"][k] for a in "xyz"]
+        lo = [t[f"bbox_min_{a}_vx"][k] for a in "xyz"]
+        hi = [t[f"bbox_max_{a}_vx"][k] for a in "xyz"]
         if min(lo) == 0 or max(hi) == 512:
             continue
         n_interior += 1
@@ -104,8 +104,8 @@ def test_pinky_default_downsampling_open_meshes_are_vanished_labels(pinky, pinky
     lost = set(fastremap.unique(pinky).tolist()) - set(fastremap.unique(pinky[::4, ::4, ::2]).tolist())
     n_empty = n_closed = 0
     for k, i in enumerate(t["id"]):
-        lo = [t[f"bbox_min_{a}"][k] for a in "xyz"]
-        hi = [t[f"bbox_max_{a}"][k] for a in "xyz"]
+        lo = [t[f"bbox_min_{a}_vx"][k] for a in "xyz"]
+        hi = [t[f"bbox_max_{a}_vx"][k] for a in "xyz"]
         v, f = p.mesh("sv", i)
         if len(f) == 0:
             assert i in lost and t["mesh_area_um2"][k] == 0.0

@@ -31,7 +31,7 @@ def sv_table(labels: np.ndarray) -> pa.Table:
     cols: dict[str, list] = {k: [] for k in ("id", "size_vx")}
     for k in ("bbox_min", "bbox_max", "rep", "com"):
         for a in "xyz":
-            cols[f"{k}_{a}"] = []
+            cols[f"{k}_{a}_vx"] = []
     for i in ids:
         pts = np.argwhere(labels == i)
         cols["id"].append(int(i))
@@ -40,10 +40,10 @@ def sv_table(labels: np.ndarray) -> pa.Table:
         com = pts.mean(0)
         rep = pts[np.argmin(((pts - com) ** 2).sum(1))]
         for j, a in enumerate("xyz"):
-            cols[f"bbox_min_{a}"].append(int(mn[j]))
-            cols[f"bbox_max_{a}"].append(int(mx[j]))
-            cols[f"rep_{a}"].append(int(rep[j]))
-            cols[f"com_{a}"].append(float(com[j]))
+            cols[f"bbox_min_{a}_vx"].append(int(mn[j]))
+            cols[f"bbox_max_{a}_vx"].append(int(mx[j]))
+            cols[f"rep_{a}_vx"].append(int(rep[j]))
+            cols[f"com_{a}_vx"].append(float(com[j]))
     t = pa.table({k: v for k, v in cols.items()})
     t = t.set_column(0, "id", pa.array(cols["id"], pa.uint64()))
     return t.append_column("mesh_area_um2", pa.array(np.zeros(len(ids))))
@@ -144,7 +144,7 @@ def test_face_contacts_hand():
     t = face_contacts(lab, voxel_size_nm=(2, 3, 5))
     assert t.to_pydict() == {
         "sv_a": [1, 1, 2], "sv_b": [2, 3, 3], "contact_faces": [1, 1, 1],
-        "contact_area_nm2": [6.0, 6.0, 15.0],
+        "contact_area_um2": [6e-06, 6e-06, 15e-06],
     }
 
 
@@ -267,12 +267,12 @@ def pinky_sv_table(lab: np.ndarray) -> pa.Table:
     boxes = [stats["bounding_boxes"][i] for i in idx]
     cols = {"id": pa.array([inv[i] for i in idx], pa.uint64()), "size_vx": stats["voxel_counts"][idx]}
     for j, a in enumerate("xyz"):
-        cols[f"bbox_min_{a}"] = np.array([b[j].start for b in boxes])
+        cols[f"bbox_min_{a}_vx"] = np.array([b[j].start for b in boxes])
     for j, a in enumerate("xyz"):
-        cols[f"bbox_max_{a}"] = np.array([b[j].stop for b in boxes])
+        cols[f"bbox_max_{a}_vx"] = np.array([b[j].stop for b in boxes])
     cen = stats["centroids"][idx]
     for j, a in enumerate("xyz"):
-        cols[f"rep_{a}"] = np.round(cen[:, j]).astype(np.int64)
+        cols[f"rep_{a}_vx"] = np.round(cen[:, j]).astype(np.int64)
     return pa.table(cols)
 
 
@@ -292,8 +292,8 @@ def test_pinky40_contacts_and_pruning(tmp_path, pinky):
     assert contacts.num_rows == 39_062
     assert table_contacts(contacts) == oracle_contacts(lab)
     assert rep.n_sv == 2523 and rep.n_components == 2523
-    bmin = np.stack([sv[f"bbox_min_{a}"].to_numpy() for a in "xyz"], 1)
-    bmax = np.stack([sv[f"bbox_max_{a}"].to_numpy() for a in "xyz"], 1)
+    bmin = np.stack([sv[f"bbox_min_{a}_vx"].to_numpy() for a in "xyz"], 1)
+    bmax = np.stack([sv[f"bbox_max_{a}_vx"].to_numpy() for a in "xyz"], 1)
     diag = np.sqrt((((bmax - bmin) * np.array([16, 16, 40])) ** 2).sum(1))
     expected = set(sv["id"].to_numpy()[diag > 5000].tolist())
     comps = Project(wd).objects("sv_components")

@@ -65,7 +65,7 @@ def test_one_synapse_exact(tmp_path, sym, block):
     assert 27 <= s["x_vx"] < 33 and 15 <= s["y_vx"] < 35 and 7 <= s["z_vx"] < 17
     cs = pq.read_table(tmp_path / "tables" / "cs.parquet").to_pylist()
     assert len(cs) == 1 and cs[0]["n_faces_x"] == 40 * 20 and cs[0]["n_faces_y"] == 0
-    assert cs[0]["area_nm2"] == pytest.approx(800 * VS[1] * VS[2])
+    assert cs[0]["area_um2"] == pytest.approx(800 * VS[1] * VS[2] / 1e6)
 
 
 def test_matrix_exports_keep_64bit_ids_and_conventions(tmp_path):

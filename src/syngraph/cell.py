@@ -82,8 +82,8 @@ def load_cell(workdir: str | Path, cell_id: int) -> Cell:
         kind=row["kind"],
         sv_ids=np.sort(svs.column("sv_id").to_numpy()).astype(np.uint64),
         size_vx=int(row["size_vx"]),
-        bbox=BBox(tuple(row[f"bbox_min_{a}"] for a in "xyz"), tuple(row[f"bbox_max_{a}"] for a in "xyz")),  # type: ignore[arg-type]
-        rep_vx=tuple(int(row[f"rep_{a}"]) for a in "xyz"),  # type: ignore[arg-type]
+        bbox=BBox(tuple(row[f"bbox_min_{a}_vx"] for a in "xyz"), tuple(row[f"bbox_max_{a}_vx"] for a in "xyz")),  # type: ignore[arg-type]
+        rep_vx=tuple(int(row[f"rep_{a}_vx"]) for a in "xyz"),  # type: ignore[arg-type]
         organelles=organelles,
         workdir=wd,
     )

@@ -72,9 +72,10 @@ class CellSkeleton:
         return len(self.node_id)
 
 
-def to_cell_skeleton(cell_id: int, forest: Forest) -> CellSkeleton:
-    """Order a :class:`~syngraph.skeleton.Forest` as trees (roots at the thickest node)."""
-    order, parent = orient(forest)
+def to_cell_skeleton(cell_id: int, forest: Forest, priority: np.ndarray | None = None) -> CellSkeleton:
+    """Order a :class:`~syngraph.skeleton.Forest` as trees (roots at the node of highest
+    ``priority``, default the thickest)."""
+    order, parent = orient(forest, priority)
     new = np.empty(len(order), np.int64)
     new[order] = np.arange(len(order))
     par = parent[order]

@@ -6,11 +6,13 @@ a result summary it records
 - ``outputs``: ``{path relative to the working directory: sha256[:16] of the file}`` for every table
   the step wrote (``tables/*.parquet`` that are new or replaced during the run),
 - ``digest``: one hash over ``outputs`` (what a later step compares),
-- ``inputs``: ``{needed step: its digest}`` at the time this step ran.
+- ``inputs``: ``{needed step: its digest}`` at the time this step ran,
+- ``table_format``: :data:`~syngraph.engine.run.TABLE_FORMAT` of the tables it wrote (none: 1).
 
 Before a step runs, :func:`check_inputs` refuses (``StepOrderError``, naming the step to rerun)
-when a step it needs has no DONE, when a needed step's tables changed after its DONE was written,
-or when a step upstream ran on an earlier result of its own inputs (it is stale).
+when a step it needs has no DONE, when a needed step's tables changed after its DONE was written
+or are of an older :data:`~syngraph.engine.run.TABLE_FORMAT`, or when a step upstream ran on an
+earlier result of its own inputs (it is stale).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from syngraph.engine.run import write_text_atomic
+from syngraph.engine.run import TABLE_FORMAT, write_text_atomic
 
 OUTPUT_DIRS = ("tables",)
 
@@ -76,7 +78,8 @@ def write_done(workdir: str | Path, step: str, info: Mapping[str, Any], outputs:
     """Write ``steps/<step>/DONE`` atomically (a failed write leaves no scratch file)."""
     path = done_path(workdir, step)
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {**info, "outputs": dict(outputs), "digest": combined_digest(outputs), "inputs": dict(inputs)}
+    record = {**info, "outputs": dict(outputs), "digest": combined_digest(outputs), "inputs": dict(inputs),
+              "table_format": TABLE_FORMAT}
     write_text_atomic(path, json.dumps(record, indent=1, default=str))
     return path
 
@@ -94,6 +97,26 @@ def refresh_done(workdir: str | Path, step: str, also: Iterable[str | Path] = ()
     write_done(wd, step, info, outputs, record.get("inputs", {}))
 
 
+def _old_format(record: Mapping[str, Any], step: str, first: str | None = None) -> str | None:
+    """What to do when ``step``'s DONE ``record`` is of an older table format (None: it is current);
+    ``first``: the most upstream step of that format, where the rerun starts (default ``step``)."""
+    fmt = record.get("table_format", 1)
+    if fmt == TABLE_FORMAT:
+        return None
+    return (f"step '{step}' wrote its tables with an earlier syngraph (table format {fmt}; this version "
+            f"reads format {TABLE_FORMAT}, with units in column names); rerun `syngraph run {first or step}` "
+            "and the steps after it (or `syngraph run all`)")
+
+
+def _first_of_old_format(workdir: Path, step: str, needs_of: Callable[[str], Iterable[str]]) -> str:
+    """The most upstream finished step of an older table format above ``step`` (itself if none)."""
+    for up in needs_of(step):
+        record = read_done(workdir, up)
+        if record is not None and record.get("table_format", 1) != TABLE_FORMAT:
+            return _first_of_old_format(workdir, up, needs_of)
+    return step
+
+
 def check_inputs(workdir: str | Path, step: str, needs: Iterable[str],
                  needs_of: Callable[[str], Iterable[str]], error: type[Exception]) -> dict[str, str]:
     """Raise ``error`` unless every needed step is DONE, unchanged and not stale; return their digests.
@@ -108,6 +131,8 @@ def check_inputs(workdir: str | Path, step: str, needs: Iterable[str],
                 f"step '{step}' needs step '{need}', which has not finished (no {done_path(wd, need)}); "
                 f"run `syngraph run {need}` first"
             )
+        if (old := _old_format(record, need, _first_of_old_format(wd, need, needs_of))) is not None:
+            raise error(old)
         for rel, digest in record.get("outputs", {}).items():
             if not (wd / rel).exists() or file_digest(wd / rel) != digest:
                 raise error(

@@ -75,6 +75,11 @@ def write_text_atomic(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+TABLE_FORMAT = 2
+"""Version of the table columns (2: a unit in every column name, ``bbox_min_x_vx``, ``area_um2``).
+Recorded in every table, DONE marker and task manifest; scratch or results of another format are
+never reused (see docs/formats.md, "Tables: columns and units")."""
+
 CURRENT_STEP: ContextVar[str] = ContextVar("syngraph_step", default="")
 """The pipeline step being run (set by ``pipeline.run_step``), recorded in every table's metadata."""
 
@@ -87,7 +92,7 @@ def table_metadata(path: Path) -> dict[str, str]:
 
     from syngraph import __version__
 
-    meta = {"syngraph_version": __version__, "step": CURRENT_STEP.get()}
+    meta = {"syngraph_version": __version__, "step": CURRENT_STEP.get(), "table_format": str(TABLE_FORMAT)}
     cfg = next((d / "syngraph.toml" for d in Path(path).absolute().parents if (d / "syngraph.toml").exists()), None)
     if cfg is not None:
         raw = cfg.read_bytes()
@@ -196,8 +201,13 @@ def run_tasks(
         "tasks_hash": hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:16],
         "n_tasks": len(ids),
         "params": json.loads(json.dumps(params, default=str)),
+        "table_format": TABLE_FORMAT,
     }
     mpath = step_dir / "manifest.json"
+    if mpath.exists() and json.loads(mpath.read_text()).get("table_format", 1) != TABLE_FORMAT:
+        shutil.rmtree(tasks_dir)  # done tasks of an older syngraph: their tables have other columns
+        tasks_dir.mkdir()
+        mpath.unlink()
     if mpath.exists():
         old = json.loads(mpath.read_text())
         for key in ("params_hash", "tasks_hash"):

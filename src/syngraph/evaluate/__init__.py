@@ -90,6 +90,24 @@ def _flatten(result: Any, prefix: str = "", depth: int = 0) -> dict[str, Any]:
     return out
 
 
+def _check_table_format(wd: Path) -> None:
+    """Truth tables of an older column format are an error naming the fix (the scorers read
+    renamed columns only from gt/; the steps' own tables are checked when a step runs)."""
+    import pyarrow.parquet as pq
+
+    from syngraph.engine.run import TABLE_FORMAT
+    from syngraph.errors import StepOrderError
+
+    gt = wd / "gt" / "cells.parquet"
+    fmt = int((pq.read_schema(gt).metadata or {}).get(b"table_format", b"1")) if gt.exists() else TABLE_FORMAT
+    if fmt != TABLE_FORMAT:
+        raise StepOrderError(
+            f"{wd / 'gt'} was written by an earlier syngraph (table format {fmt}; this version reads "
+            f"format {TABLE_FORMAT}, with units in column names); write the demo tissue again with "
+            f"`syngraph synth {wd} --overwrite` and run the steps"
+        )
+
+
 def evaluate(workdir: str | Path) -> dict[str, Any]:
     """Run every scorer whose step is done; write and return ``{step: {metric: value}}``."""
     wd = Path(workdir)
@@ -98,6 +116,7 @@ def evaluate(workdir: str | Path) -> dict[str, Any]:
             f"{wd} has no gt/ folder: evaluation needs the demo tissue's ground truth "
             f"(create one with `syngraph synth DIR`)"
         )
+    _check_table_format(wd)
     results: dict[str, Any] = {}
     for step, target, goals in SCORERS:
         if not (wd / "steps" / step / "DONE").exists():

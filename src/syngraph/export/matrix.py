@@ -124,7 +124,7 @@ def run_matrix(
         (out / old).unlink(missing_ok=True)
     write_table_atomic(cave_table(syn), out / "cave_synapses.parquet", {**meta, **cave_metadata(cfg.voxel_size_nm)})
     cells = wd / "tables" / "cells.parquet"
-    write_neuprint(out / "neuprint", syn, pq.read_table(cells) if cells.exists() else None)
+    write_neuprint(out / "neuprint", syn, conns, pq.read_table(cells) if cells.exists() else None)
     conn_mat = conn_mat_partners(conn_mat_table(syn), syn, celltype_classes(wd))
     write_table_atomic(conn_mat, out / "conn_mat.parquet", meta)
     write_conn_mat(out / "conn_mat.csv", conn_mat)

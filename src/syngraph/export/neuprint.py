@@ -51,30 +51,33 @@ def _write(path: Path, header: list[str], columns: list[list]) -> None:
     tmp.replace(path)
 
 
-def neuron_table(synapses: pa.Table, cells: pa.Table | None) -> pa.Table:
-    """One row per cell: synapse counts (pre, post), partner counts, size, kind. Without a cells
-    table, the synapses' partners (size unknown: empty)."""
+def neuron_table(connections: pa.Table, cells: pa.Table | None) -> pa.Table:
+    """One row per cell: synapse counts (pre, post), partner counts, size, kind, from the matrix
+    step's ``connections`` (``pre_cell_id``, ``post_cell_id``, ``n_synapses``). Without a cells
+    table, the connected cells (size unknown: empty)."""
     if cells is None:
-        ids = np.unique(np.concatenate([synapses[c].to_numpy() for c in ("pre_cell_id", "post_cell_id")]))
+        ids = np.unique(np.concatenate([connections[c].to_numpy() for c in ("pre_cell_id", "post_cell_id")]))
         cells = pa.table({"cell_id": pa.array(ids, pa.uint64()), "size_vx": pa.nulls(len(ids), pa.int64())})
     con = duckdb.connect()
-    con.register("s", synapses)
+    con.register("k", connections)
     con.register("c", cells)
     kind = "c.kind" if "kind" in cells.column_names else "'neuron'"
     return con.sql(f"""
-      select c.cell_id as body_id,
-        (select count(*) from s where s.pre_cell_id = c.cell_id)::int as pre,
-        (select count(*) from s where s.post_cell_id = c.cell_id)::int as post,
-        (select count(distinct pre_cell_id) from s where s.post_cell_id = c.cell_id)::int as upstream,
-        (select count(distinct post_cell_id) from s where s.pre_cell_id = c.cell_id)::int as downstream,
+      with o as (select pre_cell_id as id, sum(n_synapses) as n, count(*) as partners from k group by 1),
+        i as (select post_cell_id as id, sum(n_synapses) as n, count(*) as partners from k group by 1)
+      select c.cell_id as body_id, coalesce(o.n, 0)::int as pre, coalesce(i.n, 0)::int as post,
+        coalesce(i.partners, 0)::int as upstream, coalesce(o.partners, 0)::int as downstream,
         c.size_vx::bigint as size, {kind}::varchar as kind
-      from c order by c.cell_id""").to_arrow_table()
+      from c left join o on o.id = c.cell_id left join i on i.id = c.cell_id
+      order by c.cell_id""").to_arrow_table()
 
 
-def write_neuprint(out: Path, synapses: pa.Table, cells: pa.Table | None, dataset: str = "syngraph") -> list[Path]:
-    """Write the CSV set into ``out``; returns the files."""
+def write_neuprint(out: Path, synapses: pa.Table, connections: pa.Table, cells: pa.Table | None,
+                   dataset: str = "syngraph") -> list[Path]:
+    """Write the CSV set into ``out`` from the synapses and the ``connections`` the matrix step
+    counted (:func:`syngraph.export.matrix.connection_table`); returns the files."""
     out.mkdir(parents=True, exist_ok=True)
-    neurons = neuron_table(synapses, cells)
+    neurons = neuron_table(connections, cells)
     ids = neurons["body_id"].to_numpy()
     kind = neurons["kind"].to_pylist()
     label = [f"Segment;{dataset}_Segment" + (f";Neuron;{dataset}_Neuron" if k == "neuron" else "") for k in kind]
@@ -86,8 +89,8 @@ def write_neuprint(out: Path, synapses: pa.Table, cells: pa.Table | None, datase
          ["Traced"] * len(ids), kind, label])
     pre_c = synapses["pre_cell_id"].to_numpy()
     post_c = synapses["post_cell_id"].to_numpy()
-    pairs, weight = np.unique(np.stack([pre_c, post_c], 1), axis=0, return_counts=True) \
-        if len(pre_c) else (np.zeros((0, 2), np.uint64), np.zeros(0, np.int64))
+    pairs = np.stack([connections[c].to_numpy().astype(np.uint64) for c in ("pre_cell_id", "post_cell_id")], 1)
+    weight = connections["n_synapses"].to_numpy()
     files["Neuprint_Neuron_Connections.csv"] = (
         [":START_ID(Body-ID)", "weight:int", ":END_ID(Body-ID)"], [pairs[:, 0], weight, pairs[:, 1]])
     set_pre = [f"{a}_{b}_pre" for a, b in pairs]

@@ -141,11 +141,12 @@ def write_neuroglancer(workdir: str | Path) -> Path:
     if syn is not None and "pre_x_vx" in syn.column_names:
         write_synapse_annotations(out / "synapses", syn, vs)
     if (tables / "compartments_nodes.parquet").exists() and (tables / "skeletons.parquet").exists():
-        from syngraph.export.swc import node_compartments, with_compartments
+        from syngraph.export.swc import node_compartments, read_node_labels, with_compartments
         from syngraph.skeleton_io import cell_ids, read_skeleton, write_precomputed
 
         skels = [read_skeleton(wd, int(c)) for c in cell_ids(wd)]
-        write_precomputed(out / "skeletons", [with_compartments(s, node_compartments(wd, s)) for s in skels])
+        labels = read_node_labels(wd)
+        write_precomputed(out / "skeletons", [with_compartments(s, node_compartments(labels, s)) for s in skels])
     return out
 
 

@@ -544,7 +544,7 @@ def _contacts(project: Project) -> tuple[np.ndarray, np.ndarray]:
     if not project.table_path("sv_contacts").exists():
         return np.zeros((0, 2), np.uint64), np.zeros(0)
     t = project.objects("sv_contacts")
-    return edge_array(t), t.column("contact_area_nm2").to_numpy().astype(np.float64)
+    return edge_array(t), t.column("contact_area_um2").to_numpy().astype(np.float64)
 
 
 def graph_data(

@@ -200,7 +200,7 @@ def mesh_cells_task(task: MeshTask, workdir: str, config: ProjectConfig) -> None
     write_info(mesh_dir)
     step_dir = project.step_dir(OCCUPANCY_STEP)
     rows = cells.to_pylist()
-    boxes = [BBox(tuple(r[f"bbox_min_{a}"] for a in "xyz"), tuple(r[f"bbox_max_{a}"] for a in "xyz")) for r in rows]
+    boxes = [BBox(tuple(r[f"bbox_min_{a}_vx"] for a in "xyz"), tuple(r[f"bbox_max_{a}_vx"] for a in "xyz")) for r in rows]
     touched = [b for b in blocks if any(not b.core.intersect(box).empty for box in boxes)]
     occ = _read_occupancy(step_dir, touched, svs_all)
     occ_sv = occ.column("sv_id").to_numpy()

@@ -11,7 +11,7 @@ organelle layer in the config. Writes::
                                    (pruned graph, same-class edges only, edits applied)
     tables/sv_to_cell.parquet      sv_id, cell_id (sorted by sv_id)
     tables/cells.parquet           cell_id, kind (neuron/astrocyte), n_sv, size_vx,
-                                   bbox_min_x/y/z, bbox_max_x/y/z (voxels, max exclusive), rep_x/y/z
+                                   bbox_min/max_x/y/z_vx (max exclusive), rep_x/y/z_vx
     tables/cell_organelles.parquet cell_id, organelle_layer, organelle_id, ratio
     meshes/cells/<id>:0, <id>:0:1  one welded, closed mesh per cell (syngraph.meshes format), nm;
                                    see syngraph.steps.cell_meshes
@@ -43,8 +43,8 @@ from syngraph.steps.cell_meshes import mesh_cells
 
 CELL_COLUMNS = (
     "cell_id", "kind", "n_sv", "size_vx",
-    "bbox_min_x", "bbox_min_y", "bbox_min_z", "bbox_max_x", "bbox_max_y", "bbox_max_z",
-    "rep_x", "rep_y", "rep_z",
+    "bbox_min_x_vx", "bbox_min_y_vx", "bbox_min_z_vx", "bbox_max_x_vx", "bbox_max_y_vx", "bbox_max_z_vx",
+    "rep_x_vx", "rep_y_vx", "rep_z_vx",
 )
 
 
@@ -81,9 +81,9 @@ class SvData:
         return cls(
             ids=col("id").astype(np.uint64),
             size_vx=col("size_vx").astype(np.int64),
-            bbox_min=np.stack([col(f"bbox_min_{a}") for a in "xyz"], 1).astype(np.int64),
-            bbox_max=np.stack([col(f"bbox_max_{a}") for a in "xyz"], 1).astype(np.int64),
-            rep=np.stack([col(f"rep_{a}") for a in "xyz"], 1).astype(np.int64),
+            bbox_min=np.stack([col(f"bbox_min_{a}_vx") for a in "xyz"], 1).astype(np.int64),
+            bbox_max=np.stack([col(f"bbox_max_{a}_vx") for a in "xyz"], 1).astype(np.int64),
+            rep=np.stack([col(f"rep_{a}_vx") for a in "xyz"], 1).astype(np.int64),
         )
 
     def index(self, sv_ids: np.ndarray, what: str = "supervoxel ids") -> np.ndarray:
@@ -168,11 +168,11 @@ def cell_rows(sv: SvData, sv_ids: np.ndarray, cell_of: np.ndarray, astro_sv: np.
         "size_vx": size_vx.astype(np.int64),
     }
     for i, a in enumerate("xyz"):
-        cols[f"bbox_min_{a}"] = bmin[:, i]
+        cols[f"bbox_min_{a}_vx"] = bmin[:, i]
     for i, a in enumerate("xyz"):
-        cols[f"bbox_max_{a}"] = bmax[:, i]
+        cols[f"bbox_max_{a}_vx"] = bmax[:, i]
     for i, a in enumerate("xyz"):
-        cols[f"rep_{a}"] = rep[:, i]
+        cols[f"rep_{a}_vx"] = rep[:, i]
     return pa.table(cols)
 
 

@@ -218,7 +218,7 @@ def junction_symmetric(workdir: Path, sj: pd.DataFrame, sym_threshold: float) ->
     half = 0.5 * float(typ.info.value_range or (255.0 if typ.dtype == np.uint8 else 1.0))
     out = {}
     for r in sj.itertuples():
-        box = BBox((r.bbox_min_x, r.bbox_min_y, r.bbox_min_z), (r.bbox_max_x, r.bbox_max_y, r.bbox_max_z))
+        box = BBox((r.bbox_min_x_vx, r.bbox_min_y_vx, r.bbox_min_z_vx), (r.bbox_max_x_vx, r.bbox_max_y_vx, r.bbox_max_z_vx))
         m = seg.read(box) == r.id
         if m.any():
             out[r.id] = float(np.mean(typ.read(box)[m] > half)) > sym_threshold
@@ -238,7 +238,7 @@ def _organelle_table(workdir: Path, voxel_nm: np.ndarray, nodes: pd.DataFrame) -
         out[f"{layer}_um3"] = g["um3"].sum().reindex(out.index).fillna(0)
         out[f"{layer}_n"] = g.size().reindex(out.index).fillna(0)
     sj = pq.read_table(workdir / "tables" / "sj.parquet").to_pandas()
-    xyz = pd.DataFrame(sj[["com_x", "com_y", "com_z"]].to_numpy(np.float64) * voxel_nm, index=sj["id"].to_numpy())
+    xyz = pd.DataFrame(sj[["com_x_vx", "com_y_vx", "com_z_vx"]].to_numpy(np.float64) * voxel_nm, index=sj["id"].to_numpy())
     sym = junction_symmetric(workdir, sj, load_config(workdir).synapses.sym_threshold)
     partners = junction_partners(nodes, co[co["organelle_layer"] == "sj"], xyz, sym)
     partners.index = partners.index.astype(np.uint64)

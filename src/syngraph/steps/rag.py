@@ -3,7 +3,7 @@ the ``sv`` layer, and pruning of small components (reference: ``run_create_rag``
 
 Reads ``tables/sv.parquet`` (written by ``init``) and the ``sv`` layer. Writes::
 
-    tables/sv_contacts.parquet    sv_a < sv_b, contact_faces, contact_area_nm2:
+    tables/sv_contacts.parquet    sv_a < sv_b, contact_faces, contact_area_um2:
                                   every pair of 6-connected touching supervoxels
     tables/rag.parquet            the validated input graph: sv_a < sv_b, contact_faces (0 = never touch)
     tables/sv_components.parquet  sv_id, component_id (smallest sv id), component_diag_nm, kept
@@ -34,7 +34,7 @@ from syngraph.io.graph_input import GraphInputError, GraphInputWarning, check_kn
 from syngraph.io.volume import open_layer
 from syngraph.project import Project
 
-CONTACT_COLUMNS = ("sv_a", "sv_b", "contact_faces", "contact_area_nm2")
+CONTACT_COLUMNS = ("sv_a", "sv_b", "contact_faces", "contact_area_um2")
 
 
 class RagError(InputError):
@@ -103,11 +103,11 @@ def face_contacts(
     most one voxel beyond it on the upper x, y, z faces. Counted are the faces between two core
     voxels (``cc3d.contacts``) and between a core voxel and its upper neighbour in the halo, so
     blocks that tile a volume count every face exactly once. Returns ``sv_a < sv_b,
-    contact_faces, contact_area_nm2`` sorted by ``(sv_a, sv_b)``; a face normal to x has area
-    ``vy * vz`` nm2 and so on.
+    contact_faces, contact_area_um2`` sorted by ``(sv_a, sv_b)``; a face normal to x has area
+    ``vy * vz`` nm2 (``vy * vz / 1e6`` um2) and so on.
 
     >>> face_contacts(np.array([[[1, 2]], [[1, 3]]], np.uint64), voxel_size_nm=(2, 1, 1)).to_pydict()
-    {'sv_a': [1, 1, 2], 'sv_b': [2, 3, 3], 'contact_faces': [1, 1, 1], 'contact_area_nm2': [2.0, 2.0, 1.0]}
+    {'sv_a': [1, 1, 2], 'sv_b': [2, 3, 3], 'contact_faces': [1, 1, 1], 'contact_area_um2': [2e-06, 2e-06, 1e-06]}
     """
     import cc3d
 
@@ -154,7 +154,7 @@ def face_contacts(
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     table = pa.table(
         {"sv_a": lo, "sv_b": hi, "contact_faces": np.concatenate(f_parts),
-         "contact_area_nm2": np.concatenate(s_parts).astype(np.float64)}
+         "contact_area_um2": np.concatenate(s_parts).astype(np.float64) / 1e6}
     )
     return _sum_pairs(table)
 
@@ -162,7 +162,7 @@ def face_contacts(
 def _empty_contacts() -> pa.Table:
     return pa.table(
         {"sv_a": pa.array([], pa.uint64()), "sv_b": pa.array([], pa.uint64()),
-         "contact_faces": pa.array([], pa.int64()), "contact_area_nm2": pa.array([], pa.float64())}
+         "contact_faces": pa.array([], pa.int64()), "contact_area_um2": pa.array([], pa.float64())}
     )
 
 
@@ -170,14 +170,14 @@ def _sum_pairs(table: pa.Table) -> pa.Table:
     if table.num_rows == 0:
         return _empty_contacts()
     summed = table.group_by(["sv_a", "sv_b"]).aggregate(
-        [("contact_faces", "sum"), ("contact_area_nm2", "sum")]
+        [("contact_faces", "sum"), ("contact_area_um2", "sum")]
     )
     summed = pa.table(
         {
             "sv_a": summed.column("sv_a").cast(pa.uint64()),
             "sv_b": summed.column("sv_b").cast(pa.uint64()),
             "contact_faces": summed.column("contact_faces_sum").cast(pa.int64()),
-            "contact_area_nm2": summed.column("contact_area_nm2_sum").cast(pa.float64()),
+            "contact_area_um2": summed.column("contact_area_um2_sum").cast(pa.float64()),
         }
     )
     return summed.sort_by([("sv_a", "ascending"), ("sv_b", "ascending")])
@@ -221,8 +221,8 @@ def sv_arrays(sv: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     """``(ids, size_vx, bbox_min, bbox_max)`` of the sv table sorted by id."""
     sv = sv.sort_by("id")
     ids = sv.column("id").to_numpy().astype(np.uint64)
-    bmin = np.stack([sv.column(f"bbox_min_{a}").to_numpy() for a in "xyz"], axis=1).astype(np.int64)
-    bmax = np.stack([sv.column(f"bbox_max_{a}").to_numpy() for a in "xyz"], axis=1).astype(np.int64)
+    bmin = np.stack([sv.column(f"bbox_min_{a}_vx").to_numpy() for a in "xyz"], axis=1).astype(np.int64)
+    bmax = np.stack([sv.column(f"bbox_max_{a}_vx").to_numpy() for a in "xyz"], axis=1).astype(np.int64)
     return ids, sv.column("size_vx").to_numpy().astype(np.int64), bmin, bmax
 
 

@@ -31,11 +31,11 @@ def sv_table(ix: Indexed, sv_blocks: pa.Table) -> pa.Table:
     for k in ("min_x", "min_y", "min_z"):
         v = np.full(len(uniq), np.iinfo(np.int64).max)
         np.minimum.at(v, inv, sv_blocks[k].to_numpy())
-        cols[k] = v
+        cols[f"bbox_{k}_vx"] = v
     for k in ("max_x", "max_y", "max_z"):
         v = np.full(len(uniq), np.iinfo(np.int64).min)
         np.maximum.at(v, inv, sv_blocks[k].to_numpy())
-        cols[k] = v
+        cols[f"bbox_{k}_vx"] = v
     cols["cell_index"] = cell_index.astype(np.int64)
     return pa.table(cols)
 
@@ -50,8 +50,8 @@ def cells_table(ix: Indexed, sv: pa.Table) -> pa.Table:
     lo = np.full((len(uniq), 3), np.iinfo(np.int64).max)
     hi = np.full((len(uniq), 3), np.iinfo(np.int64).min)
     for k, ax in enumerate("xyz"):
-        np.minimum.at(lo[:, k], inv, sv[f"min_{ax}"].to_numpy())
-        np.maximum.at(hi[:, k], inv, sv[f"max_{ax}"].to_numpy())
+        np.minimum.at(lo[:, k], inv, sv[f"bbox_min_{ax}_vx"].to_numpy())
+        np.maximum.at(hi[:, k], inv, sv[f"bbox_max_{ax}_vx"].to_numpy())
     diag = np.linalg.norm((hi - lo) * ix.vs, axis=1)
     soma = t.cells["soma"][uniq]
     has = ~np.isnan(soma[:, 0])
@@ -67,8 +67,8 @@ def cells_table(ix: Indexed, sv: pa.Table) -> pa.Table:
         "n_sv": n_sv,
         "fragment": t.cells["fragment"][uniq],
         "bbox_diag_nm": diag,
-        "bbox_min_x": lo[:, 0], "bbox_min_y": lo[:, 1], "bbox_min_z": lo[:, 2],
-        "bbox_max_x": hi[:, 0], "bbox_max_y": hi[:, 1], "bbox_max_z": hi[:, 2],
+        "bbox_min_x_vx": lo[:, 0], "bbox_min_y_vx": lo[:, 1], "bbox_min_z_vx": lo[:, 2],
+        "bbox_max_x_vx": hi[:, 0], "bbox_max_y_vx": hi[:, 1], "bbox_max_z_vx": hi[:, 2],
     })
 
 

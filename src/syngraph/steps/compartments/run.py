@@ -102,11 +102,11 @@ def load_organelles(workdir: Path, cell_ids: np.ndarray, voxel_nm: np.ndarray
     vox_um3 = float(np.prod(voxel_nm)) / 1e9
     for layer in ORGANELLE_LAYERS:
         t = pq.read_table(workdir / "tables" / f"{layer}.parquet",
-                          columns=["id", "size_vx", "com_x", "com_y", "com_z"]).to_pandas().set_index("id")
+                          columns=["id", "size_vx", "com_x_vx", "com_y_vx", "com_z_vx"]).to_pandas().set_index("id")
         sub = co[co["organelle_layer"] == layer]
         sub = sub[sub["organelle_id"].isin(t.index)]
         rows = t.loc[sub["organelle_id"].to_numpy()]
-        xyz = rows[["com_x", "com_y", "com_z"]].to_numpy(np.float64) * voxel_nm
+        xyz = rows[["com_x_vx", "com_y_vx", "com_z_vx"]].to_numpy(np.float64) * voxel_nm
         vol = rows["size_vx"].to_numpy(np.float64) * vox_um3
         cells = sub["cell_id"].to_numpy().astype(np.uint64)
         for c in np.unique(cells):

@@ -43,12 +43,12 @@ def _nearest_voxel(labels: np.ndarray, label: int, c: np.ndarray) -> np.ndarray:
 def block_props(labels: np.ndarray, offset_vx: tuple[int, int, int] = (0, 0, 0)) -> pa.Table:
     """Per-id measures of the pieces in one XYZ block (coordinates global via ``offset_vx``).
 
-    Returns columns ``id`` (uint64), ``size_vx``, ``bbox_min_{x,y,z}``, ``bbox_max_{x,y,z}``
-    (max exclusive), ``sum_{x,y,z}`` (float64 coordinate sums), ``rep_{x,y,z}``.
+    Returns columns ``id`` (uint64), ``size_vx``, ``bbox_min_{x,y,z}_vx``, ``bbox_max_{x,y,z}_vx``
+    (max exclusive), ``sum_{x,y,z}`` (float64 coordinate sums), ``rep_{x,y,z}_vx``.
 
     >>> a = np.zeros((4, 3, 2), np.uint64); a[1:3, 0, 0] = 7
     >>> t = block_props(a, (10, 0, 0)).to_pydict()
-    >>> t["id"], t["size_vx"], t["bbox_min_x"], t["bbox_max_x"], t["sum_x"], t["rep_x"]
+    >>> t["id"], t["size_vx"], t["bbox_min_x_vx"], t["bbox_max_x_vx"], t["sum_x"], t["rep_x_vx"]
     ([7], [2], [11], [13], [23.0], [12])
     """
     off = np.asarray(offset_vx, np.int64)
@@ -79,10 +79,10 @@ def block_props(labels: np.ndarray, offset_vx: tuple[int, int, int] = (0, 0, 0))
         {
             "id": ids,
             "size_vx": counts,
-            **{f"bbox_min_{a}": bmin[:, i] + off[i] for i, a in enumerate("xyz")},
-            **{f"bbox_max_{a}": bmax[:, i] + off[i] for i, a in enumerate("xyz")},
+            **{f"bbox_min_{a}_vx": bmin[:, i] + off[i] for i, a in enumerate("xyz")},
+            **{f"bbox_max_{a}_vx": bmax[:, i] + off[i] for i, a in enumerate("xyz")},
             **{f"sum_{a}": sums[:, i] + counts * off[i] for i, a in enumerate("xyz")},
-            **{f"rep_{a}": reps[:, i] + off[i] for i, a in enumerate("xyz")},
+            **{f"rep_{a}_vx": reps[:, i] + off[i] for i, a in enumerate("xyz")},
         }
     )
 
@@ -91,49 +91,49 @@ def _empty_table() -> pa.Table:
     cols: dict[str, pa.Array] = {"id": pa.array([], pa.uint64()), "size_vx": pa.array([], pa.int64())}
     for pre in ("bbox_min_", "bbox_max_"):
         for a in "xyz":
-            cols[pre + a] = pa.array([], pa.int64())
+            cols[pre + a + "_vx"] = pa.array([], pa.int64())
     for a in "xyz":
         cols["sum_" + a] = pa.array([], pa.float64())
     for a in "xyz":
-        cols["rep_" + a] = pa.array([], pa.int64())
+        cols["rep_" + a + "_vx"] = pa.array([], pa.int64())
     return pa.table(cols)
 
 
 def reduce_props(pieces: pa.Table) -> pa.Table:
     """Combine piece tables (any order) into one row per id, sorted by id.
 
-    Columns: ``id``, ``size_vx``, ``bbox_min_{x,y,z}``, ``bbox_max_{x,y,z}``, ``rep_{x,y,z}``,
-    ``com_{x,y,z}`` (float64, voxels).
+    Columns: ``id``, ``size_vx``, ``bbox_min_{x,y,z}_vx``, ``bbox_max_{x,y,z}_vx``, ``rep_{x,y,z}_vx``,
+    ``com_{x,y,z}_vx`` (float64).
     """
     if pieces.num_rows == 0:
         empty = _empty_table()
         cols = {k: empty.column(k) for k in empty.column_names if not k.startswith("sum_")}
-        cols.update({f"com_{a}": pa.array([], pa.float64()) for a in "xyz"})
+        cols.update({f"com_{a}_vx": pa.array([], pa.float64()) for a in "xyz"})
         return pa.table(cols)
     col = {name: pieces.column(name).to_numpy() for name in pieces.column_names}
     ids = col["id"].astype(np.uint64)
     # deterministic order regardless of piece order: sort by (id, rep)
-    order = np.lexsort((col["rep_z"], col["rep_y"], col["rep_x"], ids))
+    order = np.lexsort((col["rep_z_vx"], col["rep_y_vx"], col["rep_x_vx"], ids))
     col = {k: v[order] for k, v in col.items()}
     ids = ids[order]
     uniq, start = np.unique(ids, return_index=True)
     size = np.add.reduceat(col["size_vx"].astype(np.int64), start) if len(ids) else np.zeros(0, np.int64)
     out: dict[str, np.ndarray] = {"id": uniq, "size_vx": size}
     for a in "xyz":
-        out[f"bbox_min_{a}"] = np.minimum.reduceat(col[f"bbox_min_{a}"], start) if len(ids) else np.zeros(0, np.int64)
+        out[f"bbox_min_{a}_vx"] = np.minimum.reduceat(col[f"bbox_min_{a}_vx"], start) if len(ids) else np.zeros(0, np.int64)
     for a in "xyz":
-        out[f"bbox_max_{a}"] = np.maximum.reduceat(col[f"bbox_max_{a}"], start) if len(ids) else np.zeros(0, np.int64)
+        out[f"bbox_max_{a}_vx"] = np.maximum.reduceat(col[f"bbox_max_{a}_vx"], start) if len(ids) else np.zeros(0, np.int64)
     com = np.stack(
         [np.add.reduceat(col[f"sum_{a}"], start) / size if len(ids) else np.zeros(0) for a in "xyz"], axis=1
     )
     # representative: the piece rep nearest to the object's centre of mass
     obj = np.repeat(np.arange(len(uniq)), np.diff(np.append(start, len(ids))))
-    reps = np.stack([col[f"rep_{a}"] for a in "xyz"], axis=1)
+    reps = np.stack([col[f"rep_{a}_vx"] for a in "xyz"], axis=1)
     d2 = ((reps - com[obj]) ** 2).sum(1) if len(ids) else np.zeros(0)
     best = np.lexsort((np.arange(len(ids)), d2, obj))
     first = best[np.searchsorted(obj[best], np.arange(len(uniq)))] if len(ids) else np.zeros(0, np.int64)
     for i, a in enumerate("xyz"):
-        out[f"rep_{a}"] = reps[first, i] if len(ids) else np.zeros(0, np.int64)
+        out[f"rep_{a}_vx"] = reps[first, i] if len(ids) else np.zeros(0, np.int64)
     for i, a in enumerate("xyz"):
-        out[f"com_{a}"] = com[:, i] if len(ids) else np.zeros(0)
+        out[f"com_{a}_vx"] = com[:, i] if len(ids) else np.zeros(0)
     return pa.table(out)

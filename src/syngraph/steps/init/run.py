@@ -75,10 +75,10 @@ from syngraph.steps.init.validate import (
 STEP = "init"
 TABLE_COLUMNS = (
     ["id", "size_vx"]
-    + [f"bbox_min_{a}" for a in "xyz"]
-    + [f"bbox_max_{a}" for a in "xyz"]
-    + [f"rep_{a}" for a in "xyz"]
-    + [f"com_{a}" for a in "xyz"]
+    + [f"bbox_min_{a}_vx" for a in "xyz"]
+    + [f"bbox_max_{a}_vx" for a in "xyz"]
+    + [f"rep_{a}_vx" for a in "xyz"]
+    + [f"com_{a}_vx" for a in "xyz"]
     + ["mesh_area_um2"]
 )
 
@@ -287,9 +287,9 @@ def _pieces(labels_local: np.ndarray, n: int, block: Block, layer: str, kind: st
         "size_vx": counts,
     }
     for i, a in enumerate("xyz"):
-        out[f"bbox_min_{a}"] = bb[:, 2 * i] + off[i]
+        out[f"bbox_min_{a}_vx"] = bb[:, 2 * i] + off[i]
     for i, a in enumerate("xyz"):
-        out[f"bbox_max_{a}"] = bb[:, 2 * i + 1] + 1 + off[i]
+        out[f"bbox_max_{a}_vx"] = bb[:, 2 * i + 1] + 1 + off[i]
     return out
 
 
@@ -331,7 +331,7 @@ def segment_task(block: Block, ctx: Ctx) -> pa.Table:
 
 
 def _concat(parts: list[dict[str, np.ndarray]]) -> pa.Table:
-    cols = ["layer", "kind", "id", "size_vx"] + [f"bbox_min_{a}" for a in "xyz"] + [f"bbox_max_{a}" for a in "xyz"]
+    cols = ["layer", "kind", "id", "size_vx"] + [f"bbox_min_{a}_vx" for a in "xyz"] + [f"bbox_max_{a}_vx" for a in "xyz"]
     cols.append("parent")
     out: dict[str, Any] = {}
     for c in cols:
@@ -421,8 +421,8 @@ def watershed_task(block: Block, ctx: Ctx) -> pa.Table:
         if p.mode != "ws":
             continue
         comps = pq.read_table(ctx.step_dir / "mappings" / f"{p.name}_comps.parquet")
-        cmin = np.stack([comps.column(f"bbox_min_{a}").to_numpy() for a in "xyz"], 1)
-        cmax = np.stack([comps.column(f"bbox_max_{a}").to_numpy() for a in "xyz"], 1)
+        cmin = np.stack([comps.column(f"bbox_min_{a}_vx").to_numpy() for a in "xyz"], 1)
+        cmax = np.stack([comps.column(f"bbox_max_{a}_vx").to_numpy() for a in "xyz"], 1)
         hit = ((cmin < block.core.stop).all(1)) & ((cmax > block.core.start).all(1))
         out = np.zeros(block.core.shape, np.uint64)
         if hit.any():
@@ -614,8 +614,8 @@ def _resolve_pieces(pieces: pa.Table, pairs: pa.Table, layer: str, kind: str, mi
     pt = _select(pieces, layer=layer, kind=kind)
     pr = _select(pairs, layer=layer, kind=kind)
     pr_arr = np.stack([pr.column("a").to_numpy(), pr.column("b").to_numpy()], 1) if pr.num_rows else np.zeros((0, 2), np.uint64)
-    bmin = np.stack([pt.column(f"bbox_min_{a}").to_numpy() for a in "xyz"], 1)
-    bmax = np.stack([pt.column(f"bbox_max_{a}").to_numpy() for a in "xyz"], 1)
+    bmin = np.stack([pt.column(f"bbox_min_{a}_vx").to_numpy() for a in "xyz"], 1)
+    bmax = np.stack([pt.column(f"bbox_max_{a}_vx").to_numpy() for a in "xyz"], 1)
     return resolve(pt.column("id").to_numpy(), pt.column("size_vx").to_numpy(), pr_arr, min_size, bmin, bmax)
 
 
@@ -692,8 +692,8 @@ def run_init(
                 r = _resolve_pieces(pieces, pairs, p.name, "cc", 0)
                 _write_mapping(ctx, p.name, "cc", r.src, r.dst)
                 comps = {"id": np.arange(1, len(r.size_vx) + 1, dtype=np.uint64)}
-                comps.update({f"bbox_min_{a}": r.bbox_min[:, i] for i, a in enumerate("xyz")})
-                comps.update({f"bbox_max_{a}": r.bbox_max[:, i] for i, a in enumerate("xyz")})
+                comps.update({f"bbox_min_{a}_vx": r.bbox_min[:, i] for i, a in enumerate("xyz")})
+                comps.update({f"bbox_max_{a}_vx": r.bbox_max[:, i] for i, a in enumerate("xyz")})
                 write_table_atomic(pa.table(comps), sd / "mappings" / f"{p.name}_comps.parquet")
                 s = _resolve_pieces(pieces, pairs, p.name, "seed", p.min_seed_vx)
                 _write_mapping(ctx, p.name, "seed", s.src, s.dst)

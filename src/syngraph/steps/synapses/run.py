@@ -253,19 +253,19 @@ def _reduce_contacts(t: pa.Table | None) -> pa.Table:
       sum(size_vx)::bigint as size_vx,
       sum(n_faces_x)::bigint as n_faces_x, sum(n_faces_y)::bigint as n_faces_y,
       sum(n_faces_z)::bigint as n_faces_z,
-      sum(area_nm2) as area_nm2,
-      min(bbox_min_x) filter (where size_vx > 0) as bbox_min_x,
-      min(bbox_min_y) filter (where size_vx > 0) as bbox_min_y,
-      min(bbox_min_z) filter (where size_vx > 0) as bbox_min_z,
-      max(bbox_max_x) filter (where size_vx > 0) as bbox_max_x,
-      max(bbox_max_y) filter (where size_vx > 0) as bbox_max_y,
-      max(bbox_max_z) filter (where size_vx > 0) as bbox_max_z,
-      sum(sum_x) / nullif(sum(size_vx), 0) as com_x,
-      sum(sum_y) / nullif(sum(size_vx), 0) as com_y,
-      sum(sum_z) / nullif(sum(size_vx), 0) as com_z,
-      arg_max(rep_x, size_vx * 1000000 - block) as rep_x,
-      arg_max(rep_y, size_vx * 1000000 - block) as rep_y,
-      arg_max(rep_z, size_vx * 1000000 - block) as rep_z
+      sum(area_nm2) / 1e6 as area_um2,
+      min(bbox_min_x) filter (where size_vx > 0) as bbox_min_x_vx,
+      min(bbox_min_y) filter (where size_vx > 0) as bbox_min_y_vx,
+      min(bbox_min_z) filter (where size_vx > 0) as bbox_min_z_vx,
+      max(bbox_max_x) filter (where size_vx > 0) as bbox_max_x_vx,
+      max(bbox_max_y) filter (where size_vx > 0) as bbox_max_y_vx,
+      max(bbox_max_z) filter (where size_vx > 0) as bbox_max_z_vx,
+      sum(sum_x) / nullif(sum(size_vx), 0) as com_x_vx,
+      sum(sum_y) / nullif(sum(size_vx), 0) as com_y_vx,
+      sum(sum_z) / nullif(sum(size_vx), 0) as com_z_vx,
+      arg_max(rep_x, size_vx * 1000000 - block) as rep_x_vx,
+      arg_max(rep_y, size_vx * 1000000 - block) as rep_y_vx,
+      arg_max(rep_z, size_vx * 1000000 - block) as rep_z_vx
     from t group by sv_a, sv_b order by sv_a, sv_b
     """
     return con.sql(q).to_arrow_table()
@@ -463,12 +463,12 @@ def _cell_contacts(
     cb = map_to_cells(cs["sv_b"].to_numpy(), sv_ids, cell_ids)
     t = pa.table({
         "cell_a": np.minimum(ca, cb), "cell_b": np.maximum(ca, cb),
-        "area_nm2": cs["area_nm2"].to_numpy(), "size_vx": cs["size_vx"].to_numpy(),
+        "area_um2": cs["area_um2"].to_numpy(), "size_vx": cs["size_vx"].to_numpy(),
     })
     con = duckdb.connect()
     con.register("t", t)
     contacts = """
-      select cell_a, cell_b, count(*) as n_sv_pairs, sum(area_nm2) / 1e6 as contact_area_um2,
+      select cell_a, cell_b, count(*) as n_sv_pairs, sum(area_um2) as contact_area_um2,
         sum(size_vx)::bigint as contact_size_vx
       from t where cell_a > 0 and cell_a <> cell_b group by cell_a, cell_b"""
     if syn is None:
