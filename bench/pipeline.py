@@ -23,7 +23,6 @@ projected to 1 GVx at the largest volume's exponent.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import math
 import os
@@ -72,28 +71,16 @@ def make_dataset(name: str, wd: Path, args: argparse.Namespace) -> dict[str, flo
         wall, cpu, r = timed(syngraph_cmd("synth", str(wd), "--shape", *shape, *compute_args(args)))
         _check(r, "synth")
         return {"synth_wall_s": wall}
-    # labels as .npy in a child process (the decompressed volume never lives in this one)
-    npy = wd.parent / f"{wd.name}_sv.npy"
-    _check(subprocess.run([sys.executable, __file__, "--decompress", name, str(npy)],
-                          capture_output=True, text=True), "decompress")
+    # the crackle stream itself: the import decodes it slab by slab (uint32, x y z; stored uint64)
+    ckl = (DATA / "pinky40" / "connectomics.npy.ckl.gz" if name == "pinky40"
+           else DATA / "pinky40_8nm" / "pinky40_8nm.ckl")
     vs = ["16", "16", "40"] if name == "pinky40" else ["8", "8", "40"]
     _check(subprocess.run(syngraph_cmd("config", "init", "--wd", str(wd), "--voxel-size-nm", *vs),
                           capture_output=True, text=True), "config init")
-    wall, cpu, r = timed(syngraph_cmd("import", "sv", str(npy), "--wd", str(wd), "--kind", "labels",
-                                      "--axes", "xyz", *compute_args(args)))
+    wall, cpu, r = timed(syngraph_cmd("import", "sv", str(ckl), "--wd", str(wd), "--kind", "labels",
+                                      *compute_args(args)))
     _check(r, "import")
-    npy.unlink()
     return {"step": "import", "wall_s": wall, "cpu_s": cpu}  # import writes no DONE: no peak memory
-
-
-def decompress(name: str, out: Path) -> None:
-    import crackle
-
-    if name == "pinky40":
-        buf = gzip.open(DATA / "pinky40" / "connectomics.npy.ckl.gz", "rb").read()
-    else:
-        buf = (DATA / "pinky40_8nm" / "pinky40_8nm.ckl").read_bytes()
-    np.save(out, crackle.decompress(buf))  # uint32, axes (x, y, z); import widens to uint64 blockwise
 
 
 def _check(r: subprocess.CompletedProcess, what: str) -> None:
@@ -290,14 +277,10 @@ def main() -> None:
     ap.add_argument("--root", default=None, help="scratch folder (default: a new temporary one)")
     ap.add_argument("--json", default=None, help="write every number to this file")
     ap.add_argument("--baseline", nargs=2, help=argparse.SUPPRESS)
-    ap.add_argument("--decompress", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.baseline:
         sec = baseline(args.baseline[0], Path(args.baseline[1]))
         print(json.dumps({"seconds": sec, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-        return
-    if args.decompress:
-        decompress(args.decompress[0], Path(args.decompress[1]))
         return
     names = []
     for d in args.demo:
