@@ -3,7 +3,7 @@
 Steps are listed in order; ``syngraph run all`` and the demo run them in this order. A step is
 resumable (its blocks/tasks have done markers) and finished when ``steps/<name>/DONE`` exists.
 A step runs only when the steps it ``needs`` are DONE and unchanged (digests in the marker, see
-:mod:`syngraph.engine.done`).
+:mod:`syngraph.engine.done`); the steps it ``uses`` count as inputs too when they are DONE.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class Step:
     target: str  # "module:function"
     help: str
     needs: tuple[str, ...] = ()  # steps that must be DONE (and unchanged) before this one runs
+    uses: tuple[str, ...] = ()  # steps whose tables it reads when they exist: inputs when DONE
 
     def function(self) -> Callable[..., Any]:
         module, func = self.target.split(":")
@@ -51,9 +52,10 @@ STEPS: tuple[Step, ...] = (
     Step("embeddings", "syngraph.steps.embeddings:run_embeddings",
          "learned 10-d vectors per skeleton node (latent_morph) and per cell", needs=("compartments",)),
     Step("synapses", "syngraph.steps.synapses.run:run_synapses",
-         "contact sites, synapses between cells, direction, sign, probability", needs=("cells",)),
+         "contact sites, synapses between cells, direction, sign, probability", needs=("cells",),
+         uses=("compartments",)),
     Step("matrix", "syngraph.export.matrix:run_matrix", "the wiring diagram tables and exports",
-         needs=("synapses",)),
+         needs=("synapses",), uses=("compartments", "celltypes", "embeddings")),
 )
 
 
@@ -68,6 +70,22 @@ def get_step(name: str) -> Step:
     raise InputError(
         f"unknown step '{name}'; steps are: {', '.join(step_names()) or 'none yet'} (or 'all')"
     )
+
+
+def upstream_of(name: str) -> tuple[str, ...]:
+    """The steps ``name`` needs or uses (where a walk for stale steps goes upstream)."""
+    step = get_step(name)
+    return step.needs + step.uses
+
+
+def step_inputs(workdir: str | Path, name: str, contacts_only: bool = False) -> tuple[str, ...]:
+    """The steps whose DONE ``name`` checks and records: those it needs, and those it uses that
+    are DONE (so rerunning one makes ``name`` stale). Contact sites alone need only init."""
+    from syngraph.engine.done import read_done
+
+    step = get_step(name)
+    needs = ("init",) if contacts_only and name == "synapses" else step.needs
+    return needs + tuple(u for u in step.uses if read_done(workdir, u) is not None)
 
 
 def _as_dict(result: Any) -> dict[str, Any] | None:
@@ -96,9 +114,8 @@ def run_step(
 
     step = get_step(name)
     workdir = absolute_path(workdir)  # workers may run elsewhere
-    # contact sites alone need no cells
-    needs = ("init",) if options.get("contacts_only") and name == "synapses" else step.needs
-    inputs = done.check_inputs(workdir, name, needs, lambda n: get_step(n).needs, StepOrderError)
+    needs = step_inputs(workdir, name, contacts_only=bool(options.get("contacts_only")))
+    inputs = done.check_inputs(workdir, name, needs, upstream_of, StepOrderError)
     previous = (done.read_done(workdir, name) or {}).get("outputs", {})
     marker = done.done_path(workdir, name)
     marker.unlink(missing_ok=True)
@@ -173,40 +190,15 @@ class RunPlan:
 
 
 def plan_run(workdir: str | Path, names: list[str] | None = None, config: Any = None) -> RunPlan:
-    """Check every layer the config lists exists (one InputError naming all missing ones) and
-    say, per step in ``names`` (default all), which optional layers it will go without."""
-    from syngraph.config import CONFIG_NAME, load_config
+    """Say, per step in ``names`` (default all), which optional layers it will go without.
+    Missing layers and files are refused before, by :func:`syngraph.checks.check_project`."""
+    from syngraph.config import load_config
     from syngraph.io.volume import list_layers
 
     wd = Path(workdir)
     cfg = config or load_config(wd)
     names = names or step_names()
     have = set(list_layers(wd))
-    if "sv" not in cfg.layers:
-        raise InputError(
-            f"{wd / CONFIG_NAME}: no [layers.sv]; every step needs the cell supervoxels: add "
-            f"[layers.sv] path = \"sv\", kind = \"labels\" and `syngraph import sv SOURCE --wd {wd}`"
-        )
-    absent = {n: s for n, s in cfg.layers.items() if (s.path or n) not in have}
-    if absent:
-        fixes = "; ".join(
-            f"`syngraph import {n} SOURCE --wd {wd} --kind {s.kind}` or remove [layers.{n}]"
-            for n, s in absent.items()
-        )
-        raise InputError(
-            f"{wd / CONFIG_NAME} lists layer(s) {', '.join(absent)} that are not imported "
-            f"(volumes.zarr has: {', '.join(sorted(have)) or 'none'}): {fixes}"
-        )
-    files = {  # input files the steps of this run read, by config key
-        "rag": ("rag", cfg.rag), "astrocytes": ("cells.astrocyte_model", cfg.cells.astrocyte_model),
-        "synapses": ("synapses.model", cfg.synapses.model),
-    }
-    for step, (key, value) in files.items():
-        if step in names and value and not (Path(value).exists() or (wd / value).exists()):
-            raise InputError(
-                f"{wd / CONFIG_NAME}: {key} = {value!r} does not exist (relative paths are taken "
-                f"from {wd}); fix the path or remove the key"
-            )
     used = set(cfg.layers) | ({"myelin"} & have)
     optional = {u.layer for u in OPTIONAL_LAYERS}
     return RunPlan(

@@ -136,7 +136,7 @@ def config_check(wd: WorkDir = Path(".")) -> None:
 
     cfg = check_project(wd)
     typer.echo(dump_config(cfg))
-    show_plan(wd, [], cfg)  # a listed layer that is not imported is an error
+    show_plan(wd, [], cfg)
     console.print("[green]config is valid[/]")
 
 
@@ -158,7 +158,7 @@ def _run_help() -> str:
 
 
 def show_plan(wd: Path, names: list[str], cfg: object, quiet: bool = False) -> None:
-    """Check the layers a run needs (raises on a missing one) and print what it will do."""
+    """Print what a run will do with the layers it has (check_project refused missing ones)."""
     from syngraph.pipeline import plan_run
 
     plan = plan_run(wd, names, cfg)
