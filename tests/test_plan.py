@@ -83,3 +83,65 @@ def test_a_scheduler_address_is_probed_once_per_process(monkeypatch):
         compute.check_scheduler(address)  # syngraph.checks.check_project
         compute.check_scheduler(address)  # the session
     assert len(calls) == 1
+
+
+def _project(wd, shape, block=(256, 256, 128)):
+    from syngraph.config import default_config, write_config
+    from syngraph.io.volume import create_layer
+
+    create_layer(wd, "sv", shape, "uint64", (8, 8, 40))  # metadata only: no voxels are written
+    cfg = default_config((8, 8, 40))
+    cfg.layers = {k: v for k, v in cfg.layers.items() if k == "sv"}
+    cfg.compute.block_size_vx = block
+    write_config(wd, cfg)
+    return wd
+
+
+def test_estimate_is_the_cost_line_spread_over_workers_and_blocks(tmp_path):
+    import json
+
+    from syngraph.pipeline import estimate_run, step_names
+
+    costs = tmp_path / "costs.json"
+    line = {"cpu_s_fixed": 2.0, "cpu_s_per_mvx": 0.5, "peak_mb_fixed": 300.0, "peak_mb_per_mvx": 4.0}
+    costs.write_text(json.dumps({"measured": {"date": "d"}, "steps": {"init": line, "matrix": line}}))
+    wd = _project(tmp_path / "p", (1000, 500, 200), block=(500, 500, 100))  # 100 MVx, 4 blocks
+    rows, info = estimate_run(wd, None, workers=2, costs_path=costs)
+    assert [r[0] for r in rows] == step_names() and info["mvx"] == 100.0
+    by = {name: (block, n, est) for name, block, n, est in rows}
+    block, n, est = by["init"]
+    assert block == (500, 500, 100) and n == 4 and est.parallel == 2
+    assert (est.cpu_s, est.wall_s, est.peak_mb) == (52.0, 27.0, 700.0)
+    block, n, est = by["matrix"]  # not blockwise: one process
+    assert block is None and n is None and (est.cpu_s, est.wall_s) == (52.0, 52.0)
+    assert by["skeletons"][0] == (512, 512, 256) and by["skeletons"][2] is None  # its own block size; no cost
+
+
+def test_plan_prints_every_step_with_numbers_that_scale_with_the_volume(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    from syngraph.pipeline import step_names
+
+    out = {}
+    for name, shape in (("small", (512, 512, 256)), ("big", (1024, 1024, 512))):
+        wd = _project(tmp_path / name, shape)
+        r = subprocess.run([sys.executable, "-m", "syngraph", "plan", "--wd", str(wd), "--workers", "2"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert f"{shape[0]} x {shape[1]} x {shape[2]} voxels" in r.stdout
+        rows = {}
+        for line in r.stdout.splitlines():
+            m = re.match(r"^(\w+)\s+(.*?)\s+(\d+)\s+(\d+:\d\d:\d\d)\s+(\d+)$", line)
+            if m:
+                h, mi, s = map(int, m[4].split(":"))
+                rows[m[1]] = (" ".join(m[2].split()), int(m[3]), h * 3600 + mi * 60 + s, int(m[5]))
+        assert list(rows) == [*step_names(), "total"], r.stdout
+        out[name] = rows
+    small, big = out["small"], out["big"]
+    assert small["init"][0] == "256 256 128 8" and big["init"][0] == "256 256 128 64"  # block, blocks
+    assert small["celltypes"][0] == "per cell/table"
+    for step in [*step_names(), "total"]:
+        assert big[step][1] >= small[step][1] and big[step][3] >= small[step][3], step  # CPU-s, peak MB
+    assert 4 < big["total"][1] / small["total"][1] <= 8  # fixed costs aside, linear in the voxels

@@ -9,6 +9,7 @@ A step runs only when the steps it ``needs`` are DONE and unchanged (digests in 
 from __future__ import annotations
 
 import importlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ class Step:
     help: str
     needs: tuple[str, ...] = ()  # steps that must be DONE (and unchanged) before this one runs
     uses: tuple[str, ...] = ()  # steps whose tables it reads when they exist: inputs when DONE
+    blocks: str = "compute"  # config section whose block_size_vx it works in; "" = per cell or table
 
     def function(self) -> Callable[..., Any]:
         module, func = self.target.split(":")
@@ -43,19 +45,20 @@ STEPS: tuple[Step, ...] = (
     Step("cells", "syngraph.steps.cells:run_cells", "agglomerate supervoxels into cells",
          needs=("astrocytes",)),
     Step("skeletons", "syngraph.steps.skeletons:run_skeletons", "one skeleton per cell, with myelin",
-         needs=("cells",)),
+         needs=("cells",), blocks="skeletons"),
     Step("compartments", "syngraph.steps.compartments:run_compartments",
          "soma, dendrite, spine neck/head, axon, boutons per skeleton node; spine head volumes",
-         needs=("skeletons",)),
+         needs=("skeletons",), blocks=""),
     Step("celltypes", "syngraph.steps.celltypes:run_celltypes",
-         "a cell type, class probabilities and certainty per cell", needs=("compartments",)),
+         "a cell type, class probabilities and certainty per cell", needs=("compartments",), blocks=""),
     Step("embeddings", "syngraph.steps.embeddings:run_embeddings",
-         "learned 10-d vectors per skeleton node (latent_morph) and per cell", needs=("compartments",)),
+         "learned 10-d vectors per skeleton node (latent_morph) and per cell", needs=("compartments",),
+         blocks=""),
     Step("synapses", "syngraph.steps.synapses.run:run_synapses",
          "contact sites, synapses between cells, direction, sign, probability", needs=("cells",),
          uses=("compartments",)),
     Step("matrix", "syngraph.export.matrix:run_matrix", "the wiring diagram tables and exports",
-         needs=("synapses",), uses=("compartments", "celltypes", "embeddings")),
+         needs=("synapses",), uses=("compartments", "celltypes", "embeddings"), blocks=""),
 )
 
 
@@ -207,3 +210,30 @@ def plan_run(workdir: str | Path, names: list[str] | None = None, config: Any = 
         missing=tuple(u for u in OPTIONAL_LAYERS if u.step in names and u.layer not in used),
         unused=tuple(sorted((optional - used) & have)),
     )
+
+
+# --- what a run will cost (``syngraph plan``) --------------------------------------------------
+
+
+def estimate_run(workdir: str | Path, names: list[str] | None = None, workers: int = 1,
+                 config: Any = None, costs_path: str | Path | None = None) -> tuple[list[Any], dict[str, Any]]:
+    """Per step in ``names`` (default all): its block size (XYZ voxels, or None where it works per
+    cell or table), block count and :class:`syngraph.engine.costs.Estimate` for the sv volume of
+    ``workdir`` on ``workers`` processes; and the cost table's ``measured`` record."""
+    from syngraph.config import load_config
+    from syngraph.engine.costs import COSTS_PATH, estimate, load_costs, n_blocks
+    from syngraph.io.volume import open_layer
+
+    cfg = config or load_config(workdir)
+    costs, measured = load_costs(costs_path or COSTS_PATH)
+    sv = open_layer(workdir, (cfg.layers["sv"].path if "sv" in cfg.layers else None) or "sv")
+    shape = tuple(sv.info.shape_xyz)
+    mvx = math.prod(shape) / 1e6
+    rows = []
+    for name in names or step_names():
+        step = get_step(name)
+        block = tuple(getattr(cfg, step.blocks).block_size_vx) if step.blocks else None
+        count = n_blocks(shape, block) if block else None
+        cost = costs.get(name)
+        rows.append((name, block, count, estimate(name, cost, mvx, workers, count) if cost else None))
+    return rows, {**measured, "shape_xyz": shape, "mvx": mvx}
