@@ -31,6 +31,7 @@ def test_rerunning_compartments_makes_synapses_and_matrix_stale(tmp_path):
     _finish(tmp_path, "skeletons", "skeletons", ("cells",))
     _finish(tmp_path, "compartments", "compartments", ("skeletons",))
     assert step_inputs(tmp_path, "synapses") == ("cells", "compartments")
+    assert step_inputs(tmp_path, "synapses", contacts_only=True) == ("init",)
     _finish(tmp_path, "synapses", "syn_ssv", step_inputs(tmp_path, "synapses"))
     assert step_inputs(tmp_path, "matrix") == ("synapses", "compartments")
     done.check_inputs(tmp_path, "matrix", step_inputs(tmp_path, "matrix"), upstream_of, StepOrderError)

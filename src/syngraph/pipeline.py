@@ -87,8 +87,9 @@ def step_inputs(workdir: str | Path, name: str, contacts_only: bool = False) -> 
     from syngraph.engine.done import read_done
 
     step = get_step(name)
-    needs = ("init",) if contacts_only and name == "synapses" else step.needs
-    return needs + tuple(u for u in step.uses if read_done(workdir, u) is not None)
+    if contacts_only and name == "synapses":
+        return ("init",)
+    return step.needs + tuple(u for u in step.uses if read_done(workdir, u) is not None)
 
 
 def _as_dict(result: Any) -> dict[str, Any] | None:
