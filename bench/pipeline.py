@@ -17,13 +17,14 @@ cells: ``fastremap.unique`` + ``fastremap.remap`` to cells; skeletons: ``kimimar
 the cell labels at the step's resolution; synapses: ``cc3d.contacts`` on the cell labels). Steps
 without a whole-volume equivalent (models, tables) have none. With two or more datasets, each
 step's scaling exponent from one to the next (log CPU-s ratio / log voxel ratio) and the total
-projected to 1 GVx at the largest volume's exponent.
+projected to 1 GVx at the largest volume's exponent. ``--write-costs`` stores each step's CPU seconds
+and peak memory as a line in MVx (through the smallest and largest dataset) in
+``src/syngraph/engine/costs.json``, from which ``syngraph plan`` estimates a run before it starts.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import math
 import os
@@ -39,6 +40,7 @@ import numpy as np
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BENCH = Path(__file__).resolve().parent
+COSTS = BENCH.parent / "src" / "syngraph" / "engine" / "costs.json"
 GVX = 1e9
 
 
@@ -72,28 +74,16 @@ def make_dataset(name: str, wd: Path, args: argparse.Namespace) -> dict[str, flo
         wall, cpu, r = timed(syngraph_cmd("synth", str(wd), "--shape", *shape, *compute_args(args)))
         _check(r, "synth")
         return {"synth_wall_s": wall}
-    # labels as .npy in a child process (the decompressed volume never lives in this one)
-    npy = wd.parent / f"{wd.name}_sv.npy"
-    _check(subprocess.run([sys.executable, __file__, "--decompress", name, str(npy)],
-                          capture_output=True, text=True), "decompress")
+    # the crackle stream itself: the import decodes it slab by slab (uint32, x y z; stored uint64)
+    ckl = (DATA / "pinky40" / "connectomics.npy.ckl.gz" if name == "pinky40"
+           else DATA / "pinky40_8nm" / "pinky40_8nm.ckl")
     vs = ["16", "16", "40"] if name == "pinky40" else ["8", "8", "40"]
     _check(subprocess.run(syngraph_cmd("config", "init", "--wd", str(wd), "--voxel-size-nm", *vs),
                           capture_output=True, text=True), "config init")
-    wall, cpu, r = timed(syngraph_cmd("import", "sv", str(npy), "--wd", str(wd), "--kind", "labels",
-                                      "--axes", "xyz", *compute_args(args)))
+    wall, cpu, r = timed(syngraph_cmd("import", "sv", str(ckl), "--wd", str(wd), "--kind", "labels",
+                                      *compute_args(args)))
     _check(r, "import")
-    npy.unlink()
     return {"step": "import", "wall_s": wall, "cpu_s": cpu}  # import writes no DONE: no peak memory
-
-
-def decompress(name: str, out: Path) -> None:
-    import crackle
-
-    if name == "pinky40":
-        buf = gzip.open(DATA / "pinky40" / "connectomics.npy.ckl.gz", "rb").read()
-    else:
-        buf = (DATA / "pinky40_8nm" / "pinky40_8nm.ckl").read_bytes()
-    np.save(out, crackle.decompress(buf))  # uint32, axes (x, y, z); import widens to uint64 blockwise
 
 
 def _check(r: subprocess.CompletedProcess, what: str) -> None:
@@ -277,6 +267,33 @@ def print_tables(results: list[dict], scale: list[dict]) -> None:
                   f"MVx/s per core (goal 0.5), {tot['cpu_s_at_1gvx'] / 2 / 60:.0f} min on 2 busy cores")
 
 
+def write_costs(results: list[dict], path: Path) -> None:
+    """The per-step cost lines ``syngraph plan`` reads (src/syngraph/engine/costs.json): through the
+    smallest and the largest dataset, steps that ran on both (see syngraph.engine.costs)."""
+    import platform
+    from dataclasses import asdict
+    from datetime import UTC, datetime
+
+    from syngraph.engine.costs import fit_costs
+
+    if len(results) < 2:
+        sys.exit("--write-costs needs two or more datasets (a line through the smallest and the largest)")
+    points: dict[str, list[tuple[float, float, float]]] = {}
+    for d in results:
+        for r in d["steps"]:
+            if "error" not in r and r.get("peak_rss_mb") is not None and r["step"] not in ("total", "import"):
+                points.setdefault(r["step"], []).append((d["voxels"] / 1e6, r["cpu_s"], r["peak_rss_mb"]))
+    n = len(results)
+    costs = {k: asdict(v) for k, v in fit_costs({k: v for k, v in points.items() if len(v) == n}).items()}
+    d0 = results[0]
+    measured = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "by": "bench/pipeline.py",
+                "machine": f"{d0['cores']} cores, {platform.machine()}, load {max(d['loadavg_1min_end'] for d in results)}",
+                "scheduler": d0["scheduler"] + (f" ({d0['workers']} workers)" if d0["scheduler"] == "local" else ""),
+                "datasets": [f"{d['dataset']} ({d['voxels'] / 1e6:.1f} MVx)" for d in results]}
+    path.write_text(json.dumps({"measured": measured, "steps": costs}, indent=1) + "\n")
+    print(f"# wrote {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--demo", action="append", default=[], metavar="N|X,Y,Z",
@@ -289,15 +306,18 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the working directories (printed)")
     ap.add_argument("--root", default=None, help="scratch folder (default: a new temporary one)")
     ap.add_argument("--json", default=None, help="write every number to this file")
+    ap.add_argument("--write-costs", nargs="?", const=str(COSTS), default=None, metavar="PATH",
+                    help="write the per-step costs `syngraph plan` uses (default src/syngraph/engine/costs.json)")
+    ap.add_argument("--costs-from", default=None, metavar="JSON",
+                    help="write the costs from a saved --json result instead of running (with --write-costs)")
     ap.add_argument("--baseline", nargs=2, help=argparse.SUPPRESS)
-    ap.add_argument("--decompress", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.baseline:
         sec = baseline(args.baseline[0], Path(args.baseline[1]))
         print(json.dumps({"seconds": sec, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
         return
-    if args.decompress:
-        decompress(args.decompress[0], Path(args.decompress[1]))
+    if args.costs_from:
+        write_costs(json.loads(Path(args.costs_from).read_text())["datasets"], Path(args.write_costs or COSTS))
         return
     names = []
     for d in args.demo:
@@ -321,6 +341,8 @@ def main() -> None:
     print_tables(results, scale)
     if args.json:
         Path(args.json).write_text(json.dumps({"datasets": results, "scaling": scale}, indent=1))
+    if args.write_costs:
+        write_costs(results, Path(args.write_costs))
 
 
 if __name__ == "__main__":

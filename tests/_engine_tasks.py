@@ -29,3 +29,10 @@ def flaky_block(block: Block, workdir: str, fail_ids: tuple[int, ...]) -> pa.Tab
     if block.id in fail_ids and not os.path.exists(os.path.join(workdir, "fixed")):
         raise RuntimeError(f"injected failure in block {block.id}")
     return label_block(block, workdir)
+
+
+def hold_mb(block: Block, mb: int) -> None:
+    """Hold ``mb`` MiB for a moment (a task whose memory a step's record must show)."""
+    a = np.ones(mb * 2**20 // 8)
+    time.sleep(0.3)
+    del a

@@ -174,6 +174,28 @@ def test_tiff_multipage_and_directory_sorted_naturally(tmp_path):
     check_roundtrip(tmp_path / "wd", tmp_path / "slices", overwrite=True)
 
 
+def test_crackle_streams_in_whole_plane_slabs_xyz_or_zyx(tmp_path):
+    """A crackle stream (header sx, sy, sz: XYZ) is copied in full-plane slabs one chunk deep,
+    each decoding only its z-range; gzipped and ZYX-ordered streams read back the same array."""
+    import gzip
+
+    import crackle
+
+    (tmp_path / "seg.ckl").write_bytes(crackle.compress(np.asfortranarray(VOL)))
+    with gzip.open(tmp_path / "zyx.ckl.gz", "wb") as f:
+        f.write(crackle.compress(ZYX))
+    src = open_source(tmp_path / "seg.ckl")
+    assert (src.format, src.axes, src.shape_xyz, src.dtype) == ("crackle", ("x", "y", "z"), SHAPE, "uint64")
+    np.testing.assert_array_equal(src.read(), VOL)
+    check_roundtrip(tmp_path / "a", tmp_path / "seg.ckl", block_size_vx=None)
+    manifest = json.loads((tmp_path / "a" / "steps" / "import_sv" / "manifest.json").read_text())
+    assert manifest["params"]["block_size_vx"] == [80, 64, 8] and manifest["n_tasks"] == 4  # rounded to chunks
+    check_roundtrip(tmp_path / "b", tmp_path / "zyx.ckl.gz", axes="zyx", block_size_vx=None)
+    manifest = json.loads((tmp_path / "b" / "steps" / "import_sv" / "manifest.json").read_text())
+    assert manifest["params"]["block_size_vx"] == [16, 64, 32]  # the stream's planes are x planes
+    check_roundtrip(tmp_path / "c", tmp_path / "seg.ckl", block_size_vx=None, compute=Compute(workers=2))
+
+
 def test_probability_float64_stored_float32_and_mask_bool(tmp_path):
     prob = np.random.default_rng(0).random(SHAPE)
     layer = import_layer(tmp_path, "mi", prob, kind="probability", voxel_size_nm=VOXEL, **SMALL)

@@ -152,21 +152,28 @@ def test_readme_on_your_data_block_runs_verbatim(tmp_path, monkeypatch, schedule
 
 
 def test_plan_names_every_missing_input_before_any_step(tmp_path):
-    from syngraph.config import LayerSource, default_config
-    from syngraph.errors import InputError
+    from syngraph.checks import check_project
+    from syngraph.config import ConfigError, LayerSource, default_config, write_config
     from syngraph.io.volume import create_layer
     from syngraph.pipeline import plan_run
 
     create_layer(tmp_path, "sv", (8, 8, 4), "uint64", (16, 16, 40))
     create_layer(tmp_path, "syn_type", (8, 8, 4), "uint8", (16, 16, 40), kind="probability")
     cfg = default_config((16, 16, 40))  # lists mi, vc, sj: none imported
-    with pytest.raises(InputError, match=r"lists layer\(s\) mi, vc, sj that are not imported \(volumes.zarr "
-                                         r"has: sv, syn_type\): `syngraph import mi SOURCE .*remove \[layers.sj\]"):
-        plan_run(tmp_path, None, cfg)
+    write_config(tmp_path, cfg)
+    with pytest.raises(ConfigError, match=r"3 problems\n  layer 'mi' is named in \[layers\] but unusable: layer 'mi' "
+                                          r"not found .*syngraph import mi SOURCE.*\n  layer 'vc'.*\n  layer 'sj'"):
+        check_project(tmp_path)
     cfg.layers = {"sv": LayerSource(path="sv", kind="labels")}
     cfg.rag = "graph.csv"
-    with pytest.raises(InputError, match=r"rag = 'graph.csv' does not exist"):
-        plan_run(tmp_path, None, cfg)
+    write_config(tmp_path, cfg)
+    with pytest.raises(ConfigError, match=r'rag = "graph.csv": .*graph.csv does not exist'):
+        check_project(tmp_path)
+    cfg.layers = {}
+    write_config(tmp_path, cfg)
+    with pytest.raises(ConfigError, match=r"no \[layers.sv\]; every step needs the cell supervoxels"):
+        check_project(tmp_path)
+    cfg.layers = {"sv": LayerSource(path="sv", kind="labels")}
     plan = plan_run(tmp_path, ["cells", "skeletons", "synapses", "matrix"], cfg)  # rag not in this run
     assert [(u.layer, u.step) for u in plan.missing] == [
         ("myelin", "skeletons"), ("sj", "synapses"), ("vc", "synapses"), ("syn_type", "synapses"),

@@ -84,10 +84,13 @@ def parameter_problems(cfg: ProjectConfig) -> list[str]:
 
 
 def layer_problems(workdir: Path, cfg: ProjectConfig) -> list[str]:
-    """Every layer in ``[layers]``: present, readable, dtype for its kind, on the sv grid."""
+    """``[layers.sv]`` and every layer in ``[layers]``: present, readable, dtype for its kind, on the sv grid."""
     from syngraph.io.volume import VolumeError, open_layer
 
     problems: list[str] = []
+    if "sv" not in cfg.layers:
+        problems.append(f'no [layers.sv]; every step needs the cell supervoxels: add [layers.sv] path = "sv", '
+                        f'kind = "labels" and `syngraph import sv SOURCE --wd {workdir}`')
     opened = {}
     for key, src in cfg.layers.items():
         name = src.path or key

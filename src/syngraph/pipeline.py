@@ -3,12 +3,13 @@
 Steps are listed in order; ``syngraph run all`` and the demo run them in this order. A step is
 resumable (its blocks/tasks have done markers) and finished when ``steps/<name>/DONE`` exists.
 A step runs only when the steps it ``needs`` are DONE and unchanged (digests in the marker, see
-:mod:`syngraph.engine.done`).
+:mod:`syngraph.engine.done`); the steps it ``uses`` count as inputs too when they are DONE.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ class Step:
     target: str  # "module:function"
     help: str
     needs: tuple[str, ...] = ()  # steps that must be DONE (and unchanged) before this one runs
+    uses: tuple[str, ...] = ()  # steps whose tables it reads when they exist: inputs when DONE
+    blocks: str = "compute"  # config section whose block_size_vx it works in; "" = per cell or table
 
     def function(self) -> Callable[..., Any]:
         module, func = self.target.split(":")
@@ -42,18 +45,20 @@ STEPS: tuple[Step, ...] = (
     Step("cells", "syngraph.steps.cells:run_cells", "agglomerate supervoxels into cells",
          needs=("astrocytes",)),
     Step("skeletons", "syngraph.steps.skeletons:run_skeletons", "one skeleton per cell, with myelin",
-         needs=("cells",)),
+         needs=("cells",), blocks="skeletons"),
     Step("compartments", "syngraph.steps.compartments:run_compartments",
          "soma, dendrite, spine neck/head, axon, boutons per skeleton node; spine head volumes",
-         needs=("skeletons",)),
+         needs=("skeletons",), blocks=""),
     Step("celltypes", "syngraph.steps.celltypes:run_celltypes",
-         "a cell type, class probabilities and certainty per cell", needs=("compartments",)),
+         "a cell type, class probabilities and certainty per cell", needs=("compartments",), blocks=""),
     Step("embeddings", "syngraph.steps.embeddings:run_embeddings",
-         "learned 10-d vectors per skeleton node (latent_morph) and per cell", needs=("compartments",)),
+         "learned 10-d vectors per skeleton node (latent_morph) and per cell", needs=("compartments",),
+         blocks=""),
     Step("synapses", "syngraph.steps.synapses.run:run_synapses",
-         "contact sites, synapses between cells, direction, sign, probability", needs=("cells",)),
+         "contact sites, synapses between cells, direction, sign, probability", needs=("cells",),
+         uses=("compartments",)),
     Step("matrix", "syngraph.export.matrix:run_matrix", "the wiring diagram tables and exports",
-         needs=("synapses",)),
+         needs=("synapses",), uses=("compartments", "celltypes", "embeddings"), blocks=""),
 )
 
 
@@ -68,6 +73,23 @@ def get_step(name: str) -> Step:
     raise InputError(
         f"unknown step '{name}'; steps are: {', '.join(step_names()) or 'none yet'} (or 'all')"
     )
+
+
+def upstream_of(name: str) -> tuple[str, ...]:
+    """The steps ``name`` needs or uses (where a walk for stale steps goes upstream)."""
+    step = get_step(name)
+    return step.needs + step.uses
+
+
+def step_inputs(workdir: str | Path, name: str, contacts_only: bool = False) -> tuple[str, ...]:
+    """The steps whose DONE ``name`` checks and records: those it needs, and those it uses that
+    are DONE (so rerunning one makes ``name`` stale). Contact sites alone need only init."""
+    from syngraph.engine.done import read_done
+
+    step = get_step(name)
+    if contacts_only and name == "synapses":
+        return ("init",)
+    return step.needs + tuple(u for u in step.uses if read_done(workdir, u) is not None)
 
 
 def _as_dict(result: Any) -> dict[str, Any] | None:
@@ -96,9 +118,8 @@ def run_step(
 
     step = get_step(name)
     workdir = absolute_path(workdir)  # workers may run elsewhere
-    # contact sites alone need no cells
-    needs = ("init",) if options.get("contacts_only") and name == "synapses" else step.needs
-    inputs = done.check_inputs(workdir, name, needs, lambda n: get_step(n).needs, StepOrderError)
+    needs = step_inputs(workdir, name, contacts_only=bool(options.get("contacts_only")))
+    inputs = done.check_inputs(workdir, name, needs, upstream_of, StepOrderError)
     previous = (done.read_done(workdir, name) or {}).get("outputs", {})
     marker = done.done_path(workdir, name)
     marker.unlink(missing_ok=True)
@@ -173,40 +194,15 @@ class RunPlan:
 
 
 def plan_run(workdir: str | Path, names: list[str] | None = None, config: Any = None) -> RunPlan:
-    """Check every layer the config lists exists (one InputError naming all missing ones) and
-    say, per step in ``names`` (default all), which optional layers it will go without."""
-    from syngraph.config import CONFIG_NAME, load_config
+    """Say, per step in ``names`` (default all), which optional layers it will go without.
+    Missing layers and files are refused before, by :func:`syngraph.checks.check_project`."""
+    from syngraph.config import load_config
     from syngraph.io.volume import list_layers
 
     wd = Path(workdir)
     cfg = config or load_config(wd)
     names = names or step_names()
     have = set(list_layers(wd))
-    if "sv" not in cfg.layers:
-        raise InputError(
-            f"{wd / CONFIG_NAME}: no [layers.sv]; every step needs the cell supervoxels: add "
-            f"[layers.sv] path = \"sv\", kind = \"labels\" and `syngraph import sv SOURCE --wd {wd}`"
-        )
-    absent = {n: s for n, s in cfg.layers.items() if (s.path or n) not in have}
-    if absent:
-        fixes = "; ".join(
-            f"`syngraph import {n} SOURCE --wd {wd} --kind {s.kind}` or remove [layers.{n}]"
-            for n, s in absent.items()
-        )
-        raise InputError(
-            f"{wd / CONFIG_NAME} lists layer(s) {', '.join(absent)} that are not imported "
-            f"(volumes.zarr has: {', '.join(sorted(have)) or 'none'}): {fixes}"
-        )
-    files = {  # input files the steps of this run read, by config key
-        "rag": ("rag", cfg.rag), "astrocytes": ("cells.astrocyte_model", cfg.cells.astrocyte_model),
-        "synapses": ("synapses.model", cfg.synapses.model),
-    }
-    for step, (key, value) in files.items():
-        if step in names and value and not (Path(value).exists() or (wd / value).exists()):
-            raise InputError(
-                f"{wd / CONFIG_NAME}: {key} = {value!r} does not exist (relative paths are taken "
-                f"from {wd}); fix the path or remove the key"
-            )
     used = set(cfg.layers) | ({"myelin"} & have)
     optional = {u.layer for u in OPTIONAL_LAYERS}
     return RunPlan(
@@ -215,3 +211,30 @@ def plan_run(workdir: str | Path, names: list[str] | None = None, config: Any = 
         missing=tuple(u for u in OPTIONAL_LAYERS if u.step in names and u.layer not in used),
         unused=tuple(sorted((optional - used) & have)),
     )
+
+
+# --- what a run will cost (``syngraph plan``) --------------------------------------------------
+
+
+def estimate_run(workdir: str | Path, names: list[str] | None = None, workers: int = 1,
+                 config: Any = None, costs_path: str | Path | None = None) -> tuple[list[Any], dict[str, Any]]:
+    """Per step in ``names`` (default all): its block size (XYZ voxels, or None where it works per
+    cell or table), block count and :class:`syngraph.engine.costs.Estimate` for the sv volume of
+    ``workdir`` on ``workers`` processes; and the cost table's ``measured`` record."""
+    from syngraph.config import load_config
+    from syngraph.engine.costs import COSTS_PATH, estimate, load_costs, n_blocks
+    from syngraph.io.volume import open_layer
+
+    cfg = config or load_config(workdir)
+    costs, measured = load_costs(costs_path or COSTS_PATH)
+    sv = open_layer(workdir, (cfg.layers["sv"].path if "sv" in cfg.layers else None) or "sv")
+    shape = tuple(sv.info.shape_xyz)
+    mvx = math.prod(shape) / 1e6
+    rows = []
+    for name in names or step_names():
+        step = get_step(name)
+        block = tuple(getattr(cfg, step.blocks).block_size_vx) if step.blocks else None
+        count = n_blocks(shape, block) if block else None
+        cost = costs.get(name)
+        rows.append((name, block, count, estimate(name, cost, mvx, workers, count) if cost else None))
+    return rows, {**measured, "shape_xyz": shape, "mvx": mvx}

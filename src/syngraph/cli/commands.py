@@ -138,7 +138,7 @@ def config_check(wd: WorkDir = Path(".")) -> None:
 
     cfg = check_project(wd)
     typer.echo(dump_config(cfg))
-    show_plan(wd, [], cfg)  # a listed layer that is not imported is an error
+    show_plan(wd, [], cfg)
     console.print("[green]config is valid[/]")
 
 
@@ -160,7 +160,7 @@ def _run_help() -> str:
 
 
 def show_plan(wd: Path, names: list[str], cfg: object, quiet: bool = False) -> None:
-    """Check the layers a run needs (raises on a missing one) and print what it will do."""
+    """Print what a run will do with the layers it has (check_project refused missing ones)."""
     from syngraph.pipeline import plan_run
 
     plan = plan_run(wd, names, cfg)
@@ -210,6 +210,46 @@ def run(
         from syngraph.report import write_report
 
         console.print(f"[green]wrote[/] {write_report(wd)}")
+
+
+@app.command("plan")
+def plan_cmd(
+    step: Annotated[str, typer.Argument(help="a step name, or 'all'")] = "all",
+    wd: WorkDir = Path("."),
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+) -> None:
+    """Before a run: each step's block size, expected time and peak memory for this volume on this
+    machine, from the per-voxel costs bench/pipeline.py measured (src/syngraph/engine/costs.json)."""
+    import os
+
+    import psutil
+
+    from syngraph.engine.run import clock
+    from syngraph.pipeline import estimate_run, get_step, step_names
+
+    compute = compute_for(wd, scheduler, workers)
+    n = 1 if compute.scheduler == "serial" else compute.n_workers
+    rows, info = estimate_run(wd, step_names() if step == "all" else [get_step(step).name], n)
+    mem_gib = psutil.virtual_memory().total / 2**30
+    x, y, z = info["shape_xyz"]
+    typer.echo(f"plan for {wd}: {x} x {y} x {z} voxels ({info['mvx']:.1f} MVx), {n} worker(s) "
+               f"(scheduler {compute.scheduler}), {os.cpu_count()} cores, {mem_gib:.1f} GiB memory")
+    typer.echo(f"costs measured {info.get('date', '?')} on {info.get('machine', '?')}, scheduler "
+               f"{info.get('scheduler', '?')}, from {', '.join(info.get('datasets', [])) or '?'}")
+    typer.echo(f"{'step':<13}{'block (x y z)':>16}{'blocks':>8}{'cpu_s':>9}{'wall':>9}{'peak_MB':>9}")
+    for name, block, count, est in rows:
+        where = " ".join(map(str, block)) if block else "per cell/table"
+        cost = (f"{est.cpu_s:>9.0f}{clock(est.wall_s):>9}{est.peak_mb:>9.0f}" if est
+                else f"{'no measured cost':>27}")
+        typer.echo(f"{name:<13}{where:>16}{count or '':>8}{cost}")
+    ests = [e for *_, e in rows if e]
+    total_wall = sum(e.wall_s for e in ests)
+    peak = max((e.peak_mb for e in ests), default=0.0)
+    typer.echo(f"{'total':<13}{'':>24}{sum(e.cpu_s for e in ests):>9.0f}{clock(total_wall):>9}{peak:>9.0f}")
+    if peak > psutil.virtual_memory().total / 2**20:
+        console.print(f"[yellow]warning:[/] the peak ({peak:.0f} MB) exceeds this machine's memory; "
+                      f"lower [compute] block_size_vx or use fewer workers", highlight=False)
 
 
 @contextlib.contextmanager

@@ -83,13 +83,17 @@ class SchedulerUnreachable(ConnectionError):
 SCHEDULER_SCHEMES = ("tcp", "tls", "inproc", "ws", "wss", "ucx")
 
 
+_ANSWERED: set[str] = set()  # addresses that answered once in this process (probed once per run)
+
+
 def check_scheduler(address: str, timeout_s: float = 3.0) -> None:
     """Refuse a malformed scheduler address at once, and a tcp/tls one nothing listens on within
-    ``timeout_s`` (Dask itself waits 30 s before a raw traceback)."""
+    ``timeout_s`` (Dask itself waits 30 s before a raw traceback). An address that answered
+    before in this process is not probed again (the config check and the session share one)."""
     import socket
     from urllib.parse import urlsplit
 
-    if address in ("local", "serial"):
+    if address in ("local", "serial") or address in _ANSWERED:
         return
     if address == "slurm":
         from syngraph.engine.slurm import check_slurm
@@ -111,6 +115,7 @@ def check_scheduler(address: str, timeout_s: float = 3.0) -> None:
         raise SchedulerAddressError(f"scheduler {address!r} has no host:port; {fix}")
     try:
         socket.create_connection((host, port), timeout=timeout_s).close()
+        _ANSWERED.add(address)
     except OSError as exc:
         raise SchedulerUnreachable(
             f"scheduler unreachable: nothing answers at {address} ({exc.strerror or exc}); start "

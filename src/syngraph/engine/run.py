@@ -267,7 +267,8 @@ class _Bar:
             self.progress.update(self.task, advance=1, failed=failed)
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """``h:mm:ss`` of ``seconds``."""
     s = int(round(seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
@@ -304,7 +305,7 @@ class LineProgress:
         while not self._stop.wait(max(0.0, self.last + every_s - time.perf_counter())):
             if time.perf_counter() - self.last >= every_s:
                 self._write(f"{self.step}: {self._pct():3d}% ({self.done}/{self.total} tasks) "
-                            f"elapsed {_clock(time.perf_counter() - self.t0)}, still running")
+                            f"elapsed {clock(time.perf_counter() - self.t0)}, still running")
 
     def close(self) -> None:
         self._stop.set()
@@ -321,7 +322,7 @@ class LineProgress:
         eta = elapsed / ran * (self.total - self.done) if ran else 0.0
         fail = f", {failed} failed" if failed else ""
         self._write(f"{self.step}: {pct:3d}% ({self.done}/{self.total} tasks{fail}) "
-                    f"elapsed {_clock(elapsed)} eta {_clock(eta)}")
+                    f"elapsed {clock(elapsed)} eta {clock(eta)}")
 
 
 class _progress:

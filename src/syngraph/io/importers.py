@@ -36,7 +36,7 @@ from syngraph.engine import (
     is_done,
     run_tasks,
 )
-from syngraph.io.sources import Source, SourceError, open_source
+from syngraph.io.sources import SPATIAL, Source, SourceError, open_source
 from syngraph.io.volume import DEFAULT_CHUNKS_XYZ, Layer, create_layer, list_layers, open_layer
 
 Kind = Literal["labels", "probability", "mask"]
@@ -173,7 +173,11 @@ def plan_import(
     if any(c <= 0 for c in chunks):
         raise SourceError(f"layer '{name}': chunks_xyz {list(chunks)} must be positive")
     chunks = tuple(min(c, s) for c, s in zip(chunks, src.shape_xyz, strict=True))  # type: ignore[assignment]
-    if block_size_vx is None:
+    if block_size_vx is None and src.plane_axis is not None:
+        # a read decodes whole planes: copy slabs of full planes, one chunk deep, each decoded once
+        axis = SPATIAL.index(src.plane_axis)
+        block = tuple(chunks[i] if i == axis else src.shape_xyz[i] for i in range(3))
+    elif block_size_vx is None:
         block = config.compute.block_size_vx if config is not None else ComputeParams().block_size_vx
     else:
         block = as_vec3(block_size_vx, "block_size_vx")

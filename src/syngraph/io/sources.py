@@ -1,5 +1,5 @@
 """Read-only access to the volumes labs have: Zarr v2/v3 (incl. OME-Zarr), N5, Neuroglancer
-precomputed, HDF5, TIFF stacks, ``.npy`` files and numpy arrays.
+precomputed, HDF5, TIFF stacks, crackle streams, ``.npy`` files and numpy arrays.
 
 :func:`open_source` inspects the metadata once and returns a :class:`Source`: shape, dtype and
 voxel size in XYZ, plus ``read(bbox) -> XYZ ndarray``. A Source holds no open file handles when
@@ -24,11 +24,12 @@ import numpy as np
 from syngraph.bbox import BBox, Vec3
 from syngraph.errors import InputError
 
-Format = Literal["zarr2", "zarr3", "n5", "precomputed", "hdf5", "tiff", "tiff_dir", "npy", "array"]
+Format = Literal["zarr2", "zarr3", "n5", "precomputed", "hdf5", "tiff", "tiff_dir", "npy", "crackle", "array"]
 
 SPATIAL = ("x", "y", "z")
 TIFF_SUFFIXES = (".tif", ".tiff")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
+CRACKLE_SUFFIXES = (".ckl", ".ckl.gz")
 _PREFIXES = {"zarr://": None, "zarr2://": "zarr2", "zarr3://": "zarr3", "n5://": "n5",
              "precomputed://": "precomputed"}
 _UNIT_NM = {
@@ -139,6 +140,12 @@ class Source:
     def name(self) -> str:
         return f"{self.uri}" + (f" [dataset {self.dataset}]" if self.dataset else "")
 
+    @property
+    def plane_axis(self) -> str | None:
+        """The spatial axis whose range a read decodes in whole planes (a crackle stream decodes
+        the full planes of a z-range, whatever x-y box is asked), else None."""
+        return self.axes[-1] if self.format == "crackle" else None
+
     def read(self, bbox: BBox | None = None) -> np.ndarray:
         """Read ``bbox`` (XYZ voxels; default everything) as an XYZ array in native byte order."""
         box = self.bbox if bbox is None else bbox
@@ -167,6 +174,11 @@ class Source:
             handle: Any = self.array
         elif fmt == "npy":
             handle = np.load(self.spec["path"], mmap_mode="r", allow_pickle=False)
+        elif fmt == "crackle":
+            import crackle
+
+            # the compressed stream only (MBs); a read decodes the planes of its z-range
+            handle = crackle.CrackleArray(_crackle_bytes(Path(self.spec["path"])), parallel=1)
         elif fmt == "hdf5":
             import h5py
 
@@ -279,6 +291,8 @@ def open_source(
         try:
             if suffix == ".npy":
                 return _open_npy(uri, path, axes)
+            if path.name.lower().endswith(CRACKLE_SUFFIXES):
+                return _open_crackle(uri, path, axes)
             if suffix in TIFF_SUFFIXES:
                 return _open_tiff(uri, path, axes)
             if suffix in HDF5_SUFFIXES or _is_hdf5(path):
@@ -292,7 +306,7 @@ def open_source(
             ) from exc
         raise SourceError(
             f"source {uri}: unsupported file type '{suffix}'; syngraph imports Zarr, N5, precomputed "
-            f"(directories), HDF5 (.h5), TIFF (.tif) and .npy files"
+            f"(directories), HDF5 (.h5), TIFF (.tif), crackle (.ckl, .ckl.gz) and .npy files"
         )
     if forced is None and not any(
         (path / m).exists() for m in ("info", "zarr.json", ".zarray", ".zgroup", "attributes.json")
@@ -368,6 +382,26 @@ def _open_npy(uri: str, path: Path, axes: Any) -> Source:
     src = Source(uri=uri, format="npy", axes=(), shape=tuple(arr.shape), dtype=_dtype_name(arr.dtype),
                  voxel_size_nm=None, spec={"path": str(path)})
     return _finish(src, None, axes, None, "a .npy file has no axis names")
+
+
+def _crackle_bytes(path: Path) -> bytes:
+    """The crackle stream of a ``.ckl`` file, or of a gzipped ``.ckl.gz`` one."""
+    if path.name.lower().endswith(".gz"):
+        import gzip
+
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    return path.read_bytes()
+
+
+def _open_crackle(uri: str, path: Path, axes: Any) -> Source:
+    import crackle
+
+    head = crackle.header(_crackle_bytes(path))
+    dtype = np.dtype(f"{'i' if head.signed else 'u'}{head.data_width}")
+    src = Source(uri=uri, format="crackle", axes=(), shape=(head.sx, head.sy, head.sz),
+                 dtype=_dtype_name(dtype), voxel_size_nm=None, spec={"path": str(path)})
+    return _finish(src, None, axes, "xyz")  # the header's sx, sy, sz: x, y, z as cloud-volume writes
 
 
 def _is_hdf5(path: Path) -> bool:
