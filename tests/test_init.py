@@ -299,6 +299,42 @@ def test_watershed_keeps_a_flat_object_whose_seeds_all_erode(tmp_path):
 # ----------------------------------------------------------------------------- meshes
 
 
+def test_simplified_per_piece_closed_and_equal_to_whole_object_simplification(monkeypatch):
+    """Simplifying each block piece before welding (the memory of a piece, not of the object) keeps
+    every mesh closed, with the volume of simplifying the welded whole mesh (the oracle)."""
+    shape, block, res = (64, 64, 32), (16, 16, 8), (40.0, 40.0, 50.0)
+    sv = supervoxels(shape, 8, 3)
+    per_block = []
+    for x in range(0, shape[0], block[0]):
+        for y in range(0, shape[1], block[1]):
+            for z in range(0, shape[2], block[2]):
+                lo, hi = (x, y, z), [min(s + b, n) for s, b, n in zip((x, y, z), block, shape, strict=True)]
+                crop = sv[tuple(slice(a, min(b + 1, n)) for a, b, n in zip(lo, hi, shape, strict=True))]
+                per_block.append(mesh_ops.block_pieces(crop, lo, [a == 0 for a in lo],
+                                                       [b == n for b, n in zip(hi, shape, strict=True)]))
+    simplified = []
+    real = mesh_ops._simplify
+    monkeypatch.setattr(mesh_ops, "_simplify", lambda v, f, *a: simplified.append(len(f)) or real(v, f, *a))
+    ids = [int(i) for i in np.unique(sv) if i]
+    assert len(ids) >= 5
+    for i in ids:
+        pieces = [pc for b in per_block if (pc := mesh_ops.piece_of(b, i)) is not None]
+        assert len(pieces) > 1
+        simplified.clear()
+        v, f, a = mesh_ops.assemble(pieces, res, simplify=True, reduction_factor=50, max_error_nm=40.0)
+        assert is_closed(f), f"sv {i}: the welded simplified pieces are not closed"
+        assert len(simplified) == len(pieces)  # once per piece, no fallback to the whole mesh
+        q, wf = weld(np.concatenate([p[0] for p in pieces]),
+                     np.concatenate([p[1].astype(np.int64) + n for p, n in
+                                     zip(pieces, np.cumsum([0] + [len(p[0]) for p in pieces[:-1]]), strict=True)]))
+        wv = ((q / 2.0 + 0.5) * np.asarray(res)).astype(np.float32)
+        oracle = real(wv, wf, res, 50, 40.0)
+        assert len(f) < 0.8 * len(wf)  # it did simplify
+        assert abs(volume(v, f) / volume(*oracle) - 1) < 0.02
+        assert abs(volume(v, f) / volume(wv, wf) - 1) < 0.02
+        assert abs(a - mesh_ops.area(v, f) / 1e6) < 1e-9
+
+
 def test_meshes_welded_closed_and_equal_to_whole_volume(tmp_path):
     shape = (64, 48, 24)
     prob = blobs(shape, 12, 6, 11)

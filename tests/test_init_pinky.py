@@ -45,17 +45,19 @@ def pinky_project(pinky, tmp_path_factory):
     return wd
 
 
-@pytest.fixture(scope="module")
-def pinky_default_ds(pinky, tmp_path_factory):
-    wd = tmp_path_factory.mktemp("pinky442")
+def _init_default_ds(pinky, wd, simplify: bool):
     cfg = default_config(VS)
     cfg.layers = {"sv": LayerSource(path="sv", kind="labels")}
-    cfg.meshes.simplify = False
+    cfg.meshes.simplify = simplify
     assert tuple(cfg.meshes.sv_downsample) == (4, 4, 2)
     write_config(wd, cfg)
     create_layer(wd, "sv", pinky.shape, "uint64", VS, chunks_xyz=(128, 128, 64)).write(pinky)
-    summary = run_init(wd, compute=Compute(workers=2), progress=False)
-    return wd, summary
+    return wd, run_init(wd, compute=Compute(workers=2), progress=False)
+
+
+@pytest.fixture(scope="module")
+def pinky_default_ds(pinky, tmp_path_factory):
+    return _init_default_ds(pinky, tmp_path_factory.mktemp("pinky442"), simplify=False)
 
 
 @pytest.mark.slow
@@ -115,3 +117,29 @@ def test_pinky_default_downsampling_open_meshes_are_vanished_labels(pinky, pinky
             n_closed += 1
     assert n_empty == len(lost) == summary["layers"]["sv"]["empty"] > 0
     assert n_closed == 878
+
+
+@pytest.fixture(scope="module")
+def pinky_simplified(pinky, tmp_path_factory):
+    return _init_default_ds(pinky, tmp_path_factory.mktemp("pinky442s"), simplify=True)
+
+
+@pytest.mark.slow
+@pytest.mark.pinky
+def test_pinky_simplified_per_piece_closed_and_volume_of_unsimplified(pinky_simplified, pinky_default_ds):
+    """Simplified per block piece: every non-empty mesh closed (border labels too), fewer faces, and
+    labels > 10,000 voxels within 1 % of the volume of their unsimplified welded mesh."""
+    wd, summary = pinky_simplified
+    base, base_summary = pinky_default_ds
+    s, b = summary["layers"]["sv"], base_summary["layers"]["sv"]
+    assert s["meshes"] == s["closed"] == b["meshes"] == 2411
+    assert s["faces"] < 0.6 * b["faces"]
+    p, q = syngraph.open(wd), syngraph.open(base)
+    t = p.objects("sv").to_pydict()
+    n_big = 0
+    for k, i in enumerate(t["id"]):
+        if t["size_vx"][k] > 10_000:
+            n_big += 1
+            rel = volume(*p.mesh("sv", i)) / volume(*q.mesh("sv", i))
+            assert abs(rel - 1) <= 0.01, (i, rel)
+    assert n_big > 60

@@ -5,7 +5,8 @@ with zmesh's ``close=False``, so the marching-cubes cells of neighbouring blocks
 without overlap and pieces of one object share exact vertex positions on block faces. Vertices are
 kept as integers in half-voxel units of the downsampled grid (marching cubes on labels puts them on
 voxel-edge midpoints), so :func:`assemble` welds the pieces by exact equality. The volume border is
-closed by padding one background voxel there. Simplification (optional) runs on the welded mesh.
+closed by padding one background voxel there. Simplification (optional) runs on each piece before
+welding (see :func:`assemble`).
 
 Coordinates: downsampled voxel ``j`` covers full-resolution voxels ``[j*ds, (j+1)*ds)``, i.e.
 ``[j, j+1) * ds * voxel_size`` nm, so a half-unit vertex ``q`` lies at ``(q / 2 + 0.5) * ds * voxel_size`` nm.
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import zmesh
 
-from syngraph.meshes import area, weld
+from syngraph.meshes import area, is_closed, weld
 
 
 def downsample(labels: np.ndarray, ds: Sequence[int]) -> np.ndarray:
@@ -68,15 +69,44 @@ def block_pieces(
 
 def piece_of(pieces: dict[str, np.ndarray], obj_id: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The (vertices, faces) piece of ``obj_id`` in a :func:`block_pieces` result, or None."""
+    return pieces_of(pieces, [obj_id]).get(int(obj_id))
+
+
+def pieces_of(pieces: dict[str, np.ndarray], obj_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Copies of the (vertices, faces) pieces of ``obj_ids`` in a :func:`block_pieces` result (ids
+    without a piece are left out), so the block's arrays can be freed while the pieces are kept."""
     ids = pieces["ids"]
-    i = int(np.searchsorted(ids, np.uint64(obj_id)))
-    if i >= len(ids) or ids[i] != obj_id:
-        return None
-    v0 = int(pieces["n_vertices"][:i].sum())
-    f0 = int(pieces["n_faces"][:i].sum())
-    v = pieces["vertices"][v0 : v0 + int(pieces["n_vertices"][i])]
-    f = pieces["faces"][f0 : f0 + int(pieces["n_faces"][i])]
-    return v, f
+    v0 = np.concatenate([[0], np.cumsum(pieces["n_vertices"])])
+    f0 = np.concatenate([[0], np.cumsum(pieces["n_faces"])])
+    out = {}
+    for obj in obj_ids:
+        i = int(np.searchsorted(ids, np.uint64(obj)))
+        if i < len(ids) and ids[i] == obj:
+            out[int(obj)] = (pieces["vertices"][v0[i] : v0[i + 1]].copy(), pieces["faces"][f0[i] : f0[i + 1]].copy())
+    return out
+
+
+def _weld_pieces(pieces: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    vs, fs, n = [], [], 0
+    for v, f in pieces:
+        vs.append(v)
+        fs.append(f.astype(np.int64) + n)
+        n += len(v)
+    return weld(np.concatenate(vs), np.concatenate(fs))
+
+
+def _to_nm(q: np.ndarray, res_nm: Sequence[float]) -> np.ndarray:
+    return ((q.astype(np.float64) / 2.0 + 0.5) * np.asarray(res_nm, np.float64)).astype(np.float32)
+
+
+def _simplify(verts: np.ndarray, faces: np.ndarray, res_nm: Sequence[float], reduction_factor: int,
+              max_error_nm: float) -> tuple[np.ndarray, np.ndarray]:
+    if len(faces) <= 4:
+        return verts, faces
+    m = zmesh.Mesher(tuple(float(r) for r in res_nm)).simplify(
+        zmesh.Mesh(verts, faces, None), reduction_factor=reduction_factor, max_error=max_error_nm
+    )
+    return m.vertices.astype(np.float32), m.faces.astype(np.uint32)
 
 
 def assemble(
@@ -88,20 +118,22 @@ def assemble(
     max_error_nm: float = 40.0,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Weld an object's block pieces; optionally simplify. Returns (vertices_nm float32, faces
-    uint32, area in um^2). ``res_nm`` is the downsampled voxel size (ds * voxel size)."""
+    uint32, area in um^2). ``res_nm`` is the downsampled voxel size (ds * voxel size).
+
+    Simplification runs on each block piece before welding, so it costs the memory of one piece,
+    not of the whole object's full-resolution surface: zmesh's simplifier keeps a piece's open
+    border (its vertices and edges), so the pieces still weld by exact position. Should the welded
+    result not be closed, the object falls back to simplifying its welded whole mesh.
+    """
     if not pieces:
         return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint32), 0.0
-    vs, fs, n = [], [], 0
-    for v, f in pieces:
-        vs.append(v)
-        fs.append(f.astype(np.int64) + n)
-        n += len(v)
-    q, faces = weld(np.concatenate(vs), np.concatenate(fs))
-    verts = ((q.astype(np.float64) / 2.0 + 0.5) * np.asarray(res_nm, np.float64)).astype(np.float32)
-    if simplify and len(faces) > 4:
-        mesher = zmesh.Mesher(tuple(float(r) for r in res_nm))
-        m = mesher.simplify(
-            zmesh.Mesh(verts, faces, None), reduction_factor=reduction_factor, max_error=max_error_nm
-        )
-        verts, faces = m.vertices.astype(np.float32), m.faces.astype(np.uint32)
+    if simplify:
+        simple = [_simplify(_to_nm(q, res_nm), f, res_nm, reduction_factor, max_error_nm) for q, f in pieces]
+        verts, faces = _weld_pieces(simple)
+        if is_closed(faces):
+            return verts, faces, area(verts, faces) / 1e6
+    q, faces = _weld_pieces(pieces)
+    verts = _to_nm(q, res_nm)
+    if simplify:
+        verts, faces = _simplify(verts, faces, res_nm, reduction_factor, max_error_nm)
     return verts, faces, area(verts, faces) / 1e6

@@ -558,21 +558,29 @@ class AssembleTask:
     items: tuple[tuple[str, int, tuple[int, ...]], ...] = field(default=())
 
 
+def _task_pieces(ctx: Ctx, task: AssembleTask) -> dict[tuple[str, int], list[tuple[np.ndarray, np.ndarray]]]:
+    """The pieces of the task's objects, in block order: each block's file is read once and freed,
+    so the task holds its objects' pieces, not every piece of the blocks they touch."""
+    wanted: dict[tuple[str, int], list[int]] = {}
+    for layer, obj, blocks in task.items:
+        for b in blocks:
+            wanted.setdefault((layer, b), []).append(obj)
+    out: dict[tuple[str, int], list[tuple[np.ndarray, np.ndarray]]] = {(lay, o): [] for lay, o, _ in task.items}
+    for (layer, b), objs in sorted(wanted.items(), key=lambda kv: kv[0][1]):
+        with np.load(_pieces_path(ctx, layer, b)) as z:
+            got = mesh_ops.pieces_of({k: z[k] for k in z.files}, objs)
+        for obj, piece in got.items():
+            out[(layer, obj)].append(piece)
+    return out
+
+
 def assemble_task(task: AssembleTask, ctx: Ctx) -> pa.Table:
-    cache: dict[tuple[str, int], dict[str, np.ndarray]] = {}
     res = {p.name: tuple(d * v for d, v in zip(p.mesh_ds, ctx.voxel_size_nm, strict=True))
            for p in ctx.layers if p.mesh_ds is not None}
     out: dict[str, list[Any]] = {"layer": [], "id": [], "mesh_area_um2": [], "n_faces": [], "closed": []}
-    for layer, obj, blocks in task.items:
-        pieces = []
-        for b in blocks:
-            key = (layer, b)
-            if key not in cache:
-                with np.load(_pieces_path(ctx, layer, b)) as z:
-                    cache[key] = {k: z[k] for k in z.files}
-            pc_ = mesh_ops.piece_of(cache[key], obj)
-            if pc_ is not None:
-                pieces.append(pc_)
+    task_pieces = _task_pieces(ctx, task)
+    for layer, obj, _ in task.items:
+        pieces = task_pieces.pop((layer, obj))
         v, f, a = mesh_ops.assemble(
             pieces, res[layer], simplify=ctx.mesh_simplify,
             reduction_factor=ctx.mesh_reduction, max_error_nm=ctx.mesh_max_error_nm,
