@@ -119,16 +119,20 @@ def block_faces(sv: np.ndarray) -> list[np.ndarray]:
     array with itself shifted by one voxel along each axis (memory speed, no per-voxel work).
     """
     out = []
+    fg = sv != 0
+    mask = np.empty(sv.shape, bool)
     for ax in range(3):
         lo = [slice(None)] * 3
         hi = [slice(None)] * 3
         lo[ax], hi[ax] = slice(0, -1), slice(1, None)
-        a, b = sv[tuple(lo)], sv[tuple(hi)]
-        mask = np.zeros(sv.shape, bool)
-        m = mask[tuple(lo)]
-        np.not_equal(a, b, out=m)
-        m &= a != 0
-        m &= b != 0
+        lo, hi = tuple(lo), tuple(hi)
+        m = mask[lo]
+        np.not_equal(sv[lo], sv[hi], out=m)
+        m &= fg[lo]
+        m &= fg[hi]
+        edge = [slice(None)] * 3
+        edge[ax] = -1
+        mask[tuple(edge)] = False  # the last plane has no upper neighbour
         out.append(np.flatnonzero(mask))
     return out
 
@@ -344,22 +348,27 @@ def _dilate(
     m = 2 * n_pairs
     vox, pair = np.divmod(frontier, m)
     pair >>= 1
-    part_a, part_b = pairs[pair, 0], pairs[pair, 1]
+    part_a, part_b = pairs[:, 0][pair], pairs[:, 1][pair]
     del pair
+    n = len(frontier)
+    nb, lab = np.empty(n, np.int64), np.empty(n, flat.dtype)
+    ok, allowed, same = np.empty(n, bool), np.empty(n, bool), np.empty(n, bool)
     parts = [key]
     for ax in range(3):
-        c = vox if ax == 0 else _axis_coord(vox, shape, ax)
+        c = None if ax == 0 else _axis_coord(vox, shape, ax)
         for step in (-1, 1):
-            if ax == 0:
-                ok = c >= strides[0] if step < 0 else c < (shape[0] - 1) * strides[0]
-            else:
-                ok = c >= 1 if step < 0 else c < shape[ax] - 1
             offset = step * strides[ax]
-            lab = flat[vox[ok] + offset]
-            allowed = lab == 0
-            allowed |= lab == part_a[ok]
-            allowed |= lab == part_b[ok]
-            cand = frontier[ok][allowed]
+            np.add(vox, offset, out=nb)
+            if ax == 0:  # x needs no division: the flat index leaves the array
+                np.greater_equal(nb, 0, out=ok) if step < 0 else np.less(nb, len(flat), out=ok)
+            else:
+                np.greater_equal(c, 1, out=ok) if step < 0 else np.less(c, shape[ax] - 1, out=ok)
+            np.take(flat, nb, out=lab, mode="clip")
+            np.equal(lab, 0, out=allowed)
+            allowed |= np.equal(lab, part_a, out=same)
+            allowed |= np.equal(lab, part_b, out=same)
+            allowed &= ok
+            cand = frontier[allowed]
             cand += offset * m + 1
             parts.append(cand)
     merged = merge_sorted(parts)
