@@ -293,37 +293,46 @@ def gap_partners(
     flat = sv.reshape(-1)
     strides = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
     fg = sv != 0
+    bg = ~fg
     border = np.zeros_like(fg)
     for ax in range(3):
         lo = [slice(None)] * 3
         hi = [slice(None)] * 3
         lo[ax], hi[ax] = slice(0, -1), slice(1, None)
-        border[tuple(lo)] |= fg[tuple(lo)] & ~fg[tuple(hi)]
-        border[tuple(hi)] |= fg[tuple(hi)] & ~fg[tuple(lo)]
+        lo, hi = tuple(lo), tuple(hi)
+        border[lo] |= fg[lo] & bg[hi]
+        border[hi] |= fg[hi] & bg[lo]
+    del fg, bg
     vox = np.flatnonzero(border)
+    del border
     if not len(vox):
         return empty
-    coords = np.stack(np.unravel_index(vox, sv.shape), axis=1)
     own = flat[vox]
     best_d = np.full(len(vox), np.inf)
     best_id = np.zeros(len(vox), np.uint64)
     for ax in range(3):
+        coord = _axis_coord(vox, tuple(shape), ax)
         for step in (-1, 1):
-            alive = np.ones(len(vox), bool)
+            # the walkers still in background: their index into vox and their current position
+            idx = np.arange(len(vox))
+            pos = vox.copy()
             for k in range(1, search_vx[ax] + 1):
-                c = coords[:, ax] + step * k
-                alive &= (c >= 0) & (c < shape[ax])
-                idx = np.flatnonzero(alive)
+                c = coord[idx] + step * k
+                inside = (c >= 0) & (c < shape[ax])
+                idx, pos = idx[inside], pos[inside]
                 if not len(idx):
                     break
-                val = flat[vox[idx] + step * k * strides[ax]]
+                pos += step * strides[ax]
+                val = flat[pos]
                 d = k * voxel_size_nm[ax]
                 hit = val != 0
-                other = hit & (val != own[idx])
-                better = other & ((d < best_d[idx]) | ((d == best_d[idx]) & (val < best_id[idx])))
-                best_d[idx[better]] = d
-                best_id[idx[better]] = val[better]
-                alive[idx[hit]] = False  # the walk stops at the first non-background voxel
+                other = np.flatnonzero(hit & (val != own[idx]))
+                o_idx, o_val = idx[other], val[other]
+                better = (d < best_d[o_idx]) | ((d == best_d[o_idx]) & (o_val < best_id[o_idx]))
+                best_d[o_idx[better]] = d
+                best_id[o_idx[better]] = o_val[better]
+                miss = ~hit  # the walk stops at the first non-background voxel
+                idx, pos = idx[miss], pos[miss]
     found = best_id != 0
     a, b = own[found], best_id[found]
     return vox[found], np.minimum(a, b), np.maximum(a, b)
