@@ -19,11 +19,9 @@ spends; ``base/new`` = the speed-up). ``identical`` compares every output array 
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
 import multiprocessing as mp
-import shutil
 import subprocess
 import tempfile
 import time
@@ -31,9 +29,9 @@ import types
 from pathlib import Path
 
 import numpy as np
+from synapses import make_case  # bench/synapses.py, next to this script
 
 ROOT = Path(__file__).resolve().parents[1]
-PINKY = ROOT.parent / "shared" / "data" / "pinky40" / "connectomics.npy.ckl.gz"
 CONTACTS = "src/syngraph/steps/synapses/contacts.py"
 BASELINE_REV = "b8bc8ee"
 
@@ -50,27 +48,6 @@ def rss_mb() -> float:
 def peak_mb() -> float:
     """Peak RSS of this process image (``VmHWM``; ``ru_maxrss`` would include the parent before exec)."""
     return _status_mb("VmHWM:")
-
-
-def make_case(name: str, tmp: Path) -> Path:
-    """A working directory with the case's ``sv`` layer and config."""
-    wd = tmp / name
-    if name.startswith("demo"):
-        from syngraph.engine import Compute
-        from syngraph.synth import synthesize
-
-        n = int(name[4:])
-        synthesize(wd, shape_xyz=(n, n, n // 2), seed=101, compute=Compute(scheduler="serial"), progress=False)
-        return wd
-    import crackle
-
-    from syngraph.config import default_config, write_config
-    from syngraph.io.volume import create_layer
-
-    lab = np.ascontiguousarray(crackle.decompress(gzip.open(PINKY, "rb").read()).astype(np.uint64))
-    write_config(wd, default_config((16.0, 16.0, 40.0)))
-    create_layer(wd, "sv", lab.shape, "uint64", (16, 16, 40)).write(lab)
-    return wd
 
 
 def load_baseline(rev: str) -> types.ModuleType:
@@ -145,7 +122,7 @@ def in_child(target, *args) -> dict:
 def run_case(name: str, rev: str, tmp: Path) -> dict:
     from syngraph.io.volume import open_layer
 
-    wd = make_case(name, tmp)
+    wd, _ = make_case(name, tmp)  # bench/synapses.py's volumes: demo tissue (seed 101), pinky40
     n_vx = int(np.prod(open_layer(wd, "sv").shape))
     new = in_child(run_blocks, str(wd), "new", rev)
     base = in_child(run_blocks, str(wd), "base", rev)
@@ -172,12 +149,9 @@ def main() -> None:
     ap.add_argument("--cases", nargs="*", default=["demo256", "pinky40"])
     ap.add_argument("--baseline-rev", default=BASELINE_REV, help="git revision of the baseline contacts.py")
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bench_contacts_"))
-    try:
+    with tempfile.TemporaryDirectory(prefix="bench_contacts_") as tmp:
         for case in args.cases:
-            print(json.dumps(run_case(case, args.baseline_rev, tmp)), flush=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            print(json.dumps(run_case(case, args.baseline_rev, Path(tmp))), flush=True)
 
 
 if __name__ == "__main__":
