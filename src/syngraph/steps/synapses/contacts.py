@@ -48,8 +48,11 @@ def _first_of_equal(sorted_values: np.ndarray) -> np.ndarray:
 
 
 def merge_sorted(parts: list[np.ndarray]) -> np.ndarray:
-    """The concatenation of sorted int64 arrays, sorted (timsort merges the runs, in place)."""
+    """The concatenation of sorted int64 arrays, sorted (timsort merges the runs, in place).
+
+    Empties ``parts`` so that the runs are freed before the sort."""
     merged = np.concatenate(parts)
+    parts.clear()
     merged.sort(kind="stable")
     return merged
 
@@ -100,6 +103,18 @@ def _axis_coord(flat_index: np.ndarray, shape: tuple[int, ...], axis: int) -> np
     stride = int(np.prod(shape[axis + 1:], dtype=np.int64))
     c = flat_index // stride if stride > 1 else flat_index
     return c % shape[axis] if axis > 0 else c
+
+
+def _edge_codes(shape: tuple[int, ...]) -> np.ndarray:
+    """Flattened uint8 flags of the voxels on the array's faces: bit ``2 * axis`` at the low end of
+    ``axis``, bit ``2 * axis + 1`` at the high end (one gather replaces three divisions)."""
+    codes = np.zeros(shape, np.uint8)
+    for ax in range(3):
+        low, high = [slice(None)] * 3, [slice(None)] * 3
+        low[ax], high[ax] = 0, -1
+        codes[tuple(low)] |= np.uint8(1 << (2 * ax))
+        codes[tuple(high)] |= np.uint8(1 << (2 * ax + 1))
+    return codes.reshape(-1)
 
 
 def _in_core(flat_index: np.ndarray, shape: tuple[int, ...], lo, hi) -> np.ndarray:
@@ -178,6 +193,7 @@ def block_contacts(
     n_f = len(flo)
     pairs, pair_index = unique_pairs(np.concatenate([np.minimum(va, vb), g_a]),
                                      np.concatenate([np.maximum(va, vb), g_b]))
+    del va, vb, g_a, g_b
     pair_of_face, pair_of_gap = pair_index[:n_f].astype(np.int64), pair_index[n_f:].astype(np.int64)
     n_pairs = len(pairs)
 
@@ -191,10 +207,14 @@ def block_contacts(
     runs.append(g_vox * n_pairs + pair_of_gap)
     key = merge_sorted(runs)
     key = key[_first_of_equal(key)] * 2
+    del g_vox, pair_of_gap, pair_index
     frontier = key
+    edges = _edge_codes(shape) if dilations else None
     for _ in range(dilations):
-        key, frontier = _dilate(key, frontier, n_pairs, flat, pairs, shape, strides)
+        key, frontier = _dilate(key, frontier, n_pairs, flat, edges, pairs, strides)
+    del frontier, edges
     e_flat, e_pair = np.divmod(key, 2 * n_pairs)
+    del key
     e_pair >>= 1
     keep = _in_core(e_flat, shape, lo, hi)
     e_flat, e_pair = e_flat[keep], e_pair[keep]
@@ -253,7 +273,7 @@ def pair_stats(
     del order
     present = np.flatnonzero(size)
     starts = np.r_[0, np.cumsum(size[present])[:-1]]
-    group = np.repeat(np.arange(len(present)), size[present])
+    group = np.repeat(np.arange(len(present), dtype=np.int32), size[present])
     d2 = np.zeros(len(g_flat))
     for ax in range(3):
         c = _axis_coord(g_flat, shape, ax)
@@ -261,11 +281,13 @@ def pair_stats(
         bmax[present, ax] = np.maximum.reduceat(c, starts) + 1
         sums[present, ax] = np.add.reduceat(c, starts)
         mean = sums[present, ax] / size[present]
-        t = c - mean[group]
+        t = mean[group]
+        np.subtract(c, t, out=t)  # c - mean, in place
+        del c
         t **= 2
         t *= vs[ax] ** 2
         d2 += t  # summed over x, y, z in this order
-    del c, t
+    del t
     background = (flat[g_flat] == 0).view(np.int8)  # prefer voxels of the two supervoxels
     best_bg = np.minimum.reduceat(background, starts)
     d2[background != best_bg[group]] = np.inf
@@ -343,13 +365,14 @@ def _dilate(
     frontier: np.ndarray,
     n_pairs: int,
     flat: np.ndarray,
+    edges: np.ndarray,
     pairs: np.ndarray,
-    shape: tuple[int, ...],
     strides: tuple[int, int, int],
 ) -> tuple[np.ndarray, np.ndarray]:
     """One 6-connected dilation of the (voxel, pair) key set into voxels of either partner or background.
 
-    Only the ``frontier`` (keys added by the previous dilation) can reach new voxels. Candidates get
+    Only the ``frontier`` (keys added by the previous dilation) can reach new voxels; ``edges`` are
+    the array's face flags (``_edge_codes``). Candidates get
     the key's low bit set, so after the merge an existing key sorts before its duplicate candidate:
     the first of each run is kept, and the kept candidates are the next frontier.
     Returns the grown key set and its frontier (both sorted, low bit clear).
@@ -362,16 +385,14 @@ def _dilate(
     n = len(frontier)
     nb, lab = np.empty(n, np.int64), np.empty(n, flat.dtype)
     ok, allowed, same = np.empty(n, bool), np.empty(n, bool), np.empty(n, bool)
+    code, bit = edges.take(vox), np.empty(n, np.uint8)
     parts = [key]
     for ax in range(3):
-        c = None if ax == 0 else _axis_coord(vox, shape, ax)
         for step in (-1, 1):
             offset = step * strides[ax]
             np.add(vox, offset, out=nb)
-            if ax == 0:  # x needs no division: the flat index leaves the array
-                np.greater_equal(nb, 0, out=ok) if step < 0 else np.less(nb, len(flat), out=ok)
-            else:
-                np.greater_equal(c, 1, out=ok) if step < 0 else np.less(c, shape[ax] - 1, out=ok)
+            np.bitwise_and(code, np.uint8(1 << (2 * ax + (step > 0))), out=bit)
+            np.equal(bit, 0, out=ok)
             np.take(flat, nb, out=lab, mode="clip")
             np.equal(lab, 0, out=allowed)
             allowed |= np.equal(lab, part_a, out=same)
@@ -380,8 +401,8 @@ def _dilate(
             cand = frontier[allowed]
             cand += offset * m + 1
             parts.append(cand)
+    del vox, part_a, part_b, nb, lab, code
     merged = merge_sorted(parts)
-    del parts
     merged = merged[_first_of_equal(merged >> 1)]
     new = (merged & 1).astype(bool)
     merged[new] -= 1
