@@ -34,9 +34,7 @@ def unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def first_of_runs(sorted_values: np.ndarray) -> np.ndarray:
     """Index of the first element of each run of equal values in a sorted array."""
-    if len(sorted_values) == 0:
-        return np.zeros(0, np.int64)
-    return np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    return np.flatnonzero(_first_of_equal(sorted_values))
 
 
 def _first_of_equal(sorted_values: np.ndarray) -> np.ndarray:
@@ -118,6 +116,7 @@ def _edge_codes(shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _in_core(flat_index: np.ndarray, shape: tuple[int, ...], lo, hi) -> np.ndarray:
+    """Mask of the flat indices whose voxel lies in the box ``[lo, hi)``."""
     plane = shape[1] * shape[2]
     keep = (flat_index >= lo[0] * plane) & (flat_index < hi[0] * plane)  # x without a division
     for ax in (1, 2):
