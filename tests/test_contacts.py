@@ -52,6 +52,56 @@ def test_contacts_match_cc3d_on_random_labels():
     assert all(got[k] == pytest.approx(v) for k, v in ref.items())
 
 
+def dense_contact_oracle(lab, lo, hi, dilations):
+    """Per pair, the contact voxels in the core by dense masks: both sides of its faces, grown
+    ``dilations`` times (6-connected, scipy) into background or either partner."""
+    from scipy import ndimage
+
+    faces: dict[tuple[int, int], np.ndarray] = {}
+    for ax in range(3):
+        a = np.moveaxis(lab, ax, 0)
+        for i in range(a.shape[0] - 1):
+            for j, k in zip(*np.nonzero((a[i] != a[i + 1]) & (a[i] != 0) & (a[i + 1] != 0)), strict=True):
+                u, v = int(a[i, j, k]), int(a[i + 1, j, k])
+                m = faces.setdefault((min(u, v), max(u, v)), np.zeros(lab.shape, bool))
+                np.moveaxis(m, ax, 0)[i:i + 2, j, k] = True
+    core = tuple(slice(s, e) for s, e in zip(lo, hi, strict=True))
+    out = {}
+    for (u, v), m in faces.items():
+        allowed = (lab == 0) | (lab == u) | (lab == v)
+        for _ in range(dilations):
+            m = m | (ndimage.binary_dilation(m) & allowed)
+        out[(u, v)] = np.argwhere(m[core]) + np.asarray(lo)
+    return out
+
+
+def test_contact_voxels_match_dense_oracle():
+    rng = np.random.default_rng(11)
+    lab = rng.integers(0, 4, (16, 13, 10)).astype(np.uint64)
+    lab[rng.random(lab.shape) < 0.3] = 0
+    lo, hi = (3, 2, 2), (13, 11, 8)
+    c = block_contacts(lab, lo, hi, (100, 200, 300), VS, dilations=2)
+    ref = {k: v for k, v in dense_contact_oracle(lab, lo, hi, 2).items() if len(v)}
+    got = {}
+    for i, (a, b) in enumerate(c.pairs.tolist()):
+        got[(a, b)] = c.xyz_of(c.entry_flat[c.entry_pair == i]) - np.array([100, 200, 300])
+    got = {k: v for k, v in got.items() if len(v)}
+    assert got.keys() == ref.keys() and len(ref) >= 3
+    for i, (a, b) in enumerate(c.pairs.tolist()):
+        v = ref.get((a, b), np.zeros((0, 3), np.int64))
+        assert sorted(map(tuple, got.get((a, b), v))) == sorted(map(tuple, v))
+        assert c.size_vx[i] == len(v)
+        if len(v):
+            assert c.bbox_min[i].tolist() == (v.min(0) + [100, 200, 300]).tolist()
+            assert c.bbox_max[i].tolist() == (v.max(0) + [101, 201, 301]).tolist()
+            assert c.coord_sum[i].tolist() == (v + [100, 200, 300]).sum(0).tolist()
+            # rep: a voxel of either partner nearest (nm) to the mean, if the pair has one
+            own = v[np.isin(lab[tuple(v.T)], [a, b])]
+            cand = own if len(own) else v
+            d2 = (((cand - v.mean(0)) * VS) ** 2).sum(1)
+            assert ((c.rep[i] - [100, 200, 300]) == cand[d2 == d2.min()]).all(1).any()
+
+
 def make_wd(wd: Path, lab: np.ndarray, block) -> None:
     cfg = default_config(VS)
     cfg.compute.block_size_vx = block

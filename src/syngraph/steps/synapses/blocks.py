@@ -67,10 +67,11 @@ def _write_syn_tables(block, workdir, step_dir, params, sv, c) -> None:
     e_in = sj_mask[c.entry_flat]
     flat = c.entry_flat[e_in]
     pair = c.entry_pair[e_in]
+    xyz = c.xyz_of(flat)
     cols: dict[str, Any] = {
-        "x": c.entry_xyz[e_in, 0],
-        "y": c.entry_xyz[e_in, 1],
-        "z": c.entry_xyz[e_in, 2],
+        "x": xyz[:, 0],
+        "y": xyz[:, 1],
+        "z": xyz[:, 2],
         "sv_a": c.pairs[pair, 0],
         "sv_b": c.pairs[pair, 1],
         "sv": sv_flat[flat],
