@@ -11,7 +11,13 @@ import pytest
 
 from syngraph import compartments as cp
 from syngraph.errors import StepOrderError
-from syngraph.models.compartments import CLASSES, SHAPE_FEATURES, feature_names, load_model
+from syngraph.models.compartments import (
+    CLASSES,
+    SHAPE_FEATURES,
+    feature_names,
+    load_model,
+    model_columns,
+)
 from syngraph.steps.compartments.features import (
     Tree,
     branch_order,
@@ -84,7 +90,8 @@ def test_shipped_model_loads_without_pickles_and_predicts_probabilities():
     m = load_model()
     assert set(m.variants) == {"full", "shape"}
     name, two = m.variant(have_organelles=False)
-    x = shape_features(_comb())
+    x = model_columns(shape_features(_comb()), "shape")
+    assert x.shape[1] == len(SHAPE_FEATURES) - 1  # radius_rel_cell is computed, not used
     p = two.predict_local(x)
     assert name == "shape" and p.shape == (51, len(CLASSES)) and np.allclose(p.sum(1), 1)
     # thin side branch vs thick trunk: the trunk is dendrite, the side branch not soma

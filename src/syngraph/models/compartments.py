@@ -67,9 +67,22 @@ BOOSTING = dict(max_iter=80, learning_rate=0.15, max_leaf_nodes=15, min_samples_
                 l2_regularization=1.0)
 
 
+NOT_USED: tuple[str, ...] = ("radius_rel_cell",)
+"""Node features computed (other steps use them) but not given to the model: they measure how
+much of the cell lies in the volume (a fragment or a whole cell with its soma), not the node."""
+
+
 def feature_names(variant: str) -> tuple[str, ...]:
     """First-stage feature names of a variant (``full`` or ``shape``)."""
-    return SHAPE_FEATURES + (ORGANELLE_FEATURES if variant == "full" else ())
+    return tuple(n for n in SHAPE_FEATURES + (ORGANELLE_FEATURES if variant == "full" else ())
+                 if n not in NOT_USED)
+
+
+def model_columns(x: np.ndarray, variant: str) -> np.ndarray:
+    """The :func:`feature_names` columns of node features ``x`` (columns :data:`SHAPE_FEATURES`
+    + :data:`ORGANELLE_FEATURES`, or the shape columns only)."""
+    every = SHAPE_FEATURES + ORGANELLE_FEATURES
+    return np.asarray(x)[:, [every.index(n) for n in feature_names(variant)]]
 
 
 @dataclass(frozen=True)

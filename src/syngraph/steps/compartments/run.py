@@ -31,7 +31,7 @@ from syngraph.config import CompartmentParams, load_config, project_path
 from syngraph.engine import Compute, read_task_tables, run_tasks, write_table_atomic
 from syngraph.errors import StepOrderError
 from syngraph.io.volume import list_layers, open_layer
-from syngraph.models.compartments import CLASSES, TwoStage, feature_names, load_model
+from syngraph.models.compartments import CLASSES, TwoStage, feature_names, load_model, model_columns
 from syngraph.models.domain import DomainReport
 from syngraph.steps.compartments.features import (
     Tree,
@@ -153,8 +153,9 @@ def compartments_task(batch: CellBatch, workdir: str, params: dict[str, Any], or
     skels = [skeleton_io.read_skeleton(wd, int(c)) for c in batch.cell_ids.tolist()]
     trees = [Tree(s.nodes_nm.astype(np.float64), s.parent_id, s.radius_nm.astype(np.float64)) for s in skels]
     neuron = [k for k, s in enumerate(skels) if s.cell_id not in astro]
-    xs = {k: cell_features(trees[k], skels[k].attributes.get("myelin"),
-                           orgs.get(skels[k].cell_id, {}) if organelles else None) for k in neuron}
+    xs = {k: model_columns(cell_features(trees[k], skels[k].attributes.get("myelin"),
+                                         orgs.get(skels[k].cell_id, {}) if organelles else None), variant)
+          for k in neuron}
     probs = predict_cells([trees[k] for k in neuron], [xs[k] for k in neuron], model)
     parts = []
     for k, (s, tree) in enumerate(zip(skels, trees, strict=True)):

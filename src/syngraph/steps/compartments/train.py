@@ -20,11 +20,11 @@ from syngraph.errors import InputError
 from syngraph.models.compartments import (
     CLASSES,
     CONTEXT_FEATURES,
-    SHAPE_FEATURES,
     CompartmentModel,
     TwoStage,
     feature_names,
     fit_stage,
+    model_columns,
 )
 from syngraph.models.domain import Domain
 from syngraph.steps.compartments.features import Tree, context_features
@@ -46,7 +46,7 @@ class CellData:
 
 
 def _cols(x: np.ndarray, variant: str) -> np.ndarray:
-    return x if variant == "full" else x[:, :len(SHAPE_FEATURES)]
+    return model_columns(x, variant)
 
 
 def _stack(cells: list[CellData], variant: str, ctx: list[np.ndarray] | None = None
