@@ -177,7 +177,7 @@ def add_features(rows: pa.Table, x: np.ndarray | None, names: tuple[str, ...]) -
     check; the step drops them before writing."""
     x = np.full((rows.num_rows, len(names)), np.nan) if x is None else x
     for j, n in enumerate(names):
-        rows = rows.append_column(f"x_{n}", pa.array(np.asarray(x[:, j], np.float32)))
+        rows = rows.append_column(f"x_{n}", pa.array(np.asarray(x[:, j], np.float64)))  # as measured
     return rows
 
 
