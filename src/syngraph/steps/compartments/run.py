@@ -120,6 +120,8 @@ def _organelles_by_cell(tables: str, stamp: tuple[int, ...], voxel_nm: tuple[flo
         xyz = rows[["com_x", "com_y", "com_z"]].to_numpy(np.float64) * np.asarray(voxel_nm)
         vol = rows["size_vx"].to_numpy(np.float64) * vox_um3
         cells = sub["cell_id"].to_numpy().astype(np.uint64)
+        if cells.size == 0:
+            continue
         order = np.argsort(cells, kind="stable")
         u, start = np.unique(cells[order], return_index=True)
         for c, part in zip(u.tolist(), np.split(order, start[1:]), strict=True):
