@@ -11,7 +11,13 @@ import pytest
 
 from syngraph import compartments as cp
 from syngraph.errors import StepOrderError
-from syngraph.models.compartments import CLASSES, load_model
+from syngraph.models.compartments import (
+    CLASSES,
+    SHAPE_FEATURES,
+    feature_names,
+    load_model,
+    model_columns,
+)
 from syngraph.steps.compartments.features import (
     Tree,
     branch_order,
@@ -40,9 +46,26 @@ def test_tree_features_measure_branches_in_nm():
     assert blen[40] == pytest.approx(2000.0, rel=1e-3) and blen[10] == pytest.approx(2000.0, rel=1e-3)
     assert pos[50] == 0.0 and pos[41] == pytest.approx(0.9, abs=0.01)
     x = shape_features(t)
-    assert x.shape == (51, 15) and np.isfinite(x).all()
+    assert x.shape == (51, len(SHAPE_FEATURES)) and np.isfinite(x).all()
     # the thin branch's tip: path to a thick node (1 um mean radius >= 250 nm) is most of its 1 um
-    assert 500 < 10 ** x[50, 7] - 1 < 1000 and x[10, 7] == 0.0
+    j = SHAPE_FEATURES.index("log_path_to_thick_nm")
+    assert 500 < 10 ** x[50, j] - 1 < 1000 and x[10, j] == 0.0
+
+
+def test_radius_features_ignore_voxel_steps_but_see_bulges():
+    """A 20 um axon of radius 56 nm skeletonized at 16 nm voxels: radii step 48 / 64 nm from node
+    to node (40 nm apart); a 600 nm bouton of radius 150 nm in its middle. The bulge feature
+    (radius / 1 um mean) must see the bouton and not the voxel steps."""
+    n = 500
+    r = np.where(np.arange(n) % 2 == 0, 48.0, 64.0)
+    r[243:258] = 150.0
+    t = Tree(np.c_[np.arange(n) * 40.0, np.zeros(n), np.zeros(n)], np.r_[-1, np.arange(n - 1)], r)
+    x = shape_features(t)
+    bulge = x[:, SHAPE_FEATURES.index("radius_rel_1um")]
+    off = np.r_[np.arange(30, 200), np.arange(300, 470)]  # far from the bouton and the ends
+    assert np.abs(bulge[off] - 1).max() < 0.03  # unsmoothed: 64 / 56 = 1.14
+    assert bulge[250] > 1.5
+    assert 10 ** x[off, SHAPE_FEATURES.index("log_radius_nm")] == pytest.approx(56.0, rel=0.03)
 
 
 def test_smoothing_votes_then_restores_boutons_and_spines():
@@ -67,11 +90,15 @@ def test_shipped_model_loads_without_pickles_and_predicts_probabilities():
     m = load_model()
     assert set(m.variants) == {"full", "shape"}
     name, two = m.variant(have_organelles=False)
-    x = shape_features(_comb())
+    x = model_columns(shape_features(_comb()), "shape")
+    assert x.shape[1] == len(SHAPE_FEATURES) - 1  # radius_rel_cell is computed, not used
     p = two.predict_local(x)
     assert name == "shape" and p.shape == (51, len(CLASSES)) and np.allclose(p.sum(1), 1)
     # thin side branch vs thick trunk: the trunk is dendrite, the side branch not soma
     assert p[:41, CLASSES.index(cp.SOMA)].max() < 0.5
+    # the training domain of every variant is stored with it
+    assert {v: d.names for v, d in m.domains.items()} == {v: feature_names(v) for v in ("full", "shape")}
+    assert m.domains["shape"].n_train > 10_000
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +132,13 @@ def test_unseen_demo_scores_against_truth(demo):
     assert res["bouton_f1"] >= 0.7
     done = json.loads((demo / "steps" / "compartments" / "DONE").read_text())["result"]
     assert done["model_variant"] == "full" and done["features_lacking"] == []
+    # demo tissue of an unseen seed lies inside the training domain
+    dom = json.loads((demo / "steps" / "compartments" / "domain.json").read_text())
+    assert dom["measured"] and dom["in_domain"] and done["in_domain"] and not done["warnings"]
+    neuron_nodes = sum(v for k, v in done["nodes_per_label"].items() if k != "astrocyte")
+    assert dom["distance"] == done["domain_distance"] < 0.2 and dom["n_rows"] == neuron_nodes
+    # measured on the features as computed (float32 put every capped path off the training's point mass)
+    assert dom["ks"]["log_path_to_thick_nm"] < 0.5
     sp = pq.read_table(demo / "tables" / "spines.parquet").to_pandas()
     assert len(sp) >= 1 and (sp["neck_length_nm"] >= 0).all()
     assert res["n_spine_heads_scored"] >= 1 and res["spine_head_volume_median_rel_error"] <= 0.3
@@ -142,6 +176,36 @@ def test_train_from_points_and_bad_label_files(demo, tmp_path):
     bad.write_text("x_nm,y_nm,z_nm,label\n" + "\n".join(rows[:3] + rows[-3:]) + "\n")
     rc, msg = _cli("train", "compartments", "--labels", str(bad), "--wd", str(demo))
     assert rc == 2 and "too few labelled nodes" in msg
+
+
+def test_out_of_domain_tissue_is_labelled_and_flagged(demo, tmp_path):
+    """The same tissue against a model whose training features all lay far from it: every node
+    still gets a label, and the report, domain.json and the table say it is out of domain."""
+    import dataclasses
+
+    from syngraph.config import load_config, write_config
+    from syngraph.engine import Compute
+    from syngraph.models.domain import Domain
+    from syngraph.steps.compartments import run_compartments
+
+    m = load_model()
+    shifted = {v: Domain(d.names, d.quantiles + 100.0, d.n_train) for v, d in m.domains.items()}
+    path = dataclasses.replace(m, domains=shifted).save(tmp_path / "far.npz")
+    cfg = load_config(demo)
+    try:
+        write_config(demo, cfg.model_copy(update={"compartments": cfg.compartments.model_copy(
+            update={"model": str(path)})}))
+        res = run_compartments(demo, compute=Compute(scheduler="serial"), progress=False, overwrite=True)
+    finally:
+        write_config(demo, cfg)
+    assert res["in_domain"] is False and res["domain_distance"] > res["domain_threshold"]
+    assert "syngraph train compartments --labels" in res["warnings"][0]
+    nodes = pq.read_table(demo / "tables" / "compartments_nodes.parquet")
+    assert nodes.schema.metadata[b"syngraph:in_domain"] == b"False"
+    assert nodes.num_rows == res["nodes"] and nodes["label"].null_count == 0
+    dom = json.loads((demo / "steps" / "compartments" / "domain.json").read_text())
+    assert dom["measured"] and not dom["in_domain"]
+    run_compartments(demo, compute=Compute(scheduler="serial"), progress=False, overwrite=True)
 
 
 @pytest.mark.slow

@@ -17,6 +17,8 @@ label of its 3x3x3 neighbourhood when that voxel is background). Astrocyte nodes
 * ``synapse_post_compartment_accuracy`` (when the synapse table has ``post_compartment``):
   synapses matched to true ones (``evaluate.synapses``), fraction whose post compartment
   (soma / shaft / spine_head; a neck counts as shaft) equals the truth's.
+* ``domain_distance``: the step's domain check (``steps/compartments/domain.json``; NaN: not
+  measured); ``out_of_domain``: 1 when it lay past the threshold.
 """
 
 from __future__ import annotations
@@ -100,7 +102,18 @@ def score_compartments(workdir: str | Path) -> dict[str, Any]:
     out["raw"] = {k: v for k, v in node_scores(truth, raw).items() if k != "n_nodes"}
     out.update(spine_volume_scores(wd))
     out.update(synapse_scores(wd))
+    out.update(domain_scores(wd))
     return out
+
+
+def domain_scores(wd: Path) -> dict[str, float]:
+    import json
+
+    p = wd / "steps" / "compartments" / "domain.json"
+    d = json.loads(p.read_text()) if p.exists() else {}
+    measured = bool(d.get("measured"))
+    return {"domain_distance": float(d["distance"]) if measured else float("nan"),
+            "out_of_domain": int(measured and not d.get("in_domain", True))}
 
 
 def true_head_volume_um3(gt_comp: np.ndarray, gt_cells: np.ndarray, point_vx: np.ndarray,

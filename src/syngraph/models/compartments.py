@@ -17,12 +17,13 @@ voxel sizes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from syngraph import compartments as cp
+from syngraph.models.domain import Domain
 from syngraph.models.npz import read_info, write_npz
 from syngraph.models.trees import Multiclass, Trees, from_gradient_boosting_multiclass
 
@@ -31,7 +32,7 @@ CLASSES: tuple[int, ...] = (cp.SOMA, cp.SHAFT, cp.SPINE_NECK, cp.SPINE_HEAD, cp.
 """Predicted compartment codes, in probability-column order."""
 
 SHAPE_FEATURES: tuple[str, ...] = (
-    "log_radius_nm",  # log10 of the node's radius
+    "log_radius_nm",  # log10 of the node's radius (mean within 150 nm of path: no voxel steps)
     "log_radius_1um_nm",  # log10 of the mean radius within 1 um of path
     "log_radius_5um_nm",  # log10 of the mean radius within 5 um of path
     "radius_rel_1um",  # radius / mean radius within 1 um (a bulge: bouton, spine head)
@@ -66,9 +67,22 @@ BOOSTING = dict(max_iter=80, learning_rate=0.15, max_leaf_nodes=15, min_samples_
                 l2_regularization=1.0)
 
 
+NOT_USED: tuple[str, ...] = ("radius_rel_cell",)
+"""Node features computed (other steps use them) but not given to the model: they measure how
+much of the cell lies in the volume (a fragment or a whole cell with its soma), not the node."""
+
+
 def feature_names(variant: str) -> tuple[str, ...]:
     """First-stage feature names of a variant (``full`` or ``shape``)."""
-    return SHAPE_FEATURES + (ORGANELLE_FEATURES if variant == "full" else ())
+    return tuple(n for n in SHAPE_FEATURES + (ORGANELLE_FEATURES if variant == "full" else ())
+                 if n not in NOT_USED)
+
+
+def model_columns(x: np.ndarray, variant: str) -> np.ndarray:
+    """The :func:`feature_names` columns of node features ``x`` (columns :data:`SHAPE_FEATURES`
+    + :data:`ORGANELLE_FEATURES`, or the shape columns only)."""
+    every = SHAPE_FEATURES + ORGANELLE_FEATURES
+    return np.asarray(x)[:, [every.index(n) for n in feature_names(variant)]]
 
 
 @dataclass(frozen=True)
@@ -113,10 +127,13 @@ class TwoStage:
 @dataclass(frozen=True)
 class CompartmentModel:
     """The variants of a model file: ``{"full": TwoStage, "shape": TwoStage}`` (either may be
-    missing); ``info`` holds the training record (seeds, cross-validated accuracy)."""
+    missing); ``info`` holds the training record (seeds, cross-validated accuracy); ``domains``
+    the training distribution of each variant's first-stage features (:mod:`syngraph.models.domain`;
+    empty for a file saved without one)."""
 
     variants: dict[str, TwoStage]
     info: dict[str, str]
+    domains: dict[str, Domain] = field(default_factory=dict)
 
     def variant(self, have_organelles: bool) -> tuple[str, TwoStage]:
         want = "full" if have_organelles and "full" in self.variants else "shape"
@@ -129,6 +146,8 @@ class CompartmentModel:
         arrays: dict[str, np.ndarray] = {}
         for v, m in self.variants.items():
             arrays |= m.local.arrays(f"{v}_") | m.context.arrays(f"{v}_context_")
+            if v in self.domains:
+                arrays |= self.domains[v].arrays(f"{v}_domain_")
         return write_npz(path, arrays, self.info)
 
 
@@ -139,14 +158,20 @@ def load_model(path: str | Path | None = None) -> CompartmentModel:
         raise FileNotFoundError(f"compartment model {path} does not exist; train one with "
                                 f"`syngraph train compartments --labels points.csv`")
     with np.load(path, allow_pickle=False) as z:
-        variants = {}
+        variants, domains = {}, {}
         for v in VARIANTS:
             if f"{v}_feature_names" in z:
                 names = feature_names(v)
                 variants[v] = TwoStage(Stage.from_arrays(z, f"{v}_", names, path),
                                        Stage.from_arrays(z, f"{v}_context_", names + CONTEXT_FEATURES, path))
+                domain = Domain.from_arrays(z, f"{v}_domain_")
+                if domain is not None:
+                    if domain.names != names:
+                        raise ValueError(f"{path}: the stored {v} domain has features {domain.names}, the model "
+                                         f"{names}; retrain with `syngraph train compartments --labels points.csv`")
+                    domains[v] = domain
         info = read_info(z)
-    return CompartmentModel(variants, info)
+    return CompartmentModel(variants, info, domains)
 
 
 def fit_stage(x: np.ndarray, y: np.ndarray, names: tuple[str, ...]) -> Stage:

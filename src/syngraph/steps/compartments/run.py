@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ from syngraph.config import CompartmentParams, load_config, project_path
 from syngraph.engine import Compute, read_task_tables, run_tasks, write_table_atomic
 from syngraph.errors import StepOrderError
 from syngraph.io.volume import list_layers, open_layer
-from syngraph.models.compartments import CLASSES, TwoStage, load_model
+from syngraph.models.compartments import CLASSES, TwoStage, feature_names, load_model, model_columns
+from syngraph.models.domain import DomainReport
 from syngraph.steps.compartments.features import (
     Tree,
     context_features,
@@ -96,22 +98,34 @@ def has_organelles(workdir: Path) -> bool:
 def load_organelles(workdir: Path, cell_ids: np.ndarray, voxel_nm: np.ndarray
                     ) -> dict[int, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """cell -> layer -> (centres nm, volume um3) of the organelles assigned to (sj: touching) it."""
-    co = pq.read_table(workdir / "tables" / "cell_organelles.parquet").to_pandas()
-    co = co[co["cell_id"].isin(cell_ids.astype(np.uint64))]
-    out: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {int(c): {} for c in cell_ids}
+    tables = Path(workdir) / "tables"
+    stamp = tuple((tables / f"{n}.parquet").stat().st_mtime_ns for n in ("cell_organelles", *ORGANELLE_LAYERS))
+    every = _organelles_by_cell(str(tables), stamp, tuple(np.asarray(voxel_nm, np.float64).tolist()))
+    return {int(c): every.get(int(c), {}) for c in cell_ids.tolist()}
+
+
+@functools.lru_cache(maxsize=2)
+def _organelles_by_cell(tables: str, stamp: tuple[int, ...], voxel_nm: tuple[float, ...]
+                        ) -> dict[int, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Every cell's organelles, read once per process (``stamp``: the tables' mtimes)."""
+    co = pq.read_table(Path(tables) / "cell_organelles.parquet").to_pandas()
+    out: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     vox_um3 = float(np.prod(voxel_nm)) / 1e9
     for layer in ORGANELLE_LAYERS:
-        t = pq.read_table(workdir / "tables" / f"{layer}.parquet",
+        t = pq.read_table(Path(tables) / f"{layer}.parquet",
                           columns=["id", "size_vx", "com_x_vx", "com_y_vx", "com_z_vx"]).to_pandas().set_index("id")
         sub = co[co["organelle_layer"] == layer]
         sub = sub[sub["organelle_id"].isin(t.index)]
         rows = t.loc[sub["organelle_id"].to_numpy()]
-        xyz = rows[["com_x_vx", "com_y_vx", "com_z_vx"]].to_numpy(np.float64) * voxel_nm
+        xyz = rows[["com_x_vx", "com_y_vx", "com_z_vx"]].to_numpy(np.float64) * np.asarray(voxel_nm)
         vol = rows["size_vx"].to_numpy(np.float64) * vox_um3
         cells = sub["cell_id"].to_numpy().astype(np.uint64)
-        for c in np.unique(cells):
-            m = cells == c
-            out[int(c)][layer] = (xyz[m], vol[m])
+        if cells.size == 0:
+            continue
+        order = np.argsort(cells, kind="stable")
+        u, start = np.unique(cells[order], return_index=True)
+        for c, part in zip(u.tolist(), np.split(order, start[1:]), strict=True):
+            out.setdefault(int(c), {})[layer] = (xyz[part], vol[part])
     return out
 
 
@@ -133,7 +147,7 @@ def compartments_task(batch: CellBatch, workdir: str, params: dict[str, Any], or
     wd = Path(workdir)
     p = CompartmentParams(**params)
     voxel = np.asarray(open_layer(wd, "sv").info.voxel_size_nm, np.float64)
-    _, model = _model(_model_path(wd, p.model)).variant(organelles)
+    variant, model = _model(_model_path(wd, p.model)).variant(organelles)
     orgs = load_organelles(wd, batch.cell_ids, voxel) if organelles else {}
     svs = cell_supervoxels(wd, batch.cell_ids)
     sv_layer = open_layer(wd, "sv")
@@ -141,8 +155,9 @@ def compartments_task(batch: CellBatch, workdir: str, params: dict[str, Any], or
     skels = [skeleton_io.read_skeleton(wd, int(c)) for c in batch.cell_ids.tolist()]
     trees = [Tree(s.nodes_nm.astype(np.float64), s.parent_id, s.radius_nm.astype(np.float64)) for s in skels]
     neuron = [k for k, s in enumerate(skels) if s.cell_id not in astro]
-    xs = {k: cell_features(trees[k], skels[k].attributes.get("myelin"),
-                           orgs.get(skels[k].cell_id, {}) if organelles else None) for k in neuron}
+    xs = {k: model_columns(cell_features(trees[k], skels[k].attributes.get("myelin"),
+                                         orgs.get(skels[k].cell_id, {}) if organelles else None), variant)
+          for k in neuron}
     probs = predict_cells([trees[k] for k in neuron], [xs[k] for k in neuron], model)
     parts = []
     for k, (s, tree) in enumerate(zip(skels, trees, strict=True)):
@@ -155,8 +170,17 @@ def compartments_task(batch: CellBatch, workdir: str, params: dict[str, Any], or
         rows = nodes_rows(s.cell_id, s.node_id, s.nodes_nm, raw, smooth, prob, s.radius_nm)
         spines = measure_spines(tree, smooth, functools.partial(read_cell_mask, sv_layer, svs.get(s.cell_id)),
                                 voxel)
-        parts.append(add_spines(rows, tree, smooth, spines))
-    return pa.concat_tables(parts) if parts else _empty_nodes()
+        parts.append(add_features(add_spines(rows, tree, smooth, spines), xs.get(k), feature_names(variant)))
+    return pa.concat_tables(parts) if parts else add_features(_empty_nodes(), None, feature_names(variant))
+
+
+def add_features(rows: pa.Table, x: np.ndarray | None, names: tuple[str, ...]) -> pa.Table:
+    """Node rows plus the first-stage features (``x_<name>``, NaN for astrocytes) for the domain
+    check; the step drops them before writing."""
+    x = np.full((rows.num_rows, len(names)), np.nan) if x is None else x
+    for j, n in enumerate(names):
+        rows = rows.append_column(f"x_{n}", pa.array(np.asarray(x[:, j], np.float64)))  # as measured
+    return rows
 
 
 def cell_supervoxels(workdir: Path, cell_ids: np.ndarray) -> dict[int, np.ndarray]:
@@ -269,14 +293,27 @@ def run_compartments(
         compute=compute, desc=STEP, progress=progress, overwrite=overwrite,
     )
     table = read_task_tables(step_dir)
-    table = _empty_nodes() if table is None else table
+    names = feature_names(variant)
+    table = add_features(_empty_nodes(), None, names) if table is None else table
+    feats = [f"x_{n}" for n in names]
+    check = domain_check(workdir, p.model, variant, table.select(feats))
+    table = table.drop_columns(feats)
     spines = spines_table(table)
     write_table_atomic(spines, workdir / "tables" / f"{SPINES_TABLE}.parquet", metadata={"syngraph:units": "nm"})
+    meta = {"syngraph:units": "nm", "syngraph:model_variant": variant}
+    if check is not None:
+        meta |= {"syngraph:domain_distance": f"{check.distance:.4f}", "syngraph:in_domain": str(check.in_domain)}
     write_table_atomic(table.drop_columns(["spine_rep", "neck_length_nm", "head_volume_um3"]),
-                       workdir / "tables" / f"{NODES_TABLE}.parquet",
-                       metadata={"syngraph:units": "nm", "syngraph:model_variant": variant})
+                       workdir / "tables" / f"{NODES_TABLE}.parquet", metadata=meta)
     labels = np.asarray(table.column("label").to_pylist(), dtype=object)
     lacking = [] if organelles else ["mi_um3_per_um", "vc_um3_per_um", "sj_per_um", "vc_near_um3"]
+    warnings = []
+    if check is not None and not check.in_domain:
+        warnings.append(
+            f"compartments: the cells lie outside the model's training data, labels are unreliable "
+            f"(every node still has one): {check.summary()}; label a few hundred nodes of this volume "
+            f"(x_nm, y_nm, z_nm, label) and run `syngraph train compartments --labels points.csv --wd {workdir}`, "
+            f"then set [compartments] model (steps/{STEP}/{DOMAIN_JSON})")
     return {
         "cells": len(ids),
         "nodes": table.num_rows,
@@ -284,6 +321,31 @@ def run_compartments(
         "features_lacking": lacking,
         "nodes_per_label": {str(k): int((labels == k).sum()) for k in np.unique(labels)},
         "spines": spines.num_rows,
+        "domain_distance": None if check is None else check.distance,
+        "domain_threshold": None if check is None else check.threshold,
+        "in_domain": None if check is None else check.in_domain,
+        "warnings": warnings,
+        "summary": f"{table.num_rows} nodes of {len(ids)} cells labelled ({variant} model)"
+                   + ("" if check is None else f"; {check.summary()}"),
         "task_peak_rss_mb": report.peak_rss_mb,
         "task_seconds": report.seconds,
     }
+
+
+DOMAIN_JSON = "domain.json"
+
+
+def domain_check(workdir: Path, model: str | None, variant: str, feats: pa.Table) -> DomainReport | None:
+    """The neuron nodes' features against the model's training domain (None: the model file
+    stores none); writes ``steps/compartments/domain.json``."""
+    from syngraph.engine.run import write_text_atomic
+
+    x = np.stack([c.to_numpy(zero_copy_only=False) for c in feats.columns], 1) if feats.num_columns else \
+        np.zeros((feats.num_rows, 0))
+    x = x[np.isfinite(x).all(axis=1)]  # astrocytes carry NaN
+    domain = _model(_model_path(workdir, model)).domains.get(variant)
+    report = domain.distance(x) if domain is not None and len(x) else None
+    body = {"model": _model_path(workdir, model) or "shipped default", "variant": variant,
+            "measured": report is not None} | (report.to_dict() if report is not None else {})
+    write_text_atomic(workdir / "steps" / STEP / DOMAIN_JSON, json.dumps(body, indent=1))
+    return report

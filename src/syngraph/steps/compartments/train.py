@@ -20,12 +20,13 @@ from syngraph.errors import InputError
 from syngraph.models.compartments import (
     CLASSES,
     CONTEXT_FEATURES,
-    SHAPE_FEATURES,
     CompartmentModel,
     TwoStage,
     feature_names,
     fit_stage,
+    model_columns,
 )
+from syngraph.models.domain import Domain
 from syngraph.steps.compartments.features import Tree, context_features
 
 MIN_PER_CLASS = 5
@@ -45,7 +46,7 @@ class CellData:
 
 
 def _cols(x: np.ndarray, variant: str) -> np.ndarray:
-    return x if variant == "full" else x[:, :len(SHAPE_FEATURES)]
+    return model_columns(x, variant)
 
 
 def _stack(cells: list[CellData], variant: str, ctx: list[np.ndarray] | None = None
@@ -108,9 +109,14 @@ def cross_validate(groups: list[list[CellData]], variant: str, params: object) -
     return out
 
 
-def fit_model(groups: list[list[CellData]], organelles: bool, info: dict[str, str]) -> CompartmentModel:
+def fit_model(groups: list[list[CellData]], organelles: bool, info: dict[str, str],
+              domain_cells: list[CellData] | None = None) -> CompartmentModel:
+    """Both variants (``full`` only with ``organelles``), each with the domain of its features
+    over every node of ``domain_cells`` (default: the training cells), labelled or not."""
     variants = ("full", "shape") if organelles else ("shape",)
-    return CompartmentModel({v: fit_two_stage(groups, v) for v in variants}, info)
+    cells = domain_cells or sum(groups, [])
+    domains = {v: Domain.fit(np.concatenate([_cols(c.x, v) for c in cells]), feature_names(v)) for v in variants}
+    return CompartmentModel({v: fit_two_stage(groups, v) for v in variants}, info, domains)
 
 
 # ---------------------------------------------------------------------------- data
@@ -226,6 +232,7 @@ def train_compartments(workdir: str | Path, labels: str | Path, out: str | Path 
     xyz, codes = read_points(path)
     organelles = has_organelles(wd)
     ids, cells = workdir_cells(wd, organelles)
+    every = cells
     cells = [c for c in label_nodes(wd, path, xyz, codes, ids, cells) if (c.y > 0).any()]
     variant = "full" if organelles else "shape"
     halves = [cells[0::2], cells[1::2]]
@@ -236,7 +243,8 @@ def train_compartments(workdir: str | Path, labels: str | Path, out: str | Path 
             scores = {k: float(np.nanmean([c[k] for c in cv])) for k in cv[0]}
         except ValueError:  # a half without two classes: no cross-validation
             scores = {}
-    model = fit_model([cells], organelles, {"trained_on": str(path.resolve()), "points": str(len(codes))})
+    model = fit_model([cells], organelles, {"trained_on": str(path.resolve()), "points": str(len(codes))},
+                      domain_cells=every)
     target = Path(out) if out is not None else wd / "models" / "compartments.npz"
     return model.save(target), scores
 
