@@ -479,6 +479,36 @@ def test_evaluate_writes_the_issue_metric_names(tmp_path):
     assert not {"node_precision", "node_recall", "cells_cable_within_5pct"} & set(m)  # no pooled totals
     assert m["neuron_node_precision"] >= 0.9 and m["astrocyte_nodes_inside"] >= 0.95
 
+    # voxels the step's cell holds but the true cell does not (a merge by the cells step): the
+    # astrocyte's supervoxel split in two at mid-x, the new part another true cell; its nodes are
+    # inside the segment the step skeletonized, outside the true cell
+    from syngraph.evaluate.skeletons import score_skeletons
+    from syngraph.io.volume import open_layer
+
+    before = score_skeletons(tmp_path)
+    layer = open_layer(tmp_path, "sv")
+    sv = np.asarray(layer.read())
+    astro = int(pa.parquet.read_table(tmp_path / "tables" / "cells.parquet").to_pandas()
+                .query("kind == 'astrocyte'").cell_id.iloc[0])
+    step = pa.parquet.read_table(tmp_path / "tables" / "sv_to_cell.parquet").to_pandas()
+    gt = pa.parquet.read_table(tmp_path / "gt" / "sv_to_cell.parquet").to_pandas()
+    half = np.isin(sv, gt.sv_id[gt.cell_id == astro].to_numpy())
+    half[sv.shape[0] // 2:] = False
+    new_sv = np.uint64(sv.max() + 1)
+    sv[half] = new_sv
+    layer.write(sv)
+    for t, cell, path in ((step, astro, "tables"), (gt, 10**6, "gt")):
+        t = pa.concat_tables([pa.Table.from_pandas(t, preserve_index=False),
+                              pa.table({"sv_id": pa.array([new_sv], pa.uint64()), "cell_id": pa.array([cell], pa.uint64())})
+                              .select(t.columns.tolist())])
+        write_table_atomic(t, tmp_path / path / "sv_to_cell.parquet")
+    after = score_skeletons(tmp_path)
+    sk = pa.parquet.read_table(tmp_path / "tables" / "skeletons.parquet").to_pandas().query("neuron == @astro")
+    ijk = np.rint(sk[["x", "y", "z"]].to_numpy() / np.asarray(layer.info.voxel_size_nm)).astype(np.int64)
+    moved = half[tuple(ijk.T)].sum()
+    assert moved > 0 and after["astrocyte_nodes_inside"] == before["astrocyte_nodes_inside"]
+    assert after["astrocyte_nodes_inside_true"] == pytest.approx(before["astrocyte_nodes_inside_true"] - moved / len(sk))
+
 
 @pytest.fixture(scope="module")
 def demo_scores(tmp_path_factory):
