@@ -206,11 +206,12 @@ def test_bouton_bulging_out_of_the_volume_is_not_an_end():
     assert s.cable_length_um == pytest.approx(1.4, rel=0.07)
 
 
-@pytest.mark.parametrize("branch_nm", [550.0, 650.0])
-def test_astrocyte_parameters_keep_short_branches(branch_nm):
-    """A thin side branch (r 60 nm, longer than the tick threshold) off a 120 nm process lies
-    inside TEASAR's invalidation ball with the reference const (2 r + 500 nm): the neuron
-    parameters lose it, the astrocyte parameters (``astrocyte_teasar_const_nm``) keep it."""
+@pytest.mark.parametrize("branch_nm, neuron_keeps", [(550.0, False), (650.0, True)])
+def test_astrocyte_parameters_keep_short_branches(branch_nm, neuron_keeps):
+    """A thin side branch (r 60 nm, longer than the tick threshold) off a 120 nm process: the
+    neuron parameters (invalidation ball r + 500 nm) keep it only when it sticks out of the
+    process's surface by more than 500 nm (650 nm long, not 550), the astrocyte parameters
+    (``astrocyte_teasar_const_nm``) keep both."""
     lab = capsules((100, 80, 40), [((200, 700, 500), (1800, 700, 500))], 120.0, label=9)
     lab |= capsules((100, 80, 40), [((1000, 700, 500), (1000, 700 + branch_nm, 500))], 60.0, label=9)
     p = SkeletonParams()
@@ -221,7 +222,7 @@ def test_astrocyte_parameters_keep_short_branches(branch_nm):
                                teasar_by_label=by_label)
         got[kind] = stats(finish_cell(bs.vertex_vx, bs.parent, bs.radius_nm, bs.piece, bs.piece_vx,
                                       spacing_nm=ANISO, params=p, volume_shape_vx=lab.shape))
-    assert (got["neuron"].n_tips, got["neuron"].n_branch_points) == (2, 0)
+    assert (got["neuron"].n_tips, got["neuron"].n_branch_points) == ((3, 1) if neuron_keeps else (2, 0))
     assert (got["astrocyte"].n_tips, got["astrocyte"].n_branch_points) == (3, 1)
     assert got["astrocyte"].cable_length_um == pytest.approx(1.6 + branch_nm / 1000, rel=0.03)
 
@@ -615,3 +616,24 @@ def test_pinky40_one_tree_per_piece(tmp_path, pinky40):
         near |= arr[q[:, 0], q[:, 1], q[:, 2]] == cell
     print(f"nodes inside their label (within one voxel): {near.mean():.5f} of {len(near)}")
     assert near.all(), f"{(~near).sum()} nodes more than one voxel outside their label"
+
+
+def test_recentre_moves_vertices_to_the_ball_that_contains_theirs():
+    """In a bouton (a ball on a thin tube) vertices climb to the ball's centre; on the tube's
+    axis, where no neighbour's ball contains a vertex's, they stay."""
+    from syngraph.steps.skeletons.recentre import recentre
+
+    lab = capsules((80, 40, 32), [((100, 400, 400), (1500, 400, 400)), ((800, 400, 400), (800, 400, 400))],
+                   80.0)
+    lab |= capsules((80, 40, 32), [((800, 400, 400), (800, 400, 400))], 250.0)
+    import edt
+
+    dbf = edt.edt(lab, anisotropy=ANISO, black_border=False).astype(np.float32)
+    verts = np.array([[40, 24, 14], [36, 22, 17], [10, 20, 16], [70, 20, 16]])  # 2 in the bouton, 2 on the axis
+    out = recentre(verts, dbf, np.zeros(4, bool), ANISO, 0.25 * ANISO[0])
+    assert np.abs(out[:2] - [40, 20, 16]).max() <= 2  # within the grid's rounding of the centre
+    moved = np.linalg.norm((out[:2] - verts[:2]) * ANISO, axis=1)
+    assert np.all(moved + dbf[tuple(verts[:2].T)] <= dbf[tuple(out[:2].T)] + 0.25 * ANISO[0])  # contains theirs
+    assert np.all(moved >= 40.0)
+    assert out[2:].tolist() == verts[2:].tolist()
+
