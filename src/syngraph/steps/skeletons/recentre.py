@@ -34,7 +34,7 @@ def recentre(verts_vx: np.ndarray, dbf: np.ndarray, fixed: np.ndarray,
     >>> d = np.zeros((9, 9, 9), np.float32)
     >>> g = np.indices(d.shape).transpose(1, 2, 3, 0) - 4
     >>> d[...] = np.maximum(4.5 - np.linalg.norm(g, axis=-1), 0)  # a ball of radius 4.5
-    >>> recentre(np.array([[2, 4, 4], [6, 5, 4]]), d, np.zeros(2, bool), (1.0, 1.0, 1.0), 0.01).tolist()
+    >>> recentre(np.array([[2, 4, 4], [6, 5, 4]]), d, np.zeros(2, bool), (1.0, 1.0, 1.0), 0.25).tolist()
     [[4, 4, 4], [4, 4, 4]]
     """
     pos = np.asarray(verts_vx, np.int64).copy()
