@@ -206,12 +206,11 @@ def test_bouton_bulging_out_of_the_volume_is_not_an_end():
     assert s.cable_length_um == pytest.approx(1.4, rel=0.07)
 
 
-@pytest.mark.parametrize("branch_nm, neuron_keeps", [(550.0, False), (650.0, True)])
-def test_astrocyte_parameters_keep_short_branches(branch_nm, neuron_keeps):
-    """A thin side branch (r 60 nm, longer than the tick threshold) off a 120 nm process: the
-    neuron parameters (invalidation ball r + 500 nm) keep it only when it sticks out of the
-    process's surface by more than 500 nm (650 nm long, not 550), the astrocyte parameters
-    (``astrocyte_teasar_const_nm``) keep both."""
+@pytest.mark.parametrize("branch_nm", [550.0, 650.0])
+def test_astrocyte_parameters_keep_short_branches(branch_nm):
+    """A thin side branch (r 60 nm, longer than the tick threshold) off a 120 nm process lies
+    inside TEASAR's invalidation ball with the reference const (2 r + 500 nm): the neuron
+    parameters lose it, the astrocyte parameters (``astrocyte_teasar_const_nm``) keep it."""
     lab = capsules((100, 80, 40), [((200, 700, 500), (1800, 700, 500))], 120.0, label=9)
     lab |= capsules((100, 80, 40), [((1000, 700, 500), (1000, 700 + branch_nm, 500))], 60.0, label=9)
     p = SkeletonParams()
@@ -222,7 +221,7 @@ def test_astrocyte_parameters_keep_short_branches(branch_nm, neuron_keeps):
                                teasar_by_label=by_label)
         got[kind] = stats(finish_cell(bs.vertex_vx, bs.parent, bs.radius_nm, bs.piece, bs.piece_vx,
                                       spacing_nm=ANISO, params=p, volume_shape_vx=lab.shape))
-    assert (got["neuron"].n_tips, got["neuron"].n_branch_points) == ((3, 1) if neuron_keeps else (2, 0))
+    assert (got["neuron"].n_tips, got["neuron"].n_branch_points) == (2, 0)
     assert (got["astrocyte"].n_tips, got["astrocyte"].n_branch_points) == (3, 1)
     assert got["astrocyte"].cable_length_um == pytest.approx(1.6 + branch_nm / 1000, rel=0.03)
 
@@ -529,14 +528,14 @@ def demo_scores(tmp_path_factory):
 def test_demo_tissue_against_true_skeletons(demo_scores):
     """Measured levels on seed 2026 (regression guard; the issue's targets are in the next test).
 
-    Measured: neurons precision 0.992, recall 0.953, median cable error 2.3 %, cable within 5 %
-    for 85 % and within 10 % for 95 % of them; the astrocyte: coverage 1.0, nodes inside 1.0, one
+    Measured: neurons precision 0.991, recall 0.946, median cable error 2.3 %, cable within 5 %
+    for 82 % and within 10 % for 95 % of them; the astrocyte: coverage 1.0, nodes inside 1.0, one
     tree per piece; myelin 1.0."""
     s = demo_scores
     assert s["cells_missing"] == []
     assert s["myelin_accuracy"] >= 0.95
     assert s["neuron_node_precision"] >= 0.97
-    assert s["neuron_node_recall"] >= 0.94
+    assert s["neuron_node_recall"] >= 0.93
     assert s["neuron_node_recall_kept"] >= s["neuron_node_recall"] - 1e-9
     neurons = [v for k, v in s["per_type"].items() if k != "astrocyte"]
     n_true = sum(v["nodes_true"] for v in neurons)
@@ -547,10 +546,10 @@ def test_demo_tissue_against_true_skeletons(demo_scores):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 19 target not met on seed 2026: cable within 5 % for "
-                   "85 % of neurons (>= 90 %); precision 0.992, recall 0.953, median cable error "
-                   "2.3 %, astrocyte coverage 1.0 and nodes inside 1.0 are met; see docs/skeletons.md, "
-                   "Known limits")
+@pytest.mark.xfail(strict=True, reason="issue 19 targets not met on seed 2026: recall 0.946 (>= 0.95; "
+                   "0.953 with teasar_scale = 1) and cable within 5 % for 82 % of neurons (>= 90 %); "
+                   "precision 0.991, median cable error 2.3 %, astrocyte coverage 1.0 and nodes inside "
+                   "1.0 are met; see docs/skeletons.md, Known limits")
 def test_demo_tissue_meets_issue_targets(demo_scores):
     """Done-when (issue 19) on seed 2026, never used in development."""
     s = demo_scores

@@ -98,8 +98,7 @@ class CellParams(_Model):
 class SkeletonParams(_Model):
     """TEASAR skeletons with kimimaro (reference parameters), joined exactly across blocks."""
 
-    teasar_scale: float = Field(1.0, description="TEASAR invalidation ball: radius = scale * DBF + const "
-                                 "(reference 2; 1: a branch is traced when it sticks out of its parent's surface by more than const)")
+    teasar_scale: float = Field(2.0, description="TEASAR invalidation ball: radius = scale * DBF + const")
     teasar_const_nm: float = Field(500.0, description="TEASAR invalidation ball constant in nm")
     pdrf_exponent: int = Field(4, description="TEASAR penalty field exponent")
     pdrf_scale: float = Field(100000.0, description="TEASAR penalty field scale")
