@@ -16,7 +16,10 @@ kinds are never pooled.
   of those neurons within 5 % (10 %).
 * ``astrocyte_coverage``: fraction of the non-neuron cells' true voxels within ``coverage_nm``
   of some skeleton node's inscribed sphere (``|v - node| - radius <= coverage_nm``);
-  ``astrocyte_nodes_inside``: fraction of their nodes whose voxel belongs to the cell;
+  ``astrocyte_nodes_inside``: fraction of their nodes whose voxel belongs to the segment the
+  step skeletonized (the cell as ``tables/sv_to_cell.parquet`` agglomerates it: fidelity to
+  the segment, not the cells step's merges); ``astrocyte_nodes_inside_true``: the same against
+  the true cell (a supervoxel merged into the cell counts as outside);
   ``astrocyte_cells_one_tree_per_piece``: fraction of those cells with exactly one tree per
   26-connected piece of the segment (pieces as the step sees them: strided by
   ``skeletons.downsample``, at least ``skeletons.dust_threshold_vx`` voxels).
@@ -190,17 +193,28 @@ def score_cover(voxels_vx: np.ndarray, ours: dict[str, np.ndarray], voxel_size_n
             "n_trees": int((ours["parent"] < 0).sum())}
 
 
-def _true_cells(workdir: Path) -> np.ndarray:
-    """The true cell id of every voxel (``sv`` layer relabelled by ``gt/sv_to_cell.parquet``)."""
+def _sv_to_cell(path: Path) -> dict[int, int]:
+    t = pq.read_table(path, columns=["sv_id", "cell_id"])
+    return dict(zip(t.column("sv_id").to_numpy().tolist(), t.column("cell_id").to_numpy().tolist(), strict=True))
+
+
+def _true_cells(workdir: Path, at_vx: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The true cell id of every voxel (``sv`` layer relabelled by ``gt/sv_to_cell.parquet``),
+    and the step's cell id (``tables/sv_to_cell.parquet``) at the voxels ``at_vx`` (n, 3)."""
     import fastremap
 
     from syngraph.io.volume import open_layer
 
     sv = np.asarray(open_layer(workdir, "sv").read())
-    t = pq.read_table(workdir / "gt" / "sv_to_cell.parquet", columns=["sv_id", "cell_id"])
-    table = dict(zip(t.column("sv_id").to_numpy().tolist(), t.column("cell_id").to_numpy().tolist(), strict=True))
+    at = np.zeros((0, 3), np.int64) if at_vx is None else np.asarray(at_vx, np.int64)
+    ok = np.all((at >= 0) & (at < np.asarray(sv.shape)), axis=1)
+    step = np.zeros(len(at), np.uint64)
+    if ok.any():
+        table = _sv_to_cell(workdir / "tables" / "sv_to_cell.parquet")
+        step[ok] = [table.get(int(v), 0) for v in sv[at[ok, 0], at[ok, 1], at[ok, 2]].tolist()]
+    table = _sv_to_cell(workdir / "gt" / "sv_to_cell.parquet")
     table = {int(v): table.get(int(v), 0) for v in fastremap.unique(sv)}  # supervoxels in no cell: 0
-    return fastremap.remap(sv, table, in_place=True)
+    return fastremap.remap(sv, table, in_place=True), step
 
 
 def _pieces(cell_mask: np.ndarray, downsample: tuple[int, int, int], min_vx: int) -> int:
@@ -285,11 +299,14 @@ def _score_non_tubular(workdir: Path, cfg: Any, ids: list[int], ours: dict[int, 
                        empty: dict[str, np.ndarray], coverage_nm: float,
                        per_cell: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """``astrocyte_*`` coverage, nodes inside and trees per piece over the non-neuron cells."""
-    truth = _true_cells(workdir)
-    tot = dict(voxels_sampled=0, voxels_covered=0, n_ours=0, nodes_inside=0)
+    vs = np.asarray(cfg.voxel_size_nm, np.float64)
+    node_vx = {cid: np.rint(ours.get(cid, empty)["nodes"] / vs).astype(np.int64) for cid in ids}
+    truth, step_ids = _true_cells(workdir, np.concatenate([node_vx[c] for c in ids]))
+    bounds = np.cumsum([0] + [len(node_vx[c]) for c in ids])
+    tot = dict(voxels_sampled=0, voxels_covered=0, n_ours=0, nodes_inside=0, nodes_inside_true=0)
     one_tree = []
     shape = np.asarray(truth.shape)
-    for cid in ids:
+    for k, cid in enumerate(ids):
         vox = np.argwhere(truth == cid)
         if len(vox) == 0:
             continue
@@ -301,6 +318,8 @@ def _score_non_tubular(workdir: Path, cfg: Any, ids: list[int], ours: dict[int, 
             return res
 
         s = score_cover(vox, ours.get(cid, empty), cfg.voxel_size_nm, cell_at, coverage_nm)
+        s["nodes_inside_true"] = s["nodes_inside"]
+        s["nodes_inside"] = int((step_ids[bounds[k]:bounds[k + 1]] == cid).sum())
         lo, hi = vox.min(0), vox.max(0) + 1
         crop = truth[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] == cid
         # strided on the volume's grid, as the step strides it
@@ -315,6 +334,7 @@ def _score_non_tubular(workdir: Path, cfg: Any, ids: list[int], ours: dict[int, 
         "astrocyte_cells": len(one_tree),
         "astrocyte_coverage": tot["voxels_covered"] / max(tot["voxels_sampled"], 1),
         "astrocyte_nodes_inside": tot["nodes_inside"] / max(tot["n_ours"], 1),
+        "astrocyte_nodes_inside_true": tot["nodes_inside_true"] / max(tot["n_ours"], 1),
         "astrocyte_cells_one_tree_per_piece": float(np.mean(one_tree)) if one_tree else float("nan"),
     }
 

@@ -14,7 +14,8 @@ through them); targets on a face that runs along a neurite are traced after them
 spurs off the axis (:func:`_crosses`). On the volume border there is no block to agree with:
 targets are only where a neurite's axis leaves the volume (:func:`exit_targets`), not where a
 neurite grazes the border or a bouton or soma bulges out of it, which the true tree does not
-end at either; they are traced first, one of them being the root.
+end at either; they are traced first, one of them being the root. Path vertices off the faces
+then move onto the medial axis (:mod:`.recentre`).
 
 We call kimimaro's own building blocks (``compute_cc_labels``, ``trace``) instead of
 ``kimimaro.skeletonize`` for three reasons, each a case where the whole-volume entry point
@@ -45,9 +46,12 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 
+from syngraph.steps.skeletons.recentre import recentre
+
 EXIT_TOL = 0.5  # voxels the distance to the boundary may rise inwards from an exit target
 EXIT_CONTINUE = 0.75  # an exit's neurite keeps this fraction of its radius one radius inwards
 EXIT_MIN_BALL = 2.0  # voxels: the exit tests look at least this far inwards
+RECENTRE_TOL = 0.25  # voxels: discretisation slack of the ball containment test (:mod:`.recentre`)
 
 
 class TeasarParams(TypedDict):
@@ -365,6 +369,14 @@ def skeletonize_block(
             )
             verts = np.rint(skel.vertices).astype(np.int64)
             edges = np.asarray(skel.edges, np.int64).reshape(-1, 2)
+            if len(verts):  # onto the medial axis (:mod:`.recentre`)
+                g = verts + minpt  # faces stay put: both blocks must place the same vertices there
+                on_face = np.any((g == 0) | (g == np.asarray(region.shape) - 1), axis=1)
+                verts, inv = np.unique(recentre(verts, dbf_roi, on_face, tuple(aniso.tolist()),
+                                                RECENTRE_TOL * float(aniso.min())), axis=0, return_inverse=True)
+                edges = inv.reshape(-1)[edges]
+                edges = np.unique(np.sort(edges[edges[:, 0] != edges[:, 1]], axis=1), axis=0)
+                skel.radii = dbf_roi[tuple(verts.T)]
             radii = np.asarray(skel.radii, np.float32)
             if len(verts) == 0:  # kimimaro found no root: keep the piece as its deepest voxel
                 deepest = np.unravel_index(int(np.argmax(dbf_roi)), dbf_roi.shape)
