@@ -254,7 +254,7 @@ def test_model_paths_are_relative_to_the_working_directory(proj, capsys, monkeyp
     set_key(proj, "model", '"models/syn.npz"', "synapses")
     monkeypatch.chdir(proj.parent)  # not the working directory
     before = rows_of(proj, "sv_class", "syn_ssv")
-    for step in ("astrocytes", "cells", "skeletons", "synapses"):
+    for step in ("astrocytes", "cells", "skeletons", "compartments", "synapses"):  # synapses read compartments
         code, err = run(capsys, monkeypatch, step, "proj", "--overwrite")
         assert code == 0, err
     after = rows_of(proj, "sv_class", "syn_ssv")
