@@ -12,7 +12,7 @@ from syngraph.pipeline import step_names
 from syngraph.synth.params import DEMO_SEED
 
 COMMANDS = ["synth", "import", "config init", "config check", "run", "evaluate", "demo", "edit",
-            "report", "export synapses", "export skeletons", "train synapses", "train astrocytes"]
+            "report", "export synapses", "export skeletons", "train synapses", "train astrocytes", "plan"]
 
 
 def syngraph(*args):
