@@ -275,6 +275,7 @@ def test_a_job_slurm_refuses_is_one_line_exit_2_and_submits_nothing(slurm_cluste
 
 
 def test_slurm_without_sbatch_is_one_line_exit_2(tmp_path: Path) -> None:
+    pytest.importorskip("dask_jobqueue", reason=f"dask-jobqueue is not installed: {INSTALL_JOBQUEUE}")
     empty = tmp_path / "bin"
     empty.mkdir()
     env = {**os.environ, "PATH": str(empty)}
