@@ -60,6 +60,21 @@ def _cube_2p5um() -> np.ndarray:
     return lab
 
 
+def test_a_capped_feature_stored_as_float32_stays_in_domain():
+    """Training rows read back from float32 Parquet, new rows computed in float64: a point mass at a
+    cap (log10 of a capped path length) must not read as 'every row outside the training range'."""
+    rng = np.random.default_rng(0)
+    cap = np.log10(100_001.0)
+    train = np.r_[rng.uniform(0, cap, 300), np.full(700, cap)]
+    new = np.r_[rng.uniform(0, cap, 30), np.full(70, cap)]
+    d = Domain.fit(train.astype(np.float32)[:, None], ("log_path_nm",))
+    assert new[-1] > float(np.float32(cap))  # the two precisions differ at the cap
+    r = d.distance(new[:, None])
+    assert r.in_domain and r.max_outside < 0.05 and r.distance < 0.2
+    shifted = d.distance((new + 0.5)[:, None])  # a real shift still leaves the range
+    assert not shifted.in_domain and shifted.max_outside > 0.5
+
+
 def test_pruning_a_small_cube_with_the_defaults_warns(tmp_path):
     wd = make_project(tmp_path, _cube_2p5um(), voxel_size_nm=(125.0, 125.0, 125.0), block=(16, 16, 16))
     with pytest.warns(PruningWarning) as rec:

@@ -93,14 +93,19 @@ class Domain:
         return cls(tuple(names), q, int(x.shape[0]))
 
     def distance(self, x: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> DomainReport:
-        """How far rows ``x`` (same features, same order) lie from the training rows."""
-        x = np.asarray(x, np.float64)
+        """How far rows ``x`` (same features, same order) lie from the training rows.
+
+        Both sides are compared at float32 precision: a feature stored as float32 on one side
+        (a Parquet column) and computed in float64 on the other must not split a point mass
+        (a capped value) into "all rows outside the training range"."""
+        x = _float32_grid(x)
         if x.ndim != 2 or x.shape[1] != len(self.names):
             raise ValueError(f"domain check expects (n, {len(self.names)}) features, got {x.shape}")
         n = int(x.shape[0])
-        ks = np.array([_ks(x[:, j], self.quantiles[:, j]) for j in range(x.shape[1])])
+        q = _float32_grid(self.quantiles)
+        ks = np.array([_ks(x[:, j], q[:, j]) for j in range(x.shape[1])])
         outside = np.array([
-            float(np.mean((x[:, j] < self.quantiles[_LO, j]) | (x[:, j] > self.quantiles[_HI, j]))) if n else 0.0
+            float(np.mean((x[:, j] < q[_LO, j]) | (x[:, j] > q[_HI, j]))) if n else 0.0
             for j in range(x.shape[1])
         ])
         dist = float(np.median(ks)) if n else 0.0
@@ -163,6 +168,12 @@ def _ks(v: np.ndarray, q: np.ndarray) -> float:
     f_hi = np.searchsorted(v, pts, side="right") / v.size
     f_lo = np.searchsorted(v, pts, side="left") / v.size
     return float(max(np.abs(f_hi - hi).max(), np.abs(f_lo - lo).max()))
+
+
+def _float32_grid(a: np.ndarray) -> np.ndarray:
+    """``a`` rounded to float32 and held as float64."""
+    with np.errstate(over="ignore"):
+        return np.asarray(a, np.float64).astype(np.float32).astype(np.float64)
 
 
 def held_back(report: DomainReport | None, trust_model: bool) -> bool:
