@@ -311,7 +311,8 @@ def demo(
         synthesize(out, shape_xyz=shape, seed=seed, overwrite=True)
         for name in step_names():
             console.rule(f"[bold]{name}")
-            info = run_step(out, name, overwrite=True)
+            with _one_line_warnings():
+                info = run_step(out, name, overwrite=True)
             console.print(f"{name}: {info['seconds']:.1f} s")
     console.rule("[bold]accuracy against ground truth")
     results = run_eval(out)
