@@ -107,13 +107,10 @@ def score_compartments(workdir: str | Path) -> dict[str, Any]:
 
 
 def domain_scores(wd: Path) -> dict[str, float]:
-    import json
+    from syngraph.evaluate.domain import domain_metrics
 
-    p = wd / "steps" / "compartments" / "domain.json"
-    d = json.loads(p.read_text()) if p.exists() else {}
-    measured = bool(d.get("measured"))
-    return {"domain_distance": float(d["distance"]) if measured else float("nan"),
-            "out_of_domain": int(measured and not d.get("in_domain", True))}
+    distance, out = domain_metrics(wd, "compartments")  # the step never overrides: held back = outside
+    return {"domain_distance": distance, "out_of_domain": out}
 
 
 def true_head_volume_um3(gt_comp: np.ndarray, gt_cells: np.ndarray, point_vx: np.ndarray,

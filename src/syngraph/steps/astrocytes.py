@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,6 @@ from syngraph.engine import (
     run_tasks,
     write_table_atomic,
 )
-from syngraph.engine.run import write_text_atomic
 from syngraph.graph import connected_components, edge_array, group_diagonal_nm, induced_components
 from syngraph.io.volume import open_layer
 from syngraph.models.astrocyte import (
@@ -64,11 +62,11 @@ from syngraph.models.domain import (
     Domain,
     DomainReport,
     DomainWarning,
-    domain_record,
     held_back,
 )
 from syngraph.project import Project
 from syngraph.steps.cells import CellsError, SvData
+from syngraph.steps.domain import write_domain_json
 
 EDT_HALO_VX = 8
 
@@ -491,10 +489,8 @@ def run_astrocytes(
 def _domain_check(project: Project, domain: Domain | None, feats: np.ndarray, model_path: str | None,
                   trust_model: bool) -> DomainReport | None:
     """Measure ``feats`` against the model's training domain; write ``steps/astrocytes/domain.json``."""
-    out = project.step_dir("astrocytes") / DOMAIN_JSON
     report = domain.distance(feats) if domain is not None else None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out, json.dumps(domain_record(report, str(model_path or DEFAULT_MODEL_PATH), trust_model), indent=1))
+    write_domain_json(project.step_dir("astrocytes"), report, str(model_path or DEFAULT_MODEL_PATH), trust_model)
     return report
 
 

@@ -39,7 +39,7 @@ from syngraph.models.celltypes import (
     fit_classifier,
     load_model,
 )
-from syngraph.models.domain import DomainReport
+from syngraph.models.domain import DomainReport, DomainWarning
 from syngraph.steps.compartments.run import ORGANELLE_LAYERS, has_organelles
 
 STEP = "celltypes"
@@ -280,9 +280,6 @@ def load_inputs(workdir: Path) -> tuple[pd.DataFrame, list[str]]:
 
 # ---------------------------------------------------------------------------- prediction
 
-
-class DomainWarning(UserWarning):
-    """The volume's cells lie outside the cell-type model's training data."""
 
 
 def predict(features: pd.DataFrame, model: CelltypeModel, organelles: bool, min_cable_um: float,

@@ -29,6 +29,7 @@ from syngraph.config import load_config, project_path
 from syngraph.engine import Compute, write_table_atomic
 from syngraph.errors import InputError, StepOrderError
 from syngraph.models.compartments import ORGANELLE_FEATURES, SHAPE_FEATURES
+from syngraph.models.domain import DomainWarning
 from syngraph.models.embeddings import (
     DIM,
     POSITIVE_NM,
@@ -41,9 +42,6 @@ from syngraph.models.embeddings import (
 STEP = "embeddings"
 COLUMNS = tuple(f"e{i}" for i in range(DIM))
 
-
-class DomainWarning(UserWarning):
-    """The volume's node features lie outside the encoder's training data."""
 
 
 def node_features(workdir: Path) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from syngraph.engine import Compute, read_task_tables, run_tasks, write_table_at
 from syngraph.errors import StepOrderError
 from syngraph.io.volume import list_layers, open_layer
 from syngraph.models.compartments import CLASSES, TwoStage, feature_names, load_model, model_columns
-from syngraph.models.domain import DomainReport
+from syngraph.models.domain import DOMAIN_JSON, DomainReport
 from syngraph.steps.compartments.features import (
     Tree,
     context_features,
@@ -41,6 +40,7 @@ from syngraph.steps.compartments.features import (
 )
 from syngraph.steps.compartments.smooth import smooth_labels
 from syngraph.steps.compartments.spines import measure_spines, spine_components
+from syngraph.steps.domain import write_domain_json
 
 STEP = "compartments"
 NODES_TABLE = "compartments_nodes"
@@ -332,20 +332,14 @@ def run_compartments(
     }
 
 
-DOMAIN_JSON = "domain.json"
-
-
 def domain_check(workdir: Path, model: str | None, variant: str, feats: pa.Table) -> DomainReport | None:
     """The neuron nodes' features against the model's training domain (None: the model file
     stores none); writes ``steps/compartments/domain.json``."""
-    from syngraph.engine.run import write_text_atomic
-
     x = np.stack([c.to_numpy(zero_copy_only=False) for c in feats.columns], 1) if feats.num_columns else \
         np.zeros((feats.num_rows, 0))
     x = x[np.isfinite(x).all(axis=1)]  # astrocytes carry NaN
     domain = _model(_model_path(workdir, model)).domains.get(variant)
     report = domain.distance(x) if domain is not None and len(x) else None
-    body = {"model": _model_path(workdir, model) or "shipped default", "variant": variant,
-            "measured": report is not None} | (report.to_dict() if report is not None else {})
-    write_text_atomic(workdir / "steps" / STEP / DOMAIN_JSON, json.dumps(body, indent=1))
+    write_domain_json(workdir / "steps" / STEP, report, _model_path(workdir, model) or "shipped default",
+                      variant=variant, held_back=False)  # labels every node even outside; flags it
     return report

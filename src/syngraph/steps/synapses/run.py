@@ -200,17 +200,15 @@ def _classify(wd: Path, syn: pa.Table, model_path: str | Path | None, trust_mode
     Outside the model's training domain (and without ``trust_model``) the model is not used:
     ``syn_prob`` is the candidate's mean sj probability, the sj map's own evidence, and a
     :class:`DomainWarning` says how to train on this volume's labels."""
-    from syngraph.engine.run import write_text_atomic
-    from syngraph.models.domain import DOMAIN_JSON, DomainWarning, domain_record, held_back
+    from syngraph.models.domain import DOMAIN_JSON, DomainWarning, held_back
     from syngraph.models.synapse import DEFAULT_MODEL, feature_matrix, load_forest
+    from syngraph.steps.domain import write_domain_json
 
     forest = load_forest(model_path)
     x = feature_matrix(syn)
     report = forest.domain.distance(x) if forest.domain is not None else None
     held = held_back(report, trust_model)
-    out = wd / "steps" / STEP / DOMAIN_JSON
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out, json.dumps(domain_record(report, str(model_path or DEFAULT_MODEL), trust_model), indent=1))
+    write_domain_json(wd / "steps" / STEP, report, str(model_path or DEFAULT_MODEL), trust_model)
     if held:
         prob = syn["sj_mean"].to_numpy().astype(np.float32)
     else:
