@@ -88,6 +88,23 @@ def test_rerun_skips_done_and_refuses_other_params(tmp_path):
         run_label(tmp_path, Compute(scheduler="serial"), block_size=(48, 48, 16))
 
 
+def test_tasks_done_on_other_upstream_results_are_rerun(tmp_path):
+    """Resuming is for an interrupted run of the same inputs: after an upstream step changed (a
+    cells rerun with other pruning), a rerun must not reuse tasks computed on the old result."""
+    from syngraph.engine.run import CURRENT_INPUTS
+
+    make_project(tmp_path)
+    token = CURRENT_INPUTS.set('{"cells": "a"}')
+    try:
+        first = run_label(tmp_path, Compute(scheduler="serial"))
+        same = run_label(tmp_path, Compute(scheduler="serial"))
+        CURRENT_INPUTS.set('{"cells": "b"}')
+        other = run_label(tmp_path, Compute(scheduler="serial"))
+    finally:
+        CURRENT_INPUTS.reset(token)
+    assert (first.n_done, same.n_skipped, other.n_done, other.n_skipped) == (27, 27, 27, 0)
+
+
 def test_failed_tasks_are_named_and_rerun_resumes(tmp_path):
     make_project(tmp_path)
     blocks = block_grid(BBox.from_shape(SHAPE), (32, 32, 16))

@@ -9,6 +9,7 @@ A step runs only when the steps it ``needs`` are DONE and unchanged (digests in 
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import time
 from collections.abc import Callable
@@ -114,7 +115,7 @@ def run_step(
     """Run one step (``options`` go to the step function) and record its wall time and peak memory in ``steps/<name>/DONE``."""
     from syngraph.engine import done
     from syngraph.engine.records import StepRun
-    from syngraph.engine.run import CURRENT_STEP, peak_rss_mb
+    from syngraph.engine.run import CURRENT_INPUTS, CURRENT_STEP, peak_rss_mb
 
     step = get_step(name)
     workdir = absolute_path(workdir)  # workers may run elsewhere
@@ -126,11 +127,13 @@ def run_step(
     before = done.snapshot(workdir)
     t0 = time.perf_counter()
     token = CURRENT_STEP.set(name)
+    token_in = CURRENT_INPUTS.set(json.dumps(inputs, sort_keys=True))
     try:
         with StepRun(marker.parent, overwrite=overwrite) as run:
             result = step.function()(workdir, compute=compute, overwrite=overwrite, progress=progress, **options)
     finally:
         CURRENT_STEP.reset(token)
+        CURRENT_INPUTS.reset(token_in)
     info = {
         "step": name,
         "seconds": round(time.perf_counter() - t0, 3),

@@ -83,6 +83,11 @@ never reused (see docs/formats.md, "Tables: columns and units")."""
 CURRENT_STEP: ContextVar[str] = ContextVar("syngraph_step", default="")
 """The pipeline step being run (set by ``pipeline.run_step``), recorded in every table's metadata."""
 
+CURRENT_INPUTS: ContextVar[str] = ContextVar("syngraph_inputs", default="")
+"""Digest of the finished upstream results the step runs on (set by ``pipeline.run_step``). Task
+results from a run on other inputs are discarded, never resumed: resuming is for an interrupted run
+of the same inputs."""
+
 
 def table_metadata(path: Path) -> dict[str, str]:
     """The key-value metadata every table carries: ``syngraph_version``, ``step`` and, inside a
@@ -202,14 +207,17 @@ def run_tasks(
         "n_tasks": len(ids),
         "params": json.loads(json.dumps(params, default=str)),
         "table_format": TABLE_FORMAT,
+        "inputs": CURRENT_INPUTS.get(),
     }
     mpath = step_dir / "manifest.json"
-    if mpath.exists() and json.loads(mpath.read_text()).get("table_format", 1) != TABLE_FORMAT:
-        shutil.rmtree(tasks_dir)  # done tasks of an older syngraph: their tables have other columns
+    old = json.loads(mpath.read_text()) if mpath.exists() else None
+    # done tasks of an older syngraph (other columns) or of other upstream results: not reusable
+    if old is not None and (old.get("table_format", 1), old.get("inputs", "")) != (TABLE_FORMAT, manifest["inputs"]):
+        shutil.rmtree(tasks_dir)
         tasks_dir.mkdir()
         mpath.unlink()
-    if mpath.exists():
-        old = json.loads(mpath.read_text())
+        old = None
+    if old is not None:
         for key in ("params_hash", "tasks_hash"):
             if old.get(key) != manifest[key]:
                 raise ManifestMismatch(
