@@ -394,7 +394,9 @@ def test_run_skeletons_end_to_end(tmp_path):
     st = pa.parquet.read_table(tmp_path / "tables" / "skeleton_stats.parquet")
     assert st.column("n_tips").to_pylist() == [2]
     # SWC round trip, in nm
-    p = skeleton_io.export_swc(tmp_path, tmp_path / "swc")[0]
+    from syngraph.export.swc import export_swc
+
+    p = export_swc(tmp_path, tmp_path / "swc")[0]
     xyz, radius, parent, _ = skeleton_io.read_swc(p)
     assert '"units": "nm"' in p.read_text()
     np.testing.assert_allclose(xyz, sk.nodes_nm, atol=0.06)

@@ -145,20 +145,20 @@ def file_problems(workdir: Path, cfg: ProjectConfig) -> list[str]:
             problem = _rag_problem(path)
             if problem:
                 problems.append(f'rag = "{cfg.rag}": {problem}')
-    from syngraph.models.astrocyte import load_model
+    from syngraph.models import astrocyte, celltypes, compartments, embeddings
     from syngraph.models.files import load_model_file
     from syngraph.models.synapse import load_forest
 
-    for key, name, load in (("cells.astrocyte_model", cfg.cells.astrocyte_model, load_model),
-                            ("synapses.model", cfg.synapses.model, None)):
+    for key, name, load in (("cells.astrocyte_model", cfg.cells.astrocyte_model, astrocyte.load_model),
+                            ("compartments.model", cfg.compartments.model, compartments.load_model),
+                            ("celltypes.model", cfg.celltypes.model, celltypes.load_model),
+                            ("embeddings.model", cfg.embeddings.model, embeddings.load_encoders),
+                            ("synapses.model", cfg.synapses.model, load_forest)):
         if not name:
             continue
         try:
-            if load is None:
-                load_forest(project_path(workdir, name))
-            else:
-                load_model_file(load, project_path(workdir, name), key)
-        except InputError as exc:
+            load_model_file(load, project_path(workdir, name), key)
+        except (InputError, ImportError) as exc:
             problems.append(str(exc))
     return problems
 

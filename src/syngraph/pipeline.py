@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import json
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,7 +114,7 @@ def run_step(
     """Run one step (``options`` go to the step function) and record its wall time and peak memory in ``steps/<name>/DONE``."""
     from syngraph.engine import done
     from syngraph.engine.records import StepRun
-    from syngraph.engine.run import CURRENT_INPUTS, CURRENT_STEP, peak_rss_mb
+    from syngraph.engine.run import CURRENT_INPUTS, CURRENT_STEP
 
     step = get_step(name)
     workdir = absolute_path(workdir)  # workers may run elsewhere
@@ -125,7 +124,6 @@ def run_step(
     marker = done.done_path(workdir, name)
     marker.unlink(missing_ok=True)
     before = done.snapshot(workdir)
-    t0 = time.perf_counter()
     token = CURRENT_STEP.set(name)
     token_in = CURRENT_INPUTS.set(json.dumps(inputs, sort_keys=True))
     try:
@@ -136,8 +134,8 @@ def run_step(
         CURRENT_INPUTS.reset(token_in)
     info = {
         "step": name,
-        "seconds": round(time.perf_counter() - t0, 3),
-        "peak_rss_mb_main": peak_rss_mb(),
+        "seconds": run.runs[-1]["seconds"],  # this attempt's, as StepRun measured it
+        "peak_rss_mb_main": run.runs[-1]["peak_rss_mb_main"],
         "result": _as_dict(result),
     }
     info.update(run.fields())  # every attempt (full run, resumes) with its own time and peak memory

@@ -204,13 +204,6 @@ def write_swc(path: str | Path, skel: CellSkeleton) -> Path:
     return path
 
 
-def export_swc(workdir: str | Path, out_dir: str | Path, ids: Iterable[int] | None = None) -> list[Path]:
-    """``syngraph export skeletons --format swc``: one ``<cell_id>.swc`` per cell in ``out_dir``."""
-    out = Path(out_dir)
-    chosen = cell_ids(workdir) if ids is None else np.asarray(list(ids), np.uint64)
-    return [write_swc(out / f"{int(c)}.swc", read_skeleton(workdir, int(c))) for c in chosen]
-
-
 def read_swc(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(node_id, type, xyz, radius, parent) as written by :func:`write_swc` -> (xyz, radius, parent, type)."""
     rows = [ln.split() for ln in Path(path).read_text().splitlines() if ln and not ln.startswith("#")]

@@ -81,4 +81,7 @@ def estimate(step: str, cost: StepCost, mvx: float, workers: int, blocks: int | 
 
 
 def n_blocks(shape_xyz: tuple[int, int, int], block_xyz: tuple[int, int, int]) -> int:
-    return math.prod(-(-s // b) for s, b in zip(shape_xyz, block_xyz, strict=True))
+    from syngraph.bbox import BBox
+    from syngraph.engine.blocks import grid_shape
+
+    return math.prod(grid_shape(BBox.from_shape(shape_xyz), block_xyz))

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from syngraph.engine.run import write_text_atomic
 from syngraph.io.volume import list_layers, open_layer
 
 OUT = Path("export") / "neuroglancer"
@@ -54,9 +55,7 @@ SYNAPSE_SHADER = """void main() {
 
 def _atomic_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(obj))
 
 
 def segment_properties(cells: dict[str, np.ndarray], voxel_volume_nm3: float,

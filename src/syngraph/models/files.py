@@ -15,6 +15,9 @@ T = TypeVar("T")
 TRAIN_COMMANDS = {
     "cells.astrocyte_model": "syngraph train astrocytes --labels TABLE",
     "synapses.model": "syngraph train synapses --labels TABLE",
+    "compartments.model": "syngraph train compartments --labels points.csv",
+    "celltypes.model": "syngraph train celltypes --labels cells.csv",
+    "embeddings.model": "syngraph train embeddings",
 }
 
 

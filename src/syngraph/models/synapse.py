@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from syngraph.models.domain import Domain
+from syngraph.models.npz import write_npz
 from syngraph.models.trees import Trees, from_random_forest
 
 FEATURES = (
@@ -68,14 +69,10 @@ class Forest:
         return self.trees.leaf_sum(x) / self.trees.roots.size
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
         t = self.trees
         dom = self.domain.arrays() if self.domain is not None else {}
-        np.savez_compressed(tmp, left=t.left, right=t.right, feature=t.feature, threshold=t.threshold,
-                            prob=t.value, roots=t.roots, features=np.array(self.features), **dom)
-        tmp.replace(path)
+        write_npz(path, {"left": t.left, "right": t.right, "feature": t.feature, "threshold": t.threshold,
+                         "prob": t.value, "roots": t.roots, "features": np.array(self.features), **dom})
 
     @classmethod
     def load(cls, path: str | Path) -> Forest:

@@ -39,7 +39,8 @@ from syngraph.models.celltypes import (
     fit_classifier,
     load_model,
 )
-from syngraph.models.domain import DomainReport, DomainWarning
+from syngraph.models.domain import DomainReport, DomainWarning, held_back
+from syngraph.models.files import load_model_file
 from syngraph.steps.compartments.run import ORGANELLE_LAYERS, has_organelles
 
 STEP = "celltypes"
@@ -292,7 +293,7 @@ def predict(features: pd.DataFrame, model: CelltypeModel, organelles: bool, min_
     prob = clf.predict_proba(x)
     typed = features["cable_um"].to_numpy() >= min_cable_um
     check = clf.domain.distance(x[typed]) if clf.domain is not None and typed.any() else None
-    if check is not None and not check.in_domain and not trust_model:
+    if held_back(check, trust_model):
         typed = np.zeros_like(typed)
     names = np.asarray(clf.classes, dtype=object)
     label = np.where(typed, names[np.argmax(prob, 1)] if len(prob) else np.zeros(0, object), UNKNOWN)
@@ -315,15 +316,12 @@ def run_celltypes(
     workdir = Path(workdir)
     p = load_config(workdir).celltypes
     features, lacking = load_inputs(workdir)
-    try:
-        model = load_model(project_path(workdir, p.model) if p.model else None)
-    except (FileNotFoundError, ValueError) as e:
-        raise InputError(f"[celltypes] model: {e}") from None
+    model = load_model_file(load_model, project_path(workdir, p.model) if p.model else None, "celltypes.model")
     if p.classes and tuple(p.classes) != model.classes:
         raise InputError(f"[celltypes] classes {list(p.classes)} differ from the model's "
                          f"{list(model.classes)}; set classes = {list(model.classes)} or retrain")
     table, variant, check = predict(features, model, not lacking, p.min_cable_um, trust_model)
-    held_back = check is not None and not check.in_domain and not trust_model
+    held = held_back(check, trust_model)
     t = pa.Table.from_pandas(table.reset_index(), preserve_index=False)
     digest = hashlib.sha1((workdir / "tables" / "compartments_nodes.parquet").read_bytes()).hexdigest()
     write_table_atomic(t, workdir / "tables" / f"{TABLE}.parquet",
@@ -344,9 +342,9 @@ def run_celltypes(
             "cells_per_type": {str(k): int(v) for k, v in counts.items()},
             "domain_distance": None if check is None else check.distance,
             "domain_threshold": None if check is None else check.threshold,
-            "held_back": held_back, "warnings": notes,
+            "held_back": held, "warnings": notes,
             "summary": (f"{int(table['typed'].sum())} of {len(table)} cells typed ({variant} model)"
-                        + ("; held back: outside the training domain" if held_back else "")
+                        + ("; held back: outside the training domain" if held else "")
                         + ("" if check is None else f"; domain distance {check.distance:.2f} / {check.threshold:.2f}"))}
 
 

@@ -38,6 +38,7 @@ from syngraph.models.embeddings import (
     load_encoders,
     save_encoders,
 )
+from syngraph.models.files import load_model_file
 
 STEP = "embeddings"
 COLUMNS = tuple(f"e{i}" for i in range(DIM))
@@ -87,9 +88,9 @@ def cell_vectors(cell_id: np.ndarray, weight: np.ndarray, z: np.ndarray) -> tupl
 
 def _encoder(path: str | None, organelles: bool) -> tuple[str, Encoder]:
     try:
-        encoders, _ = load_encoders(path)
-    except (FileNotFoundError, ImportError, ValueError) as e:
-        raise InputError(f"[embeddings] model: {e}") from None
+        encoders, _ = load_model_file(load_encoders, path, "embeddings.model")
+    except ImportError as e:  # safetensors missing
+        raise InputError(f"embeddings.model: {e}") from None
     want = "full" if organelles and "full" in encoders else "shape"
     if want not in encoders:
         raise InputError("[embeddings] model has no labels-only ('shape') encoder and the volume has no "

@@ -29,9 +29,11 @@ from syngraph import compartments as cp
 from syngraph.config import CompartmentParams, load_config, project_path
 from syngraph.engine import Compute, read_task_tables, run_tasks, write_table_atomic
 from syngraph.errors import StepOrderError
+from syngraph.io.ids import ids_in
 from syngraph.io.volume import list_layers, open_layer
 from syngraph.models.compartments import CLASSES, TwoStage, feature_names, load_model, model_columns
 from syngraph.models.domain import DOMAIN_JSON, DomainReport
+from syngraph.models.files import load_model_file
 from syngraph.steps.compartments.features import (
     Tree,
     context_features,
@@ -131,7 +133,7 @@ def _organelles_by_cell(tables: str, stamp: tuple[int, ...], voxel_nm: tuple[flo
 
 @functools.lru_cache(maxsize=4)
 def _model(path: str | None) -> Any:
-    return load_model(path)
+    return load_model_file(load_model, path, "compartments.model")
 
 
 def _model_path(workdir: Path, value: str | None) -> str | None:
@@ -146,11 +148,11 @@ def compartments_task(batch: CellBatch, workdir: str, params: dict[str, Any], or
 
     wd = Path(workdir)
     p = CompartmentParams(**params)
-    voxel = np.asarray(open_layer(wd, "sv").info.voxel_size_nm, np.float64)
+    sv_layer = open_layer(wd, "sv")
+    voxel = np.asarray(sv_layer.info.voxel_size_nm, np.float64)
     variant, model = _model(_model_path(wd, p.model)).variant(organelles)
     orgs = load_organelles(wd, batch.cell_ids, voxel) if organelles else {}
     svs = cell_supervoxels(wd, batch.cell_ids)
-    sv_layer = open_layer(wd, "sv")
     astro = set(astrocytes.tolist())
     skels = [skeleton_io.read_skeleton(wd, int(c)) for c in batch.cell_ids.tolist()]
     trees = [Tree(s.nodes_nm.astype(np.float64), s.parent_id, s.radius_nm.astype(np.float64)) for s in skels]
@@ -184,8 +186,7 @@ def add_features(rows: pa.Table, x: np.ndarray | None, names: tuple[str, ...]) -
 
 
 def cell_supervoxels(workdir: Path, cell_ids: np.ndarray) -> dict[int, np.ndarray]:
-    t = pq.read_table(workdir / "tables" / "sv_to_cell.parquet").to_pandas()
-    t = t[t["cell_id"].isin(cell_ids.astype(np.uint64))]
+    t = pq.read_table(workdir / "tables" / "sv_to_cell.parquet", filters=ids_in("cell_id", cell_ids)).to_pandas()
     return {int(c): np.sort(g["sv_id"].to_numpy().astype(np.uint64)) for c, g in t.groupby("cell_id")}
 
 

@@ -45,16 +45,12 @@ class CellData:
     y: np.ndarray
 
 
-def _cols(x: np.ndarray, variant: str) -> np.ndarray:
-    return model_columns(x, variant)
-
-
 def _stack(cells: list[CellData], variant: str, ctx: list[np.ndarray] | None = None
            ) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
     for i, c in enumerate(cells):
         m = c.y > 0
-        x = _cols(c.x, variant)[m]
+        x = model_columns(c.x, variant)[m]
         xs.append(np.c_[x, ctx[i][m]] if ctx is not None else x)
         ys.append(c.y[m])
     return np.concatenate(xs), np.concatenate(ys)
@@ -78,7 +74,7 @@ def fit_two_stage(groups: list[list[CellData]], variant: str) -> TwoStage:
             train = held
         stage = fit_stage(*_stack(train, variant), names)
         cut = np.cumsum([len(c.y) for c in held])[:-1]
-        p1 = np.split(stage.predict_proba(np.concatenate([_cols(c.x, variant) for c in held])), cut)
+        p1 = np.split(stage.predict_proba(np.concatenate([model_columns(c.x, variant) for c in held])), cut)
         ctx_cells += held
         ctx += [context_features(c.tree, p) for c, p in zip(held, p1, strict=True)]
     local = fit_stage(*_stack(sum(folds, []), variant), names)
@@ -89,7 +85,7 @@ def fit_two_stage(groups: list[list[CellData]], variant: str) -> TwoStage:
 def predict(model: TwoStage, cells: list[CellData], variant: str) -> list[np.ndarray]:
     from syngraph.steps.compartments.run import predict_cells
 
-    return predict_cells([c.tree for c in cells], [_cols(c.x, variant) for c in cells], model)
+    return predict_cells([c.tree for c in cells], [model_columns(c.x, variant) for c in cells], model)
 
 
 def cross_validate(groups: list[list[CellData]], variant: str, params: object) -> list[dict[str, float]]:
@@ -115,7 +111,7 @@ def fit_model(groups: list[list[CellData]], organelles: bool, info: dict[str, st
     over every node of ``domain_cells`` (default: the training cells), labelled or not."""
     variants = ("full", "shape") if organelles else ("shape",)
     cells = domain_cells or sum(groups, [])
-    domains = {v: Domain.fit(np.concatenate([_cols(c.x, v) for c in cells]), feature_names(v)) for v in variants}
+    domains = {v: Domain.fit(np.concatenate([model_columns(c.x, v) for c in cells]), feature_names(v)) for v in variants}
     return CompartmentModel({v: fit_two_stage(groups, v) for v in variants}, info, domains)
 
 
@@ -165,12 +161,9 @@ def demo_cells(workdir: str | Path, organelles: bool = True) -> list[CellData]:
 
 def read_points(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(points nm (n, 3), codes) from a csv / parquet with x_nm, y_nm, z_nm, label (names)."""
-    import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
+    from syngraph.io.tables import read_table_file
 
-    if not path.exists():
-        raise InputError(f"label file {path} does not exist")
-    t = pq.read_table(path) if path.suffix == ".parquet" else pcsv.read_csv(path)
+    t = read_table_file(path, "--labels")
     missing = [c for c in ("x_nm", "y_nm", "z_nm", "label") if c not in t.column_names]
     if missing:
         raise InputError(f"{path}: missing column(s) {missing}; a label file needs x_nm, y_nm, z_nm, label")

@@ -83,7 +83,7 @@ def _write_syn_tables(block, workdir, step_dir, params, sv, c) -> None:
     write_table_atomic(pa.table(cols), step_dir / "syn_vox" / f"{block.id:08d}.parquet")
 
     f_in = sj_mask[c.face_lo_flat] & sj_mask[c.face_hi_flat]
-    lo = np.stack(np.unravel_index(c.face_lo_flat[f_in], sv.shape), axis=1) + np.asarray(block.read.start)
+    lo = c.xyz_of(c.face_lo_flat[f_in])
     fp = c.face_pair[f_in]
     faces = pa.table(
         {
