@@ -98,7 +98,7 @@ class CellParams(_Model):
 class SkeletonParams(_Model):
     """TEASAR skeletons with kimimaro (reference parameters), joined exactly across blocks."""
 
-    teasar_scale: float = Field(2.0, description="TEASAR invalidation ball: radius = scale * DBF + const")
+    teasar_scale: float = Field(1.0, description="TEASAR invalidation ball: radius = scale * DBF + const (the reference uses 2; 1 reaches side branches such as spines and boutons, see docs/skeletons.md)")
     teasar_const_nm: float = Field(500.0, description="TEASAR invalidation ball constant in nm")
     pdrf_exponent: int = Field(4, description="TEASAR penalty field exponent")
     pdrf_scale: float = Field(100000.0, description="TEASAR penalty field scale")
