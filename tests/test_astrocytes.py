@@ -21,6 +21,7 @@ from syngraph.models.astrocyte import (
     fit_context_model,
     fit_logistic,
     load_model,
+    tissue_relative,
 )
 from syngraph.project import Project
 from syngraph.steps.astrocytes import (
@@ -151,13 +152,34 @@ def test_context_features_oracle():
     ids = np.array([1, 2, 3, 4], np.uint64)
     p = np.array([0.9, 0.1, 0.6, 0.2])
     edges = np.array([[1, 2], [2, 3], [9, 2]], np.uint64)  # 9 is unknown: ignored
-    contacts = np.array([[1, 4], [3, 4]], np.uint64)
-    c = context_features(ids, p, edges, contacts, np.array([1.0, 3.0]))
+    contacts = np.array([[1, 4], [3, 4], [2, 3], [1, 2]], np.uint64)
+    c = context_features(ids, p, edges, contacts, np.array([1.0, 3.0, 4.0, 0.5]))
     assert c[:, 0] == pytest.approx(np.log10(1 + np.array([1, 2, 1, 0])))
-    assert c[:, 1] == pytest.approx([0.1, 0.9, 0.1, 0.0])  # max neighbour probability
-    assert c[:, 2] == pytest.approx([0.1, 0.75, 0.1, 0.0])  # mean
-    assert c[:, 3].tolist() == [0, 2, 0, 0]  # neighbours >= 0.5
-    assert c[:, 4] == pytest.approx([0.2, 0.0, 0.2, (0.9 * 1 + 0.6 * 3) / 4])  # area-weighted
+    # graph neighbours weighted by contact area: sv 2 touches 1 (p 0.9) over 0.5, 3 (p 0.6) over 4
+    assert c[:, 1] == pytest.approx([0.1, (0.9 * 0.5 + 0.6 * 4) / 4.5, 0.1, 0.0])
+    # share of all contact area that is with graph neighbours at p >= 0.5: sv 2 all of it, sv 1 none
+    assert c[:, 2] == pytest.approx([0.0, 1.0, 0.0, 0.0])
+    assert c[:, 3] == pytest.approx([(0.2 * 1 + 0.1 * 0.5) / 1.5, (0.9 * 0.5 + 0.6 * 4) / 4.5,
+                                     (0.2 * 3 + 0.1 * 4) / 7, (0.9 * 1 + 0.6 * 3) / 4])
+    # a thin edge to a confident astrocyte weighs little against a wide face to a neuron
+    thin = context_features(ids[:3], np.array([1.0, 0.0, 0.0]), np.array([[1, 2], [2, 3]], np.uint64),
+                            np.array([[1, 2], [2, 3]], np.uint64), np.array([0.01, 0.99]))
+    assert thin[1, 1] == pytest.approx(0.01, rel=1e-3) and thin[1, 2] == pytest.approx(0.01, rel=1e-3)
+    # graph edges without any recorded contact count equally
+    bare = context_features(ids, p, edges, np.zeros((0, 2), np.uint64), np.zeros(0))
+    assert bare[:, 1] == pytest.approx([0.1, 0.75, 0.1, 0.0])
+
+
+def test_tissue_relative_removes_a_scale():
+    """Thinner neurites (every length halved) give the same relative sizes."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, len(FEATURES)))
+    half = x.copy()
+    for f, k in (("log_volume_um3", 3), ("log_surface_to_volume", -1), ("log_thickness_nm", 1), ("log_max_radius_nm", 1)):
+        half[:, FEATURES.index(f)] += k * np.log10(0.5)
+    assert np.allclose(tissue_relative(half), tissue_relative(x))
+    assert np.allclose(tissue_relative(tissue_relative(x)), tissue_relative(x))
+    assert not np.allclose(half, x)
 
 
 def _graph_tissue(rng: np.random.Generator, n_cells: int = 12) -> GraphData:
@@ -188,7 +210,10 @@ def test_context_model_beats_local_and_roundtrips(tmp_path, learner):
     model = fit_context_model(train, learner=learner)
     local_acc = ((model.predict(test.features) >= 0.5) == test.y).mean()
     ctx_acc = ((model.refine(test.features, test.context(model.predict(test.features))) >= 0.5) == test.y).mean()
-    assert local_acc < 0.95 and ctx_acc >= local_acc + 0.05, (local_acc, ctx_acc)
+    # boosted context lifts the chains' neuron-looking astrocyte supervoxels; a logistic context
+    # stage on the two area-weighted means (no "any neighbour" maximum) gains less but never loses
+    gain = 0.05 if learner == "boosted" else 0.0
+    assert local_acc < 0.95 and ctx_acc >= local_acc + gain, (local_acc, ctx_acc)
     assert min(cross_validate_context(train, learner=learner)) >= 0.85
     path = model.save(tmp_path / "ctx.npz")
     again = load_model(path)

@@ -5,8 +5,14 @@ shipped default) or a logistic regression (:class:`LogisticModel`).
 1. A per-supervoxel stage on morphology and organelle features (:data:`FEATURES`).
 2. A context stage on the same features plus :data:`CONTEXT_FEATURES`, the first stage's
    probabilities of the supervoxel's neighbours in the supervoxel graph and of the supervoxels
-   it touches (weighted by contact area). A supervoxel that is part of an astrocyte sits among
-   astrocyte supervoxels and is a hub of the agglomeration's merge errors.
+   it touches, each weighted by the area of its contact: a thin (often false) graph edge to a
+   confident astrocyte carries little, a wide face much.
+
+A model trained with ``relative=True`` (the default since issue 18) sees the size features
+(:data:`SIZE_FEATURES`) relative to the volume: minus their median over the volume's
+supervoxels (:func:`tissue_relative`), i.e. as log ratios to the typical supervoxel, so a tissue
+with thinner neurites or another voxel size looks like the training tissue. Its ``predict`` and
+``refine`` therefore take the features of all supervoxels of one volume at once.
 
 Any object with ``predict(features) -> probability`` (features: ``(n, len(FEATURES))`` float64,
 columns in :data:`FEATURES` order) can replace it (``run_astrocytes(..., classifier=obj)``); an
@@ -15,6 +21,7 @@ object that also has ``refine(features, context) -> probability`` gets the conte
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -40,13 +47,17 @@ FEATURES: tuple[str, ...] = (
     "log_flatness",  # log10 sqrt(second / third eigenvalue)
 )
 
+# log sizes made relative to the volume (minus the volume's median) by models with ``relative``
+SIZE_FEATURES: tuple[str, ...] = ("log_volume_um3", "log_surface_to_volume", "log_thickness_nm", "log_max_radius_nm")
+
 CONTEXT_FEATURES: tuple[str, ...] = (
     "log_graph_degree",  # log10(1 + edges of the supervoxel in the pruned graph)
-    "graph_max_prob",  # largest first-stage probability among its graph neighbours (0 if none)
-    "graph_mean_prob",  # mean first-stage probability of its graph neighbours (0 if none)
-    "graph_n_astrocyte",  # graph neighbours with first-stage probability >= 0.5
+    "graph_area_mean_prob",  # contact-area-weighted mean first-stage probability of its graph neighbours
+    "graph_astro_area_frac",  # share of its whole contact area that is with graph neighbours at p >= 0.5
     "contact_mean_prob",  # contact-area-weighted mean first-stage probability of touching svs
 )
+# weight of a graph edge without a recorded contact (um2): counts only where nothing else does
+_NO_CONTACT_UM2 = 1e-6
 
 DEFAULT_MODEL_PATH = Path(__file__).parent / "data" / "astrocyte_default.npz"
 
@@ -160,26 +171,49 @@ def _stage_from_arrays(z, prefix: str, expected: tuple[str, ...], path: str | Pa
     raise ValueError(f"{path}: unknown astrocyte model kind {kind!r} (expected one of {LEARNERS})")
 
 
+def tissue_relative(features: np.ndarray) -> np.ndarray:
+    """``features`` (one volume's supervoxels, :data:`FEATURES` columns) with each of
+    :data:`SIZE_FEATURES` minus its median over the rows: log ratios to the volume's typical
+    supervoxel. Applying it twice changes nothing.
+
+    >>> x = np.zeros((3, len(FEATURES))); x[:, 0] = [1.0, 2.0, 4.0]
+    >>> tissue_relative(x)[:, 0].tolist()
+    [-1.0, 0.0, 2.0]
+    """
+    x = np.array(features, np.float64)
+    if x.shape[0]:
+        cols = [FEATURES.index(f) for f in SIZE_FEATURES]
+        x[:, cols] -= np.median(x[:, cols], axis=0)
+    return x
+
+
 @dataclass(frozen=True)
 class ContextModel:
-    """The per-supervoxel stage (``predict``) and the context stage (``refine``)."""
+    """The per-supervoxel stage (``predict``) and the context stage (``refine``); with
+    ``relative`` both see :func:`tissue_relative` features (pass one whole volume's rows)."""
 
     local: Stage
     context: Stage
+    relative: bool = False
 
     @property
     def cv_accuracy(self) -> float:
         return self.context.cv_accuracy
 
+    def inputs(self, features: np.ndarray) -> np.ndarray:
+        """The features as the stages see them (and as the stored domain describes them)."""
+        return tissue_relative(features) if self.relative else np.asarray(features, np.float64)
+
     def predict(self, features: np.ndarray) -> np.ndarray:
-        return self.local.predict(features)
+        return self.local.predict(self.inputs(features))
 
     def refine(self, features: np.ndarray, context: np.ndarray) -> np.ndarray:
-        return self.context.predict(np.c_[np.asarray(features, np.float64), np.asarray(context, np.float64)])
+        return self.context.predict(np.c_[self.inputs(features), np.asarray(context, np.float64)])
 
     def save(self, path: str | Path, domain: Domain | None = None) -> Path:
-        """Both stages, and ``domain`` (the training features' distribution) when given."""
+        """Both stages, and ``domain`` (the distribution of the training rows' :meth:`inputs`)."""
         return write_npz(path, self.local.arrays() | self.context.arrays("context_")
+                         | {"feature_transform": np.array(["tissue_relative" if self.relative else "none"])}
                          | (domain.arrays() if domain is not None else {}))
 
 
@@ -190,11 +224,13 @@ def context_features(
     """:data:`CONTEXT_FEATURES` per supervoxel (``ids`` sorted uint64, ``prob`` the first stage's).
 
     ``edges`` (m, 2): the supervoxel graph; ``contacts`` (k, 2) with ``contact_area``: every pair
-    of touching supervoxels. Ids not in ``ids`` are ignored.
+    of touching supervoxels. A graph edge weighs the area of its contact (a pair missing from
+    ``contacts`` weighs almost nothing unless all are missing). Ids not in ``ids`` are ignored.
 
     >>> ids = np.array([1, 2, 3], np.uint64); p = np.array([0.9, 0.1, 0.2])
-    >>> context_features(ids, p, np.array([[1, 2]], np.uint64), np.zeros((0, 2), np.uint64), np.zeros(0))[1].round(2).tolist()
-    [0.3, 0.9, 0.9, 1.0, 0.0]
+    >>> context_features(ids, p, np.array([[1, 2], [2, 3]], np.uint64), np.array([[1, 2], [2, 3]], np.uint64),
+    ...                  np.array([1.0, 3.0]))[1].round(3).tolist()
+    [0.477, 0.375, 0.25, 0.375]
     """
     n = ids.size
     prob = np.asarray(prob, np.float64)
@@ -208,17 +244,23 @@ def context_features(
         a, b = pos[ok, 0], pos[ok, 1]
         return np.r_[a, b], np.r_[b, a], ok
 
-    src, dst, _ = ends(edges)
-    deg = np.bincount(src, minlength=n).astype(np.float64)
-    mx = np.zeros(n)
-    np.maximum.at(mx, src, prob[dst])
-    mean = np.bincount(src, weights=prob[dst], minlength=n) / np.maximum(deg, 1)
-    n_astro = np.bincount(src, weights=(prob[dst] >= 0.5).astype(np.float64), minlength=n)
     csrc, cdst, cok = ends(contacts)
     w = np.tile(np.asarray(contact_area, np.float64)[cok], 2)
     wsum = np.bincount(csrc, weights=w, minlength=n)
     cmean = np.bincount(csrc, weights=w * prob[cdst], minlength=n) / np.maximum(wsum, 1e-9)
-    return np.stack([np.log10(1 + deg), mx, mean, n_astro, cmean], 1)
+    src, dst, _ = ends(edges)
+    deg = np.bincount(src, minlength=n).astype(np.float64)
+    ckey = csrc * n + cdst
+    order = np.argsort(ckey)
+    at = np.minimum(np.searchsorted(ckey[order], src * n + dst), max(ckey.size - 1, 0))
+    ew = np.full(src.size, _NO_CONTACT_UM2)
+    if ckey.size:
+        ew += np.where(ckey[order][at] == src * n + dst, w[order][at], 0.0)
+    gsum = np.bincount(src, weights=ew, minlength=n)
+    gmean = np.bincount(src, weights=ew * prob[dst], minlength=n) / np.maximum(gsum, 1e-12)
+    astro_area = np.bincount(src, weights=ew * (prob[dst] >= 0.5), minlength=n)
+    frac = astro_area / np.maximum(np.maximum(wsum, gsum), 1e-12)
+    return np.stack([np.log10(1 + deg), gmean, frac, cmean], 1)
 
 
 def fit_logistic(
@@ -323,6 +365,10 @@ class GraphData:
     def context(self, prob: np.ndarray) -> np.ndarray:
         return context_features(self.ids, prob, self.edges, self.contacts, self.contact_area)
 
+    def relative(self) -> GraphData:
+        """The same with :func:`tissue_relative` features."""
+        return dataclasses.replace(self, features=tissue_relative(self.features))
+
 
 def _workdir_folds(n: int, folds: int) -> list[np.ndarray]:
     """Working directories held out together: each alone when there are at most ``folds``,
@@ -358,25 +404,29 @@ def _oof_local(data: list[GraphData], folds: int, seed: int = 0, learner: str = 
     return [prob]
 
 
-def fit_context_model(data: list[GraphData], folds: int = 5, learner: str = "logistic") -> ContextModel:
+def fit_context_model(data: list[GraphData], folds: int = 5, learner: str = "logistic",
+                      relative: bool = True) -> ContextModel:
     """Both stages: the local stage on every labelled row, the context stage on context computed
-    from out-of-fold first-stage probabilities (as it will see them on new tissue)."""
+    from out-of-fold first-stage probabilities (as it will see them on new tissue); ``relative``:
+    on :func:`tissue_relative` features of each working directory."""
+    if relative:
+        data = [d.relative() for d in data]
     x, y = _stack(data)
     local = fit_stage(x, y, learner)
     oof = _oof_local(data, folds, learner=learner)
     ctx = np.concatenate([d.context(p)[d.labelled] for d, p in zip(data, oof, strict=True)])
-    return ContextModel(local, fit_stage(np.c_[x, ctx], y, learner, names=FEATURES + CONTEXT_FEATURES))
+    return ContextModel(local, fit_stage(np.c_[x, ctx], y, learner, names=FEATURES + CONTEXT_FEATURES), relative)
 
 
 def cross_validate_context(data: list[GraphData], folds: int = 5, seed: int = 0,
-                           learner: str = "logistic") -> list[float]:
+                           learner: str = "logistic", relative: bool = True) -> list[float]:
     """Accuracy of the two-stage model on held-out rows: per working directory (held out as in
     :func:`_workdir_folds`) when there are several, else one number over k folds of the
     labelled rows."""
     if len(data) > 1:
         accs = [0.0] * len(data)
         for held in _workdir_folds(len(data), folds):
-            m = fit_context_model([e for h, e in enumerate(data) if h not in held], folds, learner)
+            m = fit_context_model([e for h, e in enumerate(data) if h not in held], folds, learner, relative)
             for g in held.tolist():
                 d = data[g]
                 prob = m.refine(d.features, d.context(m.predict(d.features)))[d.labelled]
@@ -390,7 +440,7 @@ def cross_validate_context(data: list[GraphData], folds: int = 5, seed: int = 0,
             correct += int(((d.y[tr][0] > 0.5) == (d.y[f] > 0.5)).sum()) if tr.size else 0
             continue
         sub = GraphData(d.ids, d.features, d.edges, d.contacts, d.contact_area, d.labelled[tr], d.y[tr])
-        m = fit_context_model([sub], folds, learner)
+        m = fit_context_model([sub], folds, learner, relative)
         prob = m.refine(d.features, d.context(m.predict(d.features)))[d.labelled[f]]
         correct += int(((prob >= 0.5) == (d.y[f] > 0.5)).sum())
     return [correct / max(d.labelled.size, 1)]
@@ -423,4 +473,5 @@ def load_model(path: str | Path | None) -> Stage | ContextModel:
         local = _stage_from_arrays(z, "", FEATURES, path)
         if "context_feature_names" not in z:
             return local
-        return ContextModel(local, _stage_from_arrays(z, "context_", FEATURES + CONTEXT_FEATURES, path))
+        relative = "feature_transform" in z and str(z["feature_transform"][0]) == "tissue_relative"
+        return ContextModel(local, _stage_from_arrays(z, "context_", FEATURES + CONTEXT_FEATURES, path), relative)

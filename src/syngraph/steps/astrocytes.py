@@ -449,7 +449,8 @@ def run_astrocytes(
     kept_ids = comps.column("sv_id").to_numpy()[comps.column("kept").to_numpy(zero_copy_only=False)].astype(np.uint64)
     kpos = sv.index(kept_ids)
     # measured on the supervoxels the prediction acts on: those kept by pruning (cells are made of them)
-    check = _domain_check(project, domain, feats[kpos], cfg.cells.astrocyte_model, trust_model)
+    inputs = model.inputs(feats) if hasattr(model, "inputs") else feats  # what the model sees (relative sizes)
+    check = _domain_check(project, domain, inputs[kpos], cfg.cells.astrocyte_model, trust_model)
     held = held_back(check, trust_model)
     predicted = (prob >= cfg.cells.astrocyte_threshold) & (not held)
     vs = tuple(project.layer("sv").info.voxel_size_nm)
@@ -530,9 +531,9 @@ def train_astrocytes(
     data = graph_data(workdir, ids, y, cfg, compute, progress, source=str(labels_table_path))
     model = fit_context_model([data], folds, learner)
     acc = cross_validate_context([data], folds, learner=learner)[0]
-    model = type(model)(model.local, dataclasses.replace(model.context, cv_accuracy=acc))
+    model = dataclasses.replace(model, context=dataclasses.replace(model.context, cv_accuracy=acc))
     path = Path(out) if out is not None else Project(workdir).workdir / "models" / "astrocyte.npz"
-    model.save(path, Domain.fit(data.features, FEATURES))  # the domain: every supervoxel of this volume
+    model.save(path, Domain.fit(model.inputs(data.features), FEATURES))  # the domain: every supervoxel of this volume
     return path, acc
 
 
@@ -648,19 +649,19 @@ def main(argv: list[str] | None = None) -> int:
         ids, y = demo_labels(wd)
         data.append(graph_data(wd, ids, y, load_config(wd), Compute(scheduler="serial"), False, f"{wd}/gt"))
         print(f"{wd}: {ids.size} supervoxels, {int(y.sum())} astrocyte")
-    domain = Domain.fit(np.concatenate([d.features for d in data]), FEATURES)
     if args.domain_only:
         model = load_model(args.out)
         if not isinstance(model, ContextModel):
             raise SystemExit(f"{args.out}: --domain-only needs a two-stage model")
+        domain = Domain.fit(np.concatenate([model.inputs(d.features) for d in data]), FEATURES)
         model.save(args.out, domain)
         print(f"wrote {args.out} (stages unchanged; domain of {domain.n_train} supervoxels)")
         return 0
     held = cross_validate_context(data, learner=args.learner) if len(data) > 1 else []
     cv = float(np.mean(held)) if held else cross_validate_context(data, learner=args.learner)[0]
     model = fit_context_model(data, learner=args.learner)
-    model = ContextModel(model.local, dataclasses.replace(model.context, cv_accuracy=cv))
-    model.save(args.out, domain)
+    model = dataclasses.replace(model, context=dataclasses.replace(model.context, cv_accuracy=cv))
+    model.save(args.out, Domain.fit(np.concatenate([model.inputs(d.features) for d in data]), FEATURES))
     n = sum(d.y.size for d in data)
     print(f"{n} supervoxels ({int(sum(d.y.sum() for d in data))} astrocyte); held-out-workdir "
           f"accuracy {', '.join(f'{h:.3f}' for h in held)} (mean {cv:.4f})")
