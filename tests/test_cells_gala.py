@@ -102,7 +102,7 @@ def test_real_crops_given_the_truth_give_the_true_bodies(tmp_path, name):
     domain = json.loads((wd / "steps" / "astrocytes" / "domain.json").read_text())
     assert domain["measured"] and domain["distance"] == rep.domain_distance
     assert rep.held_back and not domain["in_domain"] and rep.warnings
-    if name == "fly-test":  # trusted anyway, the model calls real neurons astrocyte (35 of 214 svs)
+    if name == "fly-test":  # trusted anyway, the model calls real neurons astrocyte (27 of 214 svs)
         trusted = run_astrocytes(wd, compute=SERIAL, trust_model=True)
         assert not trusted.held_back and trusted.n_astrocyte_sv > ids.size // 10
     print(f"\n{name}: {len(set(body.tolist()))} bodies, {ids.size} svs; astrocyte step: {rep.summary}")

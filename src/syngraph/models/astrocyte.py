@@ -447,7 +447,7 @@ def cross_validate_context(data: list[GraphData], folds: int = 5, seed: int = 0,
 
 
 def default_model() -> Stage | ContextModel:
-    """The shipped model (trained on demo tissue seeds 0-39, see docs/models.md)."""
+    """The shipped model (trained on demo tissue seeds 0-15, see docs/models.md)."""
     if not DEFAULT_MODEL_PATH.exists():
         raise FileNotFoundError(
             f"the default astrocyte model {DEFAULT_MODEL_PATH} is missing from this installation; "
