@@ -86,8 +86,8 @@ def _project(tmp_path: Path, name: str, min_cc_size_nm: float) -> tuple[Path, np
 def test_real_crops_given_the_truth_give_the_true_bodies(tmp_path, name):
     """Default model, default threshold, pruning off (every crop is smaller than the default
     5000 nm, which would prune it whole; the warning is pinned below). The shipped model's
-    domain check holds it back on all three (the contact fraction lies beyond the training range
-    on most rows, docs/models.md); with ``--trust-model`` it would split many of them."""
+    domain check holds it back on all three (distances 0.59-0.69, docs/models.md); with
+    ``--trust-model`` it would split most of them."""
     if not GALA.exists():
         pytest.skip("../shared/data/gala is not here")
     wd, ids, body = _project(tmp_path, name, 0.0)
@@ -102,9 +102,9 @@ def test_real_crops_given_the_truth_give_the_true_bodies(tmp_path, name):
     domain = json.loads((wd / "steps" / "astrocytes" / "domain.json").read_text())
     assert domain["measured"] and domain["distance"] == rep.domain_distance
     assert rep.held_back and not domain["in_domain"] and rep.warnings
-    if name == "fly-test":  # trusted anyway, the model calls real neurons astrocyte (27 of 214 svs)
+    if name == "fly-test":  # trusted anyway, the model calls real neurons astrocyte
         trusted = run_astrocytes(wd, compute=SERIAL, trust_model=True)
-        assert not trusted.held_back and trusted.n_astrocyte_sv > ids.size // 10
+        assert not trusted.held_back and trusted.n_astrocyte_sv > ids.size // 4
     print(f"\n{name}: {len(set(body.tolist()))} bodies, {ids.size} svs; astrocyte step: {rep.summary}")
 
 

@@ -5,10 +5,10 @@ shipped default) or a logistic regression (:class:`LogisticModel`).
 1. A per-supervoxel stage on morphology and organelle features (:data:`FEATURES`).
 2. A context stage on the same features plus :data:`CONTEXT_FEATURES`, the first stage's
    probabilities of the supervoxel's neighbours in the supervoxel graph and of the supervoxels
-   it touches, each weighted by the area of its contact: a thin (often false) graph edge to a
-   confident astrocyte carries little, a wide face much.
+   it touches (weighted by contact area). A supervoxel that is part of an astrocyte sits among
+   astrocyte supervoxels and is a hub of the agglomeration's merge errors.
 
-A model trained with ``relative=True`` (the default since issue 18) sees the size features
+A model trained with ``relative=True`` (not the shipped one: docs/models.md) sees the size features
 (:data:`SIZE_FEATURES`) relative to the volume: minus their median over the volume's
 supervoxels (:func:`tissue_relative`), i.e. as log ratios to the typical supervoxel, so a tissue
 with thinner neurites or another voxel size looks like the training tissue. Its ``predict`` and
@@ -47,17 +47,16 @@ FEATURES: tuple[str, ...] = (
     "log_flatness",  # log10 sqrt(second / third eigenvalue)
 )
 
-# log sizes made relative to the volume (minus the volume's median) by models with ``relative``
-SIZE_FEATURES: tuple[str, ...] = ("log_volume_um3", "log_surface_to_volume", "log_thickness_nm", "log_max_radius_nm")
-
 CONTEXT_FEATURES: tuple[str, ...] = (
     "log_graph_degree",  # log10(1 + edges of the supervoxel in the pruned graph)
-    "graph_area_mean_prob",  # contact-area-weighted mean first-stage probability of its graph neighbours
-    "graph_astro_area_frac",  # share of its whole contact area that is with graph neighbours at p >= 0.5
+    "graph_max_prob",  # largest first-stage probability among its graph neighbours (0 if none)
+    "graph_mean_prob",  # mean first-stage probability of its graph neighbours (0 if none)
+    "graph_n_astrocyte",  # graph neighbours with first-stage probability >= 0.5
     "contact_mean_prob",  # contact-area-weighted mean first-stage probability of touching svs
 )
-# weight of a graph edge without a recorded contact (um2): counts only where nothing else does
-_NO_CONTACT_UM2 = 1e-6
+
+# log sizes made relative to the volume (minus the volume's median) by models with ``relative``
+SIZE_FEATURES: tuple[str, ...] = ("log_volume_um3", "log_surface_to_volume", "log_thickness_nm", "log_max_radius_nm")
 
 DEFAULT_MODEL_PATH = Path(__file__).parent / "data" / "astrocyte_default.npz"
 
@@ -224,13 +223,11 @@ def context_features(
     """:data:`CONTEXT_FEATURES` per supervoxel (``ids`` sorted uint64, ``prob`` the first stage's).
 
     ``edges`` (m, 2): the supervoxel graph; ``contacts`` (k, 2) with ``contact_area``: every pair
-    of touching supervoxels. A graph edge weighs the area of its contact (a pair missing from
-    ``contacts`` weighs almost nothing unless all are missing). Ids not in ``ids`` are ignored.
+    of touching supervoxels. Ids not in ``ids`` are ignored.
 
     >>> ids = np.array([1, 2, 3], np.uint64); p = np.array([0.9, 0.1, 0.2])
-    >>> context_features(ids, p, np.array([[1, 2], [2, 3]], np.uint64), np.array([[1, 2], [2, 3]], np.uint64),
-    ...                  np.array([1.0, 3.0]))[1].round(3).tolist()
-    [0.477, 0.375, 0.25, 0.375]
+    >>> context_features(ids, p, np.array([[1, 2]], np.uint64), np.zeros((0, 2), np.uint64), np.zeros(0))[1].round(2).tolist()
+    [0.3, 0.9, 0.9, 1.0, 0.0]
     """
     n = ids.size
     prob = np.asarray(prob, np.float64)
@@ -244,23 +241,17 @@ def context_features(
         a, b = pos[ok, 0], pos[ok, 1]
         return np.r_[a, b], np.r_[b, a], ok
 
+    src, dst, _ = ends(edges)
+    deg = np.bincount(src, minlength=n).astype(np.float64)
+    mx = np.zeros(n)
+    np.maximum.at(mx, src, prob[dst])
+    mean = np.bincount(src, weights=prob[dst], minlength=n) / np.maximum(deg, 1)
+    n_astro = np.bincount(src, weights=(prob[dst] >= 0.5).astype(np.float64), minlength=n)
     csrc, cdst, cok = ends(contacts)
     w = np.tile(np.asarray(contact_area, np.float64)[cok], 2)
     wsum = np.bincount(csrc, weights=w, minlength=n)
     cmean = np.bincount(csrc, weights=w * prob[cdst], minlength=n) / np.maximum(wsum, 1e-9)
-    src, dst, _ = ends(edges)
-    deg = np.bincount(src, minlength=n).astype(np.float64)
-    ckey = csrc * n + cdst
-    order = np.argsort(ckey)
-    at = np.minimum(np.searchsorted(ckey[order], src * n + dst), max(ckey.size - 1, 0))
-    ew = np.full(src.size, _NO_CONTACT_UM2)
-    if ckey.size:
-        ew += np.where(ckey[order][at] == src * n + dst, w[order][at], 0.0)
-    gsum = np.bincount(src, weights=ew, minlength=n)
-    gmean = np.bincount(src, weights=ew * prob[dst], minlength=n) / np.maximum(gsum, 1e-12)
-    astro_area = np.bincount(src, weights=ew * (prob[dst] >= 0.5), minlength=n)
-    frac = astro_area / np.maximum(np.maximum(wsum, gsum), 1e-12)
-    return np.stack([np.log10(1 + deg), gmean, frac, cmean], 1)
+    return np.stack([np.log10(1 + deg), mx, mean, n_astro, cmean], 1)
 
 
 def fit_logistic(
@@ -405,7 +396,7 @@ def _oof_local(data: list[GraphData], folds: int, seed: int = 0, learner: str = 
 
 
 def fit_context_model(data: list[GraphData], folds: int = 5, learner: str = "logistic",
-                      relative: bool = True) -> ContextModel:
+                      relative: bool = False) -> ContextModel:
     """Both stages: the local stage on every labelled row, the context stage on context computed
     from out-of-fold first-stage probabilities (as it will see them on new tissue); ``relative``:
     on :func:`tissue_relative` features of each working directory."""
@@ -419,7 +410,7 @@ def fit_context_model(data: list[GraphData], folds: int = 5, learner: str = "log
 
 
 def cross_validate_context(data: list[GraphData], folds: int = 5, seed: int = 0,
-                           learner: str = "logistic", relative: bool = True) -> list[float]:
+                           learner: str = "logistic", relative: bool = False) -> list[float]:
     """Accuracy of the two-stage model on held-out rows: per working directory (held out as in
     :func:`_workdir_folds`) when there are several, else one number over k folds of the
     labelled rows."""
@@ -447,7 +438,7 @@ def cross_validate_context(data: list[GraphData], folds: int = 5, seed: int = 0,
 
 
 def default_model() -> Stage | ContextModel:
-    """The shipped model (trained on demo tissue seeds 0-15, see docs/models.md)."""
+    """The shipped model (trained on demo tissue seeds 0-39, see docs/models.md)."""
     if not DEFAULT_MODEL_PATH.exists():
         raise FileNotFoundError(
             f"the default astrocyte model {DEFAULT_MODEL_PATH} is missing from this installation; "

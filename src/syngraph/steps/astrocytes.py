@@ -643,6 +643,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_MODEL_PATH, help="model file to write")
     ap.add_argument("--learner", choices=LEARNERS, default="boosted", help="model of both stages")
     ap.add_argument("--domain-only", action="store_true", help="keep the model's stages, store the domain")
+    ap.add_argument("--relative", action="store_true",
+                    help="sizes relative to each volume's median (models.astrocyte.tissue_relative)")
     args = ap.parse_args(argv)
     data = []
     for wd in args.workdirs:
@@ -657,9 +659,10 @@ def main(argv: list[str] | None = None) -> int:
         model.save(args.out, domain)
         print(f"wrote {args.out} (stages unchanged; domain of {domain.n_train} supervoxels)")
         return 0
-    held = cross_validate_context(data, learner=args.learner) if len(data) > 1 else []
-    cv = float(np.mean(held)) if held else cross_validate_context(data, learner=args.learner)[0]
-    model = fit_context_model(data, learner=args.learner)
+    held = cross_validate_context(data, learner=args.learner, relative=args.relative) if len(data) > 1 else []
+    cv = float(np.mean(held)) if held else cross_validate_context(data, learner=args.learner,
+                                                                  relative=args.relative)[0]
+    model = fit_context_model(data, learner=args.learner, relative=args.relative)
     model = dataclasses.replace(model, context=dataclasses.replace(model.context, cv_accuracy=cv))
     model.save(args.out, Domain.fit(np.concatenate([model.inputs(d.features) for d in data]), FEATURES))
     n = sum(d.y.size for d in data)
