@@ -60,12 +60,12 @@ def _cell(rng: np.random.Generator, kind: str, cell_id: int):
     return sk, np.array(label), spines
 
 
-def _workdir(path, seed: int, n_per_type: int = 10):
+def _workdir(path, seed: int, n_per_type: int | dict[str, int] = 10):
     rng = np.random.default_rng(seed)
     skels, comp, cells, spines, truth = [], [], [], [], {}
     cid = 1
     for kind in TYPES:
-        for _ in range(n_per_type):
+        for _ in range(n_per_type.get(kind, 0) if isinstance(n_per_type, dict) else n_per_type):
             sk, lab, ns = _cell(rng, kind, cid)
             skels.append(sk)
             comp.append(pd.DataFrame({"cell_id": np.full(len(lab), cid, np.uint64), "node_id": sk.node_id,
