@@ -15,10 +15,8 @@ import pytest
 from test_celltypes import _workdir, syngraph
 
 from syngraph.config import default_config, write_config
-
-from syngraph.models.embeddings import knn_vote
 from syngraph.models.domain import Domain
-from syngraph.models.embeddings import Encoder, load_encoders, save_encoders
+from syngraph.models.embeddings import Encoder, knn_vote, load_encoders, save_encoders
 
 COARSE = {"shaft": "dendrite", "spine_neck": "dendrite", "spine_head": "dendrite", "axon": "axon", "bouton": "axon"}
 

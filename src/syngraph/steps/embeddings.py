@@ -19,11 +19,10 @@ reference bank: the cell vectors and types of the labelled cells of its working 
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 from typing import Any
-
-import dataclasses
 
 import numpy as np
 import pandas as pd
