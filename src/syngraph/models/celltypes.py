@@ -169,18 +169,25 @@ def fit_temperature(raw: np.ndarray, y: np.ndarray) -> float:
 
 
 def fit_classifier(x: np.ndarray, labels: np.ndarray, names: tuple[str, ...], classes: tuple[str, ...],
-                   folds: int = 4, calibrate: np.ndarray | None = None) -> tuple[Classifier, float]:
+                   folds: int = 4, calibrate: np.ndarray | None = None,
+                   groups: np.ndarray | None = None) -> tuple[Classifier, float]:
     """Boosted trees on class names ``labels`` (each in ``classes``), the temperature fitted on
-    out-of-fold raw scores (folds stratified by class, fixed seed) of the rows ``calibrate``
-    (default all: the rows like those the model will type); returns the classifier and the
-    out-of-fold accuracy over all rows."""
+    out-of-fold raw scores of the rows ``calibrate`` (default all: the rows like those the model
+    will type); returns the classifier and the out-of-fold accuracy over all rows. With
+    ``groups`` (a volume per row) and >= ``folds`` of them, each fold holds out whole volumes, so
+    the temperature is fitted on scores of volumes the trees never saw, as the step's will be;
+    otherwise folds are stratified by class (fixed seed)."""
     x = np.asarray(x, np.float64)
     y = np.array([classes.index(str(c)) for c in labels], np.int64)
     rng = np.random.default_rng(0)
     fold = np.empty(len(y), np.int64)
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        fold[idx] = rng.permutation(len(idx)) % folds
+    if groups is not None and np.unique(groups).size >= folds:
+        _, g = np.unique(np.asarray(groups), return_inverse=True)
+        fold = rng.permutation(g.max() + 1)[g] % folds
+    else:
+        for c in np.unique(y):
+            idx = np.flatnonzero(y == c)
+            fold[idx] = rng.permutation(len(idx)) % folds
     oof = np.zeros((len(y), len(classes)))
     for f in range(folds):
         tr, te = fold != f, fold == f
