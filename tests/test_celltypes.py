@@ -271,6 +271,13 @@ def test_certainty_and_calibration_oracles():
     logits = rng.normal(size=(4000, 3))
     y = np.array([rng.choice(3, p=np.exp(r) / np.exp(r).sum()) for r in logits])
     assert fit_temperature(logits * 4, y)[0] == pytest.approx(4.0, rel=0.15)
+    # cable-aware: scores over-confident by 2 at ~9 um of cable and by 2e per decade less
+    from syngraph.models.celltypes import cable_temperature
+
+    lc = rng.uniform(0.5, 2.0, len(logits))
+    y = np.array([rng.choice(3, p=np.exp(r) / np.exp(r).sum()) for r in logits])
+    t, slope = fit_temperature(logits * cable_temperature(2.0, 1.0, lc)[:, None], y, lc)
+    assert t == pytest.approx(2.0, rel=0.15) and slope == pytest.approx(1.0, abs=0.25)
 
 
 def test_volume_grouped_folds_calibrate_for_unseen_volumes():
