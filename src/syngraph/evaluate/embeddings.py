@@ -74,7 +74,7 @@ def score_embeddings(workdir: str | Path) -> dict[str, float | int]:
     z = cells[cols].to_numpy(np.float64)
     bank_z, bank_y = _bank(wd)
     out["n_bank_cells"] = len(bank_y)
-    if len(cells) and len(bank_y) + len(cells) > K:
+    if len(cells) and len(bank_y):  # no bank (an older or unlabelled file): no score
         out["cell_knn_type_accuracy"] = float(np.mean(bank_vote(bank_z, bank_y, z, y) == y))
     if len(cells) > K:
         out["cell_knn_type_accuracy_within_volume"] = float(np.mean(knn_vote(z, y, z, exclude_self=True) == y))
