@@ -60,12 +60,12 @@ def _cell(rng: np.random.Generator, kind: str, cell_id: int):
     return sk, np.array(label), spines
 
 
-def _workdir(path, seed: int, n_per_type: int = 10):
+def _workdir(path, seed: int, n_per_type: int | dict[str, int] = 10):
     rng = np.random.default_rng(seed)
     skels, comp, cells, spines, truth = [], [], [], [], {}
     cid = 1
     for kind in TYPES:
-        for _ in range(n_per_type):
+        for _ in range(n_per_type.get(kind, 0) if isinstance(n_per_type, dict) else n_per_type):
             sk, lab, ns = _cell(rng, kind, cid)
             skels.append(sk)
             comp.append(pd.DataFrame({"cell_id": np.full(len(lab), cid, np.uint64), "node_id": sk.node_id,
@@ -270,4 +270,43 @@ def test_certainty_and_calibration_oracles():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(4000, 3))
     y = np.array([rng.choice(3, p=np.exp(r) / np.exp(r).sum()) for r in logits])
-    assert fit_temperature(logits * 4, y) == pytest.approx(4.0, rel=0.15)
+    assert fit_temperature(logits * 4, y)[0] == pytest.approx(4.0, rel=0.15)
+    # cable-aware: scores over-confident by 2 at ~9 um of cable and by 2e per decade less
+    from syngraph.models.celltypes import cable_temperature
+
+    lc = rng.uniform(0.5, 2.0, len(logits))
+    y = np.array([rng.choice(3, p=np.exp(r) / np.exp(r).sum()) for r in logits])
+    t, slope = fit_temperature(logits * cable_temperature(2.0, 1.0, lc)[:, None], y, lc)
+    assert t == pytest.approx(2.0, rel=0.15) and slope == pytest.approx(1.0, abs=0.25)
+
+
+def test_volume_grouped_folds_calibrate_for_unseen_volumes():
+    """Cells of 8 volumes, each volume shifted as a whole (a batch effect): folds that hold out
+    whole volumes see the shift the step will meet on a new volume and fit a softer temperature
+    than class-stratified folds, which see every volume in training; and that softer model's ECE
+    on new shifted volumes is the lower one."""
+    from syngraph.models.celltypes import fit_classifier
+
+    rng = np.random.default_rng(3)
+
+    def volumes(n_vol, seed):
+        r = np.random.default_rng(seed)
+        xs, ys, gs = [], [], []
+        for v in range(n_vol):
+            shift = r.normal(scale=0.8, size=2)
+            y = r.integers(0, 2, 60)
+            xs.append(np.c_[y * 1.5, -y * 1.5] + shift + r.normal(scale=0.3, size=(60, 2)))
+            ys.append(np.where(y == 1, "b", "a"))
+            gs.append(np.full(60, v))
+        return np.concatenate(xs), np.concatenate(ys), np.concatenate(gs)
+
+    x, y, g = volumes(8, 3)
+    grouped, _ = fit_classifier(x, y, ("f0", "f1"), ("a", "b"), groups=g)
+    mixed, _ = fit_classifier(x, y, ("f0", "f1"), ("a", "b"))
+    assert grouped.temperature > mixed.temperature
+    xt, yt, _ = volumes(8, int(rng.integers(100, 200)))
+    ece = {}
+    for name, clf in (("grouped", grouped), ("mixed", mixed)):
+        p = clf.predict_proba(xt)
+        ece[name] = expected_calibration_error(p, np.array(clf.classes)[p.argmax(1)] == yt)
+    assert ece["grouped"] < ece["mixed"]

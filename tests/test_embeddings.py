@@ -4,6 +4,7 @@ trained here when torch is installed); the type matrix and conn_mat partner colu
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -11,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from test_celltypes import _workdir
+from test_celltypes import _workdir, syngraph
 
-from syngraph.evaluate.embeddings import knn_vote
+from syngraph.config import default_config, write_config
 from syngraph.models.domain import Domain
-from syngraph.models.embeddings import Encoder, load_encoders, save_encoders
+from syngraph.models.embeddings import Encoder, knn_vote, load_encoders, save_encoders
 
 COARSE = {"shaft": "dendrite", "spine_neck": "dendrite", "spine_head": "dendrite", "axon": "axon", "bouton": "axon"}
 
@@ -51,6 +52,28 @@ def test_weights_round_trip_through_safetensors(tmp_path):
     np.testing.assert_allclose(back["shape"].domain.quantiles, enc.domain.quantiles, rtol=1e-6)
     x = rng.normal(size=(50, 3))
     np.testing.assert_allclose(back["shape"].embed(x), enc.embed(x), atol=1e-5)  # float32 storage
+    assert back["shape"].bank_z is None and back["shape"].bank_type == ()
+    banked = dataclasses.replace(enc, bank_z=enc.embed(x[:4]), bank_type=("b", "a", "b", "c"))
+    back = load_encoders(save_encoders(tmp_path / "b.safetensors", {"shape": banked}, {}))[0]["shape"]
+    assert back.bank_type == ("b", "a", "b", "c")
+    np.testing.assert_allclose(back.bank_z, banked.bank_z, atol=1e-6)
+
+
+def test_bank_vote_wins_types_the_volume_has_too_few_of():
+    """One 'rare' cell among six 'common' ones: the in-volume vote always outvotes it; with a
+    bank of three 'rare' references next to it, it is voted right, and the bank's exact copies
+    of the common cells do not outvote the volume's own neighbours."""
+    from syngraph.models.embeddings import bank_vote
+
+    z = np.r_[np.tile([1.0, 0, 0], (6, 1)) + np.linspace(0, 0.05, 6)[:, None] * [0, 1, 0], [[0, 0, 1.0]]]
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    y = np.array(["common"] * 6 + ["rare"])
+    assert knn_vote(z, y, z, exclude_self=True)[-1] == "common"
+    bank = np.array([[0, 0.1, 1.0], [0.1, 0, 1.0], [0, -0.1, 1.0]])
+    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
+    pred = bank_vote(bank, np.array(["rare"] * 3), z, y)
+    assert list(pred) == ["common"] * 6 + ["rare"]
+    assert list(bank_vote(np.zeros((0, 3)), np.zeros(0, str), z, y)) == list(knn_vote(z, y, z, exclude_self=True))
 
 
 def test_shipped_encoder_on_drawn_cells(tmp_path):
@@ -73,7 +96,6 @@ def test_shipped_encoder_on_drawn_cells(tmp_path):
 
 def test_train_encoder_without_labels(tmp_path):
     pytest.importorskip("torch")
-    from syngraph.config import default_config, write_config
     from syngraph.models.compartments import SHAPE_FEATURES
     from syngraph.steps.embeddings import node_features, run_embeddings, train_embeddings
 
@@ -84,12 +106,46 @@ def test_train_encoder_without_labels(tmp_path):
     x_a = node_features(tmp_path / "a")[1][:, :len(SHAPE_FEATURES)]
     trained = load_encoders(path)[0]["shape"]  # the file holds the training features' domain
     assert trained.domain.n_train == len(x_a) and trained.domain.distance(x_a).distance < 0.1
+    assert trained.bank_z is None  # no labels and no celltypes run: no reference bank
     cfg = default_config()
     cfg.embeddings.model = str(path)
     write_config(tmp_path / "b", cfg)
     run_embeddings(tmp_path / "b")
     node_acc, cell_acc = _scores(tmp_path / "b", truth)
     assert node_acc >= 0.9 and cell_acc >= 0.9
+
+
+def test_train_embeddings_with_labels_builds_the_reference_bank(tmp_path):
+    """`syngraph train embeddings --labels` stores the labelled cells' vectors (those the step then
+    writes for the same cells) and types; a volume with ONE thin axon among spiny and smooth cells
+    is voted right against that bank, where its own cells alone outvote the axon."""
+    pytest.importorskip("torch")
+    from syngraph.models.embeddings import bank_vote
+    from syngraph.steps.embeddings import run_embeddings
+
+    truth = _workdir(tmp_path / "a", seed=6, n_per_type=6)
+    pd.DataFrame({"cell_id": list(truth), "type": list(truth.values())}).to_csv(tmp_path / "l.csv", index=False)
+    rc, out = syngraph("train", "embeddings", "-w", tmp_path / "a", "--labels", tmp_path / "l.csv",
+                       "--out", tmp_path / "e.safetensors", "--steps", 300)
+    assert rc == 0, out
+    assert "reference bank 18 labelled cells" in " ".join(out.split())
+    enc = load_encoders(tmp_path / "e.safetensors")[0]["shape"]
+    assert sorted(enc.bank_type) == sorted(truth.values()) and enc.bank_z.shape == (18, 10)
+    cfg = default_config()
+    cfg.embeddings.model = str(tmp_path / "e.safetensors")
+    write_config(tmp_path / "a", cfg)
+    run_embeddings(tmp_path / "a")
+    cells = pd.read_parquet(tmp_path / "a" / "tables" / "embeddings_cells.parquet")
+    np.testing.assert_allclose(np.sort(cells[[f"e{i}" for i in range(10)]].to_numpy(), 0),
+                               np.sort(enc.bank_z, 0), atol=1e-5)
+    truth_b = _workdir(tmp_path / "b", seed=8, n_per_type={"spiny": 6, "smooth": 6, "thin_axon": 1})
+    write_config(tmp_path / "b", cfg)
+    run_embeddings(tmp_path / "b")
+    cells = pd.read_parquet(tmp_path / "b" / "tables" / "embeddings_cells.parquet")
+    z, y = cells[[f"e{i}" for i in range(10)]].to_numpy(), np.array([truth_b[int(c)] for c in cells["cell_id"]])
+    within, banked = knn_vote(z, y, z, exclude_self=True), bank_vote(enc.bank_z, np.array(enc.bank_type), z, y)
+    assert within[y == "thin_axon"][0] != "thin_axon" and banked[y == "thin_axon"][0] == "thin_axon"
+    assert np.mean(banked == y) >= 12 / 13
 
 
 def test_knn_ceiling_counts_the_types_a_perfect_vote_can_win():
@@ -106,7 +162,6 @@ def test_node_features_outside_the_training_domain_warn(tmp_path):
     import dataclasses
     import warnings
 
-    from syngraph.config import default_config, write_config
     from syngraph.steps.embeddings import DomainWarning, node_features, run_embeddings
 
     _workdir(tmp_path, seed=5)

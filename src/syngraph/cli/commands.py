@@ -413,15 +413,23 @@ def train_embeddings_cmd(
     more: Annotated[list[Path] | None, typer.Option("--also", help="more working directories to train on")] = None,
     out: Annotated[Path | None, typer.Option(help="weights path (default <wd>/models/embeddings.safetensors)")] = None,
     steps: Annotated[int, typer.Option(help="optimizer steps (batches of 256 nodes)")] = 1500,
+    labels: Annotated[Path | None, typer.Option(help="cell types of --wd for the reference bank (table with type and cell_id or x_nm, y_nm, z_nm); default: each working directory's typed celltypes run")] = None,
 ) -> None:
-    """Fit the node encoder without labels (contrastive; needs PyTorch) on every skeleton node."""
+    """Fit the node encoder without labels (contrastive; needs PyTorch) on every skeleton node, and
+    store the labelled cells' vectors as the reference bank the cell kNN votes against."""
     from rich.markup import escape
 
+    from syngraph.models.embeddings import load_encoders
+    from syngraph.steps.celltypes import read_labels
     from syngraph.steps.embeddings import train_embeddings
 
-    path, losses = train_embeddings([wd, *(more or [])], out or wd / "models" / "embeddings.safetensors", steps)
+    dirs = [wd, *(more or [])]
+    lab = [read_labels(labels, wd) if labels else None] + [None] * len(more or [])
+    path, losses = train_embeddings(dirs, out or wd / "models" / "embeddings.safetensors", steps, lab)
+    bank = load_encoders(path)[1].get("bank_cells_shape", "0")
     console.print(f"[green]wrote[/] {escape(str(path))}; final loss "
-                  + ", ".join(f"{v} {x:.3f}" for v, x in losses.items()) + "; use it with "
+                  + ", ".join(f"{v} {x:.3f}" for v, x in losses.items()) + f"; reference bank {bank} labelled cells"
+                  + ("" if bank != "0" else " (none: pass --labels or run celltypes first)") + "; use it with "
                   + escape(f'[embeddings] model = "{path}"') + " in syngraph.toml")
 
 

@@ -1,11 +1,14 @@
 """Scoring the embeddings against the demo tissue's ground truth, by nearest neighbours.
 
 * ``cell_knn_type_accuracy``: over the cells the celltypes step typed (cable >=
-  ``celltypes.min_cable_um``), leave-one-out 5-NN vote (cosine) of the true types
-  (:func:`syngraph.evaluate.celltypes.true_celltypes`) on the cell vectors;
-  ``cell_knn_type_ceiling``: the same vote's accuracy for a perfect embedding whose remaining
-  neighbours share one other type: a cell can win only when >= 3 other typed cells of its type
-  exist in the volume (a type with one or two cells in a volume is always outvoted).
+  ``celltypes.min_cable_um``) with a true type (:func:`syngraph.evaluate.celltypes.true_celltypes`),
+  each cell voted (5-NN, cosine) by the encoder file's reference bank (the labelled cells it was
+  trained with) plus the volume's other scored cells; ``n_bank_cells`` the bank's size (no
+  score without a bank);
+* ``cell_knn_type_accuracy_within_volume``: the same vote among the volume's cells alone
+  (leave-one-out); ``cell_knn_type_ceiling`` that vote's accuracy for a perfect embedding whose
+  remaining neighbours share one other type: a cell can win only when >= 3 other typed cells of
+  its type exist in the volume (a type with one or two cells in a volume is always outvoted).
 * ``node_knn_compartment_accuracy``: neuron nodes with a true compartment (``gt_compartments``,
   coarse: soma / dendrite = shaft, neck, head / axon = axon, boutons); cells split in two halves
   by id, each half's nodes voted by their 5 nearest nodes of the other half (at most
@@ -21,27 +24,12 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from syngraph import compartments as cp
+from syngraph.models.embeddings import bank_vote, knn_vote
 
 K = 5
 MAX_NODES = 20000
 COARSE = {cp.SOMA: 1, cp.SHAFT: 2, cp.SPINE_NECK: 2, cp.SPINE_HEAD: 2, cp.AXON: 3, cp.BOUTON: 3,
           cp.TERMINAL_BOUTON: 3}
-
-
-def knn_vote(train_z: np.ndarray, train_y: np.ndarray, query_z: np.ndarray, k: int = K,
-             exclude_self: bool = False) -> np.ndarray:
-    """Majority label of the k nearest (largest dot product) training rows of each query row."""
-    from scipy.spatial import cKDTree
-
-    kk = min(k + int(exclude_self), len(train_z))
-    _, nb = cKDTree(train_z).query(query_z, k=kk)  # unit vectors: Euclidean order = cosine order
-    nb = np.asarray(nb).reshape(len(query_z), kk)[:, int(exclude_self):]
-    labels = train_y[nb]
-    out = np.empty(len(query_z), train_y.dtype)
-    for i, row in enumerate(labels):
-        vals, counts = np.unique(row, return_counts=True)
-        out[i] = vals[np.argmax(counts)]
-    return out
 
 
 def knn_ceiling(y: np.ndarray, k: int = K) -> float:
@@ -50,6 +38,20 @@ def knn_ceiling(y: np.ndarray, k: int = K) -> float:
     _, inv, counts = np.unique(y, return_inverse=True, return_counts=True)
     same = np.minimum(counts[inv] - 1, k)
     return float(np.mean(same > k - same))
+
+
+def _bank(wd: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The reference bank of the encoder variant that wrote the cell vectors (empty without one)."""
+    from syngraph.config import load_config, project_path
+    from syngraph.models.embeddings import DIM, load_encoders
+
+    model = load_config(wd).embeddings.model
+    encoders, _ = load_encoders(project_path(wd, model) if model else None)
+    meta = pq.read_schema(wd / "tables" / "embeddings_cells.parquet").metadata or {}
+    enc = encoders.get(meta.get(b"syngraph:model_variant", b"shape").decode())
+    if enc is None or enc.bank_z is None:
+        return np.zeros((0, DIM)), np.zeros(0, str)
+    return enc.bank_z, np.asarray(enc.bank_type, str)
 
 
 def score_embeddings(workdir: str | Path) -> dict[str, float | int]:
@@ -69,9 +71,13 @@ def score_embeddings(workdir: str | Path) -> dict[str, float | int]:
     cells = cells[truth.notna().to_numpy()]
     y = truth.dropna().to_numpy().astype(str)
     out["n_cells"] = len(cells)
+    z = cells[cols].to_numpy(np.float64)
+    bank_z, bank_y = _bank(wd)
+    out["n_bank_cells"] = len(bank_y)
+    if len(cells) and len(bank_y):  # no bank (an older or unlabelled file): no score
+        out["cell_knn_type_accuracy"] = float(np.mean(bank_vote(bank_z, bank_y, z, y) == y))
     if len(cells) > K:
-        pred = knn_vote(cells[cols].to_numpy(), y, cells[cols].to_numpy(), exclude_self=True)
-        out["cell_knn_type_accuracy"] = float(np.mean(pred == y))
+        out["cell_knn_type_accuracy_within_volume"] = float(np.mean(knn_vote(z, y, z, exclude_self=True) == y))
         out["cell_knn_type_ceiling"] = knn_ceiling(y)
     nodes = pq.read_table(wd / "tables" / "embeddings_nodes.parquet").to_pandas()
     rng = np.random.default_rng(0)

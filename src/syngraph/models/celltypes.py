@@ -2,7 +2,8 @@
 
 Stored as plain arrays in an ``.npz`` (loaded with ``allow_pickle=False``): multi-class
 gradient-boosted trees (:mod:`syngraph.models.trees`, one ensemble per class, softmax of the
-summed leaves divided by a fitted temperature, so the probabilities are calibrated). The
+summed leaves divided by a fitted temperature that grows as the cell's cable shrinks (less
+cell, less evidence), so the probabilities are calibrated). The
 classes are names (a lab's own labels); the shipped model's are the demo tissue's cell types.
 
 A model file holds a ``full`` variant (with :data:`ORGANELLE_FEATURES`) and a ``shape`` variant
@@ -80,16 +81,21 @@ def certainty(prob: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Classifier(Multiclass):
-    """``p = softmax((baseline + per-class leaf sums) / temperature)`` over ``classes`` (names)."""
+    """``p = softmax((baseline + per-class leaf sums) / T)`` over ``classes`` (names), with
+    ``T = temperature * exp(temperature_slope * (1 - log_cable_um))`` (:func:`cable_temperature`)."""
 
     temperature: float = 1.0
     domain: Domain | None = None  # the training features' distribution
+    temperature_slope: float = 0.0  # 0: one temperature for every cell (files before the slope)
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        return softmax(self.raw(features) / self.temperature)
+        x = np.asarray(features, np.float64)
+        t = cable_temperature(self.temperature, self.temperature_slope, _log_cable(x, self.feature_names))
+        return softmax(self.raw(x) / t[:, None])
 
     def arrays(self, prefix: str) -> dict[str, np.ndarray]:
-        return super().arrays(prefix) | {f"{prefix}temperature": np.array(self.temperature)} | (
+        return super().arrays(prefix) | {f"{prefix}temperature": np.array(self.temperature),
+                                         f"{prefix}temperature_slope": np.array(self.temperature_slope)} | (
             self.domain.arrays(f"{prefix}domain_") if self.domain is not None else {})
 
     @classmethod
@@ -99,8 +105,9 @@ class Classifier(Multiclass):
                 z, prefix, expected, "syngraph train celltypes --labels cells.csv")
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
+        slope = float(z[f"{prefix}temperature_slope"]) if f"{prefix}temperature_slope" in z else 0.0
         return cls(names, tuple(str(c) for c in classes), trees, baseline,
-                   float(z[f"{prefix}temperature"]), Domain.from_arrays(z, f"{prefix}domain_"))
+                   float(z[f"{prefix}temperature"]), Domain.from_arrays(z, f"{prefix}domain_"), slope)
 
 
 @dataclass(frozen=True)
@@ -161,26 +168,52 @@ def _fit_trees(x: np.ndarray, y: np.ndarray) -> tuple[tuple[Trees, ...], np.ndar
     return tuple(trees), baseline, model.classes_
 
 
-def fit_temperature(raw: np.ndarray, y: np.ndarray) -> float:
-    """The temperature minimising the log loss of ``softmax(raw / T)`` against ``y`` (grid)."""
+def _log_cable(x: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    return np.nan_to_num(x[:, names.index("log_cable_um")], nan=1.0) if "log_cable_um" in names else np.ones(len(x))
+
+
+def cable_temperature(temperature: float, slope: float, log_cable_um: np.ndarray) -> np.ndarray:
+    """Per-cell temperature: ``temperature`` at ~9 um of cable (log10(1 + cable) = 1), times
+    ``exp(slope)`` per decade less."""
+    return temperature * np.exp(slope * (1.0 - np.asarray(log_cable_um, np.float64)))
+
+
+def fit_temperature(raw: np.ndarray, y: np.ndarray, log_cable_um: np.ndarray | None = None) -> tuple[float, float]:
+    """The temperature and cable slope (:func:`cable_temperature`; slope 0 without
+    ``log_cable_um``) minimising the log loss of ``softmax(raw / T)`` against ``y`` (grid)."""
     grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 61))
-    losses = [-np.mean(np.log(np.maximum(softmax(raw / t)[np.arange(len(y)), y], 1e-12))) for t in grid]
-    return float(grid[int(np.argmin(losses))])
+    slopes = np.linspace(0.0, 3.0, 13) if log_cable_um is not None else np.zeros(1)
+    lc = np.ones(len(y)) if log_cable_um is None else np.asarray(log_cable_um, np.float64)
+    best = (np.inf, 1.0, 0.0)
+    for b in slopes:
+        for t in grid:
+            p = softmax(raw / cable_temperature(t, b, lc)[:, None])
+            loss = -np.mean(np.log(np.maximum(p[np.arange(len(y)), y], 1e-12)))
+            if loss < best[0] - 1e-12:
+                best = (loss, float(t), float(b))
+    return best[1], best[2]
 
 
 def fit_classifier(x: np.ndarray, labels: np.ndarray, names: tuple[str, ...], classes: tuple[str, ...],
-                   folds: int = 4, calibrate: np.ndarray | None = None) -> tuple[Classifier, float]:
+                   folds: int = 4, calibrate: np.ndarray | None = None,
+                   groups: np.ndarray | None = None) -> tuple[Classifier, float]:
     """Boosted trees on class names ``labels`` (each in ``classes``), the temperature fitted on
-    out-of-fold raw scores (folds stratified by class, fixed seed) of the rows ``calibrate``
-    (default all: the rows like those the model will type); returns the classifier and the
-    out-of-fold accuracy over all rows."""
+    out-of-fold raw scores of the rows ``calibrate`` (default all: the rows like those the model
+    will type); returns the classifier and the out-of-fold accuracy over all rows. With
+    ``groups`` (a volume per row) and >= ``folds`` of them, each fold holds out whole volumes, so
+    the temperature is fitted on scores of volumes the trees never saw, as the step's will be;
+    otherwise folds are stratified by class (fixed seed)."""
     x = np.asarray(x, np.float64)
     y = np.array([classes.index(str(c)) for c in labels], np.int64)
     rng = np.random.default_rng(0)
     fold = np.empty(len(y), np.int64)
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        fold[idx] = rng.permutation(len(idx)) % folds
+    if groups is not None and np.unique(groups).size >= folds:
+        _, g = np.unique(np.asarray(groups), return_inverse=True)
+        fold = rng.permutation(g.max() + 1)[g] % folds
+    else:
+        for c in np.unique(y):
+            idx = np.flatnonzero(y == c)
+            fold[idx] = rng.permutation(len(idx)) % folds
     oof = np.zeros((len(y), len(classes)))
     for f in range(folds):
         tr, te = fold != f, fold == f
@@ -192,9 +225,9 @@ def fit_classifier(x: np.ndarray, labels: np.ndarray, names: tuple[str, ...], cl
         full[:, cls_] = raw
         oof[te] = full
     cal = np.ones(len(y), bool) if calibrate is None or not np.any(calibrate) else np.asarray(calibrate, bool)
-    temperature = fit_temperature(oof[cal], y[cal])
+    temperature, slope = fit_temperature(oof[cal], y[cal], _log_cable(x, names)[cal] if "log_cable_um" in names else None)
     accuracy = float(np.mean(np.argmax(oof, 1) == y))
     trees, base, cls_ = _fit_trees(x, y)
     if len(cls_) != len(classes):
         raise ValueError(f"every class needs labelled cells; missing {sorted(set(classes) - {classes[i] for i in cls_})}")
-    return Classifier(names, classes, trees, base, temperature, Domain.fit(x, names)), accuracy
+    return Classifier(names, classes, trees, base, temperature, Domain.fit(x, names), slope), accuracy

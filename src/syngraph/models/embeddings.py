@@ -11,6 +11,11 @@ Weights are a safetensors file (never pickles): ``<variant>.w0 .. w2``, ``.b0 ..
 ``.std`` (input standardisation) and ``.domain`` (the training features at
 :data:`syngraph.models.domain.QUANTILE_LEVELS`, the domain check every learned model shares); the
 feature names and the training record are in the file's metadata.
+
+The file also carries a **reference bank** per variant: the cell vectors of the labelled cells it
+was trained with (``<variant>.bank_z``, (n, 10)) and their types (``<variant>.bank_type``, indices
+into the metadata's ``bank_classes``). A new cell is typed by its nearest bank cells
+(:func:`bank_vote`), the way a lab queries a labelled reference.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ class Encoder:
     mean: np.ndarray
     std: np.ndarray
     domain: Domain | None = None  # the training inputs' distribution
+    bank_z: np.ndarray | None = None  # (n, DIM) cell vectors of the labelled reference cells
+    bank_type: tuple[str, ...] = ()  # their types
 
     def embed(self, features: np.ndarray) -> np.ndarray:
         """(n, DIM) unit vectors of (n, len(feature_names)) features (NaN counts as the mean)."""
@@ -55,6 +62,8 @@ class Encoder:
         out = {f"{prefix}.mean": self.mean, f"{prefix}.std": self.std}
         if self.domain is not None:
             out[f"{prefix}.domain"] = self.domain.quantiles
+        if self.bank_z is not None:
+            out[f"{prefix}.bank_z"] = self.bank_z
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             out[f"{prefix}.w{i}"], out[f"{prefix}.b{i}"] = w, b
         return {k: np.ascontiguousarray(v, np.float32) for k, v in out.items()}
@@ -71,9 +80,12 @@ def _safetensors():
 def save_encoders(path: str | Path, encoders: dict[str, Encoder], info: dict[str, str]) -> Path:
     st = _safetensors()
     arrays: dict[str, np.ndarray] = {}
+    classes = sorted({t for e in encoders.values() for t in e.bank_type})
     for v, e in encoders.items():
         arrays |= e.arrays(v)
-    meta = {"features": json.dumps({v: list(e.feature_names) for v, e in encoders.items()}),
+        if e.bank_z is not None:
+            arrays[f"{v}.bank_type"] = np.array([classes.index(t) for t in e.bank_type], np.int32)
+    meta = {"bank_classes": json.dumps(classes), "features": json.dumps({v: list(e.feature_names) for v, e in encoders.items()}),
             "domain_n_train": json.dumps({v: e.domain.n_train for v, e in encoders.items() if e.domain}), **info}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,15 +105,45 @@ def load_encoders(path: str | Path | None = None) -> tuple[dict[str, Encoder], d
         raise FileNotFoundError(f"node encoder {path} does not exist; train one with `syngraph train embeddings`")
     with safe_open(str(path), framework="numpy") as f:
         meta = dict(f.metadata() or {})
-        arr = {k: f.get_tensor(k).astype(np.float64) for k in f.keys()}  # noqa: SIM118
+        arr = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
     out = {}
     n_train = json.loads(meta.pop("domain_n_train", "{}"))
+    classes = json.loads(meta.pop("bank_classes", "[]"))
+    arr = {k: a if k.endswith(".bank_type") else a.astype(np.float64) for k, a in arr.items()}
     for v, names in json.loads(meta.pop("features")).items():
         n = sum(1 for k in arr if k.startswith(f"{v}.w"))
         domain = Domain(tuple(names), arr[f"{v}.domain"], int(n_train.get(v, 0))) if f"{v}.domain" in arr else None
+        bank = f"{v}.bank_z" in arr
         out[v] = Encoder(tuple(names), tuple(arr[f"{v}.w{i}"] for i in range(n)),
-                         tuple(arr[f"{v}.b{i}"] for i in range(n)), arr[f"{v}.mean"], arr[f"{v}.std"], domain)
+                         tuple(arr[f"{v}.b{i}"] for i in range(n)), arr[f"{v}.mean"], arr[f"{v}.std"], domain,
+                         arr[f"{v}.bank_z"] if bank else None,
+                         tuple(classes[int(i)] for i in arr[f"{v}.bank_type"]) if bank else ())
     return out, meta
+
+
+def knn_vote(train_z: np.ndarray, train_y: np.ndarray, query_z: np.ndarray, k: int = 5,
+             exclude_self: bool = False) -> np.ndarray:
+    """Majority label of the k nearest (cosine) training rows of each query row, ties to the
+    first label in sorted order; ``exclude_self`` drops each query's nearest row (itself)."""
+    from scipy.spatial import cKDTree
+
+    kk = min(k + int(exclude_self), len(train_z))
+    _, nb = cKDTree(train_z).query(query_z, k=kk)  # unit vectors: Euclidean order = cosine order
+    nb = np.asarray(nb).reshape(len(query_z), kk)[:, int(exclude_self):]
+    labels = train_y[nb]
+    out = np.empty(len(query_z), train_y.dtype)
+    for i, row in enumerate(labels):
+        vals, counts = np.unique(row, return_counts=True)
+        out[i] = vals[np.argmax(counts)]
+    return out
+
+
+def bank_vote(bank_z: np.ndarray, bank_type: np.ndarray, z: np.ndarray, y: np.ndarray, k: int = 5) -> np.ndarray:
+    """Each row of ``z`` voted by its k nearest among the reference bank and the OTHER rows of
+    ``z`` (labelled ``y``): a labelled reference plus the volume's own labelled cells."""
+    ref_z = np.concatenate([np.asarray(z, np.float64), np.asarray(bank_z, np.float64).reshape(-1, z.shape[1])])
+    ref_y = np.concatenate([np.asarray(y).astype(str), np.asarray(bank_type).astype(str)])
+    return knn_vote(ref_z, ref_y, z, k, exclude_self=True)
 
 
 def _augment(torch, x, noise: float, drop: float):

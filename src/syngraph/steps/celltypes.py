@@ -403,8 +403,10 @@ def fit_model(features: list[pd.DataFrame], labels: list[pd.Series], *, organell
               min_cable_um: float = 0.0) -> tuple[CelltypeModel, float]:
     """Fit both variants (``full`` only when every working directory has organelles) on the
     labelled cells, the probabilities calibrated on the cells with >= ``min_cable_um`` of cable
-    (those the step types); returns the model and the shape variant's out-of-fold accuracy."""
-    rows = [f.join(lab.rename("type"), how="inner") for f, lab in zip(features, labels, strict=True)]
+    (those the step types), out of fold by working directory when there are >= 4; returns the
+    model and the shape variant's out-of-fold accuracy."""
+    rows = [f.join(lab.rename("type"), how="inner").assign(volume=i)
+            for i, (f, lab) in enumerate(zip(features, labels, strict=True))]
     data = pd.concat(rows)
     if data.empty:
         raise InputError("no labelled cell has a skeleton; label cells that `syngraph run skeletons` kept")
@@ -419,7 +421,8 @@ def fit_model(features: list[pd.DataFrame], labels: list[pd.Series], *, organell
         names = feature_names(v)
         variants[v], acc[v] = fit_classifier(data[list(names)].to_numpy(np.float64),
                                              data["type"].to_numpy(), names, classes,
-                                             calibrate=data["cable_um"].to_numpy() >= min_cable_um)
+                                             calibrate=data["cable_um"].to_numpy() >= min_cable_um,
+                                             groups=data["volume"].to_numpy())
     rec = {"n_cells": str(len(data)), **{f"cv_accuracy_{v}": f"{a:.4f}" for v, a in acc.items()}}
     return CelltypeModel(variants, (info or {}) | rec), acc["shape"]
 

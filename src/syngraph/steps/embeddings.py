@@ -12,16 +12,20 @@ Top to bottom:
 4. ``tables/embeddings_nodes.parquet`` (cell_id, node_id, x_nm, y_nm, z_nm, e0..e9) and
    ``tables/embeddings_cells.parquet`` (cell_id, n_nodes, e0..e9) (docs/celltypes.md).
 
-``syngraph train embeddings`` fits the node encoder without labels (needs PyTorch).
+``syngraph train embeddings`` fits the node encoder without labels (needs PyTorch) and stores the
+reference bank: the cell vectors and types of the labelled cells of its working directories
+(a label table, or the typed cells of a celltypes run).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -123,11 +127,13 @@ def run_embeddings(
                        workdir / "tables" / "embeddings_nodes.parquet",
                        metadata={"syngraph:units": "nm", "syngraph:model_variant": variant})
     ids, counts, cz = cell_vectors(nodes["cell_id"], nodes["cable_nm"], z)
+    bank = 0 if enc.bank_z is None else len(enc.bank_z)
     write_table_atomic(pa.table({"cell_id": pa.array(ids.astype(np.uint64)), "n_nodes": pa.array(counts),
                                  **{c: cz[:, i].astype(np.float32) for i, c in enumerate(COLUMNS)}}),
                        workdir / "tables" / "embeddings_cells.parquet",
                        metadata={"syngraph:model_variant": variant})
     return {"cells": len(ids), "nodes": len(z), "model_variant": variant, "features_lacking": lacking,
+            "bank_cells": bank,
             "domain_distance": None if domain is None else domain.distance,
             "domain_threshold": None if domain is None else domain.threshold,
             "in_domain": None if domain is None else domain.in_domain, "warnings": notes,
@@ -151,15 +157,53 @@ def positives(cell_id: np.ndarray, xyz_nm: np.ndarray, seed: int = 0) -> np.ndar
     return out
 
 
-def train_embeddings(workdirs: list[Path], out: Path, steps: int = 1500) -> tuple[Path, dict[str, float]]:
+def bank_labels(workdir: Path, labels: pd.Series | None = None) -> pd.Series:
+    """cell_id -> type of the cells of ``workdir`` that go into the reference bank: ``labels``
+    (a label table's), else the typed cells of the celltypes run (empty without one)."""
+    if labels is None:
+        path = workdir / "tables" / "celltypes.parquet"
+        if not path.exists():
+            return pd.Series(dtype=str)
+        t = pq.read_table(path, columns=["cell_id", "celltype", "typed"]).to_pandas()
+        t = t[t["typed"].to_numpy(bool)]
+        labels = pd.Series(t["celltype"].to_numpy().astype(str), index=t["cell_id"].to_numpy().astype(np.uint64))
+    labels = labels.copy()
+    labels.index = labels.index.to_numpy().astype(np.uint64)
+    return labels
+
+
+def with_bank(encoders: dict[str, Encoder], volumes: list[tuple[dict[str, np.ndarray], np.ndarray]],
+              labels: list[pd.Series], min_cable_um: float) -> dict[str, Encoder]:
+    """The encoders with their reference banks: the cell vectors (as the step computes them) and
+    types of every labelled cell with >= ``min_cable_um`` of cable in ``volumes`` ((node table,
+    node features) pairs from :func:`node_features`)."""
+    out = {}
+    for v, enc in encoders.items():
+        zs, ys = [], []
+        for (nodes, x), lab in zip(volumes, labels, strict=True):
+            if not len(lab) or not len(x):
+                continue
+            ids, _, cz = cell_vectors(nodes["cell_id"], nodes["cable_nm"], enc.embed(x[:, :len(enc.feature_names)]))
+            cable_um = np.bincount(np.searchsorted(ids, nodes["cell_id"]), nodes["cable_nm"], len(ids)) / 1000
+            keep = (cable_um >= min_cable_um) & np.isin(ids, lab.index.to_numpy())
+            zs.append(cz[keep])
+            ys.extend(lab.reindex(ids[keep]).astype(str).tolist())
+        out[v] = dataclasses.replace(enc, bank_z=np.concatenate(zs) if zs else None, bank_type=tuple(ys))
+    return out
+
+
+def train_embeddings(workdirs: list[Path], out: Path, steps: int = 1500,
+                     labels: list[pd.Series | None] | None = None) -> tuple[Path, dict[str, float]]:
     """``syngraph train embeddings``: fit the node encoder (and its domain) on every node of
-    ``workdirs`` (no labels); ``full`` too when every working directory has organelles. Returns
-    the path and the final losses."""
-    xs, ps, base, lacking_any = [], [], 0, False
+    ``workdirs`` (no labels); ``full`` too when every working directory has organelles. The
+    reference bank holds the cells of ``labels`` (one per working directory; None: its typed
+    celltypes run, if any) over ``celltypes.min_cable_um``. Returns the path and the final losses."""
+    xs, ps, base, lacking_any, vols = [], [], 0, False, []
     for wd in workdirs:
         nodes, x, lacking = node_features(Path(wd))
         lacking_any |= bool(lacking)
         xs.append(x)
+        vols.append((nodes, x))
         ps.append(positives(nodes["cell_id"], np.c_[nodes["x_nm"], nodes["y_nm"], nodes["z_nm"]]) + base)
         base += len(x)
     if base < 100:
@@ -174,6 +218,11 @@ def train_embeddings(workdirs: list[Path], out: Path, steps: int = 1500) -> tupl
         except ImportError as e:
             raise InputError(str(e)) from None
         losses[v] = loss[-1]
+    labels = [bank_labels(Path(wd), lab) for wd, lab in zip(workdirs, labels or [None] * len(workdirs), strict=True)]
+    minimum = load_config(Path(workdirs[0])).celltypes.min_cable_um
+    encoders = with_bank(encoders, vols, labels, minimum)
     info = {"workdirs": " ".join(Path(w).name for w in workdirs), "nodes": str(base), "steps": str(steps),
-            **{f"final_loss_{v}": f"{loss:.4f}" for v, loss in losses.items()}}
+            "bank_min_cable_um": str(minimum),
+            **{f"final_loss_{v}": f"{loss:.4f}" for v, loss in losses.items()},
+            **{f"bank_cells_{v}": str(len(e.bank_type)) for v, e in encoders.items()}}
     return save_encoders(out, encoders, info), losses

@@ -1,0 +1,47 @@
+"""Fit the shipped node encoder and its reference bank from demo tissue (how
+``embeddings_default.safetensors`` was made):
+
+    python -m syngraph.steps.embeddings_demo OUT.safetensors WORKDIR [WORKDIR ...] [--steps N]
+    python -m syngraph.steps.embeddings_demo OUT.safetensors WORKDIR ... --weights FILE --bank-only
+
+Every working directory must have run ``compartments`` and have ``gt/`` (``syngraph synth``). The
+encoder trains without labels on every node; the bank holds every cell over
+``celltypes.min_cable_um`` labelled with the type of the true cell holding most of its voxels.
+``--bank-only`` keeps the weights of ``--weights`` and rebuilds the bank alone (docs/celltypes.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from syngraph.config import load_config
+from syngraph.evaluate.celltypes import true_celltypes
+from syngraph.models.embeddings import load_encoders, save_encoders
+from syngraph.steps.embeddings import node_features, train_embeddings, with_bank
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("workdirs", type=Path, nargs="+")
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--weights", type=Path, help="encoder file whose weights --bank-only keeps")
+    ap.add_argument("--bank-only", action="store_true")
+    a = ap.parse_args(argv)
+    labels = [true_celltypes(wd) for wd in a.workdirs]
+    if not a.bank_only:
+        path, losses = train_embeddings(a.workdirs, a.out, a.steps, labels)
+        print(f"wrote {path}: final losses {losses}")
+        return
+    encoders, info = load_encoders(a.weights)
+    vols = [node_features(wd)[:2] for wd in a.workdirs]
+    minimum = load_config(a.workdirs[0]).celltypes.min_cable_um
+    encoders = with_bank(encoders, vols, labels, minimum)
+    info |= {"bank_workdirs": " ".join(p.name for p in a.workdirs), "bank_min_cable_um": str(minimum),
+             **{f"bank_cells_{v}": str(len(e.bank_type)) for v, e in encoders.items()}}
+    print(f"wrote {save_encoders(a.out, encoders, info)}: bank of {len(encoders['shape'].bank_type)} cells")
+
+
+if __name__ == "__main__":
+    main()
