@@ -141,5 +141,8 @@ def test_slice_hull_points_keep_every_hull_vertex():
             assert got == pytest.approx(want, rel=1e-12)
 
 
-def test_label_runs_doctests():
-    assert doctest.testmod(label_runs).failed == 0
+def test_doctests():
+    from syngraph.steps import astrocytes
+
+    for module in (label_runs, astrocytes):
+        assert doctest.testmod(module).failed == 0
