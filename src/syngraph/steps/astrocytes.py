@@ -77,6 +77,8 @@ from syngraph.steps.label_runs import (
 )
 
 EDT_HALO_VX = 8
+# block_morphology's output; 2: a label met only beyond a core's upper faces keeps that area
+MORPHOLOGY_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -372,7 +374,7 @@ def compute_features(
     run_tasks(
         functools.partial(morphology_task, workdir=str(workdir)), blocks, step_dir,
         params={"block_size_vx": list(bs), "halo": EDT_HALO_VX, "shape": list(layer.shape),
-                "features": list(FEATURES)},
+                "features": list(FEATURES), "morphology": MORPHOLOGY_VERSION},
         compute=compute, desc="astrocyte features", progress=progress, overwrite=overwrite,
     )
     morph = read_task_tables(step_dir)
