@@ -67,8 +67,18 @@ from syngraph.models.domain import (
 from syngraph.project import Project
 from syngraph.steps.cells import CellsError, SvData
 from syngraph.steps.domain import write_domain_json
+from syngraph.steps.label_runs import (
+    Runs,
+    coordinate_moments,
+    label_runs,
+    run_max,
+    run_sums,
+    slice_hull_points,
+)
 
 EDT_HALO_VX = 8
+# block_morphology's output; 2: a label met only beyond a core's upper faces keeps that area
+MORPHOLOGY_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -96,9 +106,13 @@ def block_morphology(labels: np.ndarray, core: BBox, read: BBox, voxel_size_nm: 
     face once over all blocks) for both sides, against any other label or background
     (``area_nm2``) and against another label only (``contact_area_nm2``); the volume border is
     not a boundary. Shape: first and second moments of the voxel centres in nm (``m_x`` ...
-    ``m_yz``, global coordinates, so they sum over blocks) and ``hull_vx``, the convex-hull
-    vertices (global voxel indices, flat xyz) of the label's voxels in the core: the hull of the
-    union of blocks is the hull of these vertices (see :func:`hull_volume_nm3`).
+    ``m_yz``, global coordinates, so they sum over blocks) and ``hull_vx``, candidate
+    convex-hull vertices (global voxel indices, flat xyz) of the label's voxels in the core: the
+    hull of the union of blocks is the hull of these points (see :func:`hull_volume_nm3`). A
+    label met only beyond the core's upper faces gets a row for those faces' area (``n_vx`` 0).
+
+    Sums, maxima and moments are taken over runs of equal labels along the array's fastest
+    axis (:mod:`syngraph.steps.label_runs`), not over voxels.
     """
     import edt
     import fastremap
@@ -108,94 +122,101 @@ def block_morphology(labels: np.ndarray, core: BBox, read: BBox, voxel_size_nm: 
     vx, vy, vz = (float(v) for v in voxel_size_nm)
     dist = edt.edt(renum, anisotropy=(vx, vy, vz), black_border=False, parallel=1)
     cs = core.local_slices(read)
-    c = renum[cs]
-    d = dist[cs]
-    count = np.bincount(c.ravel(), minlength=n)
-    edt_sum = np.bincount(c.ravel(), weights=d.ravel(), minlength=n)
-    edt_max = np.zeros(n)
-    np.maximum.at(edt_max, c.ravel(), d.ravel())
-    area = np.zeros(n)
-    contact = np.zeros(n)
-    face_area = (vy * vz, vx * vz, vx * vy)
-    for axis in range(3):
-        lo = [s.start for s in cs]
-        hi = [s.stop for s in cs]
-        if hi[axis] >= renum.shape[axis]:
-            hi[axis] -= 1  # the volume's upper border: no neighbour
-        a = renum[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
-        b_sl = [slice(lo[i], hi[i]) for i in range(3)]
-        b_sl[axis] = slice(lo[axis] + 1, hi[axis] + 1)
-        b = renum[tuple(b_sl)]
-        m = a != b
-        area += face_area[axis] * (np.bincount(a[m], minlength=n) + np.bincount(b[m], minlength=n))
-        m &= (a != 0) & (b != 0)
-        contact += face_area[axis] * (np.bincount(a[m], minlength=n) + np.bincount(b[m], minlength=n))
+    # in memory order (slowest axis first), so runs follow the fastest axis
+    perm = sorted(range(3), key=lambda a: -renum.strides[a])
+    cs_t = tuple(cs[a] for a in perm)
+    area, contact = _face_areas(renum.transpose(perm), cs_t, (vx, vy, vz), n, perm)
+    runs = label_runs(renum.transpose(perm)[cs_t])
+    count = np.bincount(runs.label, weights=runs.length, minlength=n).astype(np.int64)
+    d = np.ascontiguousarray(dist.transpose(perm)[cs_t], dtype=np.float64)  # one copy for sums and maxima
+    edt_sum = run_sums(runs, d, n)
+    edt_max = run_max(runs, d, n)
     inv = np.zeros(n, np.uint64)
     for orig, new in mapping.items():
         inv[new] = orig
-    keep = (count > 0) & (inv != 0)
-    moments = _block_moments(c, np.asarray(core.start), (vx, vy, vz), n)
-    hulls = _block_hull_vertices(renum, cs, np.asarray(core.start), n)
+    keep = ((count > 0) | (area > 0)) & (inv != 0)  # area: a label met only at the core's +1 faces
+    moments = _block_moments(runs, np.asarray(core.start), (vx, vy, vz), n, perm)
+    offsets, vertices = _block_hull_vertices(runs, np.asarray(core.start), perm, np.flatnonzero(keep))
     return pa.table({
-        "sv_id": inv[keep], "n_vx": count[keep].astype(np.int64), "area_nm2": area[keep],
+        "sv_id": inv[keep], "n_vx": count[keep], "area_nm2": area[keep],
         "contact_area_nm2": contact[keep], "edt_sum_nm": edt_sum[keep], "edt_max_nm": edt_max[keep],
         **{k: v[keep] for k, v in moments.items()},
-        "hull_vx": pa.array([hulls[i] for i in np.flatnonzero(keep)], pa.list_(pa.int64())),
+        "hull_vx": pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(vertices, pa.int64())),
     })
 
 
+def _face_areas(lab: np.ndarray, cs: tuple[slice, ...], vs: tuple[float, float, float], n: int,
+                perm: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per label (``n``): face area (nm2) between each core voxel and its +1 neighbour where the
+    labels differ, for both sides, against anything (area) and against another label (contact).
+
+    ``lab`` and ``cs`` (the core) are in memory order: array axis ``k`` is XYZ axis ``perm[k]``.
+    """
+    area = np.zeros(n)
+    contact = np.zeros(n)
+    face_area = (vs[1] * vs[2], vs[0] * vs[2], vs[0] * vs[1])
+    for xyz in range(3):
+        axis = perm.index(xyz)
+        lo = [s.start for s in cs]
+        hi = [s.stop for s in cs]
+        if hi[axis] >= lab.shape[axis]:
+            hi[axis] -= 1  # the volume's upper border: no neighbour
+        a = lab[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        b_sl = [slice(lo[i], hi[i]) for i in range(3)]
+        b_sl[axis] = slice(lo[axis] + 1, hi[axis] + 1)
+        b = lab[tuple(b_sl)]
+        m = a != b
+        a, b = a[m], b[m]  # only the faces between different labels
+        area += face_area[xyz] * (np.bincount(a, minlength=n) + np.bincount(b, minlength=n))
+        m = (a != 0) & (b != 0)
+        contact += face_area[xyz] * (np.bincount(a[m], minlength=n) + np.bincount(b[m], minlength=n))
+    return area, contact
+
+
 MOMENTS = ("m_x", "m_y", "m_z", "m_xx", "m_yy", "m_zz", "m_xy", "m_xz", "m_yz")
+_MOMENT_AXES = ((0,), (1,), (2,), (0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))  # XYZ axes of MOMENTS
 
 
-def _block_moments(c: np.ndarray, origin_vx: np.ndarray, vs: tuple[float, float, float], n: int,
-                   slab: int = 16) -> dict[str, np.ndarray]:
-    """Per label sums of x, y, z, xx, yy, zz, xy, xz, yz of voxel centres (nm, global), in slabs
-    along the first axis so the coordinate arrays stay small."""
-    out = {name: np.zeros(n) for name in MOMENTS}
-    y = ((origin_vx[1] + np.arange(c.shape[1])) * vs[1])[None, :, None]
-    z = ((origin_vx[2] + np.arange(c.shape[2])) * vs[2])[None, None, :]
-    for x0 in range(0, c.shape[0], slab):
-        part = c[x0:x0 + slab]
-        flat = part.ravel()
-        x = ((origin_vx[0] + x0 + np.arange(part.shape[0])) * vs[0])[:, None, None]
-        for name, v in zip(MOMENTS, (x, y, z, x * x, y * y, z * z, x * y, x * z, y * z), strict=True):
-            out[name] += np.bincount(flat, weights=np.broadcast_to(v, part.shape).ravel(), minlength=n)
-    return out
+def _block_moments(runs: Runs, origin_vx: np.ndarray, vs: tuple[float, float, float], n: int,
+                   perm: list[int]) -> dict[str, np.ndarray]:
+    """Per label sums of x, y, z, xx, yy, zz, xy, xz, yz of voxel centres (nm, global) from the
+    runs of the core transposed by ``perm`` (array axis ``k`` is XYZ axis ``perm[k]``)."""
+    first, second = coordinate_moments(runs, np.asarray(origin_vx)[perm], np.asarray(vs)[perm], n)
+    at = {xyz: k for k, xyz in enumerate(perm)}  # XYZ axis -> array axis
+    return {name: first[:, at[ax[0]]] if len(ax) == 1 else second[:, at[ax[0]], at[ax[1]]]
+            for name, ax in zip(MOMENTS, _MOMENT_AXES, strict=True)}
 
 
-def _block_hull_vertices(renum: np.ndarray, cs: tuple[slice, ...], origin_vx: np.ndarray, n: int) -> list[list[int]]:
-    """Per label, the convex-hull vertices (flat xyz, global voxel indices) of its core voxels.
+HULL_MIN_POINTS = 32  # candidate sets up to this size are kept as they are (no per-block hull)
 
-    Only boundary voxels (a 6-neighbour of another label in the read region) can be hull
-    vertices; sets too small or flat for a 3-D hull keep all their points.
+
+def _block_hull_vertices(runs: Runs, origin_vx: np.ndarray, perm: list[int],
+                         labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per label in ``labels`` (renumbered ids), points whose convex hull is the hull of its core
+    voxels: ``(offsets, values)`` of a list column of flat xyz global voxel indices.
+
+    Candidates are the vertices of the label's hull in each slice
+    (:func:`~syngraph.steps.label_runs.slice_hull_points`); sets larger than
+    :data:`HULL_MIN_POINTS` are cut to the vertices of their 3-D hull (flat or collinear sets
+    keep every point).
     """
     from scipy.spatial import ConvexHull, QhullError
 
-    pad = np.pad(renum, 1)  # beyond the volume border: another label
-    inner_sl = tuple(slice(x.start + 1, x.stop + 1) for x in cs)
-    c = pad[inner_sl]
-    inner = np.ones(c.shape, bool)
-    for axis in range(3):
-        for step in (-1, 1):
-            sl = list(inner_sl)
-            sl[axis] = slice(sl[axis].start + step, sl[axis].stop + step)
-            inner &= pad[tuple(sl)] == c
-    idx = np.nonzero((c != 0) & ~inner)
-    lab = c[idx]
-    pts = np.stack(idx, 1).astype(np.int64) + origin_vx.astype(np.int64)
-    order = np.argsort(lab, kind="stable")
-    lab, pts = lab[order], pts[order]
-    out: list[list[int]] = [[] for _ in range(n)]
-    starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]]) if lab.size else np.zeros(0, np.int64)
-    for a, b in zip(starts, np.r_[starts[1:], lab.size][: starts.size], strict=True):
-        p = pts[a:b]
-        if p.shape[0] > 8:
+    lab, pts = slice_hull_points(runs)
+    xyz = np.empty_like(pts)
+    xyz[:, perm] = pts + np.asarray(origin_vx, np.int64)[perm]
+    parts = []
+    for a, b in zip(np.searchsorted(lab, labels, "left"), np.searchsorted(lab, labels, "right"), strict=True):
+        p = xyz[a:b]
+        if p.shape[0] > HULL_MIN_POINTS:
             try:
-                p = p[ConvexHull(p).vertices]
+                p = p[np.sort(ConvexHull(p).vertices)]
             except QhullError:  # flat or collinear: keep every point
                 pass
-        out[int(lab[a])] = p.ravel().tolist()
-    return out
+        parts.append(p.ravel())
+    sizes = np.array([p.size for p in parts], np.int64)
+    values = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    return np.r_[0, np.cumsum(sizes)], values
 
 
 _CORNERS = np.array([(i, j, k) for i in (-0.5, 0.5) for j in (-0.5, 0.5) for k in (-0.5, 0.5)])
@@ -204,13 +225,32 @@ _CORNERS = np.array([(i, j, k) for i in (-0.5, 0.5) for j in (-0.5, 0.5) for k i
 def hull_volume_nm3(vertices_vx: np.ndarray, voxel_size_nm: tuple[float, float, float]) -> float:
     """Volume of the convex hull of the voxel cubes centred at ``vertices_vx`` ((k, 3) indices).
 
-    The hull of a union of cubes is the hull of the corners of the cubes at the centres' hull
-    vertices, so per-block hull vertices give the exact hull of the whole label.
-    """
-    from scipy.spatial import ConvexHull
+    That hull is ``K + B``: the hull ``K`` of the centres (nm) grown by one voxel box ``B`` of
+    sides ``s``, a sum of three orthogonal segments, so its volume is ``vol(K) + sum_i s_i A_i +
+    sum_i<j s_i s_j W_k + s_x s_y s_z``, with ``A_i`` the area of K's shadow along axis ``i``
+    (half the sum over K's facets of area times ``|normal_i|``) and ``W_k`` K's extent along
+    axis ``k``. Flat or tiny ``K`` (no 3-D hull): the hull of the cubes' corners. Per-block
+    hull vertices give the exact hull of the whole label.
 
-    corners = (np.asarray(vertices_vx, np.float64)[:, None, :] + _CORNERS[None]).reshape(-1, 3)
-    return float(ConvexHull(corners * np.asarray(voxel_size_nm, np.float64)).volume)
+    >>> tetra = np.array([[0, 0, 0], [3, 0, 0], [0, 1, 0], [0, 0, 1]])  # 5 + 35 + 50 + 10 nm3:
+    >>> round(hull_volume_nm3(tetra, (1.0, 2.0, 5.0)), 9)
+    100.0
+    """
+    from scipy.spatial import ConvexHull, QhullError
+
+    s = np.asarray(voxel_size_nm, np.float64)
+    pts = np.asarray(vertices_vx, np.float64) * s
+    try:
+        hull = ConvexHull(pts)
+    except QhullError:  # fewer than 4 points, or flat
+        corners = pts[:, None, :] + _CORNERS[None] * s
+        return float(ConvexHull(corners.reshape(-1, 3)).volume)
+    tri = hull.points[hull.simplices]
+    facet_area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    shadow = 0.5 * (facet_area[:, None] * np.abs(hull.equations[:, :3])).sum(0)
+    width = np.ptp(pts[hull.vertices], axis=0)
+    return float(hull.volume + s @ shadow + s[1] * s[2] * width[0] + s[0] * s[2] * width[1]
+                 + s[0] * s[1] * width[2] + s.prod())
 
 
 def shape_features(moments: np.ndarray, n_vx: np.ndarray, hull_nm3: np.ndarray,
@@ -334,7 +374,7 @@ def compute_features(
     run_tasks(
         functools.partial(morphology_task, workdir=str(workdir)), blocks, step_dir,
         params={"block_size_vx": list(bs), "halo": EDT_HALO_VX, "shape": list(layer.shape),
-                "features": list(FEATURES)},
+                "features": list(FEATURES), "morphology": MORPHOLOGY_VERSION},
         compute=compute, desc="astrocyte features", progress=progress, overwrite=overwrite,
     )
     morph = read_task_tables(step_dir)
