@@ -176,16 +176,11 @@ def run_baseline(step: str, wd: Path) -> dict[str, float]:
 # --- the run -------------------------------------------------------------------------------------
 
 
-def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
-    from syngraph.io.volume import open_layer
+def run_each(wd: Path, args: argparse.Namespace) -> list[dict]:
+    """Every step as its own ``syngraph run <step>`` process (each starts its own Dask cluster)."""
     from syngraph.pipeline import step_names
 
-    wd = root / name
-    t0 = time.perf_counter()
-    setup = make_dataset(name, wd, args)
-    nvx = int(np.prod(open_layer(wd, "sv").shape))
-    print(f"# {name}: {nvx / 1e6:.1f} MVx, set up in {time.perf_counter() - t0:.0f} s", flush=True)
-    rows = [setup] if "step" in setup else []
+    rows = []
     for step in step_names():
         wall, cpu, r = timed(syngraph_cmd("run", step, "--wd", str(wd), *compute_args(args)))
         row: dict = {"step": step, "wall_s": wall, "cpu_s": cpu}
@@ -193,12 +188,52 @@ def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
             row["error"] = (r.stderr.strip().splitlines() or ["?"])[-1][:200]
         else:
             row["peak_rss_mb"] = (_done(wd, step) or {}).get("peak_rss_mb")
-            if step in BASELINES and not args.no_baseline:
-                row.update(run_baseline(step, wd))
-                row["ratio_cpu"] = cpu / row["base_cpu_s"]
         rows.append(row)
         print(f"#   {step}: {wall:.1f} s wall, {cpu:.1f} CPU-s" + (f" FAILED: {row['error']}" if "error" in row
               else ""), flush=True)
+    return rows
+
+
+def run_all(wd: Path, args: argparse.Namespace) -> list[dict]:
+    """One ``syngraph run all`` (one Dask cluster); per step its record in ``steps/<step>/runs.json``
+    (wall and CPU seconds of all its processes, workers included, and their peak memory). The row
+    ``overhead`` is the rest of the process tree's CPU: Python start, checks, the cluster's start and
+    stop, the report."""
+    from syngraph.engine.records import read_runs
+    from syngraph.pipeline import step_names
+
+    wall, cpu, r = timed(syngraph_cmd("run", "all", "--wd", str(wd), *compute_args(args)))
+    rows = []
+    for step in step_names():
+        last = (read_runs(wd / "steps" / step) or [{}])[-1]
+        if last.get("status") != "ok":
+            err = (r.stderr.strip().splitlines() or ["?"])[-1][:200]
+            rows.append({"step": step, "wall_s": last.get("seconds", 0.0), "cpu_s": last.get("cpu_s", 0.0),
+                         "error": err if last else "not run"})
+            break
+        rows.append({"step": step, "wall_s": last["seconds"], "cpu_s": last["cpu_s"],
+                     "peak_rss_mb": last["peak_rss_mb"]})
+        print(f"#   {step}: {last['seconds']:.1f} s wall, {last['cpu_s']:.1f} CPU-s", flush=True)
+    rows.append({"step": "overhead", "wall_s": max(0.0, wall - sum(x["wall_s"] for x in rows)),
+                 "cpu_s": max(0.0, cpu - sum(x["cpu_s"] for x in rows))})
+    return rows
+
+
+def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
+    from syngraph.io.volume import open_layer
+
+    wd = root / name
+    t0 = time.perf_counter()
+    setup = make_dataset(name, wd, args)
+    nvx = int(np.prod(open_layer(wd, "sv").shape))
+    print(f"# {name}: {nvx / 1e6:.1f} MVx, set up in {time.perf_counter() - t0:.0f} s", flush=True)
+    rows = [setup] if "step" in setup else []
+    rows += (run_each(wd, args) if args.per_step else run_all(wd, args))
+    if not args.no_baseline:
+        for row in rows:
+            if row["step"] in BASELINES and "error" not in row:
+                row.update(run_baseline(row["step"], wd))
+                row["ratio_cpu"] = row["cpu_s"] / row["base_cpu_s"]
     total_cpu = sum(r["cpu_s"] for r in rows)
     for r in rows:
         r["mvx_per_cpu_s"] = nvx / 1e6 / r["cpu_s"] if r["cpu_s"] else None
@@ -281,7 +316,7 @@ def write_costs(results: list[dict], path: Path) -> None:
     points: dict[str, list[tuple[float, float, float]]] = {}
     for d in results:
         for r in d["steps"]:
-            if "error" not in r and r.get("peak_rss_mb") is not None and r["step"] not in ("total", "import"):
+            if "error" not in r and r.get("peak_rss_mb") is not None and r["step"] not in ("total", "import", "overhead"):
                 points.setdefault(r["step"], []).append((d["voxels"] / 1e6, r["cpu_s"], r["peak_rss_mb"]))
     n = len(results)
     costs = {k: asdict(v) for k, v in fit_costs({k: v for k, v in points.items() if len(v) == n}).items()}
@@ -303,6 +338,8 @@ def main() -> None:
     ap.add_argument("--scheduler", default="local", help='"local" (Dask LocalCluster) or "serial"')
     ap.add_argument("--workers", type=int, default=2, help="worker processes of a local cluster")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--per-step", action="store_true",
+                    help="run each step as its own `syngraph run <step>` (default: one `syngraph run all`)")
     ap.add_argument("--keep", action="store_true", help="keep the working directories (printed)")
     ap.add_argument("--root", default=None, help="scratch folder (default: a new temporary one)")
     ap.add_argument("--json", default=None, help="write every number to this file")
