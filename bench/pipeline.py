@@ -194,26 +194,33 @@ def run_each(wd: Path, args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def run_all(wd: Path, args: argparse.Namespace) -> list[dict]:
-    """One ``syngraph run all`` (one Dask cluster); per step its record in ``steps/<step>/runs.json``
-    (wall and CPU seconds of all its processes, workers included, and their peak memory). The row
-    ``overhead`` is the rest of the process tree's CPU: Python start, checks, the cluster's start and
-    stop, the report."""
+def recorded_rows(wd: Path, err: str = "no finished record") -> list[dict]:
+    """Per step, in pipeline order, its last record in ``steps/<step>/runs.json`` (wall and CPU seconds
+    of all its processes, workers included, and their peak memory); stops at the first step without
+    a finished record (that row carries ``error``)."""
     from syngraph.engine.records import read_runs
     from syngraph.pipeline import step_names
 
-    wall, cpu, r = timed(syngraph_cmd("run", "all", "--wd", str(wd), *compute_args(args)))
     rows = []
     for step in step_names():
         last = (read_runs(wd / "steps" / step) or [{}])[-1]
-        if last.get("status") != "ok":
-            err = (r.stderr.strip().splitlines() or ["?"])[-1][:200]
-            rows.append({"step": step, "wall_s": last.get("seconds", 0.0), "cpu_s": last.get("cpu_s", 0.0),
-                         "error": err if last else "not run"})
+        if last.get("status") != "ok" or "cpu_s" not in last:  # no cpu_s: recorded before it was
+            rows.append({"step": step, "wall_s": last.get("seconds") or 0.0, "cpu_s": last.get("cpu_s") or 0.0,
+                         "error": f"{last.get('status', 'not run')}: {err}" if last else "not run"})
             break
         rows.append({"step": step, "wall_s": last["seconds"], "cpu_s": last["cpu_s"],
                      "peak_rss_mb": last["peak_rss_mb"]})
-        print(f"#   {step}: {last['seconds']:.1f} s wall, {last['cpu_s']:.1f} CPU-s", flush=True)
+    return rows
+
+
+def run_all(wd: Path, args: argparse.Namespace) -> list[dict]:
+    """One ``syngraph run all`` (one Dask cluster); per step its record (:func:`recorded_rows`). The row
+    ``overhead`` is the rest of the process tree's CPU: Python start, checks, the cluster's start and
+    stop, the report."""
+    wall, cpu, r = timed(syngraph_cmd("run", "all", "--wd", str(wd), *compute_args(args)))
+    rows = recorded_rows(wd, (r.stderr.strip().splitlines() or ["?"])[-1][:200])
+    for row in rows:
+        print(f"#   {row['step']}: {row['wall_s']:.1f} s wall, {row['cpu_s']:.1f} CPU-s", flush=True)
     rows.append({"step": "overhead", "wall_s": max(0.0, wall - sum(x["wall_s"] for x in rows)),
                  "cpu_s": max(0.0, cpu - sum(x["cpu_s"] for x in rows))})
     return rows
@@ -234,6 +241,14 @@ def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
             if row["step"] in BASELINES and "error" not in row:
                 row.update(run_baseline(row["step"], wd))
                 row["ratio_cpu"] = row["cpu_s"] / row["base_cpu_s"]
+    result = summarise(name, nvx, rows, args, setup.get("synth_wall_s"))
+    if not args.keep:
+        shutil.rmtree(wd, ignore_errors=True)
+    return result
+
+
+def summarise(name: str, nvx: int, rows: list[dict], args: argparse.Namespace, synth_wall_s: float | None = None) -> dict:
+    """A dataset's result: its rows with MVx per CPU-second and share, and the total row."""
     total_cpu = sum(r["cpu_s"] for r in rows)
     for r in rows:
         r["mvx_per_cpu_s"] = nvx / 1e6 / r["cpu_s"] if r["cpu_s"] else None
@@ -241,11 +256,9 @@ def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
     total = {"step": "total", "wall_s": sum(r["wall_s"] for r in rows), "cpu_s": total_cpu,
              "mvx_per_cpu_s": nvx / 1e6 / total_cpu, "share": 1.0,
              "peak_rss_mb": max((r.get("peak_rss_mb") or 0) for r in rows)}
-    if not args.keep:
-        shutil.rmtree(wd, ignore_errors=True)
     return {"dataset": name, "voxels": nvx, "cores": os.cpu_count(), "scheduler": args.scheduler,
             "workers": args.workers if args.scheduler == "local" else 1,
-            "loadavg_1min_end": round(os.getloadavg()[0], 2), "synth_wall_s": setup.get("synth_wall_s"),
+            "loadavg_1min_end": round(os.getloadavg()[0], 2), "synth_wall_s": synth_wall_s,
             "steps": rows + [total]}
 
 
@@ -347,6 +360,9 @@ def main() -> None:
                     help="write the per-step costs `syngraph plan` uses (default src/syngraph/engine/costs.json)")
     ap.add_argument("--costs-from", default=None, metavar="JSON",
                     help="write the costs from a saved --json result instead of running (with --write-costs)")
+    ap.add_argument("--from-wd", action="append", default=[], metavar="DIR",
+                    help="no run: the table of a working directory a `syngraph run all` ran in (repeatable; "
+                         "--scheduler and --workers should say how it ran)")
     ap.add_argument("--baseline", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.baseline:
@@ -355,6 +371,13 @@ def main() -> None:
         return
     if args.costs_from:
         write_costs(json.loads(Path(args.costs_from).read_text())["datasets"], Path(args.write_costs or COSTS))
+        return
+    if args.from_wd:
+        from syngraph.io.volume import open_layer
+
+        results = [summarise(Path(d).name, int(np.prod(open_layer(d, "sv").shape)), recorded_rows(Path(d)), args)
+                   for d in args.from_wd]
+        print_tables(results, scaling(results))
         return
     names = []
     for d in args.demo:
