@@ -185,19 +185,19 @@ def run_each(wd: Path, args: argparse.Namespace) -> list[dict]:
         wall, cpu, r = timed(syngraph_cmd("run", step, "--wd", str(wd), *compute_args(args)))
         row: dict = {"step": step, "wall_s": wall, "cpu_s": cpu}
         if r.returncode != 0:
-            row["error"] = (r.stderr.strip().splitlines() or ["?"])[-1][:200]
+            row["error"] = "failed: " + (r.stderr.strip().splitlines() or ["?"])[-1][:200]
         else:
             row["peak_rss_mb"] = (_done(wd, step) or {}).get("peak_rss_mb")
         rows.append(row)
-        print(f"#   {step}: {wall:.1f} s wall, {cpu:.1f} CPU-s" + (f" FAILED: {row['error']}" if "error" in row
+        print(f"#   {step}: {wall:.1f} s wall, {cpu:.1f} CPU-s" + (f" {row['error']}" if "error" in row
               else ""), flush=True)
     return rows
 
 
 def recorded_rows(wd: Path, err: str = "no finished record") -> list[dict]:
     """Per step, in pipeline order, its last record in ``steps/<step>/runs.json`` (wall and CPU seconds
-    of all its processes, workers included, and their peak memory); stops at the first step without
-    a finished record (that row carries ``error``)."""
+    of all its processes, workers included, and their peak memory); a step without a finished record
+    gets a row with ``error``."""
     from syngraph.engine.records import read_runs
     from syngraph.pipeline import step_names
 
@@ -207,7 +207,7 @@ def recorded_rows(wd: Path, err: str = "no finished record") -> list[dict]:
         if last.get("status") != "ok" or "cpu_s" not in last:  # no cpu_s: recorded before it was
             rows.append({"step": step, "wall_s": last.get("seconds") or 0.0, "cpu_s": last.get("cpu_s") or 0.0,
                          "error": f"{last.get('status', 'not run')}: {err}" if last else "not run"})
-            break
+            continue
         rows.append({"step": step, "wall_s": last["seconds"], "cpu_s": last["cpu_s"],
                      "peak_rss_mb": last["peak_rss_mb"]})
     return rows
@@ -297,7 +297,7 @@ def print_tables(results: list[dict], scale: list[dict]) -> None:
               f"{'base_cpu_s':>11}{'call_s':>8}{'ratio':>8}  baseline")
         for r in d["steps"]:
             if "error" in r:
-                print(f"{r['step']:<13}{r['wall_s']:>9.1f}{r['cpu_s']:>9.1f}  failed: {r['error']}")
+                print(f"{r['step']:<13}{r['wall_s']:>9.1f}{r['cpu_s']:>9.1f}  {r['error']}")
                 continue
             print(f"{r['step']:<13}{r['wall_s']:>9.1f}{r['cpu_s']:>9.1f}{_f(r['mvx_per_cpu_s'], '.3f'):>10}"
                   f"{_f(r.get('peak_rss_mb'), '.0f'):>9}{r['share']:>7.1%}{_f(r.get('base_cpu_s'), '.1f'):>11}"
