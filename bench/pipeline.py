@@ -176,9 +176,58 @@ def run_baseline(step: str, wd: Path) -> dict[str, float]:
 # --- the run -------------------------------------------------------------------------------------
 
 
+def run_each(wd: Path, args: argparse.Namespace) -> list[dict]:
+    """Every step as its own ``syngraph run <step>`` process (each starts its own Dask cluster)."""
+    from syngraph.pipeline import step_names
+
+    rows = []
+    for step in step_names():
+        wall, cpu, r = timed(syngraph_cmd("run", step, "--wd", str(wd), *compute_args(args)))
+        row: dict = {"step": step, "wall_s": wall, "cpu_s": cpu}
+        if r.returncode != 0:
+            row["error"] = "failed: " + (r.stderr.strip().splitlines() or ["?"])[-1][:200]
+        else:
+            row["peak_rss_mb"] = (_done(wd, step) or {}).get("peak_rss_mb")
+        rows.append(row)
+        print(f"#   {step}: {wall:.1f} s wall, {cpu:.1f} CPU-s" + (f" {row['error']}" if "error" in row
+              else ""), flush=True)
+    return rows
+
+
+def recorded_rows(wd: Path, err: str = "no finished record") -> list[dict]:
+    """Per step, in pipeline order, its last record in ``steps/<step>/runs.json`` (wall and CPU seconds
+    of all its processes, workers included, and their peak memory); a step without a finished record
+    gets a row with ``error``."""
+    from syngraph.engine.records import read_runs
+    from syngraph.pipeline import step_names
+
+    rows = []
+    for step in step_names():
+        last = (read_runs(wd / "steps" / step) or [{}])[-1]
+        if last.get("status") != "ok" or "cpu_s" not in last:  # no cpu_s: recorded before it was
+            rows.append({"step": step, "wall_s": last.get("seconds") or 0.0, "cpu_s": last.get("cpu_s") or 0.0,
+                         "error": f"{last.get('status', 'not run')}: {err}" if last else "not run"})
+            continue
+        rows.append({"step": step, "wall_s": last["seconds"], "cpu_s": last["cpu_s"],
+                     "peak_rss_mb": last["peak_rss_mb"]})
+    return rows
+
+
+def run_all(wd: Path, args: argparse.Namespace) -> list[dict]:
+    """One ``syngraph run all`` (one Dask cluster); per step its record (:func:`recorded_rows`). The row
+    ``overhead`` is the rest of the process tree's CPU: Python start, checks, the cluster's start and
+    stop, the report."""
+    wall, cpu, r = timed(syngraph_cmd("run", "all", "--wd", str(wd), *compute_args(args)))
+    rows = recorded_rows(wd, (r.stderr.strip().splitlines() or ["?"])[-1][:200])
+    for row in rows:
+        print(f"#   {row['step']}: {row['wall_s']:.1f} s wall, {row['cpu_s']:.1f} CPU-s", flush=True)
+    rows.append({"step": "overhead", "wall_s": max(0.0, wall - sum(x["wall_s"] for x in rows)),
+                 "cpu_s": max(0.0, cpu - sum(x["cpu_s"] for x in rows))})
+    return rows
+
+
 def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
     from syngraph.io.volume import open_layer
-    from syngraph.pipeline import step_names
 
     wd = root / name
     t0 = time.perf_counter()
@@ -186,19 +235,20 @@ def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
     nvx = int(np.prod(open_layer(wd, "sv").shape))
     print(f"# {name}: {nvx / 1e6:.1f} MVx, set up in {time.perf_counter() - t0:.0f} s", flush=True)
     rows = [setup] if "step" in setup else []
-    for step in step_names():
-        wall, cpu, r = timed(syngraph_cmd("run", step, "--wd", str(wd), *compute_args(args)))
-        row: dict = {"step": step, "wall_s": wall, "cpu_s": cpu}
-        if r.returncode != 0:
-            row["error"] = (r.stderr.strip().splitlines() or ["?"])[-1][:200]
-        else:
-            row["peak_rss_mb"] = (_done(wd, step) or {}).get("peak_rss_mb")
-            if step in BASELINES and not args.no_baseline:
-                row.update(run_baseline(step, wd))
-                row["ratio_cpu"] = cpu / row["base_cpu_s"]
-        rows.append(row)
-        print(f"#   {step}: {wall:.1f} s wall, {cpu:.1f} CPU-s" + (f" FAILED: {row['error']}" if "error" in row
-              else ""), flush=True)
+    rows += (run_each(wd, args) if args.per_step else run_all(wd, args))
+    if not args.no_baseline:
+        for row in rows:
+            if row["step"] in BASELINES and "error" not in row:
+                row.update(run_baseline(row["step"], wd))
+                row["ratio_cpu"] = row["cpu_s"] / row["base_cpu_s"]
+    result = summarise(name, nvx, rows, args, setup.get("synth_wall_s"))
+    if not args.keep:
+        shutil.rmtree(wd, ignore_errors=True)
+    return result
+
+
+def summarise(name: str, nvx: int, rows: list[dict], args: argparse.Namespace, synth_wall_s: float | None = None) -> dict:
+    """A dataset's result: its rows with MVx per CPU-second and share, and the total row."""
     total_cpu = sum(r["cpu_s"] for r in rows)
     for r in rows:
         r["mvx_per_cpu_s"] = nvx / 1e6 / r["cpu_s"] if r["cpu_s"] else None
@@ -206,11 +256,9 @@ def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
     total = {"step": "total", "wall_s": sum(r["wall_s"] for r in rows), "cpu_s": total_cpu,
              "mvx_per_cpu_s": nvx / 1e6 / total_cpu, "share": 1.0,
              "peak_rss_mb": max((r.get("peak_rss_mb") or 0) for r in rows)}
-    if not args.keep:
-        shutil.rmtree(wd, ignore_errors=True)
     return {"dataset": name, "voxels": nvx, "cores": os.cpu_count(), "scheduler": args.scheduler,
             "workers": args.workers if args.scheduler == "local" else 1,
-            "loadavg_1min_end": round(os.getloadavg()[0], 2), "synth_wall_s": setup.get("synth_wall_s"),
+            "loadavg_1min_end": round(os.getloadavg()[0], 2), "synth_wall_s": synth_wall_s,
             "steps": rows + [total]}
 
 
@@ -249,7 +297,7 @@ def print_tables(results: list[dict], scale: list[dict]) -> None:
               f"{'base_cpu_s':>11}{'call_s':>8}{'ratio':>8}  baseline")
         for r in d["steps"]:
             if "error" in r:
-                print(f"{r['step']:<13}{r['wall_s']:>9.1f}{r['cpu_s']:>9.1f}  failed: {r['error']}")
+                print(f"{r['step']:<13}{r['wall_s']:>9.1f}{r['cpu_s']:>9.1f}  {r['error']}")
                 continue
             print(f"{r['step']:<13}{r['wall_s']:>9.1f}{r['cpu_s']:>9.1f}{_f(r['mvx_per_cpu_s'], '.3f'):>10}"
                   f"{_f(r.get('peak_rss_mb'), '.0f'):>9}{r['share']:>7.1%}{_f(r.get('base_cpu_s'), '.1f'):>11}"
@@ -281,7 +329,7 @@ def write_costs(results: list[dict], path: Path) -> None:
     points: dict[str, list[tuple[float, float, float]]] = {}
     for d in results:
         for r in d["steps"]:
-            if "error" not in r and r.get("peak_rss_mb") is not None and r["step"] not in ("total", "import"):
+            if "error" not in r and r.get("peak_rss_mb") is not None and r["step"] not in ("total", "import", "overhead"):
                 points.setdefault(r["step"], []).append((d["voxels"] / 1e6, r["cpu_s"], r["peak_rss_mb"]))
     n = len(results)
     costs = {k: asdict(v) for k, v in fit_costs({k: v for k, v in points.items() if len(v) == n}).items()}
@@ -303,6 +351,8 @@ def main() -> None:
     ap.add_argument("--scheduler", default="local", help='"local" (Dask LocalCluster) or "serial"')
     ap.add_argument("--workers", type=int, default=2, help="worker processes of a local cluster")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--per-step", action="store_true",
+                    help="run each step as its own `syngraph run <step>` (default: one `syngraph run all`)")
     ap.add_argument("--keep", action="store_true", help="keep the working directories (printed)")
     ap.add_argument("--root", default=None, help="scratch folder (default: a new temporary one)")
     ap.add_argument("--json", default=None, help="write every number to this file")
@@ -310,6 +360,9 @@ def main() -> None:
                     help="write the per-step costs `syngraph plan` uses (default src/syngraph/engine/costs.json)")
     ap.add_argument("--costs-from", default=None, metavar="JSON",
                     help="write the costs from a saved --json result instead of running (with --write-costs)")
+    ap.add_argument("--from-wd", action="append", default=[], metavar="DIR",
+                    help="no run: the table of a working directory a `syngraph run all` ran in (repeatable; "
+                         "--scheduler and --workers should say how it ran)")
     ap.add_argument("--baseline", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.baseline:
@@ -318,6 +371,13 @@ def main() -> None:
         return
     if args.costs_from:
         write_costs(json.loads(Path(args.costs_from).read_text())["datasets"], Path(args.write_costs or COSTS))
+        return
+    if args.from_wd:
+        from syngraph.io.volume import open_layer
+
+        results = [summarise(Path(d).name, int(np.prod(open_layer(d, "sv").shape)), recorded_rows(Path(d)), args)
+                   for d in args.from_wd]
+        print_tables(results, scaling(results))
         return
     names = []
     for d in args.demo:

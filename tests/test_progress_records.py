@@ -95,3 +95,28 @@ def test_line_progress_says_still_running_between_slow_tasks():
     assert 2 <= len(beats) <= 4, text  # every 0.2 s while no task finished in 0.7 s, then none
     assert re.fullmatch(r"slow:  50% \(1/2 tasks\) elapsed 0:00:0\d eta 0:00:0\d", text[-2]), text
     assert text[-1].startswith("slow: 100% (2/2 tasks)"), text
+
+
+_SPIN = "import time\nt = time.process_time()\nwhile time.process_time() - t < {s}: pass\n"
+
+
+def _spin(seconds):
+    exec(_SPIN.format(s=seconds))
+    return seconds
+
+
+def test_step_cpu_counts_this_process_children_and_dask_workers_and_only_this_step():
+    from syngraph.engine.compute import Compute, session
+    from syngraph.engine.cpu import StepCpu
+
+    _spin(0.5)  # before the step: not counted
+    with StepCpu() as cpu:
+        _spin(0.3)
+        subprocess.run([sys.executable, "-c", _SPIN.format(s=0.6)], check=True)  # a child that ends
+    assert 0.85 < cpu.cpu_s < 0.9 + 0.6, cpu.cpu_s  # + interpreter start of the child
+
+    with session(Compute(scheduler="local", workers=2)) as runner:
+        with StepCpu(runner.client) as cpu:
+            assert sorted(r for _, r, _ in runner.map_unordered(_spin, [0.7, 0.7], ["a", "b"])) == [0.7, 0.7]
+        # workers are our descendants and answer client.run: counted once, not twice
+        assert 1.35 < cpu.cpu_s < 2.4, cpu.cpu_s

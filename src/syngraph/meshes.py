@@ -156,9 +156,14 @@ def volume(vertices: np.ndarray, faces: np.ndarray) -> float:
     """Enclosed volume of a closed, consistently oriented mesh (divergence theorem; signed)."""
     if len(faces) == 0:
         return 0.0
-    v = vertices.astype(np.float64)
-    a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
-    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
+    v = np.asarray(vertices, np.float64)
+    x, y, z = v[:, 0].copy(), v[:, 1].copy(), v[:, 2].copy()  # per-axis gathers: half np.cross's time
+    f0, f1, f2 = (faces[:, k].copy() for k in range(3))
+    bx, by, bz, cx, cy, cz = x[f1], y[f1], z[f1], x[f2], y[f2], z[f2]
+    t = x[f0] * (by * cz - bz * cy)  # a . (b x c), summed in np.cross's and einsum's order
+    t += y[f0] * (bz * cx - bx * cz)
+    t += z[f0] * (bx * cy - by * cx)
+    return float(t.sum() / 6.0)
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:

@@ -126,6 +126,11 @@ def check_scheduler(address: str, timeout_s: float = 3.0) -> None:
 _ACTIVE: list[Runner] = []
 
 
+def active_client() -> Any:
+    """The Dask client of the open session (None: serial, or no session)."""
+    return _ACTIVE[-1].client if _ACTIVE else None
+
+
 @contextlib.contextmanager
 def session(compute: Compute | None = None) -> Iterator[Runner]:
     """Open a runner for ``compute``; nested calls reuse the outer one (one cluster per pipeline)."""

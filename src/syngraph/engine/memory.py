@@ -19,6 +19,8 @@ from typing import Any
 
 import psutil
 
+from syngraph.engine.compute import active_client
+
 
 def reset_peak_rss() -> None:
     """Reset this process's peak resident memory (``VmHWM``) where Linux allows it."""
@@ -37,12 +39,6 @@ def _tree_rss_mb(proc: psutil.Process) -> float:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return total / 2**20
-
-
-def _active_client() -> Any:
-    from syngraph.engine.compute import _ACTIVE
-
-    return _ACTIVE[-1].client if _ACTIVE and _ACTIVE[-1].client is not None else None
 
 
 def _remote_workers_mb(client: Any) -> float:
@@ -78,7 +74,7 @@ class PeakMemory:
 
     def __enter__(self) -> PeakMemory:
         reset_peak_rss()
-        self._client = _active_client()
+        self._client = active_client()
         if self._client is not None:
             self._client.run(reset_peak_rss)
             self._remote = getattr(self._client, "cluster", None) is None

@@ -5,9 +5,12 @@ state is a ``resume``. Each entry keeps its own wall time and peak memory, so a 
 the time the full run took::
 
     {"kind": "full" | "resume", "status": "running" | "ok" | "failed",
-     "started_utc": "...", "seconds": 143.2, "peak_rss_mb": 1840.5, "peak_rss_mb_main": 610.2}
+     "started_utc": "...", "seconds": 143.2, "cpu_s": 251.3, "peak_rss_mb": 1840.5,
+     "peak_rss_mb_main": 610.2}
 
-``peak_rss_mb`` covers all the step's processes (:class:`syngraph.engine.memory.PeakMemory`);
+``cpu_s`` is user + sys of all the step's processes, Dask workers included
+(:class:`syngraph.engine.cpu.StepCpu`); ``peak_rss_mb`` covers all of them too
+(:class:`syngraph.engine.memory.PeakMemory`);
 ``peak_rss_mb_main`` is the calling process alone. An entry is written as ``running`` when the
 attempt starts and completed when it ends, so a killed attempt stays visible as ``running``.
 """
@@ -20,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from syngraph.engine.compute import active_client
+from syngraph.engine.cpu import StepCpu
 from syngraph.engine.memory import PeakMemory
 from syngraph.engine.run import write_text_atomic
 
@@ -46,6 +51,7 @@ class StepRun:
         self.overwrite = overwrite
         self.runs: list[dict[str, Any]] = []
         self.memory = PeakMemory()
+        self.cpu = StepCpu()
 
     def __enter__(self) -> StepRun:
         earlier = [] if self.overwrite else read_runs(self.step_dir)
@@ -55,13 +61,16 @@ class StepRun:
                                 "started_utc": datetime.now(UTC).isoformat(timespec="seconds")}]
         _write_runs(self.step_dir, self.runs)
         self._t0 = time.perf_counter()
+        self.cpu.client = active_client()
+        self.cpu.__enter__()
         self.memory.__enter__()
         return self
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
         self.memory.__exit__(exc_type, *exc)
+        self.cpu.__exit__(exc_type, *exc)
         self.runs[-1].update(status="failed" if exc_type else "ok",
-                             seconds=round(time.perf_counter() - self._t0, 3),
+                             seconds=round(time.perf_counter() - self._t0, 3), cpu_s=self.cpu.cpu_s,
                              peak_rss_mb=self.memory.peak_mb, peak_rss_mb_main=self.memory.main_mb)
         _write_runs(self.step_dir, self.runs)
 

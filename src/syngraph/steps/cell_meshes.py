@@ -113,12 +113,18 @@ def block_occupancy(labels: np.ndarray, origin_vx: Vec3, ds: Vec3, slab: int = 8
     for x0 in range(0, sx, slab):
         nx = min(slab, sx - x0)
         w = lab[x0 * ds[0]:(x0 + nx) * ds[0]].reshape(nx, ds[0], sy, ds[1], sz, ds[2])
-        w = np.sort(w.transpose(0, 2, 4, 1, 3, 5).reshape(nx * sy * sz, -1), axis=1)
+        w = w.transpose(0, 2, 4, 1, 3, 5).reshape(nx * sy * sz, -1)
+        first = w[:, 0]
+        mixed = (w[:, 1:] != first[:, None]).any(axis=1)  # most windows hold one label: no sort
+        one = np.flatnonzero(~mixed & (first != 0))
+        several = np.flatnonzero(mixed)
+        w = np.sort(w[several], axis=1)
         new = np.ones(w.shape, bool)
         new[:, 1:] = w[:, 1:] != w[:, :-1]
-        win, col = np.nonzero(new & (w != 0))
+        row, col = np.nonzero(new & (w != 0))
+        win = np.concatenate([one, several[row]])
         px, py, pz = np.unravel_index(win, (nx, sy, sz))
-        parts.append((w[win, col], px + x0 + o[0], py + o[1], pz + o[2]))
+        parts.append((np.concatenate([first[one], w[row, col]]), px + x0 + o[0], py + o[1], pz + o[2]))
     ids, px, py, pz = (np.concatenate([p[k] for p in parts]) if parts else np.zeros(0) for k in range(4))
     order = np.lexsort((pz, py, px, ids))
     return pa.table({
