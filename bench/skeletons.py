@@ -140,7 +140,7 @@ def main() -> None:
             "ours_s": round(ours, 2), "ours_mvx_s_per_core": round(nvx / ours / cores / 1e6, 3),
             "ours_block_peak_rss_mb": round(res["block_peak_rss_mb"], 1), "cells": res["cells"],
             "main_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "downsample": list(p.downsample),
+            "downsample": list(p.downsample_for(sv.info.voxel_size_nm)),
         }
         if args.data == "demo":
             from syngraph.evaluate.skeletons import score_skeletons
@@ -154,7 +154,7 @@ def main() -> None:
             from syngraph.bbox import BBox
 
             ds = tuple(int(v) for v in args.baseline_downsample.split(",")) if args.baseline_downsample \
-                else tuple(p.downsample)
+                else p.downsample_for(sv.info.voxel_size_nm)
             out["baseline_downsample"] = list(ds)
             shape_ds = tuple(-(-s // d) for s, d in zip(sv.shape, ds, strict=True))
             labels = read_downsampled(sv, BBox.from_shape(shape_ds), ds)  # type: ignore[arg-type]
