@@ -213,6 +213,50 @@ def retract_tips(forest: Forest, fixed: np.ndarray, tol_nm: float) -> Forest:
     return forest.subset(alive)
 
 
+def exit_tips(forest: Forest, border: np.ndarray, step_nm: float) -> np.ndarray:
+    """True for the tips on the volume border (``border``) where a neurite leaves the volume.
+
+    Where the axis meets the border, the inscribed ball keeps the neurite's radius (the border
+    is no boundary of the distance field); a TEASAR path that runs along a cut face to its rim
+    ends with a ball much smaller than those a few voxels in. So a border tip is an exit when
+    its radius is at least half the largest radius within ``2 * radius + 2 * step_nm`` of path
+    back from it (up to the first branch point).
+
+    >>> x = np.arange(0.0, 100.0, 10.0)
+    >>> f = Forest(np.c_[x, np.zeros(10), np.zeros(10)], np.c_[np.arange(9), np.arange(1, 10)],
+    ...            np.r_[np.full(9, 40.0), 40.0].astype(np.float32), {})
+    >>> exit_tips(f, x >= 90, 10.0).nonzero()[0].tolist()
+    [9]
+    >>> f = Forest(f.nodes_nm, f.edges, np.r_[np.full(6, 40.0), 30, 20, 10, 5].astype(np.float32), {})
+    >>> exit_tips(f, x >= 60, 10.0).nonzero()[0].tolist()
+    []
+    """
+    n = len(forest)
+    out = np.zeros(n, bool)
+    border = np.asarray(border, bool)
+    if n < 2 or not border.any():
+        return border.copy() if n == 1 else out
+    deg = degrees(n, forest.edges)
+    adj = _adjacency(n, forest.edges)
+    nodes, radius = forest.nodes_nm, forest.radius_nm.astype(np.float64)
+    for t in np.flatnonzero((deg == 1) & border).tolist():
+        reach = 2.0 * radius[t] + 2.0 * step_nm
+        prev, cur, length, r_in = -1, t, 0.0, radius[t]
+        while True:
+            nxt = [w for w in adj[cur] if w != prev]
+            if len(nxt) != 1:
+                break
+            prev, cur = cur, nxt[0]
+            length += float(np.linalg.norm(nodes[cur] - nodes[prev]))
+            if length > reach:
+                break
+            r_in = max(r_in, radius[cur])
+            if deg[cur] >= 3:
+                break
+        out[t] = radius[t] >= 0.5 * r_in
+    return out
+
+
 def extend_exits(forest: Forest, fixed: np.ndarray, volume_hi_nm: np.ndarray, back_nm: float,
                  face_nm: np.ndarray) -> Forest:
     """Move every tip on the volume border (``fixed``) to where its axis meets the border plane.

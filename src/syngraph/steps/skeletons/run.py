@@ -43,6 +43,7 @@ from syngraph.skeleton import Forest, orient, stats
 from syngraph.steps.skeletons.join import join_pieces
 from syngraph.steps.skeletons.myelin import POOL_VX, box_fraction, path_window_vote, pooled_fraction
 from syngraph.steps.skeletons.postprocess import (
+    exit_tips,
     extend_exits,
     on_volume_border,
     remove_dust,
@@ -237,22 +238,22 @@ def finish_cell(
     forest, tree_vx = join_pieces(vertex_vx, parent, radius_nm, piece_key, piece_vx, spacing_nm, attrs)
     # dust by voxels first (the reference's per-object dust threshold), on the joined trees
     forest = remove_dust(forest, 0.0, tree_vx, params.dust_threshold_vx)
-    border = on_volume_border(forest.nodes_nm, spacing_nm, volume_shape_vx)
-    forest = retract_tips(forest, border, 1.5 * min(spacing_nm))
+
+    def exits(f: Forest) -> np.ndarray:  # ends where a neurite leaves the volume
+        return exit_tips(f, on_volume_border(f.nodes_nm, spacing_nm, volume_shape_vx), max(spacing_nm))
+
+    forest = retract_tips(forest, exits(forest), 1.5 * min(spacing_nm))
     forest = smooth(forest, params.smooth_iterations, params.smooth_weight,
                     max_edge_nm=1.01 * float(np.linalg.norm(spacing_nm)))  # voxel steps only
     forest = thin(forest, params.node_spacing_nm, params.node_max_deviation_nm)
     forest = remove_dust(forest, params.dust_nm,
                          fixed=on_volume_border(forest.nodes_nm, spacing_nm, volume_shape_vx))
     forest = remove_redundant_branches(forest, max(spacing_nm))
-    forest = remove_ticks(forest, params.tick_threshold_nm,
-                          on_volume_border(forest.nodes_nm, spacing_nm, volume_shape_vx))
+    forest = remove_ticks(forest, params.tick_threshold_nm, exits(forest))
     # ticks removed at a branch point can turn a hook at the end of a branch into a tip
-    forest = retract_tips(forest, on_volume_border(forest.nodes_nm, spacing_nm, volume_shape_vx),
-                          1.5 * min(spacing_nm))
+    forest = retract_tips(forest, exits(forest), 1.5 * min(spacing_nm))
     if volume_hi_nm is not None:
-        forest = extend_exits(forest, on_volume_border(forest.nodes_nm, spacing_nm, volume_shape_vx),
-                              volume_hi_nm, 2.0 * max(spacing_nm), np.asarray(spacing_nm))
+        forest = extend_exits(forest, exits(forest), volume_hi_nm, 2.0 * max(spacing_nm), np.asarray(spacing_nm))
     if myelin_frac is not None:
         raw = forest.attrs.pop("myelin_frac") > 0.5
         voted = path_window_vote(forest.nodes_nm, forest.edges, raw, params.myelin_window_nm)
