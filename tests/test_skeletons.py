@@ -594,7 +594,8 @@ def test_pinky40_one_tree_per_piece(tmp_path, pinky40):
     have = dict(zip(stats_t.column("cell_id").to_pylist(), stats_t.column("n_trees").to_pylist(), strict=True))
     big = set(ids[counts > 10_000].tolist())
     assert big <= set(have), sorted(big - set(have))[:20]
-    ds = np.ascontiguousarray(arr[::2, ::2, ::1])
+    sx, sy, sz = cfg.skeletons.downsample_for(cfg.voxel_size_nm)  # 1x1x1 at 16 nm
+    ds = np.ascontiguousarray(arr[::sx, ::sy, ::sz])
     cc, n = cc3d.connected_components(ds, connectivity=26, return_N=True)
     piece_vx = np.bincount(cc.reshape(-1), minlength=n + 1)
     owner = np.zeros(n + 1, np.uint64)
