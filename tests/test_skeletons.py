@@ -14,7 +14,7 @@ from syngraph.io.volume import create_layer
 from syngraph.skeleton import Forest, stats
 from syngraph.steps.skeletons.join import join_pieces
 from syngraph.steps.skeletons.myelin import path_window_vote
-from syngraph.steps.skeletons.postprocess import remove_ticks, thin
+from syngraph.steps.skeletons.postprocess import exit_tips, extend_exits, remove_ticks, thin
 from syngraph.steps.skeletons.run import block_regions, finish_cell, teasar_params
 from syngraph.steps.skeletons.teasar import skeletonize_block
 
@@ -640,3 +640,41 @@ def test_recentre_moves_vertices_to_the_ball_that_contains_theirs():
     assert np.all(moved >= 40.0)
     assert out[2:].tolist() == verts[2:].tolist()
 
+
+
+def test_exits_end_where_the_axis_meets_the_volume_face():
+    """A path leaving through the x = 2550 nm face at 45 degrees in xy, whose last node is on the
+    skeleton grid's last plane (x = 2540 nm, 2x2x1 striding): the tip moves 10 nm in x along
+    its axis (14 nm of cable); a path parallel to the face does not move; a path that ends on a
+    low face already on its plane stays."""
+    x = np.arange(0.0, 2541.0, 20.0)[-10:]
+    nodes = np.c_[x, x - x[0] + 500, np.full(len(x), 1000.0)]
+    edges = np.c_[np.arange(len(x) - 1), np.arange(1, len(x))]
+    f = Forest(nodes, edges, np.full(len(x), 100, np.float32), {})
+    hi = np.array([2550.0, 2550.0, 3175.0])
+    border = np.zeros(len(x), bool)
+    border[-1] = True
+    got = extend_exits(f, border, hi, 40.0, np.array([20.0, 20.0, 25.0])).nodes_nm
+    assert got[-1].tolist() == pytest.approx([2550.0, nodes[-1, 1] + 10.0, 1000.0])
+    assert np.array_equal(got[:-1], nodes[:-1])
+    along = Forest(np.c_[np.full(len(x), 2540.0), x - 1000.0, np.full(len(x), 1000.0)], edges, f.radius_nm, {})
+    assert np.array_equal(extend_exits(along, border, hi, 40.0, np.full(3, 20.0)).nodes_nm, along.nodes_nm)
+    low = Forest(np.c_[x - x[0], np.full(len(x), 500.0), np.full(len(x), 1000.0)][::-1].copy(), edges, f.radius_nm, {})
+    assert np.array_equal(extend_exits(low, border, hi, 40.0, np.full(3, 20.0)).nodes_nm, low.nodes_nm)
+
+
+def test_a_path_along_a_cut_face_to_its_rim_is_no_exit():
+    """Where the border cuts a 300 nm-radius neurite, the axis's border tip keeps its radius (an
+    exit); a TEASAR path from the axis along the cut face to the rim ends in a 20 nm ball (no
+    exit: it is retracted and removed like any tip)."""
+    axis = np.c_[np.arange(0.0, 1001.0, 20.0), np.zeros(51), np.zeros(51)]  # ends on x = 1000
+    rim = np.c_[np.full(14, 1000.0), np.arange(20.0, 281.0, 20.0), np.zeros(14)]
+    nodes = np.r_[axis, rim]
+    edges = np.r_[np.c_[np.arange(50), np.arange(1, 51)], [[50, 51]], np.c_[np.arange(51, 64), np.arange(52, 65)]]
+    radius = np.r_[np.full(51, 300.0), 300.0 - rim[:, 1]].astype(np.float32)
+    border = nodes[:, 0] >= 1000.0
+    f = Forest(nodes, edges, radius, {})
+    ex = exit_tips(f, border, 20.0)
+    assert not ex.any()
+    tip_axis = Forest(axis, np.c_[np.arange(50), np.arange(1, 51)], np.full(51, 300, np.float32), {})
+    assert exit_tips(tip_axis, axis[:, 0] >= 1000.0, 20.0)[50]
