@@ -123,7 +123,7 @@ def baseline(step: str, wd: Path) -> float:
         from syngraph.steps.skeletons.run import read_downsampled, relabel_to_cells, teasar_params
 
         sp = cfg.skeletons
-        ds = tuple(sp.downsample)
+        ds = sp.downsample_for(cfg.voxel_size_nm)
         lay = p.layer("sv")
         box = BBox.from_shape(tuple(-(-s // d) for s, d in zip(lay.shape, ds, strict=True)))
         m = pq.read_table(wd / "tables" / "sv_to_cell.parquet")

@@ -4,6 +4,7 @@
     python bench/skeletons.py pinky40 --crop 256,256,256        # a crop of ../shared/data/pinky40
     python bench/skeletons.py pinky40                           # the whole 512^3 volume (~10 min)
     python bench/skeletons.py demo --downsample 4,4,1 --baseline-downsample 2,2,1   # a coarser setting
+    python bench/skeletons.py demo --settings 2,2,1 3,3,1 4,4,1 --no-baseline     # resolutions side by side
 
 Prints MVx/s per core (input voxels at full resolution / seconds / cores), peak RSS of the block
 tasks and of the baseline, and the ratio of our time to the baseline's. The baseline is
@@ -12,6 +13,9 @@ parameters and dust threshold, ``parallel=1``, in a subprocess (so its peak memo
 ``--baseline-downsample`` gives it another skeleton resolution than ours (what a coarser setting
 gains against kimimaro at the default one). On the demo tissue (true cells and kinds) it also
 prints the skeleton scores of ``syngraph.evaluate.skeletons`` (what the setting costs).
+``--settings`` runs the step once per downsampling on the same volume and prints each one's time
+(and ratio to the first) and scores. The default downsampling comes from the voxel size
+(``skeletons.skeleton_voxel_nm``).
 """
 
 from __future__ import annotations
@@ -88,6 +92,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--downsample", default=None, help="skeletons.downsample override, e.g. 4,4,1")
     ap.add_argument("--baseline-downsample", default=None, help="the baseline's downsample (default: ours)")
+    ap.add_argument("--settings", nargs="*", default=None, help="downsamplings to run side by side, e.g. 2,2,1 4,4,1")
     args = ap.parse_args()
 
     from syngraph.config import load_config, write_config
@@ -140,7 +145,7 @@ def main() -> None:
             "ours_s": round(ours, 2), "ours_mvx_s_per_core": round(nvx / ours / cores / 1e6, 3),
             "ours_block_peak_rss_mb": round(res["block_peak_rss_mb"], 1), "cells": res["cells"],
             "main_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "downsample": list(p.downsample),
+            "downsample": list(p.downsample_for(sv.info.voxel_size_nm)),
         }
         if args.data == "demo":
             from syngraph.evaluate.skeletons import score_skeletons
@@ -148,13 +153,28 @@ def main() -> None:
             sc = score_skeletons(wd)
             out.update({k: round(v, 4) for k, v in sc.items()
                         if isinstance(v, float) and k.startswith(("neuron_", "astrocyte_"))})
+        for setting in args.settings or []:
+            cfg.skeletons.downsample = tuple(int(v) for v in setting.split(","))  # type: ignore[assignment]
+            write_config(wd, cfg)
+            t0 = time.perf_counter()
+            run_skeletons(wd, config=cfg, compute=compute, overwrite=True, progress=False)
+            sec = time.perf_counter() - t0
+            row = {"s": round(sec, 2), "ratio_to_default": round(sec / ours, 2),
+                   "mvx_s_per_core": round(nvx / sec / cores / 1e6, 3)}
+            if args.data == "demo":
+                sc = score_skeletons(wd)
+                row.update({k: round(v, 4) for k, v in sc.items()
+                            if isinstance(v, float) and k.startswith(("neuron_", "astrocyte_"))})
+            out[f"downsample_{setting}"] = row
+        if args.settings:
+            cfg.skeletons.downsample = None
         if not args.no_baseline:
             import pyarrow.parquet as pq
 
             from syngraph.bbox import BBox
 
             ds = tuple(int(v) for v in args.baseline_downsample.split(",")) if args.baseline_downsample \
-                else tuple(p.downsample)
+                else p.downsample_for(sv.info.voxel_size_nm)
             out["baseline_downsample"] = list(ds)
             shape_ds = tuple(-(-s // d) for s, d in zip(sv.shape, ds, strict=True))
             labels = read_downsampled(sv, BBox.from_shape(shape_ds), ds)  # type: ignore[arg-type]

@@ -115,7 +115,7 @@ def test_estimate_is_the_cost_line_spread_over_workers_and_blocks(tmp_path):
     assert (est.cpu_s, est.wall_s, est.peak_mb) == (52.0, 27.0, 700.0)
     block, n, est = by["matrix"]  # not blockwise: one process
     assert block is None and n is None and (est.cpu_s, est.wall_s) == (52.0, 52.0)
-    assert by["skeletons"][0] == (512, 512, 256) and by["skeletons"][2] is None  # its own block size; no cost
+    assert by["skeletons"][0] == (256, 256, 256) and by["skeletons"][2] is None  # its own block size; no cost
 
 
 def test_plan_prints_every_step_with_numbers_that_scale_with_the_volume(tmp_path):

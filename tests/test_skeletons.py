@@ -14,7 +14,7 @@ from syngraph.io.volume import create_layer
 from syngraph.skeleton import Forest, stats
 from syngraph.steps.skeletons.join import join_pieces
 from syngraph.steps.skeletons.myelin import path_window_vote
-from syngraph.steps.skeletons.postprocess import remove_ticks, thin
+from syngraph.steps.skeletons.postprocess import exit_tips, extend_exits, remove_ticks, thin
 from syngraph.steps.skeletons.run import block_regions, finish_cell, teasar_params
 from syngraph.steps.skeletons.teasar import skeletonize_block
 
@@ -210,10 +210,11 @@ def test_bouton_bulging_out_of_the_volume_is_not_an_end():
 def test_astrocyte_parameters_keep_short_branches(branch_nm):
     """A thin side branch (r 60 nm, longer than the tick threshold) off a 120 nm process lies
     inside TEASAR's invalidation ball with the reference const (2 r + 500 nm): the neuron
-    parameters lose it, the astrocyte parameters (``astrocyte_teasar_const_nm``) keep it."""
+    parameters lose it, the astrocyte parameters (``astrocyte_teasar_const_nm``) keep it.
+    (The reference's ``teasar_scale = 2``: the default 1 keeps a 650 nm branch for neurons too.)"""
     lab = capsules((100, 80, 40), [((200, 700, 500), (1800, 700, 500))], 120.0, label=9)
     lab |= capsules((100, 80, 40), [((1000, 700, 500), (1000, 700 + branch_nm, 500))], 60.0, label=9)
-    p = SkeletonParams()
+    p = SkeletonParams(teasar_scale=2.0)
     whole = tuple(slice(0, n) for n in lab.shape)
     got = {}
     for kind, by_label in (("neuron", None), ("astrocyte", {9: teasar_params(p, "astrocyte")})):
@@ -593,7 +594,8 @@ def test_pinky40_one_tree_per_piece(tmp_path, pinky40):
     have = dict(zip(stats_t.column("cell_id").to_pylist(), stats_t.column("n_trees").to_pylist(), strict=True))
     big = set(ids[counts > 10_000].tolist())
     assert big <= set(have), sorted(big - set(have))[:20]
-    ds = np.ascontiguousarray(arr[::2, ::2, ::1])
+    sx, sy, sz = cfg.skeletons.downsample_for(cfg.voxel_size_nm)  # 1x1x1 at 16 nm
+    ds = np.ascontiguousarray(arr[::sx, ::sy, ::sz])
     cc, n = cc3d.connected_components(ds, connectivity=26, return_N=True)
     piece_vx = np.bincount(cc.reshape(-1), minlength=n + 1)
     owner = np.zeros(n + 1, np.uint64)
@@ -638,3 +640,41 @@ def test_recentre_moves_vertices_to_the_ball_that_contains_theirs():
     assert np.all(moved >= 40.0)
     assert out[2:].tolist() == verts[2:].tolist()
 
+
+
+def test_exits_end_where_the_axis_meets_the_volume_face():
+    """A path leaving through the x = 2550 nm face at 45 degrees in xy, whose last node is on the
+    skeleton grid's last plane (x = 2540 nm, 2x2x1 striding): the tip moves 10 nm in x along
+    its axis (14 nm of cable); a path parallel to the face does not move; a path that ends on a
+    low face already on its plane stays."""
+    x = np.arange(0.0, 2541.0, 20.0)[-10:]
+    nodes = np.c_[x, x - x[0] + 500, np.full(len(x), 1000.0)]
+    edges = np.c_[np.arange(len(x) - 1), np.arange(1, len(x))]
+    f = Forest(nodes, edges, np.full(len(x), 100, np.float32), {})
+    hi = np.array([2550.0, 2550.0, 3175.0])
+    border = np.zeros(len(x), bool)
+    border[-1] = True
+    got = extend_exits(f, border, hi, 40.0, np.array([20.0, 20.0, 25.0])).nodes_nm
+    assert got[-1].tolist() == pytest.approx([2550.0, nodes[-1, 1] + 10.0, 1000.0])
+    assert np.array_equal(got[:-1], nodes[:-1])
+    along = Forest(np.c_[np.full(len(x), 2540.0), x - 1000.0, np.full(len(x), 1000.0)], edges, f.radius_nm, {})
+    assert np.array_equal(extend_exits(along, border, hi, 40.0, np.full(3, 20.0)).nodes_nm, along.nodes_nm)
+    low = Forest(np.c_[x - x[0], np.full(len(x), 500.0), np.full(len(x), 1000.0)][::-1].copy(), edges, f.radius_nm, {})
+    assert np.array_equal(extend_exits(low, border, hi, 40.0, np.full(3, 20.0)).nodes_nm, low.nodes_nm)
+
+
+def test_a_path_along_a_cut_face_to_its_rim_is_no_exit():
+    """Where the border cuts a 300 nm-radius neurite, the axis's border tip keeps its radius (an
+    exit); a TEASAR path from the axis along the cut face to the rim ends in a 20 nm ball (no
+    exit: it is retracted and removed like any tip)."""
+    axis = np.c_[np.arange(0.0, 1001.0, 20.0), np.zeros(51), np.zeros(51)]  # ends on x = 1000
+    rim = np.c_[np.full(14, 1000.0), np.arange(20.0, 281.0, 20.0), np.zeros(14)]
+    nodes = np.r_[axis, rim]
+    edges = np.r_[np.c_[np.arange(50), np.arange(1, 51)], [[50, 51]], np.c_[np.arange(51, 64), np.arange(52, 65)]]
+    radius = np.r_[np.full(51, 300.0), 300.0 - rim[:, 1]].astype(np.float32)
+    border = nodes[:, 0] >= 1000.0
+    f = Forest(nodes, edges, radius, {})
+    ex = exit_tips(f, border, 20.0)
+    assert not ex.any()
+    tip_axis = Forest(axis, np.c_[np.arange(50), np.arange(1, 51)], np.full(51, 300, np.float32), {})
+    assert exit_tips(tip_axis, axis[:, 0] >= 1000.0, 20.0)[50]

@@ -76,7 +76,8 @@ def parameter_problems(cfg: ProjectConfig) -> list[str]:
         if org.ratio_min > org.ratio_max:
             problems.append(f"[organelles.{name}] ratio_min {org.ratio_min} > ratio_max {org.ratio_max}; "
                             f"the cell assignment would keep nothing")
-    for key, ds, block in (("skeletons", cfg.skeletons.downsample, cfg.skeletons.block_size_vx),):
+    for key, ds, block in (("skeletons", cfg.skeletons.downsample_for(cfg.voxel_size_nm),
+                            cfg.skeletons.block_size_vx),):
         if min(ds) >= 1 and any(b % d for b, d in zip(block, ds, strict=True)):
             problems.append(f"[{key}.block_size_vx] = {list(block)} must be a multiple of "
                             f"[{key}.downsample] = {list(ds)}")

@@ -119,12 +119,32 @@ class SkeletonParams(_Model):
     dust_threshold_vx: int = Field(
         1000, description="trees of fewer voxels (at skeleton resolution, summed over blocks) are dropped"
     )
-    downsample: tuple[int, int, int] = Field((2, 2, 1), description="XYZ downsampling (striding) before TEASAR")
-    block_size_vx: tuple[int, int, int] = Field(
-        (512, 512, 256),
-        description="XYZ block size in full-resolution voxels (a multiple of downsample); "
-        "a worker needs about 60 bytes per downsampled voxel of a block",
+    downsample: tuple[int, int, int] | None = Field(
+        None,
+        description="XYZ downsampling (striding) before TEASAR; none = from the voxel size, "
+        "floor(skeleton_voxel_nm / side), at least 1 (2x2x1 at 10x10x25 and 8x8x40 nm, 1x1x1 at 16x16x40)",
     )
+    skeleton_voxel_nm: float = Field(
+        20.0,
+        description="largest skeleton voxel side when downsample is none: the thinnest neurites "
+        "(radius ~50 nm) keep >= 2.5 voxels of radius (the reference: 2x2x1 at 10x10x25 nm)",
+    )
+    block_size_vx: tuple[int, int, int] = Field(
+        (256, 256, 256),
+        description="XYZ block size in full-resolution voxels (a multiple of downsample); "
+        "a worker needs about 60 bytes per downsampled voxel of a block; blocks are the unit of "
+        "parallel work (a 512x512x256 volume is 4 blocks)",
+    )
+
+    def downsample_for(self, voxel_size_nm: tuple[float, float, float]) -> tuple[int, int, int]:
+        """The XYZ downsampling for a voxel size: ``downsample``, or from ``skeleton_voxel_nm``.
+
+        >>> SkeletonParams().downsample_for((8.0, 8.0, 40.0))
+        (2, 2, 1)
+        """
+        if self.downsample is not None:
+            return tuple(int(d) for d in self.downsample)  # type: ignore[return-value]
+        return tuple(max(1, int(self.skeleton_voxel_nm // float(v))) for v in voxel_size_nm)  # type: ignore[return-value]
     edt_halo_nm: float = Field(
         500.0, description="halo (nm) read around a block for the distance-to-boundary field (radii)"
     )

@@ -323,7 +323,7 @@ def _score_non_tubular(workdir: Path, cfg: Any, ids: list[int], ours: dict[int, 
         lo, hi = vox.min(0), vox.max(0) + 1
         crop = truth[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] == cid
         # strided on the volume's grid, as the step strides it
-        ds = cfg.skeletons.downsample
+        ds = cfg.skeletons.downsample_for(cfg.voxel_size_nm)
         off = [(-int(a)) % int(d) for a, d in zip(lo, ds, strict=True)]
         s["pieces"] = _pieces(crop[off[0]:, off[1]:, off[2]:], ds, cfg.skeletons.dust_threshold_vx)
         one_tree.append(s["n_trees"] == s["pieces"])

@@ -213,6 +213,102 @@ def retract_tips(forest: Forest, fixed: np.ndarray, tol_nm: float) -> Forest:
     return forest.subset(alive)
 
 
+def exit_tips(forest: Forest, border: np.ndarray, step_nm: float) -> np.ndarray:
+    """True for the tips on the volume border (``border``) where a neurite leaves the volume.
+
+    Where the axis meets the border, the inscribed ball keeps the neurite's radius (the border
+    is no boundary of the distance field); a TEASAR path that runs along a cut face to its rim
+    ends with a ball much smaller than those a few voxels in. So a border tip is an exit when
+    its radius is at least half the largest radius within ``2 * radius + 2 * step_nm`` of path
+    back from it (up to the first branch point).
+
+    >>> x = np.arange(0.0, 100.0, 10.0)
+    >>> f = Forest(np.c_[x, np.zeros(10), np.zeros(10)], np.c_[np.arange(9), np.arange(1, 10)],
+    ...            np.r_[np.full(9, 40.0), 40.0].astype(np.float32), {})
+    >>> exit_tips(f, x >= 90, 10.0).nonzero()[0].tolist()
+    [9]
+    >>> f = Forest(f.nodes_nm, f.edges, np.r_[np.full(6, 40.0), 30, 20, 10, 5].astype(np.float32), {})
+    >>> exit_tips(f, x >= 60, 10.0).nonzero()[0].tolist()
+    []
+    """
+    n = len(forest)
+    out = np.zeros(n, bool)
+    border = np.asarray(border, bool)
+    if n < 2 or not border.any():
+        return border.copy() if n == 1 else out
+    deg = degrees(n, forest.edges)
+    adj = _adjacency(n, forest.edges)
+    nodes, radius = forest.nodes_nm, forest.radius_nm.astype(np.float64)
+    for t in np.flatnonzero((deg == 1) & border).tolist():
+        reach = 2.0 * radius[t] + 2.0 * step_nm
+        prev, cur, length, r_in = -1, t, 0.0, radius[t]
+        while True:
+            nxt = [w for w in adj[cur] if w != prev]
+            if len(nxt) != 1:
+                break
+            prev, cur = cur, nxt[0]
+            length += float(np.linalg.norm(nodes[cur] - nodes[prev]))
+            if length > reach:
+                break
+            r_in = max(r_in, radius[cur])
+            if deg[cur] >= 3:
+                break
+        out[t] = radius[t] >= 0.5 * r_in
+    return out
+
+
+def extend_exits(forest: Forest, fixed: np.ndarray, volume_hi_nm: np.ndarray, back_nm: float,
+                 face_nm: np.ndarray) -> Forest:
+    """Move every tip on the volume border (``fixed``) to where its axis meets the border plane.
+
+    The skeleton grid's last plane can lie inside the volume's (striding), and a neurite that
+    leaves obliquely is cut by it before its axis reaches the face. The axis direction is the
+    line from the node ``max(back_nm, radius)`` of path back to the tip; the tip moves along it
+    onto the plane of each volume face (voxel centres ``0`` and ``volume_hi_nm``) that it lies
+    within ``face_nm`` of and points out of, by at most the tip's radius (a path grazing the
+    face would otherwise run along it).
+
+    >>> f = Forest(np.array([[50.0, 50, 50], [30, 40, 50], [10, 30, 50]]), np.array([[0, 1], [1, 2]]),
+    ...            np.full(3, 100, np.float32), {})
+    >>> hi = np.array([200.0, 200, 200])
+    >>> extend_exits(f, np.array([False, False, True]), hi, 60.0, np.full(3, 10.0)).nodes_nm[2].tolist()
+    [0.0, 25.0, 50.0]
+    >>> extend_exits(f, np.array([False, False, True]), hi, 60.0, np.full(3, 5.0)).nodes_nm[2].tolist()
+    [10.0, 30.0, 50.0]
+    """
+    n = len(forest)
+    fixed = np.asarray(fixed, bool)
+    if n < 2 or not fixed.any():
+        return forest
+    deg = degrees(n, forest.edges)
+    adj = _adjacency(n, forest.edges)
+    nodes = forest.nodes_nm.copy()
+    hi = np.asarray(volume_hi_nm, np.float64)
+    face = np.asarray(face_nm, np.float64)
+    for t in np.flatnonzero((deg == 1) & fixed).tolist():
+        reach = max(back_nm, float(forest.radius_nm[t]))
+        prev, cur, length = -1, t, 0.0
+        while length < reach:
+            nxt = [w for w in adj[cur] if w != prev]
+            if len(nxt) != 1 and cur != t:
+                break
+            prev, cur = cur, nxt[0]
+            length += float(np.linalg.norm(nodes[cur] - nodes[prev]))
+        d = nodes[t] - nodes[cur]
+        norm = float(np.linalg.norm(d))
+        if norm == 0:
+            continue
+        d /= norm
+        x = nodes[t]
+        out_lo = (x <= face) & (d < 0)
+        out_hi = (x >= hi - face) & (d > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            steps = np.where(out_lo, -x / d, np.where(out_hi, (hi - x) / d, np.inf))
+        step = float(np.min(np.maximum(steps, 0.0)))
+        if np.isfinite(step):
+            nodes[t] = x + d * min(step, float(forest.radius_nm[t]))
+    return Forest(nodes, forest.edges, forest.radius_nm, forest.attrs)
+
 def remove_dust(forest: Forest, dust_nm: float, tree_vx: np.ndarray | None = None,
                 dust_vx: int = 0, fixed: np.ndarray | None = None) -> Forest:
     """Drop trees with cable length < ``dust_nm`` or (if given) fewer than ``dust_vx`` voxels.

@@ -3,7 +3,7 @@
 Top to bottom:
 
 1. per block (engine task, :func:`skeleton_block`): read the ``sv`` layer for the block's trace
-   region + halo, downsample by striding (``skeletons.downsample``), relabel supervoxels to cell
+   region + halo, downsample by striding (``skeletons.downsample``, by default from the voxel size), relabel supervoxels to cell
    ids (``tables/sv_to_cell.parquet``; others -> 0), skeletonize every piece with kimimaro
    (:func:`.teasar.skeletonize_block`; cells of kind astrocyte in ``tables/cells.parquet`` with
    ``astrocyte_teasar_const_nm`` and ``astrocyte_max_paths``), and, if a ``myelin`` layer
@@ -43,6 +43,8 @@ from syngraph.skeleton import Forest, orient, stats
 from syngraph.steps.skeletons.join import join_pieces
 from syngraph.steps.skeletons.myelin import POOL_VX, box_fraction, path_window_vote, pooled_fraction
 from syngraph.steps.skeletons.postprocess import (
+    exit_tips,
+    extend_exits,
     on_volume_border,
     remove_dust,
     remove_redundant_branches,
@@ -167,7 +169,7 @@ def skeleton_block(
     """Engine task: the skeleton vertices of one block (see the module docstring);
     ``astrocytes``: sorted ids of the cells of kind astrocyte."""
     p = SkeletonParams.model_validate(params)
-    ds = tuple(p.downsample)
+    ds = p.downsample_for(voxel_size_nm)
     layer = open_layer(workdir, "sv")
     aniso = tuple(float(v * d) for v, d in zip(voxel_size_nm, ds, strict=True))
     halo = tuple(int(math.ceil(p.edt_halo_nm / a)) for a in aniso)
@@ -220,6 +222,7 @@ def finish_cell(
     params: SkeletonParams,
     myelin_frac: np.ndarray | None = None,
     volume_shape_vx: tuple[int, int, int] | None = None,
+    volume_hi_nm: np.ndarray | None = None,
 ) -> Forest:
     """Join, thin, clean and annotate one cell's block pieces (pure; see the module docstring).
 
@@ -227,25 +230,30 @@ def finish_cell(
     (the ``myelin_window_nm`` path-window majority of ``myelin_raw``), when ``myelin_frac`` is given.
     ``volume_shape_vx`` is the volume's shape at skeleton resolution: ends on its border are
     where a neurite leaves the volume and are neither retracted nor removed as ticks (None: the
-    volume border is not known, every end is treated as a surface end).
+    volume border is not known, every end is treated as a surface end); ``volume_hi_nm``, the
+    volume's last voxel centre at full resolution: those ends then move along their axis onto
+    the border plane (:func:`.postprocess.extend_exits`).
     """
     attrs = {} if myelin_frac is None else {"myelin_frac": np.asarray(myelin_frac, np.float32)}
     forest, tree_vx = join_pieces(vertex_vx, parent, radius_nm, piece_key, piece_vx, spacing_nm, attrs)
     # dust by voxels first (the reference's per-object dust threshold), on the joined trees
     forest = remove_dust(forest, 0.0, tree_vx, params.dust_threshold_vx)
-    border = on_volume_border(forest.nodes_nm, spacing_nm, volume_shape_vx)
-    forest = retract_tips(forest, border, 1.5 * min(spacing_nm))
+
+    def exits(f: Forest) -> np.ndarray:  # ends where a neurite leaves the volume
+        return exit_tips(f, on_volume_border(f.nodes_nm, spacing_nm, volume_shape_vx), max(spacing_nm))
+
+    forest = retract_tips(forest, exits(forest), 1.5 * min(spacing_nm))
     forest = smooth(forest, params.smooth_iterations, params.smooth_weight,
                     max_edge_nm=1.01 * float(np.linalg.norm(spacing_nm)))  # voxel steps only
     forest = thin(forest, params.node_spacing_nm, params.node_max_deviation_nm)
     forest = remove_dust(forest, params.dust_nm,
                          fixed=on_volume_border(forest.nodes_nm, spacing_nm, volume_shape_vx))
     forest = remove_redundant_branches(forest, max(spacing_nm))
-    forest = remove_ticks(forest, params.tick_threshold_nm,
-                          on_volume_border(forest.nodes_nm, spacing_nm, volume_shape_vx))
+    forest = remove_ticks(forest, params.tick_threshold_nm, exits(forest))
     # ticks removed at a branch point can turn a hook at the end of a branch into a tip
-    forest = retract_tips(forest, on_volume_border(forest.nodes_nm, spacing_nm, volume_shape_vx),
-                          1.5 * min(spacing_nm))
+    forest = retract_tips(forest, exits(forest), 1.5 * min(spacing_nm))
+    if volume_hi_nm is not None:
+        forest = extend_exits(forest, exits(forest), volume_hi_nm, 2.0 * max(spacing_nm), np.asarray(spacing_nm))
     if myelin_frac is not None:
         raw = forest.attrs.pop("myelin_frac") > 0.5
         voted = path_window_vote(forest.nodes_nm, forest.edges, raw, params.myelin_window_nm)
@@ -278,7 +286,8 @@ def _group_rows(table: pa.Table) -> tuple[dict[str, np.ndarray], np.ndarray, np.
 
 def build_skeletons(table: pa.Table, params: SkeletonParams,
                     spacing_nm: tuple[float, float, float],
-                    volume_shape_vx: tuple[int, int, int] | None = None) -> dict[int, Forest]:
+                    volume_shape_vx: tuple[int, int, int] | None = None,
+                    volume_hi_nm: np.ndarray | None = None) -> dict[int, Forest]:
     """Every cell's finished skeleton from the blocks' vertex rows."""
     if table.num_rows == 0:
         return {}
@@ -293,7 +302,7 @@ def build_skeletons(table: pa.Table, params: SkeletonParams,
             cols["radius_nm"][a:b], cols["piece_key"][a:b], cols["piece_vx"][a:b],
             spacing_nm=spacing_nm, params=params,
             myelin_frac=cols["myelin_frac"][a:b] if has_myelin else None,
-            volume_shape_vx=volume_shape_vx,
+            volume_shape_vx=volume_shape_vx, volume_hi_nm=volume_hi_nm,
         )
     return out
 
@@ -301,7 +310,7 @@ def build_skeletons(table: pa.Table, params: SkeletonParams,
 # ---------------------------------------------------------------------------- the step
 
 
-def _check_inputs(workdir: Path, p: SkeletonParams) -> None:
+def _check_inputs(workdir: Path) -> None:
     if not (workdir / "tables" / "sv_to_cell.parquet").exists():
         raise StepOrderError(
             f"{workdir / 'tables' / 'sv_to_cell.parquet'} does not exist: the skeletons step needs "
@@ -309,11 +318,14 @@ def _check_inputs(workdir: Path, p: SkeletonParams) -> None:
         )
     if "sv" not in list_layers(workdir):
         raise StepOrderError(f"no layer 'sv' in {workdir}; import the supervoxel segmentation first")
-    bad = [b for b, d in zip(p.block_size_vx, p.downsample, strict=True) if b % d]
+
+
+def _check_blocks(p: SkeletonParams, ds: tuple[int, int, int]) -> None:
+    bad = [b for b, d in zip(p.block_size_vx, ds, strict=True) if b % d]
     if bad:
         raise InputError(
             f"skeletons.block_size_vx {list(p.block_size_vx)} must be a multiple of "
-            f"skeletons.downsample {list(p.downsample)}; e.g. {[max(d, b // d * d) for b, d in zip(p.block_size_vx, p.downsample, strict=True)]}"
+            f"skeletons.downsample {list(ds)}; e.g. {[max(d, b // d * d) for b, d in zip(p.block_size_vx, ds, strict=True)]}"
         )
 
 
@@ -333,9 +345,11 @@ def run_skeletons(
     cfg = config or load_config(workdir)
     compute = compute or Compute.from_config(cfg.compute)
     p = cfg.skeletons
-    _check_inputs(workdir, p)
+    _check_inputs(workdir)
     sv = open_layer(workdir, "sv")
     voxel = tuple(float(v) for v in sv.info.voxel_size_nm)
+    ds = p.downsample_for(voxel)  # type: ignore[arg-type]
+    _check_blocks(p, ds)
     has_myelin = "myelin" in list_layers(workdir)
     if has_myelin:
         m = open_layer(workdir, "myelin")
@@ -358,9 +372,10 @@ def run_skeletons(
         compute=compute, desc=STEP, progress=progress, overwrite=overwrite,
     )
     table = read_task_tables(step_dir)
-    spacing = tuple(v * d for v, d in zip(voxel, p.downsample, strict=True))
-    shape_ds = tuple(-(-s // d) for s, d in zip(sv.shape, p.downsample, strict=True))
-    skels = build_skeletons(table, p, spacing, shape_ds) if table is not None else {}  # type: ignore[arg-type]
+    spacing = tuple(v * d for v, d in zip(voxel, ds, strict=True))
+    shape_ds = tuple(-(-s // d) for s, d in zip(sv.shape, ds, strict=True))
+    hi_nm = (np.asarray(sv.shape, np.float64) - 1) * np.asarray(voxel)
+    skels = build_skeletons(table, p, spacing, shape_ds, hi_nm) if table is not None else {}  # type: ignore[arg-type]
     skeleton_io.write_skeletons(workdir, skels)
     n_nodes = sum(len(f) for f in skels.values())
     return {

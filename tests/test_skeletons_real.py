@@ -1,0 +1,132 @@
+"""Skeletons of real neurons with known skeletons (issue 19): navis' five fly projection neurons
+(hemibrain, proofread, with radii) rasterized into a label volume at 16x16x40 nm, run through the
+skeletons step, and compared with the source skeleton restricted to the volume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from syngraph.evaluate.skeletons import short_terminal_branches
+
+VOXEL_NM = np.array([16.0, 16.0, 40.0])
+BOX_NM = 6000.0
+TICK_NM = 500.0
+
+
+def _clip(a: np.ndarray, b: np.ndarray, hi: np.ndarray) -> tuple[float, float] | None:
+    """The parameter range of segment a-b inside the box [0, hi] (Liang-Barsky), or None."""
+    t0, t1, d = 0.0, 1.0, b - a
+    for k in range(3):
+        if d[k] == 0:
+            if not 0 <= a[k] <= hi[k]:
+                return None
+            continue
+        u0, u1 = sorted(((0 - a[k]) / d[k], (hi[k] - a[k]) / d[k]))
+        t0, t1 = max(t0, u0), min(t1, u1)
+        if t0 > t1:
+            return None
+    return t0, t1
+
+
+def rasterize(xyz: np.ndarray, parent: np.ndarray, radius: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """Voxels (centres at ``i * VOXEL_NM``) within the cone-capsule of every edge."""
+    lab = np.zeros(shape, bool)
+    top = np.asarray(shape) - 1
+    for c in np.flatnonzero(parent >= 0).tolist():
+        a, b, ra, rb = xyz[c], xyz[parent[c]], radius[c], radius[parent[c]]
+        r = max(ra, rb)
+        lo = np.maximum(np.floor((np.minimum(a, b) - r) / VOXEL_NM).astype(int), 0)
+        hi = np.minimum(np.ceil((np.maximum(a, b) + r) / VOXEL_NM).astype(int), top)
+        if np.any(lo > hi):
+            continue
+        g = np.stack(np.meshgrid(*[np.arange(p, q + 1) for p, q in zip(lo, hi, strict=True)],
+                                 indexing="ij"), -1) * VOXEL_NM
+        d = b - a
+        t = np.clip(((g - a) @ d) / max(float(d @ d), 1e-9), 0, 1)
+        inside = np.linalg.norm(g - (a + t[..., None] * d), axis=-1) <= ra + (rb - ra) * t
+        lab[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1] |= inside
+    return lab
+
+
+def truth_in_box(xyz: np.ndarray, parent: np.ndarray, hi: np.ndarray) -> tuple[float, int]:
+    """Cable (um) of the source skeleton inside the box [0, hi], and its branch points inside
+    once terminal twigs shorter than the tick threshold (tip inside the box) are removed, as the
+    step removes them by design."""
+    cable, edges = 0.0, []
+    for c in np.flatnonzero(parent >= 0).tolist():
+        r = _clip(xyz[c], xyz[parent[c]], hi)
+        if r is not None:
+            cable += (r[1] - r[0]) * float(np.linalg.norm(xyz[parent[c]] - xyz[c]))
+            edges.append((c, parent[c]))
+    e = np.asarray(edges)
+    used = np.unique(e)
+    pos = np.full(len(xyz), -1)
+    pos[used] = np.arange(len(used))
+    par = np.full(len(used), -1)
+    par[pos[e[:, 0]]] = pos[e[:, 1]]
+    inside = np.all((xyz[used] >= 0) & (xyz[used] <= hi), 1)
+    keep = ~short_terminal_branches(xyz[used], par, TICK_NM, ~inside)
+    ok = (par >= 0) & keep & keep[np.maximum(par, 0)]
+    deg = np.bincount(np.r_[par[ok], np.flatnonzero(ok)], minlength=len(used))
+    return cable / 1000, int(((deg >= 3) & inside).sum())
+
+
+def _densest_box(xyz: np.ndarray, parent: np.ndarray) -> np.ndarray:
+    """The origin of the box centred on the branch point with the most branch points in it."""
+    deg = np.bincount(np.r_[parent[parent >= 0], np.flatnonzero(parent >= 0)], minlength=len(xyz))
+    bps = xyz[deg >= 3]
+    counts = [(np.abs(bps - q).max(1) <= BOX_NM / 2).sum() for q in bps]
+    return bps[int(np.argmax(counts))] - BOX_NM / 2
+
+
+def skeleton_of_real_neuron(tmp_path, neuron) -> tuple[float, int, float, int]:
+    """(true cable um, true branch points, our cable um, our branch points) in the box."""
+    from syngraph.config import default_config, write_config
+    from syngraph.engine import Compute, write_table_atomic
+    from syngraph.io.volume import create_layer
+    from syngraph.steps.skeletons import run_skeletons
+
+    nodes = neuron.nodes
+    scale = float(neuron.units.to("nm").magnitude)
+    xyz = nodes[["x", "y", "z"]].to_numpy(float) * scale
+    pos = {int(v): k for k, v in enumerate(nodes.node_id)}
+    parent = np.array([pos.get(int(p), -1) for p in nodes.parent_id])
+    radius = np.maximum(nodes.radius.to_numpy(float) * scale, 1.5 * VOXEL_NM[0])
+    xyz = xyz - _densest_box(xyz, parent)
+    shape = tuple(int(v) for v in np.round(BOX_NM / VOXEL_NM))
+    hi = (np.asarray(shape) - 1) * VOXEL_NM
+    lab = rasterize(xyz, parent, radius, shape)  # type: ignore[arg-type]
+    cable_true, bp_true = truth_in_box(xyz, parent, hi)
+    cfg = default_config(tuple(VOXEL_NM))  # type: ignore[arg-type]
+    cfg.layers = {k: v for k, v in cfg.layers.items() if k == "sv"}
+    write_config(tmp_path, cfg)
+    create_layer(tmp_path, "sv", shape, "uint64", tuple(VOXEL_NM), chunks_xyz=(128, 128, 64)).write(
+        lab.astype(np.uint64))
+    one = np.array([1], np.uint64)
+    write_table_atomic(pa.table({"sv_id": one, "cell_id": one}), tmp_path / "tables" / "sv_to_cell.parquet")
+    run_skeletons(tmp_path, compute=Compute(scheduler="serial"), progress=False)
+    st = pq.read_table(tmp_path / "tables" / "skeleton_stats.parquet").to_pylist()[0]
+    return cable_true, bp_true, st["cable_length_um"], st["n_branch_points"]
+
+
+@pytest.mark.slow
+def test_real_fly_neurons_cable_and_branch_points(tmp_path):
+    """Five proofread fly projection neurons, each in the 6 um box around its densest branching
+    (73-120 um of cable, 34-59 branch points in the box). Measured (docs/skeletons.md): cable
+    ratios 1.07-1.14, branch points 0.88-1.22 of the truth. The issue's target (cable within
+    5 %, branch points within 10 %) is not met: the excess cable is TEASAR paths in slivers of
+    neurites cut by the box faces and the voxel staircase at 40 nm in z."""
+    navis = pytest.importorskip("navis")
+    rows = []
+    for i, neuron in enumerate(navis.example_neurons()):
+        rows.append(skeleton_of_real_neuron(tmp_path / f"n{i}", neuron))
+    t_cable, t_bp, o_cable, o_bp = (np.array(c, float) for c in zip(*rows, strict=True))
+    assert (t_cable > 50).all() and (t_bp >= 30).all()  # the boxes hold real arbors
+    cable_ratio, bp_ratio = o_cable / t_cable, o_bp / t_bp
+    assert ((cable_ratio > 1.0) & (cable_ratio < 1.18)).all(), cable_ratio
+    assert np.median(cable_ratio) < 1.12, cable_ratio
+    assert ((bp_ratio > 0.8) & (bp_ratio < 1.3)).all(), bp_ratio
+    assert abs(np.median(bp_ratio) - 1) < 0.12, bp_ratio
