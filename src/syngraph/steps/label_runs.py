@@ -1,5 +1,7 @@
 """Runs of equal labels along the fastest axis of a 3-D label array, and per-label statistics
 computed from them: a run of ``L`` voxels is one row of work instead of ``L``.
+Also the small helpers on runs of equal values that other steps share (``first_of_runs``,
+``group_order``).
 
 Every function works in the axes of the C-ordered array it is given; callers that hold an
 XYZ array in another memory order transpose it first (see ``steps.astrocytes.block_morphology``).
@@ -33,6 +35,30 @@ class Runs:
         return self.stop - self.start
 
 
+def first_of_equal(sorted_values: np.ndarray) -> np.ndarray:
+    """Mask of the first element of each run of equal values in a sorted array."""
+    keep = np.empty(len(sorted_values), bool)
+    keep[:1] = True
+    np.not_equal(sorted_values[1:], sorted_values[:-1], out=keep[1:])
+    return keep
+
+
+def first_of_runs(sorted_values: np.ndarray) -> np.ndarray:
+    """Index of the first element of each run of equal values in a sorted array."""
+    return np.flatnonzero(first_of_equal(sorted_values))
+
+
+def group_order(values: np.ndarray, n: int) -> np.ndarray:
+    """Stable argsort of int values in ``[0, n)`` by 16-bit radix passes (linear time)."""
+    order = np.arange(len(values))
+    shift = 0
+    while (n - 1) >> shift or shift == 0:
+        digit = ((values[order] >> shift) & 0xFFFF).astype(np.uint16)
+        order = order[np.argsort(digit, kind="stable")]
+        shift += 16
+    return order
+
+
 def label_runs(labels: np.ndarray) -> Runs:
     """The runs of a C-ordered 3-D array of non-negative integer labels (runs end at row ends).
 
@@ -45,9 +71,7 @@ def label_runs(labels: np.ndarray) -> Runs:
     if flat.size == 0:
         e = np.zeros(0, np.int64)
         return Runs(e.astype(np.intp), e, e, e, e, e)
-    new = np.empty(flat.size, bool)
-    new[0] = True
-    np.not_equal(flat[1:], flat[:-1], out=new[1:])
+    new = first_of_equal(flat)
     new[:: a.shape[2]] = True
     offset = np.flatnonzero(new).astype(np.int64)
     row, start = np.divmod(offset, a.shape[2])
@@ -64,9 +88,9 @@ def run_sums(runs: Runs, values: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(runs.label, weights=per_run, minlength=n)
 
 
-def run_max(runs: Runs, values: np.ndarray, n: int, initial: float = 0.0) -> np.ndarray:
-    """Per-label maximum (float64, ``n`` labels, ``initial`` where larger or absent) of ``values``."""
-    out = np.full(n, initial, np.float64)
+def run_max(runs: Runs, values: np.ndarray, n: int) -> np.ndarray:
+    """Per-label maximum of ``values``, at least 0 (float64, ``n`` labels; 0 for absent labels)."""
+    out = np.zeros(n)
     if runs.offset.size:
         per_run = np.maximum.reduceat(np.ascontiguousarray(values).ravel(), runs.offset)
         np.maximum.at(out, runs.label, per_run.astype(np.float64))
@@ -102,12 +126,6 @@ def coordinate_moments(runs: Runs, origin_vx: np.ndarray, spacing: np.ndarray,
                          (ln * u * u, ln * w * w, z2, ln * u * w, u * z1, w * z1), strict=True):
         second[:, k, m] = second[:, m, k] = np.bincount(runs.label, weights=v, minlength=n)
     return first, second
-
-
-def _by_label(label: np.ndarray) -> np.ndarray:
-    """A stable order by label (a radix sort on the smallest unsigned type that holds them)."""
-    small = label.astype(np.min_scalar_type(int(label.max()))) if label.size else label
-    return np.argsort(small, kind="stable")
 
 
 def _peel(chain: np.ndarray, y: np.ndarray, x: np.ndarray, side: int) -> np.ndarray:
@@ -147,7 +165,8 @@ def slice_hull_points(runs: Runs) -> tuple[np.ndarray, np.ndarray]:
     order = np.flatnonzero(runs.label)
     if order.size == 0:
         return runs.label[order], np.zeros((0, 3), np.int64)
-    order = order[_by_label(runs.label[order])]  # by label, then i, j, start (the runs' own order)
+    n = int(runs.label.max()) + 1
+    order = order[group_order(runs.label[order], n)]  # by label, then i, j, start (the runs' own order)
     lab, i, j = runs.label[order], runs.i[order], runs.j[order]
     new_chain = np.r_[True, (lab[1:] != lab[:-1]) | (i[1:] != i[:-1])]
     new_row = new_chain | np.r_[False, j[1:] != j[:-1]]
@@ -160,5 +179,5 @@ def slice_hull_points(runs: Runs) -> tuple[np.ndarray, np.ndarray]:
     rl, rr = first[keep_l], first[keep_r]
     pts = np.concatenate([np.stack([i[rl], j[rl], left[keep_l]], 1), np.stack([i[rr], j[rr], right[keep_r]], 1)])
     lab = np.r_[lab[rl], lab[rr]]
-    o = _by_label(lab)
+    o = group_order(lab, n)
     return lab[o], pts[o]

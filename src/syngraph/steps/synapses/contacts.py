@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import fastremap
 import numpy as np
 
+from syngraph.steps.label_runs import first_of_equal, first_of_runs, group_order
+
 UINT64 = np.uint64
 
 
@@ -32,19 +34,6 @@ def unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pairs, np.asarray(inverse).reshape(-1)
 
 
-def first_of_runs(sorted_values: np.ndarray) -> np.ndarray:
-    """Index of the first element of each run of equal values in a sorted array."""
-    return np.flatnonzero(_first_of_equal(sorted_values))
-
-
-def _first_of_equal(sorted_values: np.ndarray) -> np.ndarray:
-    """Mask of the first element of each run of equal values in a sorted array."""
-    keep = np.empty(len(sorted_values), bool)
-    keep[:1] = True
-    np.not_equal(sorted_values[1:], sorted_values[:-1], out=keep[1:])
-    return keep
-
-
 def merge_sorted(parts: list[np.ndarray]) -> np.ndarray:
     """The concatenation of sorted int64 arrays, sorted (timsort merges the runs, in place).
 
@@ -53,17 +42,6 @@ def merge_sorted(parts: list[np.ndarray]) -> np.ndarray:
     parts.clear()
     merged.sort(kind="stable")
     return merged
-
-
-def group_order(values: np.ndarray, n: int) -> np.ndarray:
-    """Stable argsort of int values in ``[0, n)`` by 16-bit radix passes (linear time)."""
-    order = np.arange(len(values))
-    shift = 0
-    while (n - 1) >> shift or shift == 0:
-        digit = ((values[order] >> shift) & 0xFFFF).astype(np.uint16)
-        order = order[np.argsort(digit, kind="stable")]
-        shift += 16
-    return order
 
 
 @dataclass
@@ -202,7 +180,7 @@ def block_contacts(
         start += len(f)
     runs.append(g_vox * n_pairs + pair_of_gap)
     key = merge_sorted(runs)
-    key = key[_first_of_equal(key)] * 2
+    key = key[first_of_equal(key)] * 2
     del g_vox, pair_of_gap, pair_index
     frontier = key
     edges = _edge_codes(shape) if dilations else None
@@ -399,7 +377,7 @@ def _dilate(
             parts.append(cand)
     del vox, part_a, part_b, nb, lab, code
     merged = merge_sorted(parts)
-    merged = merged[_first_of_equal(merged >> 1)]
+    merged = merged[first_of_equal(merged >> 1)]
     new = (merged & 1).astype(bool)
     merged[new] -= 1
     return merged, merged[new]

@@ -29,9 +29,10 @@ from syngraph.config import ProjectConfig, load_config
 from syngraph.engine import Compute, block_grid, read_task_tables, run_tasks, write_table_atomic
 from syngraph.errors import InputError, StepOrderError
 from syngraph.io.volume import Layer, VolumeError, open_layer
+from syngraph.steps.label_runs import first_of_runs
 from syngraph.steps.synapses.blocks import contacts_task
 from syngraph.steps.synapses.cluster import cluster_synapses, map_to_cells
-from syngraph.steps.synapses.contacts import first_of_runs, unique_pairs
+from syngraph.steps.synapses.contacts import unique_pairs
 from syngraph.steps.synapses.features import SynapseChunk, features_task
 
 STEP = "synapses"
