@@ -1,9 +1,9 @@
 """A step's CPU seconds: user + sys of all its processes (this one and its Dask workers), during the step.
 
-``with StepCpu(client) as cpu: ...``; then ``cpu.cpu_s``. At the start and the end the CPU times of
-this process, every descendant (a LocalCluster's nannies and workers) and every Dask worker of
-``client`` (through ``client.run``: workers elsewhere, SLURM jobs) are read, each process keyed by
-host, pid and start time, so a local worker seen both ways counts once. The step's CPU is the sum of
+``with StepCpu() as cpu: ...``; then ``cpu.cpu_s``. At the start and the end the CPU times of
+this process, every descendant (a LocalCluster's nannies and workers) and every Dask worker of the
+open session's client (through ``client.run``: workers elsewhere, SLURM jobs) are read, each process
+keyed by host, pid and start time, so a local worker seen both ways counts once. The step's CPU is the sum of
 the differences; a process started during the step counts whole. Children that ended and were waited
 for are in their parent's ``children_user`` / ``children_system``, which count too.
 """
@@ -11,11 +11,15 @@ for are in their parent's ``children_user`` / ``children_system``, which count t
 from __future__ import annotations
 
 import socket
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import psutil
 
+from syngraph.engine.compute import active_client
+
 Key = tuple[str, int, float]
+T = TypeVar("T")
 
 
 def _cpu_s(p: psutil.Process) -> tuple[Key, float]:
@@ -23,17 +27,19 @@ def _cpu_s(p: psutil.Process) -> tuple[Key, float]:
     return (socket.gethostname(), p.pid, p.create_time()), t.user + t.system + t.children_user + t.children_system
 
 
-def tree_cpu_s() -> dict[Key, float]:
-    """CPU seconds so far of this process and its descendants, by (host, pid, start time)."""
-    me = psutil.Process()
-    out: dict[Key, float] = {}
-    for p in [me, *me.children(recursive=True)]:
+def process_tree(proc: psutil.Process, read: Callable[[psutil.Process], T]) -> Iterator[T]:
+    """``read(p)`` for ``proc`` and each of its descendants, skipping those that ended or deny access."""
+    for p in [proc, *proc.children(recursive=True)]:
         try:
-            k, v = _cpu_s(p)
+            value = read(p)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        out[k] = v
-    return out
+        yield value
+
+
+def tree_cpu_s() -> dict[Key, float]:
+    """CPU seconds so far of this process and its descendants, by (host, pid, start time)."""
+    return dict(process_tree(psutil.Process(), _cpu_s))
 
 
 def own_cpu_s() -> tuple[Key, float]:
@@ -47,7 +53,8 @@ def cpu_delta_s(before: dict[Any, float], after: dict[Any, float]) -> float:
 
 
 class StepCpu:
-    """CPU seconds of this process tree and of ``client``'s workers between enter and exit."""
+    """CPU seconds of this process tree and of ``client``'s workers (default: the open session's)
+    between enter and exit."""
 
     def __init__(self, client: Any = None):
         self.client = client
@@ -63,6 +70,8 @@ class StepCpu:
         return out
 
     def __enter__(self) -> StepCpu:
+        if self.client is None:
+            self.client = active_client()
         self._before = self._read()
         return self
 

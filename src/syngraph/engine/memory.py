@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 
 from syngraph.engine.compute import active_client
+from syngraph.engine.cpu import process_tree
 
 
 def reset_peak_rss() -> None:
@@ -32,13 +33,7 @@ def reset_peak_rss() -> None:
 
 
 def _tree_rss_mb(proc: psutil.Process) -> float:
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            total += p.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return total / 2**20
+    return sum(process_tree(proc, lambda p: p.memory_info().rss)) / 2**20
 
 
 def _remote_workers_mb(client: Any) -> float:

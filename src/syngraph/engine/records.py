@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from syngraph.engine.compute import active_client
 from syngraph.engine.cpu import StepCpu
 from syngraph.engine.memory import PeakMemory
 from syngraph.engine.run import write_text_atomic
@@ -61,7 +60,6 @@ class StepRun:
                                 "started_utc": datetime.now(UTC).isoformat(timespec="seconds")}]
         _write_runs(self.step_dir, self.runs)
         self._t0 = time.perf_counter()
-        self.cpu.client = active_client()
         self.cpu.__enter__()
         self.memory.__enter__()
         return self
