@@ -228,8 +228,8 @@ def hull_volume_nm3(vertices_vx: np.ndarray, voxel_size_nm: tuple[float, float, 
     That hull is ``K + B``: the hull ``K`` of the centres (nm) grown by one voxel box ``B`` of
     sides ``s``, a sum of three orthogonal segments, so its volume is ``vol(K) + sum_i s_i A_i +
     sum_i<j s_i s_j W_k + s_x s_y s_z``, with ``A_i`` the area of K's shadow along axis ``i``
-    (half the sum over K's facets of area times ``|normal_i|``) and ``W_k`` K's extent along
-    axis ``k``. Flat or tiny ``K`` (no 3-D hull): the hull of the cubes' corners. Per-block
+    (half the sum of its facets' projected areas, ``|(b - a) x (c - a)|_i / 2`` for a triangle
+    ``abc``) and ``W_k`` K's extent along axis ``k``. Flat or tiny ``K`` (no 3-D hull): the hull of the cubes' corners. Per-block
     hull vertices give the exact hull of the whole label.
 
     >>> tetra = np.array([[0, 0, 0], [3, 0, 0], [0, 1, 0], [0, 0, 1]])  # 5 + 35 + 50 + 10 nm3:
@@ -245,10 +245,9 @@ def hull_volume_nm3(vertices_vx: np.ndarray, voxel_size_nm: tuple[float, float, 
     except QhullError:  # fewer than 4 points, or flat
         corners = pts[:, None, :] + _CORNERS[None] * s
         return float(ConvexHull(corners.reshape(-1, 3)).volume)
-    tri = hull.points[hull.simplices]
-    facet_area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    shadow = 0.5 * (facet_area[:, None] * np.abs(hull.equations[:, :3])).sum(0)
-    width = np.ptp(pts[hull.vertices], axis=0)
+    tri = pts[hull.simplices]
+    shadow = 0.25 * np.abs(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])).sum(0)
+    width = np.ptp(pts, axis=0)
     return float(hull.volume + s @ shadow + s[1] * s[2] * width[0] + s[0] * s[2] * width[1]
                  + s[0] * s[1] * width[2] + s.prod())
 
