@@ -41,10 +41,7 @@ def parts(sub: np.ndarray, core, read) -> dict[str, float]:  # noqa: ANN001
     s: dict[str, float] = {}
     s["renumber"], (renum, mapping) = _cpu(lambda: fastremap.renumber(sub, preserve_zero=True, in_place=False))
     n = max(mapping.values(), default=0) + 1
-    cs = core.local_slices(read)
-    perm = sorted(range(3), key=lambda a: -renum.strides[a])
-    cs_t = tuple(cs[a] for a in perm)
-    t = renum.transpose(perm)
+    t, perm, cs_t = A._memory_order(renum, core.local_slices(read))
     s["faces"], _ = _cpu(A._face_areas, t, cs_t, VS, n, perm)
     s["runs"], runs = _cpu(R.label_runs, t[cs_t])
     d = np.zeros(t[cs_t].shape, np.float64)

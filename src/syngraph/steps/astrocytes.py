@@ -98,6 +98,13 @@ class AstrocyteReport:
 # --------------------------------------------------------------------------- features
 
 
+def _memory_order(a: np.ndarray, cs: tuple[slice, ...]) -> tuple[np.ndarray, list[int], tuple[slice, ...]]:
+    """``a`` transposed to memory order (slowest axis first, so runs follow the fastest axis), the
+    permutation and the slices ``cs`` in that order."""
+    perm = sorted(range(3), key=lambda k: -a.strides[k])
+    return a.transpose(perm), perm, tuple(cs[k] for k in perm)
+
+
 def block_morphology(labels: np.ndarray, core: BBox, read: BBox, voxel_size_nm: tuple[float, float, float]) -> pa.Table:
     """Per-label sums over the core of one block: voxels, boundary faces (area), EDT sum and max.
 
@@ -121,12 +128,9 @@ def block_morphology(labels: np.ndarray, core: BBox, read: BBox, voxel_size_nm: 
     n = max(mapping.values(), default=0) + 1
     vx, vy, vz = (float(v) for v in voxel_size_nm)
     dist = edt.edt(renum, anisotropy=(vx, vy, vz), black_border=False, parallel=1)
-    cs = core.local_slices(read)
-    # in memory order (slowest axis first), so runs follow the fastest axis
-    perm = sorted(range(3), key=lambda a: -renum.strides[a])
-    cs_t = tuple(cs[a] for a in perm)
-    area, contact = _face_areas(renum.transpose(perm), cs_t, (vx, vy, vz), n, perm)
-    runs = label_runs(renum.transpose(perm)[cs_t])
+    lab, perm, cs_t = _memory_order(renum, core.local_slices(read))
+    area, contact = _face_areas(lab, cs_t, (vx, vy, vz), n, perm)
+    runs = label_runs(lab[cs_t])
     count = np.bincount(runs.label, weights=runs.length, minlength=n).astype(np.int64)
     d = np.ascontiguousarray(dist.transpose(perm)[cs_t], dtype=np.float64)  # one copy for sums and maxima
     edt_sum = run_sums(runs, d, n)
