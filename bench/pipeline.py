@@ -91,11 +91,6 @@ def _check(r: subprocess.CompletedProcess, what: str) -> None:
         sys.exit(f"{what} failed (exit {r.returncode}):\n{r.stderr[-3000:]}")
 
 
-def _done(wd: Path, step: str) -> dict | None:
-    p = wd / "steps" / step / "DONE"
-    return json.loads(p.read_text()) if p.exists() else None
-
-
 # --- baselines: one library call on the whole array, in a fresh process -------------------------
 
 
@@ -178,6 +173,7 @@ def run_baseline(step: str, wd: Path) -> dict[str, float]:
 
 def run_each(wd: Path, args: argparse.Namespace) -> list[dict]:
     """Every step as its own ``syngraph run <step>`` process (each starts its own Dask cluster)."""
+    from syngraph.engine.done import read_done
     from syngraph.pipeline import step_names
 
     rows = []
@@ -187,7 +183,7 @@ def run_each(wd: Path, args: argparse.Namespace) -> list[dict]:
         if r.returncode != 0:
             row["error"] = "failed: " + (r.stderr.strip().splitlines() or ["?"])[-1][:200]
         else:
-            row["peak_rss_mb"] = (_done(wd, step) or {}).get("peak_rss_mb")
+            row["peak_rss_mb"] = (read_done(wd, step) or {}).get("peak_rss_mb")
         rows.append(row)
         print(f"#   {step}: {wall:.1f} s wall, {cpu:.1f} CPU-s" + (f" {row['error']}" if "error" in row
               else ""), flush=True)
