@@ -93,12 +93,12 @@ def _edge_codes(shape: tuple[int, ...]) -> np.ndarray:
     return codes.reshape(-1)
 
 
-def _in_core(flat_index: np.ndarray, shape: tuple[int, ...], lo, hi) -> np.ndarray:
-    """Mask of the flat indices whose voxel lies in the box ``[lo, hi)`` (a gather from the box's
-    mask over the read region: no per-entry division)."""
+def _box_mask(shape: tuple[int, ...], lo, hi) -> np.ndarray:
+    """Flattened mask of the voxels of an array of ``shape`` that lie in the box ``[lo, hi)``
+    (indexing it by flat indices needs no per-entry division)."""
     box = np.zeros(shape, bool)
     box[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = True
-    return box.reshape(-1)[flat_index]
+    return box.reshape(-1)
 
 
 def block_faces(sv: np.ndarray) -> list[np.ndarray]:
@@ -190,11 +190,12 @@ def block_contacts(
     e_flat, e_pair = np.divmod(key, 2 * n_pairs)
     del key
     e_pair >>= 1
-    keep = _in_core(e_flat, shape, lo, hi)
+    in_core = _box_mask(shape, lo, hi)
+    keep = in_core[e_flat]
     e_flat, e_pair = e_flat[keep], e_pair[keep]
 
     # faces owned by this block: lower voxel in the core
-    own = _in_core(flo, shape, lo, hi)
+    own = in_core[flo]
     fpair, flo, fhi, fax = pair_of_face[own], flo[own], fhi[own], fax[own]
     n_faces = np.bincount(fpair * 3 + fax, minlength=3 * n_pairs).reshape(n_pairs, 3).astype(np.int64)
     area = n_faces @ face_area
