@@ -43,7 +43,7 @@ from syngraph.engine import (
     write_table_atomic,
 )
 from syngraph.graph import connected_components, edge_array, group_diagonal_nm, induced_components
-from syngraph.io.volume import open_layer
+from syngraph.io.volume import Layer, open_layer
 from syngraph.models.astrocyte import (
     DEFAULT_MODEL_PATH,
     FEATURES,
@@ -364,18 +364,17 @@ def _hull_volumes(sv: SvData, morph: pa.Table, voxel_size_nm: tuple[float, float
 
 
 def compute_features(
-    workdir: str | Path, *, config: ProjectConfig, compute: Compute | None = None,
-    overwrite: bool = False, progress: bool | None = None,
+    project: Project, layer: Layer, contacts: pa.Table | None, *, config: ProjectConfig,
+    compute: Compute | None = None, overwrite: bool = False, progress: bool | None = None,
 ) -> tuple[SvData, np.ndarray]:
-    """Run the blockwise morphology pass and return ``(sv, features)``; writes sv_features."""
-    project = Project(workdir)
-    layer = project.layer("sv")
+    """Run the blockwise morphology pass over ``layer`` (the sv layer) and return ``(sv, features)``;
+    writes sv_features. ``contacts``: the ``sv_contacts`` table (None where there is none)."""
     sv = SvData.from_table(project.objects("sv"))
     bs = tuple(config.compute.block_size_vx)
     blocks = block_grid(layer.bbox, bs, EDT_HALO_VX)
     step_dir = project.step_dir("astrocytes")
     run_tasks(
-        functools.partial(morphology_task, workdir=str(workdir)), blocks, step_dir,
+        functools.partial(morphology_task, workdir=str(project.workdir)), blocks, step_dir,
         params={"block_size_vx": list(bs), "halo": EDT_HALO_VX, "shape": list(layer.shape),
                 "features": list(FEATURES), "morphology": MORPHOLOGY_VERSION},
         compute=compute, desc="astrocyte features", progress=progress, overwrite=overwrite,
@@ -388,7 +387,6 @@ def compute_features(
                           "edt_max_nm": pa.array([], pa.float64()),
                           **{m: pa.array([], pa.float64()) for m in MOMENTS},
                           "hull_vx": pa.array([], pa.list_(pa.int64()))})
-    contacts = project.objects("sv_contacts") if project.table_path("sv_contacts").exists() else None
     overlap = project.objects("overlap") if project.table_path("overlap").exists() else None
     feats = feature_matrix(sv, morph, contacts, overlap, layer.info.voxel_size_nm)
     cols = {"sv_id": sv.ids} | {name: feats[:, i] for i, name in enumerate(FEATURES)}
@@ -481,12 +479,15 @@ def run_astrocytes(
             raise CellsError(f"{project.table_path(name)} is missing; run `syngraph run {step}` first")
     model = classifier or astrocyte_model(workdir, cfg)
     domain = getattr(classifier, "domain", None) if classifier is not None else astrocyte_domain(workdir, cfg)
-    sv, feats = compute_features(workdir, config=cfg, compute=compute, overwrite=overwrite, progress=progress)
+    layer = project.layer("sv")
+    sv_contacts = _sv_contacts(project)
+    sv, feats = compute_features(project, layer, sv_contacts, config=cfg, compute=compute, overwrite=overwrite,
+                                 progress=progress)
     edges = edge_array(project.objects("rag_pruned"))
     local = np.asarray(model.predict(feats), np.float64)
     prob = local
     if hasattr(model, "refine"):
-        contacts, area = _contacts(project)
+        contacts, area = _contact_arrays(sv_contacts)
         prob = np.asarray(model.refine(feats, context_features(sv.ids, local, edges, contacts, area)), np.float64)
     comps = project.objects("sv_components")
     kept_ids = comps.column("sv_id").to_numpy()[comps.column("kept").to_numpy(zero_copy_only=False)].astype(np.uint64)
@@ -496,7 +497,7 @@ def run_astrocytes(
     check = _domain_check(project, domain, inputs[kpos], cfg.cells.astrocyte_model, trust_model)
     held = held_back(check, trust_model)
     predicted = (prob >= cfg.cells.astrocyte_threshold) & (not held)
-    vs = tuple(project.layer("sv").info.voxel_size_nm)
+    vs = tuple(layer.info.voxel_size_nm)
     final = predicted.copy()
     final[kpos] = split_astrocytes(
         kept_ids, edges, predicted[kpos], sv.bbox_min[kpos], sv.bbox_max[kpos], vs,  # type: ignore[arg-type]
@@ -580,10 +581,15 @@ def train_astrocytes(
     return path, acc
 
 
-def _contacts(project: Project) -> tuple[np.ndarray, np.ndarray]:
-    if not project.table_path("sv_contacts").exists():
+def _sv_contacts(project: Project) -> pa.Table | None:
+    """The ``sv_contacts`` table (step ``rag``), or None where there is none."""
+    return project.objects("sv_contacts") if project.table_path("sv_contacts").exists() else None
+
+
+def _contact_arrays(t: pa.Table | None) -> tuple[np.ndarray, np.ndarray]:
+    """Contact pairs ``(m, 2)`` and their areas (um2) of an ``sv_contacts`` table."""
+    if t is None:
         return np.zeros((0, 2), np.uint64), np.zeros(0)
-    t = project.objects("sv_contacts")
     return edge_array(t), t.column("contact_area_um2").to_numpy().astype(np.float64)
 
 
@@ -604,7 +610,7 @@ def graph_data(
             f"{source}: {int((~ok).sum())} labelled sv ids are not in tables/sv.parquet "
             f"(e.g. {ids[~ok][:5].tolist()}); label supervoxels of this working directory"
         )
-    contacts, area = _contacts(project)
+    contacts, area = _contact_arrays(_sv_contacts(project))
     return GraphData(x_ids, x, edge_array(project.objects("rag_pruned")), contacts, area, pos, np.asarray(y, np.float64))
 
 
@@ -628,7 +634,8 @@ def astrocyte_domain(workdir: str | Path, cfg: ProjectConfig):  # noqa: ANN201
 def load_features(workdir: str | Path, cfg: ProjectConfig, compute: Compute | None, progress: bool | None) -> tuple[np.ndarray, np.ndarray]:
     project = Project(workdir)
     if not project.table_path("sv_features").exists():
-        compute_features(workdir, config=cfg, compute=compute, progress=progress)
+        compute_features(project, project.layer("sv"), _sv_contacts(project), config=cfg, compute=compute,
+                         progress=progress)
     t = project.objects("sv_features").sort_by("sv_id")
     return t.column("sv_id").to_numpy().astype(np.uint64), np.stack([t.column(f).to_numpy() for f in FEATURES], 1)
 
