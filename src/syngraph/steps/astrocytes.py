@@ -577,7 +577,7 @@ def train_astrocytes(
     acc = cross_validate_context([data], folds, learner=learner)[0]
     model = dataclasses.replace(model, context=dataclasses.replace(model.context, cv_accuracy=acc))
     path = Path(out) if out is not None else Project(workdir).workdir / "models" / "astrocyte.npz"
-    model.save(path, Domain.fit(model.inputs(data.features), FEATURES))  # the domain: every supervoxel of this volume
+    model.save(path, Domain.fit(data.features, FEATURES))  # the domain: every supervoxel of this volume
     return path, acc
 
 
