@@ -40,7 +40,7 @@ from syngraph.config import ProjectConfig, SkeletonParams, load_config
 from syngraph.engine import Block, Compute, block_grid, read_task_tables, run_tasks
 from syngraph.errors import InputError, StepOrderError
 from syngraph.io.volume import Layer, list_layers, open_layer
-from syngraph.skeleton import Forest, orient, stats
+from syngraph.skeleton import Forest, orient, stats, volume_hi_nm
 from syngraph.steps.skeletons.join import join_pieces
 from syngraph.steps.skeletons.myelin import POOL_VX, box_fraction, path_window_vote, pooled_fraction
 from syngraph.steps.skeletons.postprocess import (
@@ -371,7 +371,7 @@ def run_skeletons(
     table = read_task_tables(step_dir)
     spacing = tuple(v * d for v, d in zip(voxel, ds, strict=True))
     shape_ds = tuple(-(-s // d) for s, d in zip(sv.shape, ds, strict=True))
-    hi_nm = (np.asarray(sv.shape, np.float64) - 1) * np.asarray(voxel)
+    hi_nm = volume_hi_nm(sv.shape, voxel)
     skels = build_skeletons(table, p, spacing, shape_ds, hi_nm) if table is not None else {}  # type: ignore[arg-type]
     skeleton_io.write_skeletons(workdir, skels)
     n_nodes = sum(len(f) for f in skels.values())
