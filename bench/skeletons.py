@@ -59,6 +59,14 @@ def _vm_hwm_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _scores(wd: Path) -> dict[str, float]:
+    """The per-kind skeleton scores of the demo tissue, rounded to 4 digits."""
+    from syngraph.evaluate.skeletons import score_skeletons
+
+    return {k: round(v, 4) for k, v in score_skeletons(wd).items()
+            if isinstance(v, float) and k.startswith(("neuron_", "astrocyte_"))}
+
+
 def pinky_project(wd: Path, crop: tuple[int, int, int] | None) -> None:
     import crackle
 
@@ -148,11 +156,8 @@ def main() -> None:
             "downsample": list(p.downsample_for(sv.info.voxel_size_nm)),
         }
         if args.data == "demo":
-            from syngraph.evaluate.skeletons import score_skeletons
-
-            sc = score_skeletons(wd)
-            out.update({k: round(v, 4) for k, v in sc.items()
-                        if isinstance(v, float) and k.startswith(("neuron_", "astrocyte_"))})
+            out.update(_scores(wd))
+        user_downsample = p.downsample
         for setting in args.settings or []:
             cfg.skeletons.downsample = tuple(int(v) for v in setting.split(","))  # type: ignore[assignment]
             write_config(wd, cfg)
@@ -162,12 +167,9 @@ def main() -> None:
             row = {"s": round(sec, 2), "ratio_to_default": round(sec / ours, 2),
                    "mvx_s_per_core": round(nvx / sec / cores / 1e6, 3)}
             if args.data == "demo":
-                sc = score_skeletons(wd)
-                row.update({k: round(v, 4) for k, v in sc.items()
-                            if isinstance(v, float) and k.startswith(("neuron_", "astrocyte_"))})
+                row.update(_scores(wd))
             out[f"downsample_{setting}"] = row
-        if args.settings:
-            cfg.skeletons.downsample = None
+        cfg.skeletons.downsample = user_downsample
         if not args.no_baseline:
             import pyarrow.parquet as pq
 

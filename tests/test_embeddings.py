@@ -101,7 +101,7 @@ def test_train_encoder_without_labels(tmp_path):
 
     _workdir(tmp_path / "a", seed=6)
     truth = _workdir(tmp_path / "b", seed=7)
-    path, losses = train_embeddings([tmp_path / "a"], tmp_path / "enc.safetensors", steps=300)
+    path, losses, _ = train_embeddings([tmp_path / "a"], tmp_path / "enc.safetensors", steps=300)
     assert losses["shape"] < np.log(2 * 256 - 1)  # below chance for NT-Xent with 2 x 256 views
     x_a = node_features(tmp_path / "a")[1][:, :len(SHAPE_FEATURES)]
     trained = load_encoders(path)[0]["shape"]  # the file holds the training features' domain

@@ -481,7 +481,7 @@ def test_bad_config_values(proj, capsys, monkeypatch, line, words):
 
 @pytest.mark.parametrize("section, key, value, words", [
     ("organelles.sj", "ratio_min", "0.95", ["ratio_min 0.95 > ratio_max 0.9"]),
-    ("skeletons", "block_size_vx", "[511, 512, 256]", ["skeletons.block_size_vx", "multiple"]),
+    ("skeletons", "downsample", "[2, 3, 1]", ["skeletons.block_size_vx", "multiple"]),
     ("synapses", "prob_threshold", "-0.1", ["synapses.prob_threshold", "-0.1"]),
     ("synapses", "sym_threshold", "nan", ["synapses.sym_threshold", "finite"]),
     ("cells", "astrocyte_threshold", "1.5", ["cells.astrocyte_threshold", "1.5"]),

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from syngraph.config import ConfigError, ProjectConfig, load_config, project_path
+from syngraph.config import ConfigError, ProjectConfig, SkeletonParams, load_config, project_path
 
 # unitless fractions and probabilities (any key ending so, e.g. sym_threshold, ratio_min)
 FRACTION_KEYS = ("threshold", "ratio_min", "ratio_max", "_frac", "fraction")
@@ -76,12 +76,20 @@ def parameter_problems(cfg: ProjectConfig) -> list[str]:
         if org.ratio_min > org.ratio_max:
             problems.append(f"[organelles.{name}] ratio_min {org.ratio_min} > ratio_max {org.ratio_max}; "
                             f"the cell assignment would keep nothing")
-    for key, ds, block in (("skeletons", cfg.skeletons.downsample_for(cfg.voxel_size_nm),
-                            cfg.skeletons.block_size_vx),):
-        if min(ds) >= 1 and any(b % d for b, d in zip(block, ds, strict=True)):
-            problems.append(f"[{key}.block_size_vx] = {list(block)} must be a multiple of "
-                            f"[{key}.downsample] = {list(ds)}")
+    if problem := block_problem(cfg.skeletons, cfg.voxel_size_nm):
+        problems.append(problem)
     return problems
+
+
+def block_problem(p: SkeletonParams, voxel_size_nm: tuple[float, float, float]) -> str | None:
+    """``[skeletons.block_size_vx]`` not a multiple of the downsampling for ``voxel_size_nm``, or None."""
+    ds = p.downsample_for(voxel_size_nm)
+    block = p.block_size_vx
+    if min(ds) < 1 or not any(b % d for b, d in zip(block, ds, strict=True)):
+        return None
+    fix = [max(d, b // d * d) for b, d in zip(block, ds, strict=True)]
+    return (f"[skeletons.block_size_vx] = {list(block)} must be a multiple of "
+            f"[skeletons.downsample] = {list(ds)}; e.g. {fix}")
 
 
 def layer_problems(workdir: Path, cfg: ProjectConfig) -> list[str]:

@@ -121,8 +121,9 @@ class SkeletonParams(_Model):
     )
     downsample: tuple[int, int, int] | None = Field(
         None,
-        description="XYZ downsampling (striding) before TEASAR; none = from the voxel size, "
-        "floor(skeleton_voxel_nm / side), at least 1 (2x2x1 at 10x10x25 and 8x8x40 nm, 1x1x1 at 16x16x40)",
+        description="XYZ downsampling (striding) before TEASAR; none = from the voxel size: per axis the "
+        "largest divisor of block_size_vx that is at most floor(skeleton_voxel_nm / side), at least 1 "
+        "(4x4x1 at 4x4x40 nm, 2x2x1 at 6x6x30, 8x8x40 and 10x10x25 nm, 1x1x1 at 16x16x40)",
     )
     skeleton_voxel_nm: float = Field(
         20.0,
@@ -137,14 +138,21 @@ class SkeletonParams(_Model):
     )
 
     def downsample_for(self, voxel_size_nm: tuple[float, float, float]) -> tuple[int, int, int]:
-        """The XYZ downsampling for a voxel size: ``downsample``, or from ``skeleton_voxel_nm``.
+        """The XYZ downsampling for a voxel size: ``downsample``, or per axis the largest divisor of
+        ``block_size_vx`` that is at most ``floor(skeleton_voxel_nm / side)`` (at least 1).
 
         >>> SkeletonParams().downsample_for((8.0, 8.0, 40.0))
         (2, 2, 1)
+        >>> SkeletonParams().downsample_for((4.0, 4.0, 40.0))  # 5 does not divide 256
+        (4, 4, 1)
         """
         if self.downsample is not None:
             return tuple(int(d) for d in self.downsample)  # type: ignore[return-value]
-        return tuple(max(1, int(self.skeleton_voxel_nm // float(v))) for v in voxel_size_nm)  # type: ignore[return-value]
+        caps = (max(1, int(self.skeleton_voxel_nm // float(v))) for v in voxel_size_nm)
+        return tuple(  # type: ignore[return-value]
+            max(d for d in range(1, cap + 1) if block % d == 0)
+            for cap, block in zip(caps, self.block_size_vx, strict=True)
+        )
     edt_halo_nm: float = Field(
         500.0, description="halo (nm) read around a block for the distance-to-boundary field (radii)"
     )

@@ -61,6 +61,15 @@ def degrees(n: int, edges: np.ndarray) -> np.ndarray:
     return np.bincount(np.asarray(edges, np.int64).reshape(-1), minlength=n)
 
 
+def volume_hi_nm(shape_vx: tuple[int, ...], voxel_size_nm: tuple[float, ...]) -> np.ndarray:
+    """The far corner of a volume in nm (XYZ): the centre of its last voxel.
+
+    >>> volume_hi_nm((512, 512, 256), (8.0, 8.0, 40.0))
+    array([ 4088.,  4088., 10200.])
+    """
+    return (np.asarray(shape_vx, np.float64) - 1) * np.asarray(voxel_size_nm, np.float64)
+
+
 def orient(forest: Forest, priority: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Tree order of a forest: ``(order, parent)`` with parents before children.
 

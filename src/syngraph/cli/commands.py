@@ -419,17 +419,15 @@ def train_embeddings_cmd(
     store the labelled cells' vectors as the reference bank the cell kNN votes against."""
     from rich.markup import escape
 
-    from syngraph.models.embeddings import load_encoders
     from syngraph.steps.celltypes import read_labels
     from syngraph.steps.embeddings import train_embeddings
 
     dirs = [wd, *(more or [])]
     lab = [read_labels(labels, wd) if labels else None] + [None] * len(more or [])
-    path, losses = train_embeddings(dirs, out or wd / "models" / "embeddings.safetensors", steps, lab)
-    bank = load_encoders(path)[1].get("bank_cells_shape", "0")
+    path, losses, bank = train_embeddings(dirs, out or wd / "models" / "embeddings.safetensors", steps, lab)
     console.print(f"[green]wrote[/] {escape(str(path))}; final loss "
                   + ", ".join(f"{v} {x:.3f}" for v, x in losses.items()) + f"; reference bank {bank} labelled cells"
-                  + ("" if bank != "0" else " (none: pass --labels or run celltypes first)") + "; use it with "
+                  + ("" if bank else " (none: pass --labels or run celltypes first)") + "; use it with "
                   + escape(f'[embeddings] model = "{path}"') + " in syngraph.toml")
 
 

@@ -40,15 +40,15 @@ def knn_ceiling(y: np.ndarray, k: int = K) -> float:
     return float(np.mean(same > k - same))
 
 
-def _bank(wd: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The reference bank of the encoder variant that wrote the cell vectors (empty without one)."""
+def _bank(wd: Path, variant: str) -> tuple[np.ndarray, np.ndarray]:
+    """The reference bank of the encoder ``variant`` of the project's model (empty without one)."""
     from syngraph.config import load_config, project_path
     from syngraph.models.embeddings import DIM, load_encoders
+    from syngraph.models.files import load_model_file
 
     model = load_config(wd).embeddings.model
-    encoders, _ = load_encoders(project_path(wd, model) if model else None)
-    meta = pq.read_schema(wd / "tables" / "embeddings_cells.parquet").metadata or {}
-    enc = encoders.get(meta.get(b"syngraph:model_variant", b"shape").decode())
+    encoders, _ = load_model_file(load_encoders, project_path(wd, model) if model else None, "embeddings.model")
+    enc = encoders.get(variant)
     if enc is None or enc.bank_z is None:
         return np.zeros((0, DIM)), np.zeros(0, str)
     return enc.bank_z, np.asarray(enc.bank_type, str)
@@ -63,7 +63,9 @@ def score_embeddings(workdir: str | Path) -> dict[str, float | int]:
     cols = [f"e{i}" for i in range(DIM)]
     out: dict[str, float | int] = {}
     ct_path = wd / "tables" / "celltypes.parquet"
-    cells = pq.read_table(wd / "tables" / "embeddings_cells.parquet").to_pandas().set_index("cell_id")
+    table = pq.read_table(wd / "tables" / "embeddings_cells.parquet")
+    variant = (table.schema.metadata or {}).get(b"syngraph:model_variant", b"shape").decode()
+    cells = table.to_pandas().set_index("cell_id")
     if ct_path.exists():
         typed = pq.read_table(ct_path, columns=["cell_id", "typed"]).to_pandas().set_index("cell_id")["typed"]
         cells = cells[typed.reindex(cells.index).fillna(False).to_numpy(bool)]
@@ -72,7 +74,7 @@ def score_embeddings(workdir: str | Path) -> dict[str, float | int]:
     y = truth.dropna().to_numpy().astype(str)
     out["n_cells"] = len(cells)
     z = cells[cols].to_numpy(np.float64)
-    bank_z, bank_y = _bank(wd)
+    bank_z, bank_y = _bank(wd, variant)
     out["n_bank_cells"] = len(bank_y)
     if len(cells) and len(bank_y):  # no bank (an older or unlabelled file): no score
         out["cell_knn_type_accuracy"] = float(np.mean(bank_vote(bank_z, bank_y, z, y) == y))

@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from scipy.spatial import cKDTree
 
 from syngraph.config import load_config
+from syngraph.skeleton import volume_hi_nm
 from syngraph.synth.tissue import NEURON_TYPES
 
 
@@ -377,4 +378,4 @@ def _volume_hi_nm(workdir: Path, voxel_size_nm: tuple[float, float, float]) -> n
 
     if "sv" not in list_layers(workdir):
         return None
-    return (np.asarray(open_layer(workdir, "sv").shape, np.float64) - 1) * np.asarray(voxel_size_nm)
+    return volume_hi_nm(open_layer(workdir, "sv").shape, voxel_size_nm)

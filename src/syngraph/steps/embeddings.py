@@ -192,12 +192,23 @@ def with_bank(encoders: dict[str, Encoder], volumes: list[tuple[dict[str, np.nda
     return out
 
 
+def bank_of_config(encoders: dict[str, Encoder], volumes: list[tuple[dict[str, np.ndarray], np.ndarray]],
+                   labels: list[pd.Series], workdir: Path) -> tuple[dict[str, Encoder], dict[str, str]]:
+    """:func:`with_bank` over ``celltypes.min_cable_um`` of ``workdir``'s syngraph.toml, and the
+    training-record keys that describe the bank."""
+    minimum = load_config(Path(workdir)).celltypes.min_cable_um
+    encoders = with_bank(encoders, volumes, labels, minimum)
+    return encoders, {"bank_min_cable_um": str(minimum),
+                      **{f"bank_cells_{v}": str(len(e.bank_type)) for v, e in encoders.items()}}
+
+
 def train_embeddings(workdirs: list[Path], out: Path, steps: int = 1500,
-                     labels: list[pd.Series | None] | None = None) -> tuple[Path, dict[str, float]]:
+                     labels: list[pd.Series | None] | None = None) -> tuple[Path, dict[str, float], int]:
     """``syngraph train embeddings``: fit the node encoder (and its domain) on every node of
     ``workdirs`` (no labels); ``full`` too when every working directory has organelles. The
     reference bank holds the cells of ``labels`` (one per working directory; None: its typed
-    celltypes run, if any) over ``celltypes.min_cable_um``. Returns the path and the final losses."""
+    celltypes run, if any) over ``celltypes.min_cable_um``. Returns the path, the final losses and
+    the number of cells in the (``shape``) reference bank."""
     xs, ps, base, lacking_any, vols = [], [], 0, False, []
     for wd in workdirs:
         nodes, x, lacking = node_features(Path(wd))
@@ -219,10 +230,7 @@ def train_embeddings(workdirs: list[Path], out: Path, steps: int = 1500,
             raise InputError(str(e)) from None
         losses[v] = loss[-1]
     labels = [bank_labels(Path(wd), lab) for wd, lab in zip(workdirs, labels or [None] * len(workdirs), strict=True)]
-    minimum = load_config(Path(workdirs[0])).celltypes.min_cable_um
-    encoders = with_bank(encoders, vols, labels, minimum)
+    encoders, bank_info = bank_of_config(encoders, vols, labels, workdirs[0])
     info = {"workdirs": " ".join(Path(w).name for w in workdirs), "nodes": str(base), "steps": str(steps),
-            "bank_min_cable_um": str(minimum),
-            **{f"final_loss_{v}": f"{loss:.4f}" for v, loss in losses.items()},
-            **{f"bank_cells_{v}": str(len(e.bank_type)) for v, e in encoders.items()}}
-    return save_encoders(out, encoders, info), losses
+            **{f"final_loss_{v}": f"{loss:.4f}" for v, loss in losses.items()}, **bank_info}
+    return save_encoders(out, encoders, info), losses, len(encoders["shape"].bank_type)

@@ -15,10 +15,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from syngraph.config import load_config
 from syngraph.evaluate.celltypes import true_celltypes
 from syngraph.models.embeddings import load_encoders, save_encoders
-from syngraph.steps.embeddings import node_features, train_embeddings, with_bank
+from syngraph.steps.embeddings import bank_of_config, node_features, train_embeddings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,15 +30,13 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     labels = [true_celltypes(wd) for wd in a.workdirs]
     if not a.bank_only:
-        path, losses = train_embeddings(a.workdirs, a.out, a.steps, labels)
+        path, losses, _ = train_embeddings(a.workdirs, a.out, a.steps, labels)
         print(f"wrote {path}: final losses {losses}")
         return
     encoders, info = load_encoders(a.weights)
     vols = [node_features(wd)[:2] for wd in a.workdirs]
-    minimum = load_config(a.workdirs[0]).celltypes.min_cable_um
-    encoders = with_bank(encoders, vols, labels, minimum)
-    info |= {"bank_workdirs": " ".join(p.name for p in a.workdirs), "bank_min_cable_um": str(minimum),
-             **{f"bank_cells_{v}": str(len(e.bank_type)) for v, e in encoders.items()}}
+    encoders, bank_info = bank_of_config(encoders, vols, labels, a.workdirs[0])
+    info |= {"bank_workdirs": " ".join(p.name for p in a.workdirs), **bank_info}
     print(f"wrote {save_encoders(a.out, encoders, info)}: bank of {len(encoders['shape'].bank_type)} cells")
 
 

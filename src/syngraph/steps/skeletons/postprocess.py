@@ -9,6 +9,7 @@ nodes that were not already connected by a path.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -23,6 +24,23 @@ def _adjacency(n: int, edges: np.ndarray) -> list[list[int]]:
         adj[a].append(b)
         adj[b].append(a)
     return adj
+
+
+def _walk_from_tip(adj: list[list[int]], deg: np.ndarray, pts: list[list[float]], t: int,
+                   max_nm: float = math.inf, alive: np.ndarray | None = None) -> Iterator[tuple[int, float]]:
+    """``(node, path length from t in nm)`` along the path from tip ``t`` (only through nodes where
+    ``alive``), up to and including the first branch point (degree >= 3), or the first node at
+    ``>= max_nm``; it also ends where the path does not go on in exactly one way."""
+    prev, cur, length = -1, t, 0.0
+    while length < max_nm:
+        nxt = [w for w in adj[cur] if w != prev and (alive is None or alive[w])]
+        if len(nxt) != 1:
+            return
+        prev, cur = cur, nxt[0]
+        length += math.dist(pts[cur], pts[prev])
+        yield cur, length
+        if deg[cur] >= 3:
+            return
 
 
 def smooth(forest: Forest, iterations: int, weight: float = 0.25, max_edge_nm: float = np.inf) -> Forest:
@@ -183,13 +201,8 @@ def retract_tips(forest: Forest, fixed: np.ndarray, tol_nm: float) -> Forest:
             continue
         path = [t]
         last = 0  # index in path of the last node whose sphere reaches t
-        prev, cur = -1, t
         far = reach[t]
-        while True:
-            nxt = [w for w in adj[cur] if w != prev and alive[w]]
-            if len(nxt) != 1:
-                break
-            w = nxt[0]
+        for w, _ in _walk_from_tip(adj, deg, pts, t, alive=alive):
             if fixed[w]:  # never walk through an end on the volume border
                 break
             d = math.dist(pts[w], pts[t])
@@ -199,9 +212,6 @@ def retract_tips(forest: Forest, fixed: np.ndarray, tol_nm: float) -> Forest:
             path.append(w)
             if d + radius[t] <= reach[w]:
                 last = len(path) - 1
-            if deg[w] >= 3:
-                break
-            prev, cur = cur, w
         if last == 0:
             continue
         drop = path[:last]  # all of it if the branch lies in the branch point's sphere
@@ -238,21 +248,14 @@ def exit_tips(forest: Forest, border: np.ndarray, step_nm: float) -> np.ndarray:
         return border.copy() if n == 1 else out
     deg = degrees(n, forest.edges)
     adj = _adjacency(n, forest.edges)
-    nodes, radius = forest.nodes_nm, forest.radius_nm.astype(np.float64)
+    pts, radius = forest.nodes_nm.tolist(), forest.radius_nm.astype(np.float64)
     for t in np.flatnonzero((deg == 1) & border).tolist():
         reach = 2.0 * radius[t] + 2.0 * step_nm
-        prev, cur, length, r_in = -1, t, 0.0, radius[t]
-        while True:
-            nxt = [w for w in adj[cur] if w != prev]
-            if len(nxt) != 1:
-                break
-            prev, cur = cur, nxt[0]
-            length += float(np.linalg.norm(nodes[cur] - nodes[prev]))
+        r_in = radius[t]
+        for w, length in _walk_from_tip(adj, deg, pts, t):
             if length > reach:
                 break
-            r_in = max(r_in, radius[cur])
-            if deg[cur] >= 3:
-                break
+            r_in = max(r_in, radius[w])
         out[t] = radius[t] >= 0.5 * r_in
     return out
 
@@ -285,15 +288,11 @@ def extend_exits(forest: Forest, fixed: np.ndarray, volume_hi_nm: np.ndarray, ba
     nodes = forest.nodes_nm.copy()
     hi = np.asarray(volume_hi_nm, np.float64)
     face = np.asarray(face_nm, np.float64)
+    pts = forest.nodes_nm.tolist()
     for t in np.flatnonzero((deg == 1) & fixed).tolist():
-        reach = max(back_nm, float(forest.radius_nm[t]))
-        prev, cur, length = -1, t, 0.0
-        while length < reach:
-            nxt = [w for w in adj[cur] if w != prev]
-            if len(nxt) != 1 and cur != t:
-                break
-            prev, cur = cur, nxt[0]
-            length += float(np.linalg.norm(nodes[cur] - nodes[prev]))
+        cur = t  # the node max(back_nm, radius) of path back, or the branch point before it
+        for w, _ in _walk_from_tip(adj, deg, pts, t, max(back_nm, float(forest.radius_nm[t]))):
+            cur = w
         d = nodes[t] - nodes[cur]
         norm = float(np.linalg.norm(d))
         if norm == 0:
@@ -351,23 +350,13 @@ def _tip_branches(n: int, e: np.ndarray, alive: np.ndarray, nodes: np.ndarray,
     out: dict[int, list[tuple[float, list[int]]]] = {}
     for tip in np.flatnonzero(alive & (deg == 1)).tolist():
         path = [tip]
-        prev, cur = -1, tip
-        length = 0.0
-        while True:
-            nxt = [w for w in adj[cur] if w != prev]
-            if not nxt:
-                break
-            w = nxt[0]
-            length += math.dist(pts[w], pts[cur])
+        for w, length in _walk_from_tip(adj, deg, pts, tip, max_len):
             if length >= max_len:
                 break
             if deg[w] >= 3:
                 out.setdefault(w, []).append((length, path))
                 break
-            if deg[w] == 1:  # the whole tree is one path
-                break
             path.append(w)
-            prev, cur = cur, w
     return out
 
 

@@ -35,11 +35,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from syngraph.bbox import BBox
+from syngraph.checks import block_problem
 from syngraph.config import ProjectConfig, SkeletonParams, load_config
 from syngraph.engine import Block, Compute, block_grid, read_task_tables, run_tasks
 from syngraph.errors import InputError, StepOrderError
 from syngraph.io.volume import Layer, list_layers, open_layer
-from syngraph.skeleton import Forest, orient, stats
+from syngraph.skeleton import Forest, orient, stats, volume_hi_nm
 from syngraph.steps.skeletons.join import join_pieces
 from syngraph.steps.skeletons.myelin import POOL_VX, box_fraction, path_window_vote, pooled_fraction
 from syngraph.steps.skeletons.postprocess import (
@@ -320,13 +321,9 @@ def _check_inputs(workdir: Path) -> None:
         raise StepOrderError(f"no layer 'sv' in {workdir}; import the supervoxel segmentation first")
 
 
-def _check_blocks(p: SkeletonParams, ds: tuple[int, int, int]) -> None:
-    bad = [b for b, d in zip(p.block_size_vx, ds, strict=True) if b % d]
-    if bad:
-        raise InputError(
-            f"skeletons.block_size_vx {list(p.block_size_vx)} must be a multiple of "
-            f"skeletons.downsample {list(ds)}; e.g. {[max(d, b // d * d) for b, d in zip(p.block_size_vx, ds, strict=True)]}"
-        )
+def _check_blocks(p: SkeletonParams, voxel_size_nm: tuple[float, float, float]) -> None:
+    if problem := block_problem(p, voxel_size_nm):
+        raise InputError(problem)
 
 
 def run_skeletons(
@@ -348,8 +345,8 @@ def run_skeletons(
     _check_inputs(workdir)
     sv = open_layer(workdir, "sv")
     voxel = tuple(float(v) for v in sv.info.voxel_size_nm)
+    _check_blocks(p, voxel)  # type: ignore[arg-type]
     ds = p.downsample_for(voxel)  # type: ignore[arg-type]
-    _check_blocks(p, ds)
     has_myelin = "myelin" in list_layers(workdir)
     if has_myelin:
         m = open_layer(workdir, "myelin")
@@ -374,7 +371,7 @@ def run_skeletons(
     table = read_task_tables(step_dir)
     spacing = tuple(v * d for v, d in zip(voxel, ds, strict=True))
     shape_ds = tuple(-(-s // d) for s, d in zip(sv.shape, ds, strict=True))
-    hi_nm = (np.asarray(sv.shape, np.float64) - 1) * np.asarray(voxel)
+    hi_nm = volume_hi_nm(sv.shape, voxel)
     skels = build_skeletons(table, p, spacing, shape_ds, hi_nm) if table is not None else {}  # type: ignore[arg-type]
     skeleton_io.write_skeletons(workdir, skels)
     n_nodes = sum(len(f) for f in skels.values())
