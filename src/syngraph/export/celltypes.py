@@ -39,18 +39,22 @@ def add_partner_columns(wd: Path, syn: pa.Table) -> pa.Table:
         nodes = pq.read_table(emb_path).to_pandas()
         cols = [f"e{i}" for i in range(N_LATENT)]
         xyz = np.stack([syn[f"{a}_nm"].to_numpy() for a in "xyz"], 1)
-        for side in ("pre", "post"):
-            cid = syn[f"{side}_cell_id"].to_numpy().astype(np.uint64)
-            vec: list[list[float] | None] = [None] * len(cid)
-            for c, g in nodes.groupby("cell_id"):
-                rows = np.flatnonzero(cid == np.uint64(c))
-                if rows.size:
-                    _, nn = cKDTree(g[["x_nm", "y_nm", "z_nm"]].to_numpy()).query(xyz[rows])
-                    z = g[cols].to_numpy(np.float32)[np.atleast_1d(nn)]
-                    for r, v in zip(rows.tolist(), z, strict=True):
-                        vec[r] = v.tolist()
-            syn = syn.set_column(syn.schema.get_field_index(f"{side}_embedding"), f"{side}_embedding",
-                                 pa.array(vec, pa.list_(pa.float32())))
+        sides = ("pre", "post")
+        cid = {s: syn[f"{s}_cell_id"].to_numpy().astype(np.uint64) for s in sides}
+        vec: dict[str, list[list[float] | None]] = {s: [None] * syn.num_rows for s in sides}
+        for c, g in nodes.groupby("cell_id"):  # one tree per cell, queried for both sides
+            rows = {s: np.flatnonzero(cid[s] == np.uint64(c)) for s in sides}
+            if not any(r.size for r in rows.values()):
+                continue
+            tree, z_cell = cKDTree(g[["x_nm", "y_nm", "z_nm"]].to_numpy()), g[cols].to_numpy(np.float32)
+            for s, r in rows.items():
+                if r.size:
+                    _, nn = tree.query(xyz[r])
+                    for i, v in zip(r.tolist(), z_cell[np.atleast_1d(nn)], strict=True):
+                        vec[s][i] = v.tolist()
+        for s in sides:
+            syn = syn.set_column(syn.schema.get_field_index(f"{s}_embedding"), f"{s}_embedding",
+                                 pa.array(vec[s], pa.list_(pa.float32())))
     return syn
 
 
