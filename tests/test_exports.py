@@ -502,3 +502,32 @@ def test_every_numeric_column_names_its_unit(demo):
     assert {"sv.parquet", "cells.parquet", "cs.parquet", "sv_contacts.parquet", "synapses.parquet"} <= {p.name for p in paths}
     problems = [s for p in paths for s in unit_problems(p)]
     assert not problems, problems
+
+
+def test_partner_points_match_a_brute_force_search(tmp_path):
+    """Tile-grouped reads give each synapse the partner voxel nearest in nm within its window,
+    as a search over every voxel of the volume does (ties broken by XYZ order in both)."""
+    from syngraph.export.points import partner_points_vx
+    from syngraph.io.volume import create_layer
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(1, 6, (40, 36, 12)).astype(np.uint64)
+    labels[rng.random(labels.shape) < 0.6] = 0
+    vs = np.array([8.0, 8.0, 40.0])
+    sv = create_layer(tmp_path, "sv", labels.shape, "uint64", tuple(vs), chunks_xyz=(16, 16, 8))
+    sv.write(labels)
+    centre = np.stack([rng.integers(0, s, 60) for s in labels.shape], 1)
+    centre[0] = (0, 0, 0)  # windows clipped by the volume
+    pre_sv, post_sv = rng.integers(1, 7, 60), rng.integers(1, 7, 60)  # label 6 never occurs
+    pre, post = partner_points_vx(sv, centre, pre_sv, post_sv, radius_nm=40.0, tile_vx=(16, 8, 4))
+    r = np.ceil(40.0 / vs).astype(int)
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in labels.shape], indexing="ij"), -1)
+    for i, c in enumerate(centre):
+        for got, label in ((pre[i], pre_sv[i]), (post[i], post_sv[i])):
+            inside = (labels == label) & np.all(np.abs(grid - c) <= r, -1)
+            if not inside.any():
+                assert got.tolist() == c.tolist()
+                continue
+            cand = grid[inside]
+            d = (((cand - c) * vs) ** 2).sum(1)
+            assert got.tolist() == cand[np.argmin(d)].tolist()

@@ -32,22 +32,40 @@ def nearest_voxel(window: np.ndarray, origin_vx: np.ndarray, centre_vx: np.ndarr
 
 
 def partner_points_vx(sv: Layer, centre_vx: np.ndarray, pre_sv: np.ndarray, post_sv: np.ndarray,
-                      radius_nm: float = 200.0) -> tuple[np.ndarray, np.ndarray]:
-    """``(pre (n, 3), post (n, 3))`` int64 XYZ voxels of each synapse's partners (see module)."""
+                      radius_nm: float = 200.0, tile_vx: tuple[int, int, int] = (256, 256, 64),
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """``(pre (n, 3), post (n, 3))`` int64 XYZ voxels of each synapse's partners (see module).
+
+    Synapses are grouped by the ``tile_vx`` tile that holds their centre, and each tile reads the
+    box covering its synapses' windows once, so memory is bounded by the tile and reads do not
+    grow with the synapse count.
+    """
     vs = np.asarray(sv.info.voxel_size_nm, np.float64)
     r = np.maximum(np.ceil(radius_nm / vs), 1).astype(np.int64)
     centre_vx = np.asarray(centre_vx, np.int64).reshape(-1, 3)
     pre, post = centre_vx.copy(), centre_vx.copy()
-    for i, c in enumerate(centre_vx):
-        box = BBox(tuple(int(v) for v in c - r), tuple(int(v) for v in c + r + 1)).intersect(sv.bbox)
+    if len(centre_vx) == 0:
+        return pre, post
+    tile = centre_vx // np.asarray(tile_vx, np.int64)
+    _, group = np.unique(tile, axis=0, return_inverse=True)
+    order = np.argsort(group.ravel(), kind="stable")
+    bounds = np.flatnonzero(np.diff(group.ravel()[order])) + 1
+    for members in np.split(order, bounds):
+        c = centre_vx[members]
+        box = BBox(tuple(int(v) for v in c.min(0) - r), tuple(int(v) for v in c.max(0) + r + 1)).intersect(sv.bbox)
         if box.empty:
             continue
-        win = sv.read(box)
-        origin = np.asarray(box.start, np.int64)
-        for out, label in ((pre, pre_sv[i]), (post, post_sv[i])):
-            p = nearest_voxel(win, origin, c, int(label), vs)
-            if p is not None:
-                out[i] = p
+        win, origin = sv.read(box), np.asarray(box.start, np.int64)
+        for i in members:
+            lo = np.maximum(centre_vx[i] - r, origin)
+            hi = np.minimum(centre_vx[i] + r + 1, origin + np.asarray(win.shape))
+            if np.any(hi <= lo):
+                continue
+            sub = win[tuple(slice(int(a), int(b)) for a, b in zip(lo - origin, hi - origin))]
+            for out, label in ((pre, pre_sv[i]), (post, post_sv[i])):
+                p = nearest_voxel(sub, lo, centre_vx[i], int(label), vs)
+                if p is not None:
+                    out[i] = p
     return pre, post
 
 
