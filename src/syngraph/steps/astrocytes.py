@@ -582,7 +582,8 @@ def train_astrocytes(
         try:
             prior = load_model(base)
         except (ValueError, KeyError, OSError) as exc:
-            raise CellsError(f"--base {base}: not a usable astrocyte model ({exc}); leave --base out for the shipped one") from exc
+            raise CellsError(f"--base {base or DEFAULT_MODEL_PATH}: not a usable astrocyte model ({exc}); "
+                             f"give another with --base, or --learner logistic to fit a fresh one") from exc
         if not isinstance(prior, ContextModel):
             raise CellsError(f"--base {base}: adapting needs a two-stage astrocyte model; this one has one stage")
     data = graph_data(workdir, ids, y, cfg, compute, progress, source=str(labels_table_path))
