@@ -11,6 +11,7 @@ from syngraph.bbox import BBox
 from syngraph.models.astrocyte import (
     CONTEXT_FEATURES,
     FEATURES,
+    AdaptedStage,
     ContextModel,
     GraphData,
     LogisticModel,
@@ -18,6 +19,7 @@ from syngraph.models.astrocyte import (
     cross_validate,
     cross_validate_context,
     default_model,
+    fit_adapter,
     fit_context_model,
     fit_logistic,
     load_model,
@@ -228,10 +230,15 @@ def test_run_astrocytes_end_to_end(tmp_path):
     with pytest.raises(ValueError, match="both classes"):
         lbl1 = tmp_path / "one.csv"
         lbl1.write_text("sv_id,is_astrocyte\n100,0\n101,0\n")
-        train_astrocytes(wd, lbl1, compute=SERIAL)
+        train_astrocytes(wd, lbl1, compute=SERIAL, learner="logistic")
     with pytest.raises(CellsError, match="--learner 'forest'"):
         train_astrocytes(wd, labels, compute=SERIAL, learner="forest")
-    path, acc = train_astrocytes(wd, labels, compute=SERIAL, folds=2)  # auto: 4 rows -> logistic
+    with pytest.raises(CellsError, match="--base .*no such file"):
+        train_astrocytes(wd, labels, compute=SERIAL, base=tmp_path / "missing.npz")
+    adapted, _ = train_astrocytes(wd, lbl1, compute=SERIAL, out=tmp_path / "adapted.npz")  # auto: few -> adapt
+    with np.load(adapted, allow_pickle=False) as z:
+        assert str(z["kind"][0]) == "adapted" and str(z["context_kind"][0]) == "adapted"
+    path, acc = train_astrocytes(wd, labels, compute=SERIAL, folds=2, learner="logistic")
     with np.load(path, allow_pickle=False) as z:
         assert str(z["kind"][0]) == "logistic" and str(z["context_kind"][0]) == "logistic"
     feats = Project(wd).objects("sv_features").to_pydict()
@@ -270,3 +277,53 @@ def test_tissue_relative_removes_a_scale(tmp_path):
     assert np.allclose(again.predict(shifted), model.predict(train.features))
     assert not np.allclose(fit_context_model([train], learner="logistic").predict(shifted),
                            model.predict(train.features))
+
+
+def _labelled(d: GraphData, rows: np.ndarray) -> GraphData:
+    return GraphData(d.ids, d.features, d.edges, d.contacts, d.contact_area, rows, d.y[rows])
+
+
+def _accuracy(model: ContextModel, d: GraphData) -> float:
+    return float(((model.refine(d.features, d.context(model.predict(d.features))) >= 0.5) == (d.y > 0.5)).mean())
+
+
+def test_adapted_model_keeps_the_base_on_its_tissue_and_follows_labels_elsewhere(tmp_path):
+    """Few labels that agree with the base model leave it nearly unchanged; labels of a tissue
+    where the base is wrong (the astrocyte marker is another feature) override it; labels of one
+    class (no astrocyte here) are enough; the adapted model saves and loads."""
+    rng = np.random.default_rng(3)
+    base = fit_context_model([_graph_tissue(rng) for _ in range(4)], learner="logistic")
+    same, same_test = _graph_tissue(rng), _graph_tissue(rng)
+    rows = rng.choice(same.ids.size, 20, replace=False)
+    adapted = fit_context_model([_labelled(same, rows)], learner="adapt", base=base)
+    assert isinstance(adapted.local, AdaptedStage) and isinstance(adapted.context, AdaptedStage)
+    fresh = fit_context_model([_labelled(same, rows)], learner="logistic")  # the same labels, no prior
+    drift = [np.median(np.abs(m.predict(same_test.features) - base.predict(same_test.features))) for m in (adapted, fresh)]
+    assert drift[0] < 0.12 and drift[0] < drift[1], drift
+    assert _accuracy(adapted, same_test) >= _accuracy(base, same_test) - 0.01 > _accuracy(fresh, same_test)
+
+    def foreign(r: np.random.Generator) -> GraphData:  # the marker moved from branchiness to flatness
+        d = _graph_tissue(r)
+        x = d.features.copy()
+        x[:, [4, 11]] = x[:, [11, 4]]
+        x[:, 4] += 2.5 * (r.random(x.shape[0]) < 0.3)  # neurons now look branchy to the base model
+        return GraphData(d.ids, x, d.edges, d.contacts, d.contact_area, d.labelled, d.y)
+
+    f_train, f_test = foreign(rng), foreign(rng)
+    base_acc = _accuracy(base, f_test)
+    adapted = fit_context_model([_labelled(f_train, np.arange(0, f_train.ids.size, 2))], learner="adapt", base=base)
+    assert base_acc < 0.8 and _accuracy(adapted, f_test) >= base_acc + 0.15, (base_acc, _accuracy(adapted, f_test))
+
+    neurons = np.flatnonzero(f_train.y == 0)[:30]  # one class: this tissue has no astrocyte
+    none = fit_context_model([_labelled(f_train, neurons)], learner="adapt", base=base)
+    neuron_rows = f_test.y == 0
+    called = lambda m: (m.refine(f_test.features, f_test.context(m.predict(f_test.features))) >= 0.5)[neuron_rows].mean()  # noqa: E731
+    assert called(none) < 0.5 * called(base), (called(none), called(base))
+
+    again = load_model(adapted.save(tmp_path / "adapted.npz"))
+    assert isinstance(again, ContextModel) and isinstance(again.context, AdaptedStage)
+    ctx = f_test.context(again.predict(f_test.features))
+    assert np.array_equal(again.refine(f_test.features, ctx), adapted.refine(f_test.features, ctx))
+    with pytest.raises(ValueError, match="trained base stage"):
+        fit_context_model([_labelled(f_train, neurons)], learner="adapt", base=adapted)
+    assert fit_adapter(base.local, same.features[:5], same.y[:5]).n_train == 5

@@ -603,6 +603,19 @@ def test_bad_training_labels(proj, capsys, monkeypatch, command, name, content, 
     assert not (proj / "models").exists()  # no model written
 
 
+@pytest.mark.parametrize("content, words", [(None, ["--base", "base.npz", "no such file"]),
+                                            (b"not a model", ["--base", "base.npz", "not a usable astrocyte model"])])
+def test_bad_base_model_for_adapting(proj, capsys, monkeypatch, content, words):
+    (proj / "lab.csv").write_text("sv_id,is_astrocyte\n1,0\n2,1\n")
+    if content is not None:
+        (proj / "base.npz").write_bytes(content)
+    code, err = cli(capsys, monkeypatch, "train", "astrocytes", "--labels", str(proj / "lab.csv"),
+                    "--base", str(proj / "base.npz"), "--wd", str(proj))
+    assert code == 2
+    one_line_error(err, *words)
+    assert not (proj / "models").exists()
+
+
 def test_internal_errors_say_so_in_one_line(capsys, monkeypatch):
     """A bug (not bad input) is exit 1, one line, pointing at --debug."""
     from syngraph.errors import explain

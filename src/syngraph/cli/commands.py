@@ -352,13 +352,15 @@ def train_astrocytes_cmd(
     wd: WorkDir = Path("."),
     out: Annotated[Path | None, typer.Option(help="model path (default <wd>/models/astrocyte.npz)")] = None,
     learner: Annotated[str, typer.Option(
-        help="boosted (gradient-boosted trees), logistic, or auto: boosted with >= 50 labelled "
-             "supervoxels of each class")] = "auto",
+        help="adapt (the --base model adapted to the labels), boosted (gradient-boosted trees), "
+             "logistic, or auto: boosted with >= 50 labelled supervoxels of each class, else adapt")] = "auto",
+    base: Annotated[Path | None, typer.Option(
+        help="two-stage model that --learner adapt adapts (default: the shipped model)")] = None,
 ) -> None:
     """Fit the astrocyte classifier on labelled supervoxels; prints cross-validated accuracy."""
     from syngraph.steps.astrocytes import train_astrocytes
 
-    path, acc = train_astrocytes(wd, labels, out=out, learner=learner)
+    path, acc = train_astrocytes(wd, labels, out=out, learner=learner, base=base)
     console.print(f"[green]wrote[/] {path}; cross-validated accuracy {acc:.3f}")
 
 

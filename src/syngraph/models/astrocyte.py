@@ -77,9 +77,12 @@ class LogisticModel:
     cv_accuracy: float = float("nan")
     n_train: int = 0
 
-    def predict(self, features: np.ndarray) -> np.ndarray:
+    def log_odds(self, features: np.ndarray) -> np.ndarray:
         x = _check_features(features, self.feature_names)
-        return _sigmoid(((x - self.mean) / self.scale) @ self.coef + self.intercept)
+        return ((x - self.mean) / self.scale) @ self.coef + self.intercept
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return _sigmoid(self.log_odds(features))
 
     def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
         return {
@@ -116,9 +119,12 @@ class BoostedModel:
     cv_accuracy: float = float("nan")
     n_train: int = 0
 
-    def predict(self, features: np.ndarray) -> np.ndarray:
+    def log_odds(self, features: np.ndarray) -> np.ndarray:
         x = _check_features(features, self.feature_names)
-        return _sigmoid(self.baseline + self.trees.leaf_sum(x))
+        return self.baseline + self.trees.leaf_sum(x)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return _sigmoid(self.log_odds(features))
 
     def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
         return {
@@ -134,8 +140,50 @@ class BoostedModel:
                    float(z[f"{prefix}cv_accuracy"][0]), int(z[f"{prefix}n_train"][0]))
 
 
-Stage = LogisticModel | BoostedModel
-LEARNERS = ("boosted", "logistic")
+BASE_LOG_ODDS = "base_log_odds"
+BASE_LOG_ODDS_CLIP = 15.0  # |log-odds| of the base stage passed to the adapter (p 3e-7 .. 1 - 3e-7)
+
+
+@dataclass(frozen=True)
+class AdaptedStage:
+    """A trained stage adapted to new labels: ``p = sigmoid(adapter([base log-odds, x]))``, the
+    adapter a :class:`LogisticModel` fitted with a prior that is the base stage itself
+    (:func:`fit_adapter`)."""
+
+    base: LogisticModel | BoostedModel
+    adapter: LogisticModel
+    cv_accuracy: float = float("nan")
+    n_train: int = 0
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.base.feature_names
+
+    def log_odds(self, features: np.ndarray) -> np.ndarray:
+        z = np.clip(self.base.log_odds(features), -BASE_LOG_ODDS_CLIP, BASE_LOG_ODDS_CLIP)
+        return self.adapter.log_odds(np.c_[z, np.asarray(features, np.float64)])
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return _sigmoid(self.log_odds(features))
+
+    def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        return {
+            f"{prefix}kind": np.array(["adapted"]), f"{prefix}feature_names": np.array(self.feature_names),
+            f"{prefix}cv_accuracy": np.array([self.cv_accuracy]), f"{prefix}n_train": np.array([self.n_train]),
+        } | self.base.arrays(f"{prefix}base_") | self.adapter.arrays(f"{prefix}adapt_")
+
+    @classmethod
+    def from_arrays(cls, z, prefix: str, expected: tuple[str, ...], path: str | Path) -> AdaptedStage:
+        _stored_names(z, prefix, expected, path)
+        base = _stage_from_arrays(z, f"{prefix}base_", expected, path)
+        if isinstance(base, AdaptedStage):
+            raise ValueError(f"{path}: an adapted astrocyte stage must adapt a trained stage, not another adaptation")
+        return cls(base, LogisticModel.from_arrays(z, f"{prefix}adapt_", (BASE_LOG_ODDS,) + expected, path),
+                   float(z[f"{prefix}cv_accuracy"][0]), int(z[f"{prefix}n_train"][0]))
+
+
+Stage = LogisticModel | BoostedModel | AdaptedStage
+LEARNERS = ("boosted", "logistic", "adapt")
 
 
 def _check_features(features: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
@@ -167,6 +215,8 @@ def _stage_from_arrays(z, prefix: str, expected: tuple[str, ...], path: str | Pa
         return BoostedModel.from_arrays(z, prefix, expected, path)
     if kind == "logistic":
         return LogisticModel.from_arrays(z, prefix, expected, path)
+    if kind == "adapted":
+        return AdaptedStage.from_arrays(z, prefix, expected, path)
     raise ValueError(f"{path}: unknown astrocyte model kind {kind!r} (expected one of {LEARNERS})")
 
 
@@ -265,18 +315,68 @@ def fit_logistic(
     scale = x.std(0)
     scale[scale == 0] = 1.0
     xs = np.c_[(x - mean) / scale, np.ones(x.shape[0])]
-    w = np.zeros(xs.shape[1])
     reg = np.full(xs.shape[1], l2 * x.shape[0])
     reg[-1] = 0.0
+    w = _irls(xs, y, reg, np.zeros(xs.shape[1]), iters)
+    return LogisticModel(names, mean, scale, w[:-1], float(w[-1]), n_train=int(x.shape[0]))
+
+
+def _irls(xs: np.ndarray, y: np.ndarray, reg: np.ndarray, prior: np.ndarray, iters: int = 100) -> np.ndarray:
+    """Weights minimising the log loss of ``sigmoid(xs @ w)`` plus ``sum(reg * (w - prior)**2) / 2``
+    (Newton's method from ``prior``, each step halved until the objective decreases: a start far
+    from the optimum, such as a base model confidently wrong on every row, would overshoot)."""
+
+    def objective(w: np.ndarray) -> float:
+        z = xs @ w
+        return float((np.logaddexp(0.0, z) - y * z).sum() + 0.5 * (reg * (w - prior) ** 2).sum())
+
+    w = prior.astype(np.float64).copy()
+    f = objective(w)
     for _ in range(iters):
         p = 1.0 / (1.0 + np.exp(-np.clip(xs @ w, -50, 50)))
-        grad = xs.T @ (p - y) + reg * w
+        grad = xs.T @ (p - y) + reg * (w - prior)
         h = (xs * (p * (1 - p))[:, None]).T @ xs + np.diag(reg) + 1e-9 * np.eye(xs.shape[1])
         step = np.linalg.solve(h, grad)
+        for _ in range(40):
+            f_new = objective(w - step)
+            if f_new <= f:
+                break
+            step /= 2
         w -= step
+        f = min(f, f_new)
         if np.abs(step).max() < 1e-8:
             break
-    return LogisticModel(names, mean, scale, w[:-1], float(w[-1]), n_train=int(x.shape[0]))
+    return w
+
+
+# strength of the adapter's prior (absolute, not per row: labels outweigh it as they accumulate),
+# on the base log-odds' weight, the intercept and the standardised features alike; 1, 3 and 10
+# tie on astrocyte-rich and fly-fib dev seeds, 3 is best on the toy tissue of tests (docs/models.md)
+ADAPT_PRIOR = 3.0
+
+
+def fit_adapter(base: LogisticModel | BoostedModel, x: np.ndarray, y: np.ndarray,
+                prior: float = ADAPT_PRIOR, iters: int = 100) -> AdaptedStage:
+    """``base`` adapted to the labelled rows ``x, y``: a logistic model on the base stage's
+    log-odds and the (standardised) features whose weights are pulled towards the base stage
+    itself (weight 1 on its log-odds, 0 on the rest) by an L2 prior of strength ``prior``.
+    Few labels leave the base stage nearly unchanged; labels that contradict it override it.
+    One class suffices (labels that say this volume has no astrocyte)."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    if x.shape[0] != y.shape[0] or x.shape[0] < 1:
+        raise ValueError(f"adapting needs labelled supervoxels, got {x.shape[0]} rows")
+    z = np.clip(base.log_odds(x), -BASE_LOG_ODDS_CLIP, BASE_LOG_ODDS_CLIP)
+    mean = np.r_[0.0, x.mean(0)]
+    scale = np.r_[1.0, x.std(0)]
+    scale[scale == 0] = 1.0
+    xs = np.c_[(np.c_[z, x] - mean) / scale, np.ones(x.shape[0])]
+    w0 = np.zeros(xs.shape[1])
+    w0[0] = 1.0
+    w = _irls(xs, y, np.full(xs.shape[1], prior), w0, iters)
+    adapter = LogisticModel((BASE_LOG_ODDS,) + base.feature_names, mean, scale, w[:-1], float(w[-1]),
+                            n_train=int(x.shape[0]))
+    return AdaptedStage(base, adapter, n_train=int(x.shape[0]))
 
 
 # chosen by grouped cross-validation over demo seeds 0-39 (docs/cells.md)
@@ -305,8 +405,12 @@ STAGE_L2 = 0.1
 
 
 def fit_stage(x: np.ndarray, y: np.ndarray, learner: str = "logistic",
-              names: tuple[str, ...] = FEATURES) -> Stage:
-    """One stage with ``learner`` (one of :data:`LEARNERS`)."""
+              names: tuple[str, ...] = FEATURES, base: Stage | None = None) -> Stage:
+    """One stage with ``learner`` (one of :data:`LEARNERS`; ``adapt`` adapts ``base``)."""
+    if learner == "adapt":
+        if base is None or isinstance(base, AdaptedStage):
+            raise ValueError("learner 'adapt' needs a trained base stage (a boosted or logistic stage)")
+        return fit_adapter(base, x, y)
     if learner == "boosted":
         return fit_boosted(x, y, names)
     if learner == "logistic":
@@ -373,51 +477,60 @@ def _stack(data: list[GraphData]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([d.features[d.labelled] for d in data]), np.concatenate([d.y for d in data])
 
 
-def _oof_local(data: list[GraphData], folds: int, seed: int = 0, learner: str = "logistic") -> list[np.ndarray]:
+def _oof_local(data: list[GraphData], folds: int, seed: int = 0, learner: str = "logistic",
+               base: Stage | None = None) -> list[np.ndarray]:
     """First-stage probabilities of every supervoxel, each labelled row predicted by a model that
     did not see it: working directories held out (:func:`_workdir_folds`), or k-fold within a
     single one."""
     if len(data) > 1:
         out: list[np.ndarray] = [np.zeros(0)] * len(data)
         for held in _workdir_folds(len(data), folds):
-            m = fit_stage(*_stack([e for h, e in enumerate(data) if h not in held]), learner)
+            m = fit_stage(*_stack([e for h, e in enumerate(data) if h not in held]), learner, base=base)
             for g in held.tolist():
                 out[g] = m.predict(data[g].features)
         return out
     d = data[0]
-    prob = fit_stage(d.features[d.labelled], d.y, learner).predict(d.features)
+    prob = fit_stage(d.features[d.labelled], d.y, learner, base=base).predict(d.features)
     parts = np.array_split(np.random.default_rng(seed).permutation(d.labelled.size), folds)
     for f in parts:
         tr = np.setdiff1d(np.arange(d.labelled.size), f)
-        if np.unique(d.y[tr]).size == 2:
-            prob[d.labelled[f]] = fit_stage(d.features[d.labelled[tr]], d.y[tr], learner).predict(
+        if np.unique(d.y[tr]).size == 2 or (learner == "adapt" and tr.size):
+            prob[d.labelled[f]] = fit_stage(d.features[d.labelled[tr]], d.y[tr], learner, base=base).predict(
                 d.features[d.labelled[f]])
     return [prob]
 
 
 def fit_context_model(data: list[GraphData], folds: int = 5, learner: str = "logistic",
-                      relative: bool = False) -> ContextModel:
+                      relative: bool = False, base: ContextModel | None = None) -> ContextModel:
     """Both stages: the local stage on every labelled row, the context stage on context computed
     from out-of-fold first-stage probabilities (as it will see them on new tissue); ``relative``:
-    on :func:`tissue_relative` features of each working directory."""
+    on :func:`tissue_relative` features of each working directory. ``learner="adapt"`` adapts
+    each stage of ``base`` (:func:`fit_adapter`; ``relative`` is then the base's)."""
+    if learner == "adapt":
+        if base is None:
+            raise ValueError("learner 'adapt' needs the two-stage model to adapt (base)")
+        relative = base.relative
     if relative:
         data = [d.relative() for d in data]
     x, y = _stack(data)
-    local = fit_stage(x, y, learner)
-    oof = _oof_local(data, folds, learner=learner)
+    local = fit_stage(x, y, learner, base=base.local if base else None)
+    oof = _oof_local(data, folds, learner=learner, base=base.local if base else None)
     ctx = np.concatenate([d.context(p)[d.labelled] for d, p in zip(data, oof, strict=True)])
-    return ContextModel(local, fit_stage(np.c_[x, ctx], y, learner, names=FEATURES + CONTEXT_FEATURES), relative)
+    context = fit_stage(np.c_[x, ctx], y, learner, names=FEATURES + CONTEXT_FEATURES,
+                        base=base.context if base else None)
+    return ContextModel(local, context, relative)
 
 
 def cross_validate_context(data: list[GraphData], folds: int = 5, seed: int = 0,
-                           learner: str = "logistic", relative: bool = False) -> list[float]:
+                           learner: str = "logistic", relative: bool = False,
+                           base: ContextModel | None = None) -> list[float]:
     """Accuracy of the two-stage model on held-out rows: per working directory (held out as in
     :func:`_workdir_folds`) when there are several, else one number over k folds of the
     labelled rows."""
     if len(data) > 1:
         accs = [0.0] * len(data)
         for held in _workdir_folds(len(data), folds):
-            m = fit_context_model([e for h, e in enumerate(data) if h not in held], folds, learner, relative)
+            m = fit_context_model([e for h, e in enumerate(data) if h not in held], folds, learner, relative, base)
             for g in held.tolist():
                 d = data[g]
                 prob = m.refine(d.features, d.context(m.predict(d.features)))[d.labelled]
@@ -427,11 +540,11 @@ def cross_validate_context(data: list[GraphData], folds: int = 5, seed: int = 0,
     correct = 0
     for f in np.array_split(np.random.default_rng(seed).permutation(d.labelled.size), folds):
         tr = np.setdiff1d(np.arange(d.labelled.size), f)
-        if np.unique(d.y[tr]).size < 2:
+        if np.unique(d.y[tr]).size < 2 and learner != "adapt":
             correct += int(((d.y[tr][0] > 0.5) == (d.y[f] > 0.5)).sum()) if tr.size else 0
             continue
         sub = GraphData(d.ids, d.features, d.edges, d.contacts, d.contact_area, d.labelled[tr], d.y[tr])
-        m = fit_context_model([sub], folds, learner, relative)
+        m = fit_context_model([sub], folds, learner, relative, base)
         prob = m.refine(d.features, d.context(m.predict(d.features)))[d.labelled[f]]
         correct += int(((prob >= 0.5) == (d.y[f] > 0.5)).sum())
     return [correct / max(d.labelled.size, 1)]

@@ -552,14 +552,17 @@ def train_astrocytes(
     progress: bool | None = None,
     folds: int = 5,
     learner: str = "auto",
+    base: str | Path | None = None,
 ) -> tuple[Path, float]:
     """Fit the astrocyte model on labelled supervoxels and report k-fold CV accuracy.
 
     ``labels_table_path``: ``.parquet``/``.csv`` with ``sv_id`` and either ``is_astrocyte``
     (bool/0-1) or ``type`` (``astrocyte`` vs anything else; the demo's ``gt/sv_to_cell`` joined
     with ``gt/cells`` gives it). Features come from ``tables/sv_features.parquet`` (computed if
-    missing). ``learner``: ``boosted`` (gradient-boosted trees), ``logistic``, or ``auto``
-    (boosted when both classes have at least :data:`MIN_BOOSTED_PER_CLASS` labelled rows).
+    missing). ``learner``: ``adapt`` (each stage of the two-stage model ``base``, default the
+    shipped one, adapted to the labels: :func:`~syngraph.models.astrocyte.fit_adapter`),
+    ``boosted`` (gradient-boosted trees), ``logistic``, or ``auto`` (boosted when both classes
+    have at least :data:`MIN_BOOSTED_PER_CLASS` labelled rows, else adapt).
     Writes ``out`` (default ``<wd>/models/astrocyte.npz``) with the domain of every supervoxel of
     the working directory (:mod:`syngraph.models.domain`); returns ``(path, cv_acc)``.
     """
@@ -571,10 +574,21 @@ def train_astrocytes(
     ids, y = read_labels(labels_table_path)
     if learner == "auto":
         few = min(int((y > 0.5).sum()), int((y <= 0.5).sum())) < MIN_BOOSTED_PER_CLASS
-        learner = "logistic" if few else "boosted"
+        learner = "adapt" if few else "boosted"
+    prior = None
+    if learner == "adapt":
+        if base is not None and not Path(base).is_file():
+            raise CellsError(f"--base {base}: no such file; give a two-stage astrocyte model file or leave --base out")
+        try:
+            prior = load_model(base)
+        except (ValueError, KeyError, OSError) as exc:
+            raise CellsError(f"--base {base or DEFAULT_MODEL_PATH}: not a usable astrocyte model ({exc}); "
+                             f"give another with --base, or --learner logistic to fit a fresh one") from exc
+        if not isinstance(prior, ContextModel):
+            raise CellsError(f"--base {base}: adapting needs a two-stage astrocyte model; this one has one stage")
     data = graph_data(workdir, ids, y, cfg, compute, progress, source=str(labels_table_path))
-    model = fit_context_model([data], folds, learner)
-    acc = cross_validate_context([data], folds, learner=learner)[0]
+    model = fit_context_model([data], folds, learner, base=prior)
+    acc = cross_validate_context([data], folds, learner=learner, base=prior)[0]
     model = dataclasses.replace(model, context=dataclasses.replace(model.context, cv_accuracy=acc))
     path = Path(out) if out is not None else Project(workdir).workdir / "models" / "astrocyte.npz"
     model.save(path, Domain.fit(data.features, FEATURES))  # the domain: every supervoxel of this volume
