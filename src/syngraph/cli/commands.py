@@ -414,9 +414,11 @@ def train_embeddings_cmd(
     out: Annotated[Path | None, typer.Option(help="weights path (default <wd>/models/embeddings.safetensors)")] = None,
     steps: Annotated[int, typer.Option(help="optimizer steps (batches of 256 nodes)")] = 1500,
     labels: Annotated[Path | None, typer.Option(help="cell types of --wd for the reference bank (table with type and cell_id or x_nm, y_nm, z_nm); default: each working directory's typed celltypes run")] = None,
+    cell_steps: Annotated[int, typer.Option(help="optimizer steps of the cell encoder (batches of 128 cells)")] = 1500,
 ) -> None:
-    """Fit the node encoder without labels (contrastive; needs PyTorch) on every skeleton node, and
-    store the labelled cells' vectors as the reference bank the cell kNN votes against."""
+    """Fit the node encoder without labels (contrastive; needs PyTorch) on every skeleton node, the
+    cell encoder without labels on random pieces of every cell (needs `syngraph run celltypes`'s
+    inputs), and store the labelled cells' vectors as the reference bank the cell kNN votes against."""
     from rich.markup import escape
 
     from syngraph.steps.celltypes import read_labels
@@ -424,7 +426,8 @@ def train_embeddings_cmd(
 
     dirs = [wd, *(more or [])]
     lab = [read_labels(labels, wd) if labels else None] + [None] * len(more or [])
-    path, losses, bank = train_embeddings(dirs, out or wd / "models" / "embeddings.safetensors", steps, lab)
+    path, losses, bank = train_embeddings(dirs, out or wd / "models" / "embeddings.safetensors", steps, lab,
+                                         cell_steps)
     console.print(f"[green]wrote[/] {escape(str(path))}; final loss "
                   + ", ".join(f"{v} {x:.3f}" for v, x in losses.items()) + f"; reference bank {bank} labelled cells"
                   + ("" if bank else " (none: pass --labels or run celltypes first)") + "; use it with "

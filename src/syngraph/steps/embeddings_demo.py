@@ -8,6 +8,7 @@ Every working directory must have run ``compartments`` and have ``gt/`` (``syngr
 encoder trains without labels on every node; the bank holds every cell over
 ``celltypes.min_cable_um`` labelled with the type of the true cell holding most of its voxels.
 ``--bank-only`` keeps the weights of ``--weights`` and rebuilds the bank alone (docs/celltypes.md).
+The cell encoder trains without labels on random pieces of every cell (docs/celltypes.md).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from syngraph.evaluate.celltypes import true_celltypes
 from syngraph.models.embeddings import load_encoders, save_encoders
-from syngraph.steps.embeddings import bank_of_config, node_features, train_embeddings
+from syngraph.steps.embeddings import bank_of_config, load_volume, train_embeddings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,16 +26,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("workdirs", type=Path, nargs="+")
     ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--cell-steps", type=int, default=1500)
     ap.add_argument("--weights", type=Path, help="encoder file whose weights --bank-only keeps")
     ap.add_argument("--bank-only", action="store_true")
     a = ap.parse_args(argv)
     labels = [true_celltypes(wd) for wd in a.workdirs]
     if not a.bank_only:
-        path, losses, _ = train_embeddings(a.workdirs, a.out, a.steps, labels)
+        path, losses, _ = train_embeddings(a.workdirs, a.out, a.steps, labels, a.cell_steps)
         print(f"wrote {path}: final losses {losses}")
         return
     encoders, info = load_encoders(a.weights)
-    vols = [node_features(wd)[:2] for wd in a.workdirs]
+    vols = [load_volume(wd) for wd in a.workdirs]
     encoders, bank_info = bank_of_config(encoders, vols, labels, a.workdirs[0])
     info |= {"bank_workdirs": " ".join(p.name for p in a.workdirs), **bank_info}
     print(f"wrote {save_encoders(a.out, encoders, info)}: bank of {len(encoders['shape'].bank_type)} cells")
