@@ -414,7 +414,7 @@ def train_embeddings_cmd(
     out: Annotated[Path | None, typer.Option(help="weights path (default <wd>/models/embeddings.safetensors)")] = None,
     steps: Annotated[int, typer.Option(help="optimizer steps (batches of 256 nodes)")] = 1500,
     labels: Annotated[Path | None, typer.Option(help="cell types of --wd for the reference bank (table with type and cell_id or x_nm, y_nm, z_nm); default: each working directory's typed celltypes run")] = None,
-    cell_steps: Annotated[int, typer.Option(help="optimizer steps of the cell encoder (batches of 128 cells)")] = 1500,
+    cell_steps: Annotated[int, typer.Option(help="optimizer steps of the cell encoder (batches of 128 cells)")] = 300,
 ) -> None:
     """Fit the node encoder without labels (contrastive; needs PyTorch) on every skeleton node, the
     cell encoder without labels on random pieces of every cell (needs `syngraph run celltypes`'s

@@ -223,7 +223,7 @@ def fit_encoder(x: np.ndarray, positive: np.ndarray, names: tuple[str, ...], *, 
     return replace(enc, domain=Domain.fit(x, names)), losses
 
 
-def fit_cell_encoder(views: np.ndarray, names: tuple[str, ...], *, steps: int = 1500, batch: int = 128,
+def fit_cell_encoder(views: np.ndarray, names: tuple[str, ...], *, steps: int = 300, batch: int = 128,
                      temperature: float = 0.2, seed: int = 0) -> tuple[Encoder, list[float]]:
     """The cell encoder, trained on ``views`` (cells, pieces, f): the descriptors of random pieces
     of each cell; the two views of a cell are two of its pieces, the batch's cells all differ."""

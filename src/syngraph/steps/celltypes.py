@@ -48,6 +48,7 @@ STEP = "celltypes"
 TABLE = "celltypes"
 UNKNOWN = "unknown"
 STEP_NM = 500.0  # turning angles between consecutive steps of this length
+SOURCE = "source_cell_id"  # training rows: the cell a piece was cut from (the cell itself when whole)
 
 
 # ---------------------------------------------------------------------------- features
@@ -440,13 +441,17 @@ def fit_model(features: list[pd.DataFrame], labels: list[pd.Series], *, organell
     if few:
         raise InputError(f"labels: classes {few} have fewer than 2 labelled cells with a skeleton; "
                          f"label more cells of each type")
+    # a cell and its pieces (with_pieces' SOURCE column) share a fold
+    src = data[SOURCE].to_numpy() if SOURCE in data else data.index.to_numpy()
+    units = pd.factorize(pd.Series(list(zip(data["volume"].to_numpy(), src))))[0]
     variants, acc = {}, {}
     for v in (("full", "shape") if organelles else ("shape",)):
         names = feature_names(v)
         variants[v], acc[v] = fit_classifier(data[list(names)].to_numpy(np.float64),
                                              data["type"].to_numpy(), names, classes,
                                              calibrate=data["cable_um"].to_numpy() >= min_cable_um,
-                                             groups=data["volume"].to_numpy())
+                                             groups=data["volume"].to_numpy(),
+                                             units=units)
     rec = {"n_cells": str(len(data)), **{f"cv_accuracy_{v}": f"{a:.4f}" for v, a in acc.items()}}
     return CelltypeModel(variants, (info or {}) | rec), acc["shape"]
 

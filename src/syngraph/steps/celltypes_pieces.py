@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from syngraph.steps.celltypes import CellInputs, _node_cable_nm, cell_features
+from syngraph.steps.celltypes import SOURCE, CellInputs, _node_cable_nm, cell_features
 
-SOURCE = "source_cell_id"
 TRAIN_SHARE = (0.15, 0.9)  # pieces of the cell-type training set: this share of the cable
 PIECES_PER_CELL = 4  # pieces per labelled cell in the cell-type training set
 
@@ -119,16 +118,17 @@ def with_pieces(features: pd.DataFrame, labels: pd.Series, inputs: CellInputs, p
                 min_cable_um: float = 0.0) -> tuple[pd.DataFrame, pd.Series]:
     """A training set of the labelled cells of ``features`` (index cell_id) with >=
     ``min_cable_um`` and ``per_cell`` random pieces of each (``share`` of its cable), the pieces
-    labelled as their cell; rows get new ids (0..), cells first."""
+    labelled as their cell; rows get new ids (0..), cells first, and the ``source_cell_id``
+    column (the cell itself for whole cells) keeps a cell and its pieces in one fold."""
     lab = labels[~labels.index.duplicated()]
     cells = features.index[features.index.isin(lab.index) & (features["cable_um"].to_numpy() >= min_cable_um)]
-    whole = features.loc[cells]
+    whole = features.loc[cells].assign(**{SOURCE: cells.to_numpy().astype(np.uint64)})
     parts = [whole]
     y = [lab.reindex(cells).to_numpy()]
     if per_cell and len(cells):
         pf = piece_features(inputs, random_pieces(inputs.nodes, per_cell, *share, rng, cells.to_numpy()))
         pf = pf[pf["cable_um"].to_numpy() >= min_cable_um]
-        y.append(lab.reindex(pf.pop(SOURCE).to_numpy()).to_numpy())
+        y.append(lab.reindex(pf[SOURCE].to_numpy()).to_numpy())
         parts.append(pf[whole.columns])
     out = pd.concat(parts)
     out.index = pd.Index(np.arange(len(out), dtype=np.uint64), name="cell_id")

@@ -49,6 +49,7 @@ COLUMNS = tuple(f"e{i}" for i in range(DIM))
 VIEW_SHARE = (0.4, 0.9)  # the cell encoder's views: pieces with this share of the cell's cable
 VIEW_MIN_CABLE_UM = 2.0  # cells the cell encoder trains on
 VIEW_PIECES = 8
+CELL_STEPS = 300  # few cells per volume: longer training overfits them (docs/celltypes.md)
 
 
 
@@ -302,7 +303,7 @@ def fit_cell_encoders(encoders: dict[str, Encoder], workdirs: list[Path], volume
 
 def train_embeddings(workdirs: list[Path], out: Path, steps: int = 1500,
                      labels: list[pd.Series | None] | None = None,
-                     cell_steps: int = 1500) -> tuple[Path, dict[str, float], int]:
+                     cell_steps: int = CELL_STEPS) -> tuple[Path, dict[str, float], int]:
     """``syngraph train embeddings``: fit the node encoder (and its domain) on every node of
     ``workdirs`` (no labels), then the cell encoder on random pieces of their cells (no labels);
     ``full`` too when every working directory has organelles. The reference bank holds the
