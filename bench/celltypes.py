@@ -10,7 +10,7 @@ and ``tables/compartments_nodes.parquet``, the input both steps start from):
 - embeddings inference: node features + the shipped encoder, and its cell encoder on the cell
   features (seconds per 1,000 nodes);
 - training: the cell-type model on this directory's cells (demo truth labels) with
-  ``PIECES_PER_CELL`` random pieces of each (the shipped recipe), and, when torch is installed,
+  ``--pieces`` random pieces of each (``syngraph train celltypes --pieces``), and, when torch is installed,
   the node encoder and the cell encoder (its views: random pieces) for ``--train-steps`` steps.
 
 Prints each time, its ratio to the baseline, and the peak RSS of this process.
@@ -32,12 +32,13 @@ def main() -> None:
     ap.add_argument("workdir", type=Path)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--train-steps", type=int, default=300)
+    ap.add_argument("--pieces", type=int, default=4)
     a = ap.parse_args()
     from syngraph.evaluate.celltypes import true_celltypes
     from syngraph.models.celltypes import load_model
     from syngraph.models.embeddings import load_encoders
     from syngraph.steps.celltypes import fit_model, load_cell_inputs, predict
-    from syngraph.steps.celltypes_pieces import PIECES_PER_CELL, with_pieces
+    from syngraph.steps.celltypes_pieces import with_pieces
     from syngraph.steps.embeddings import cell_embedding, node_features
 
     wd = a.workdir
@@ -68,7 +69,7 @@ def main() -> None:
     labels = true_celltypes(wd).reindex(feats.index).dropna()
     labels = labels[labels.map(labels.value_counts()) >= 2]  # classes with too few cells here
     t = time.perf_counter()
-    f, y = with_pieces(feats, labels, inputs, PIECES_PER_CELL, np.random.default_rng(0))
+    f, y = with_pieces(feats, labels, inputs, a.pieces, np.random.default_rng(0))
     fit_model([f], [y], organelles=not lacking)
     tt = time.perf_counter() - t
     print(f"celltypes training ({len(labels)} cells + {len(f) - len(labels)} pieces, both variants, "

@@ -129,7 +129,7 @@ def test_train_from_label_table_and_type_unseen_cells(tmp_path):
     assert set(model.classes) == set(TYPES) and list(model.variants) == ["shape"]
     domain = model.variants["shape"].domain
     assert domain is not None and domain.names == model.variants["shape"].feature_names
-    assert len(truth_train) < domain.n_train <= 5 * len(truth_train)  # the cells and their pieces (4 each)
+    assert domain.n_train == len(truth_train)  # whole cells: no pieces by default
     cfg = default_config((10.0, 10.0, 25.0))
     cfg.celltypes.model = str(train / "models" / "celltypes.npz")
     write_config(test, cfg)
@@ -186,7 +186,7 @@ def test_train_from_points_equals_training_from_cell_ids(tmp_path):
         assert rc == 0, out
     by_point, by_id = load_model(tmp_path / "points.npz"), load_model(tmp_path / "ids.npz")
     x = load_inputs(tmp_path)[0][list(by_id.variants["shape"].feature_names)].to_numpy()
-    assert by_point.variants["shape"].domain.n_train == by_id.variants["shape"].domain.n_train > len(truth)
+    assert by_point.variants["shape"].domain.n_train == len(truth)
     np.testing.assert_allclose(by_point.variants["shape"].predict_proba(x), by_id.variants["shape"].predict_proba(x))
     wrong = pd.read_csv(tmp_path / "points.csv")
     wrong.loc[2, "type"] = "smooth" if wrong.loc[2, "type"] != "smooth" else "spiny"  # the oracle can fail

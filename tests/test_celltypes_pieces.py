@@ -67,7 +67,7 @@ def test_model_trained_with_pieces_types_short_pieces_of_unseen_cells(tmp_path):
 
     truth = _workdir(tmp_path / "a", seed=11, n_per_type=8)
     pd.DataFrame({"cell_id": list(truth), "type": list(truth.values())}).to_csv(tmp_path / "l.csv", index=False)
-    path, _ = train_celltypes(tmp_path / "a", tmp_path / "l.csv", out=tmp_path / "m.npz")
+    path, _ = train_celltypes(tmp_path / "a", tmp_path / "l.csv", out=tmp_path / "m.npz", pieces=4)
     assert load_model(path).info["pieces_per_cell"] == "4"
     truth_b = _workdir(tmp_path / "b", seed=12, n_per_type=8)
     inputs = load_cell_inputs(tmp_path / "b")

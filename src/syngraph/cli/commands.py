@@ -396,13 +396,14 @@ def train_celltypes_cmd(
     labels: Annotated[Path, typer.Option(help="table with type and cell_id (or x_nm, y_nm, z_nm: a point in the cell)")],
     wd: WorkDir = Path("."),
     out: Annotated[Path | None, typer.Option(help="model path (default <wd>/models/celltypes.npz)")] = None,
+    pieces: Annotated[int, typer.Option(help="random connected pieces of each labelled cell added to the training set")] = 0,
 ) -> None:
     """Fit the cell-type classifier on labelled cells; prints cross-validated accuracy."""
     from rich.markup import escape
 
     from syngraph.steps.celltypes import train_celltypes
 
-    path, acc = train_celltypes(wd, labels, out=out)
+    path, acc = train_celltypes(wd, labels, out=out, pieces=pieces)
     console.print(f"[green]wrote[/] {escape(str(path))}; cross-validated accuracy {acc:.3f}; use it with "
                   + escape(f'[celltypes] model = "{path}"') + " in syngraph.toml")
 

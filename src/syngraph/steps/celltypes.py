@@ -443,7 +443,7 @@ def fit_model(features: list[pd.DataFrame], labels: list[pd.Series], *, organell
                          f"label more cells of each type")
     # a cell and its pieces (with_pieces' SOURCE column) share a fold
     src = data[SOURCE].to_numpy() if SOURCE in data else data.index.to_numpy()
-    units = pd.factorize(pd.Series(list(zip(data["volume"].to_numpy(), src))))[0]
+    units = pd.factorize(pd.Series(list(zip(data["volume"].to_numpy(), src, strict=True))))[0]
     variants, acc = {}, {}
     for v in (("full", "shape") if organelles else ("shape",)):
         names = feature_names(v)
@@ -457,10 +457,11 @@ def fit_model(features: list[pd.DataFrame], labels: list[pd.Series], *, organell
 
 
 def train_celltypes(workdir: str | Path, labels_path: str | Path, out: str | Path | None = None,
-                    min_cable_um: float | None = None) -> tuple[Path, float]:
+                    min_cable_um: float | None = None, pieces: int | None = None) -> tuple[Path, float]:
     """``syngraph train celltypes``: fit from a label table on one working directory, each
-    labelled cell with :data:`~syngraph.steps.celltypes_pieces.PIECES_PER_CELL` random pieces of
-    itself (the cell as a smaller volume would cut it)."""
+    labelled cell with ``pieces`` (default
+    :data:`~syngraph.steps.celltypes_pieces.PIECES_PER_CELL`) random pieces of itself (the cell
+    as a smaller volume would cut it)."""
     workdir = Path(workdir)
     p = load_config(workdir).celltypes
     minimum = p.min_cable_um if min_cable_um is None else min_cable_um
@@ -468,9 +469,10 @@ def train_celltypes(workdir: str | Path, labels_path: str | Path, out: str | Pat
 
     inputs = load_cell_inputs(workdir)
     labels = read_labels(labels_path, workdir)
-    features, labels = with_pieces(inputs.features(), labels, inputs, PIECES_PER_CELL, np.random.default_rng(0),
+    pieces = PIECES_PER_CELL if pieces is None else pieces
+    features, labels = with_pieces(inputs.features(), labels, inputs, pieces, np.random.default_rng(0),
                                    min_cable_um=minimum)
     model, acc = fit_model([features], [labels], organelles=not inputs.lacking,
                            info={"labels": str(labels_path), "min_cable_um": str(minimum),
-                                 "pieces_per_cell": str(PIECES_PER_CELL)})
+                                 "pieces_per_cell": str(pieces)})
     return model.save(Path(out) if out else workdir / "models" / "celltypes.npz"), acc

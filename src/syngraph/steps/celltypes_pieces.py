@@ -18,7 +18,7 @@ import pandas as pd
 from syngraph.steps.celltypes import SOURCE, CellInputs, _node_cable_nm, cell_features
 
 TRAIN_SHARE = (0.15, 0.9)  # pieces of the cell-type training set: this share of the cable
-PIECES_PER_CELL = 4  # pieces per labelled cell in the cell-type training set
+PIECES_PER_CELL = 0  # default pieces per labelled cell in the cell-type training set: none (measured, docs/celltypes.md)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,12 @@ from pathlib import Path
 
 from syngraph.evaluate.celltypes import true_celltypes
 from syngraph.models.embeddings import load_encoders, save_encoders
-from syngraph.steps.embeddings import bank_of_config, fit_cell_encoders, load_volume, train_embeddings
+from syngraph.steps.embeddings import (
+    bank_of_config,
+    fit_cell_encoders,
+    load_volume,
+    train_embeddings,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
