@@ -8,11 +8,14 @@ Top to bottom:
 2. the node encoder (:mod:`syngraph.models.embeddings`, numpy inference, no torch needed) and
    the shared domain check of its inputs (:mod:`syngraph.models.domain`; a warning past the
    threshold);
-3. the cell vector: the cable-weighted mean of its node vectors, normalised to unit length;
+3. the cell vector: the cell encoder on the celltypes step's cell features and the
+   cable-weighted mean of the cell's node vectors (that mean itself for a file without a
+   cell encoder), unit length;
 4. ``tables/embeddings_nodes.parquet`` (cell_id, node_id, x_nm, y_nm, z_nm, e0..e9) and
    ``tables/embeddings_cells.parquet`` (cell_id, n_nodes, e0..e9) (docs/celltypes.md).
 
-``syngraph train embeddings`` fits the node encoder without labels (needs PyTorch) and stores the
+``syngraph train embeddings`` fits the node encoder and then the cell encoder (two random
+connected pieces of a cell as the two views) without labels (needs PyTorch) and stores the
 reference bank: the cell vectors and types of the labelled cells of its working directories
 (a label table, or the typed cells of a celltypes run).
 """
