@@ -7,9 +7,11 @@ Timed, ``--repeats`` times in alternation with the baseline (reading ``tables/sk
 and ``tables/compartments_nodes.parquet``, the input both steps start from):
 
 - celltypes inference: features of every cell + the shipped model (seconds per cell);
-- embeddings inference: node features + the shipped encoder (seconds per 1,000 nodes);
-- training: the cell-type model on this directory's cells (demo truth labels), and the node
-  encoder for ``--train-steps`` steps when torch is installed.
+- embeddings inference: node features + the shipped encoder, and its cell encoder on the cell
+  features (seconds per 1,000 nodes);
+- training: the cell-type model on this directory's cells (demo truth labels) with
+  ``--pieces`` random pieces of each (``syngraph train celltypes --pieces``), and, when torch is installed,
+  the node encoder and the cell encoder (its views: random pieces) for ``--train-steps`` steps.
 
 Prints each time, its ratio to the baseline, and the peak RSS of this process.
 """
@@ -30,12 +32,14 @@ def main() -> None:
     ap.add_argument("workdir", type=Path)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--train-steps", type=int, default=300)
+    ap.add_argument("--pieces", type=int, default=4)
     a = ap.parse_args()
     from syngraph.evaluate.celltypes import true_celltypes
     from syngraph.models.celltypes import load_model
     from syngraph.models.embeddings import load_encoders
-    from syngraph.steps.celltypes import fit_model, load_inputs, predict
-    from syngraph.steps.embeddings import node_features
+    from syngraph.steps.celltypes import fit_model, load_cell_inputs, predict
+    from syngraph.steps.celltypes_pieces import with_pieces
+    from syngraph.steps.embeddings import cell_embedding, node_features
 
     wd = a.workdir
     model, (encoders, _) = load_model(), load_encoders()
@@ -46,12 +50,15 @@ def main() -> None:
         pq.read_table(wd / "tables" / "compartments_nodes.parquet")
         base.append(time.perf_counter() - t)
         t = time.perf_counter()
-        feats, lacking = load_inputs(wd)
+        inputs = load_cell_inputs(wd)
+        feats, lacking = inputs.features(), inputs.lacking
         predict(feats, model, not lacking, 5.0)
         ct.append(time.perf_counter() - t)
         t = time.perf_counter()
         nodes, x, lacking = node_features(wd)
-        encoders["full" if not lacking else "shape"].embed(x)
+        enc = encoders["full" if not lacking else "shape"]
+        z = enc.embed(x)
+        cell_embedding(enc, nodes, z, feats if enc.cell is not None else None)
         emb.append(time.perf_counter() - t)
     b, c, e = np.median(base), np.median(ct), np.median(emb)
     n_cells, n_nodes = len(feats), len(x)
@@ -62,10 +69,11 @@ def main() -> None:
     labels = true_celltypes(wd).reindex(feats.index).dropna()
     labels = labels[labels.map(labels.value_counts()) >= 2]  # classes with too few cells here
     t = time.perf_counter()
-    fit_model([feats], [labels], organelles=not lacking)
+    f, y = with_pieces(feats, labels, inputs, a.pieces, np.random.default_rng(0))
+    fit_model([f], [y], organelles=not lacking)
     tt = time.perf_counter() - t
-    print(f"celltypes training ({n_cells} cells, both variants, 4-fold temperature): {tt:.2f} s, "
-          f"ratio to baseline {tt / b:.1f}")
+    print(f"celltypes training ({len(labels)} cells + {len(f) - len(labels)} pieces, both variants, "
+          f"4-fold temperature): {tt:.2f} s, ratio to baseline {tt / b:.1f}")
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -80,6 +88,18 @@ def main() -> None:
         te = time.perf_counter() - t
         print(f"embeddings training ({a.train_steps} steps of 256 nodes, 1 thread): {te:.2f} s = "
               f"{te / a.train_steps * 1e3:.1f} ms per step, ratio to baseline {te / b:.1f}")
+        from syngraph.models.embeddings import fit_cell_encoder
+        from syngraph.steps.embeddings import VIEW_PIECES, cell_descriptor_names, cell_views
+
+        names = cell_descriptor_names("full" if not lacking else "shape")
+        t = time.perf_counter()
+        views = cell_views(inputs, nodes, z, names, VIEW_PIECES, np.random.default_rng(0))
+        tv = time.perf_counter() - t
+        fit_cell_encoder(views, names, steps=a.train_steps)
+        tc = time.perf_counter() - t - tv
+        print(f"cell encoder training: views of {len(views)} cells ({VIEW_PIECES} pieces each) {tv:.2f} s, "
+              f"ratio {tv / b:.1f}; {a.train_steps} steps of <= 128 cells {tc:.2f} s = "
+              f"{tc / a.train_steps * 1e3:.1f} ms per step, ratio {tc / b:.1f}")
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

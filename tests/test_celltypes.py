@@ -129,7 +129,7 @@ def test_train_from_label_table_and_type_unseen_cells(tmp_path):
     assert set(model.classes) == set(TYPES) and list(model.variants) == ["shape"]
     domain = model.variants["shape"].domain
     assert domain is not None and domain.names == model.variants["shape"].feature_names
-    assert domain.n_train == len(truth_train)
+    assert domain.n_train == len(truth_train)  # whole cells: no pieces by default
     cfg = default_config((10.0, 10.0, 25.0))
     cfg.celltypes.model = str(train / "models" / "celltypes.npz")
     write_config(test, cfg)

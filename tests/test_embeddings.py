@@ -21,6 +21,20 @@ from syngraph.models.embeddings import Encoder, knn_vote, load_encoders, save_en
 COARSE = {"shaft": "dendrite", "spine_neck": "dendrite", "spine_head": "dendrite", "axon": "axon", "bouton": "axon"}
 
 
+def _ready(path, seed, n_per_type=10):
+    """A drawn working directory through the celltypes step (the cell encoder reads its features;
+    drawn cells lie outside the shipped model's domain, so none is typed)."""
+    import warnings
+
+    from syngraph.steps.celltypes import run_celltypes
+
+    truth = _workdir(path, seed, n_per_type)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_celltypes(path)
+    return truth
+
+
 def _scores(wd, truth):
     nodes = pd.read_parquet(wd / "tables" / "embeddings_nodes.parquet")
     comp = pd.read_parquet(wd / "tables" / "compartments_nodes.parquet")
@@ -53,10 +67,13 @@ def test_weights_round_trip_through_safetensors(tmp_path):
     x = rng.normal(size=(50, 3))
     np.testing.assert_allclose(back["shape"].embed(x), enc.embed(x), atol=1e-5)  # float32 storage
     assert back["shape"].bank_z is None and back["shape"].bank_type == ()
-    banked = dataclasses.replace(enc, bank_z=enc.embed(x[:4]), bank_type=("b", "a", "b", "c"))
+    cell = dataclasses.replace(enc, feature_names=("p", "q", "r"), mean=np.ones(3), domain=None)
+    banked = dataclasses.replace(enc, bank_z=enc.embed(x[:4]), bank_type=("b", "a", "b", "c"), cell=cell)
     back = load_encoders(save_encoders(tmp_path / "b.safetensors", {"shape": banked}, {}))[0]["shape"]
     assert back.bank_type == ("b", "a", "b", "c")
     np.testing.assert_allclose(back.bank_z, banked.bank_z, atol=1e-6)
+    assert back.cell.feature_names == ("p", "q", "r") and back.cell.cell is None
+    np.testing.assert_allclose(back.cell.embed(x), cell.embed(x), atol=1e-5)
 
 
 def test_bank_vote_wins_types_the_volume_has_too_few_of():
@@ -81,7 +98,7 @@ def test_shipped_encoder_on_drawn_cells(tmp_path):
     cells drawn independently of the demo generator, and its cell vectors group the drawn kinds."""
     from syngraph.steps.embeddings import DomainWarning, run_embeddings
 
-    truth = _workdir(tmp_path, seed=5)
+    truth = _ready(tmp_path, seed=5)
     with pytest.warns(DomainWarning):  # drawn cells are not demo tissue, and the step says so
         res = run_embeddings(tmp_path)
     assert res["model_variant"] == "shape" and res["cells"] == len(truth) and not res["in_domain"]
@@ -97,22 +114,46 @@ def test_shipped_encoder_on_drawn_cells(tmp_path):
 def test_train_encoder_without_labels(tmp_path):
     pytest.importorskip("torch")
     from syngraph.models.compartments import SHAPE_FEATURES
-    from syngraph.steps.embeddings import node_features, run_embeddings, train_embeddings
+    from syngraph.steps.embeddings import (
+        load_volume,
+        node_features,
+        run_embeddings,
+        train_embeddings,
+    )
 
-    _workdir(tmp_path / "a", seed=6)
-    truth = _workdir(tmp_path / "b", seed=7)
-    path, losses, _ = train_embeddings([tmp_path / "a"], tmp_path / "enc.safetensors", steps=300)
+    _ready(tmp_path / "a", seed=6)
+    truth = _ready(tmp_path / "b", seed=7)
+    path, losses, _ = train_embeddings([tmp_path / "a"], tmp_path / "enc.safetensors", steps=300, cell_steps=300)
     assert losses["shape"] < np.log(2 * 256 - 1)  # below chance for NT-Xent with 2 x 256 views
     x_a = node_features(tmp_path / "a")[1][:, :len(SHAPE_FEATURES)]
     trained = load_encoders(path)[0]["shape"]  # the file holds the training features' domain
     assert trained.domain.n_train == len(x_a) and trained.domain.distance(x_a).distance < 0.1
     assert trained.bank_z is None  # no labels and no celltypes run: no reference bank
+    assert trained.cell is not None and trained.cell.feature_names[-1] == "pooled_e9"
     cfg = default_config()
     cfg.embeddings.model = str(path)
     write_config(tmp_path / "b", cfg)
     run_embeddings(tmp_path / "b")
     node_acc, cell_acc = _scores(tmp_path / "b", truth)
     assert node_acc >= 0.9 and cell_acc >= 0.9
+    # pieces (40-90 % of the cable) of b's cells land next to whole cells of their own type
+    from syngraph.steps.celltypes import load_cell_inputs
+    from syngraph.steps.embeddings import cell_descriptor_names, cell_views
+
+    nodes, x, _ = load_volume(tmp_path / "b")
+    views = cell_views(load_cell_inputs(tmp_path / "b"), nodes, trained.embed(x), cell_descriptor_names("shape"), 4,
+                       np.random.default_rng(0))
+    z = trained.cell.embed(views.reshape(-1, views.shape[2]))
+    y = np.repeat([truth[int(c)] for c in np.unique(nodes["cell_id"])], views.shape[1])
+    whole = np.arange(len(z)) % views.shape[1] == 0
+    assert np.mean(knn_vote(z[whole], y[whole], z[~whole], k=1) == y[~whole]) >= 0.9
+    # a volume without the celltypes step: an input error naming the step to run
+    from syngraph.errors import InputError
+
+    _workdir(tmp_path / "c", seed=8, n_per_type=2)
+    write_config(tmp_path / "c", cfg)
+    with pytest.raises(InputError, match="run `syngraph run celltypes` first"):
+        run_embeddings(tmp_path / "c")
 
 
 def test_train_embeddings_with_labels_builds_the_reference_bank(tmp_path):
@@ -123,10 +164,10 @@ def test_train_embeddings_with_labels_builds_the_reference_bank(tmp_path):
     from syngraph.models.embeddings import bank_vote
     from syngraph.steps.embeddings import run_embeddings
 
-    truth = _workdir(tmp_path / "a", seed=6, n_per_type=6)
+    truth = _ready(tmp_path / "a", seed=6, n_per_type=6)
     pd.DataFrame({"cell_id": list(truth), "type": list(truth.values())}).to_csv(tmp_path / "l.csv", index=False)
     rc, out = syngraph("train", "embeddings", "-w", tmp_path / "a", "--labels", tmp_path / "l.csv",
-                       "--out", tmp_path / "e.safetensors", "--steps", 300)
+                       "--out", tmp_path / "e.safetensors", "--steps", 300, "--cell-steps", 300)
     assert rc == 0, out
     assert "reference bank 18 labelled cells" in " ".join(out.split())
     enc = load_encoders(tmp_path / "e.safetensors")[0]["shape"]
@@ -138,7 +179,7 @@ def test_train_embeddings_with_labels_builds_the_reference_bank(tmp_path):
     cells = pd.read_parquet(tmp_path / "a" / "tables" / "embeddings_cells.parquet")
     np.testing.assert_allclose(np.sort(cells[[f"e{i}" for i in range(10)]].to_numpy(), 0),
                                np.sort(enc.bank_z, 0), atol=1e-5)
-    truth_b = _workdir(tmp_path / "b", seed=8, n_per_type={"spiny": 6, "smooth": 6, "thin_axon": 1})
+    truth_b = _ready(tmp_path / "b", seed=8, n_per_type={"spiny": 6, "smooth": 6, "thin_axon": 1})
     write_config(tmp_path / "b", cfg)
     run_embeddings(tmp_path / "b")
     cells = pd.read_parquet(tmp_path / "b" / "tables" / "embeddings_cells.parquet")
@@ -164,7 +205,7 @@ def test_node_features_outside_the_training_domain_warn(tmp_path):
 
     from syngraph.steps.embeddings import DomainWarning, node_features, run_embeddings
 
-    _workdir(tmp_path, seed=5)
+    _ready(tmp_path, seed=5)
     encoders, info = load_encoders()
     x = node_features(tmp_path)[1]
     names = encoders["shape"].feature_names

@@ -52,7 +52,7 @@ STEPS: tuple[Step, ...] = (
     Step("celltypes", "syngraph.steps.celltypes:run_celltypes",
          "a cell type, class probabilities and certainty per cell", needs=("compartments",), blocks=""),
     Step("embeddings", "syngraph.steps.embeddings:run_embeddings",
-         "learned 10-d vectors per skeleton node (latent_morph) and per cell", needs=("compartments",),
+         "learned 10-d vectors per skeleton node (latent_morph) and per cell", needs=("celltypes",),
          blocks=""),
     Step("synapses", "syngraph.steps.synapses.run:run_synapses",
          "contact sites, synapses between cells, direction, sign, probability", needs=("cells",),

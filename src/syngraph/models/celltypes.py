@@ -196,13 +196,14 @@ def fit_temperature(raw: np.ndarray, y: np.ndarray, log_cable_um: np.ndarray | N
 
 def fit_classifier(x: np.ndarray, labels: np.ndarray, names: tuple[str, ...], classes: tuple[str, ...],
                    folds: int = 4, calibrate: np.ndarray | None = None,
-                   groups: np.ndarray | None = None) -> tuple[Classifier, float]:
+                   groups: np.ndarray | None = None, units: np.ndarray | None = None) -> tuple[Classifier, float]:
     """Boosted trees on class names ``labels`` (each in ``classes``), the temperature fitted on
     out-of-fold raw scores of the rows ``calibrate`` (default all: the rows like those the model
     will type); returns the classifier and the out-of-fold accuracy over all rows. With
     ``groups`` (a volume per row) and >= ``folds`` of them, each fold holds out whole volumes, so
     the temperature is fitted on scores of volumes the trees never saw, as the step's will be;
-    otherwise folds are stratified by class (fixed seed)."""
+    otherwise folds are stratified by class (fixed seed), keeping the rows of one ``units`` value
+    (a cell and its pieces) in one fold."""
     x = np.asarray(x, np.float64)
     y = np.array([classes.index(str(c)) for c in labels], np.int64)
     rng = np.random.default_rng(0)
@@ -211,9 +212,13 @@ def fit_classifier(x: np.ndarray, labels: np.ndarray, names: tuple[str, ...], cl
         _, g = np.unique(np.asarray(groups), return_inverse=True)
         fold = rng.permutation(g.max() + 1)[g] % folds
     else:
-        for c in np.unique(y):
-            idx = np.flatnonzero(y == c)
-            fold[idx] = rng.permutation(len(idx)) % folds
+        _, first, unit = np.unique(np.arange(len(y)) if units is None else np.asarray(units),
+                                   return_index=True, return_inverse=True)
+        unit_fold = np.empty(len(first), np.int64)
+        for c in np.unique(y[first]):
+            idx = np.flatnonzero(y[first] == c)
+            unit_fold[idx] = rng.permutation(len(idx)) % folds
+        fold = unit_fold[unit.ravel()]
     oof = np.zeros((len(y), len(classes)))
     for f in range(folds):
         tr, te = fold != f, fold == f

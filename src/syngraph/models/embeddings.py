@@ -21,7 +21,7 @@ into the metadata's ``bank_classes``). A new cell is typed by its nearest bank c
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ class Encoder:
     domain: Domain | None = None  # the training inputs' distribution
     bank_z: np.ndarray | None = None  # (n, DIM) cell vectors of the labelled reference cells
     bank_type: tuple[str, ...] = ()  # their types
+    cell: Encoder | None = None  # the cell encoder: cell descriptors + pooled node vector in
 
     def embed(self, features: np.ndarray) -> np.ndarray:
         """(n, DIM) unit vectors of (n, len(feature_names)) features (NaN counts as the mean)."""
@@ -66,6 +67,8 @@ class Encoder:
             out[f"{prefix}.bank_z"] = self.bank_z
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             out[f"{prefix}.w{i}"], out[f"{prefix}.b{i}"] = w, b
+        if self.cell is not None:
+            out |= self.cell.arrays(f"{prefix}.cell")
         return {k: np.ascontiguousarray(v, np.float32) for k, v in out.items()}
 
 
@@ -86,6 +89,7 @@ def save_encoders(path: str | Path, encoders: dict[str, Encoder], info: dict[str
         if e.bank_z is not None:
             arrays[f"{v}.bank_type"] = np.array([classes.index(t) for t in e.bank_type], np.int32)
     meta = {"bank_classes": json.dumps(classes), "features": json.dumps({v: list(e.feature_names) for v, e in encoders.items()}),
+            "cell_features": json.dumps({v: list(e.cell.feature_names) for v, e in encoders.items() if e.cell}),
             "domain_n_train": json.dumps({v: e.domain.n_train for v, e in encoders.items() if e.domain}), **info}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,15 +113,20 @@ def load_encoders(path: str | Path | None = None) -> tuple[dict[str, Encoder], d
     out = {}
     n_train = json.loads(meta.pop("domain_n_train", "{}"))
     classes = json.loads(meta.pop("bank_classes", "[]"))
+    cell_names = json.loads(meta.pop("cell_features", "{}"))
     arr = {k: a if k.endswith(".bank_type") else a.astype(np.float64) for k, a in arr.items()}
+
+    def mlp(p: str, names: list[str]) -> tuple:
+        n = sum(1 for k in arr if k.startswith(f"{p}.w"))
+        return (tuple(names), tuple(arr[f"{p}.w{i}"] for i in range(n)), tuple(arr[f"{p}.b{i}"] for i in range(n)),
+                arr[f"{p}.mean"], arr[f"{p}.std"])
+
     for v, names in json.loads(meta.pop("features")).items():
-        n = sum(1 for k in arr if k.startswith(f"{v}.w"))
         domain = Domain(tuple(names), arr[f"{v}.domain"], int(n_train.get(v, 0))) if f"{v}.domain" in arr else None
         bank = f"{v}.bank_z" in arr
-        out[v] = Encoder(tuple(names), tuple(arr[f"{v}.w{i}"] for i in range(n)),
-                         tuple(arr[f"{v}.b{i}"] for i in range(n)), arr[f"{v}.mean"], arr[f"{v}.std"], domain,
-                         arr[f"{v}.bank_z"] if bank else None,
-                         tuple(classes[int(i)] for i in arr[f"{v}.bank_type"]) if bank else ())
+        out[v] = Encoder(*mlp(v, names), domain, arr[f"{v}.bank_z"] if bank else None,
+                         tuple(classes[int(i)] for i in arr[f"{v}.bank_type"]) if bank else (),
+                         Encoder(*mlp(f"{v}.cell", cell_names[v])) if v in cell_names else None)
     return out, meta
 
 
@@ -151,35 +160,41 @@ def _augment(torch, x, noise: float, drop: float):
     return (x + noise * torch.randn_like(x)) * keep
 
 
-def fit_encoder(x: np.ndarray, positive: np.ndarray, names: tuple[str, ...], *, steps: int = 1500,
-                batch: int = 256, temperature: float = 0.2, seed: int = 0) -> tuple[Encoder, list[float]]:
-    """Train on node features ``x`` (n, f) with ``positive[i]`` a node near node i on the same
-    cell (itself if none); returns the encoder (with the domain of ``x``) and the loss every 100
-    steps. One CPU thread."""
+def _torch():
     try:
         import torch
     except ImportError:
-        raise ImportError(f"training the node encoder needs PyTorch: {INSTALL}") from None
+        raise ImportError(f"training the encoders needs PyTorch: {INSTALL}") from None
+    return torch
+
+
+def _fit_nt_xent(x: np.ndarray, names: tuple[str, ...], draw, *, steps: int, batch: int, noise: float,
+                 temperature: float = 0.2, seed: int = 0) -> tuple[Encoder, list[float]]:
+    """An MLP (features -> 64 -> 64 -> DIM) on the rows of ``x`` trained with NT-Xent: each step
+    ``draw(generator, batch)`` gives the row indices of ``batch`` anchors and of their positive
+    views (two views of one thing; the batch's other rows are the negatives); both views get
+    Gaussian noise (``noise`` sd) and 10 % dropped features. One CPU thread."""
+    torch = _torch()
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     x = np.asarray(x, np.float64)
     mean = np.nanmean(x, 0)
     std = np.nanstd(x, 0) + 1e-6
     xs = torch.tensor(np.nan_to_num((x - mean) / std), dtype=torch.float32)
-    pos = torch.tensor(np.asarray(positive, np.int64))
     net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], HIDDEN), torch.nn.ReLU(),
                               torch.nn.Linear(HIDDEN, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, DIM))
     opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-5)
     gen = torch.Generator().manual_seed(seed)
     losses = []
     for step in range(steps):
-        idx = torch.randint(0, len(xs), (batch,), generator=gen)
-        a = torch.nn.functional.normalize(net(_augment(torch, xs[idx], 0.1, 0.1)), dim=1)
-        b = torch.nn.functional.normalize(net(_augment(torch, xs[pos[idx]], 0.1, 0.1)), dim=1)
+        ia, ib = draw(gen, batch)
+        a = torch.nn.functional.normalize(net(_augment(torch, xs[ia], noise, 0.1)), dim=1)
+        b = torch.nn.functional.normalize(net(_augment(torch, xs[ib], noise, 0.1)), dim=1)
         z = torch.cat([a, b])
         sim = z @ z.T / temperature
         sim.fill_diagonal_(-1e9)
-        target = torch.cat([torch.arange(batch, 2 * batch), torch.arange(batch)])
+        n = len(ia)
+        target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
         loss = torch.nn.functional.cross_entropy(sim, target)
         opt.zero_grad()
         loss.backward()
@@ -188,5 +203,40 @@ def fit_encoder(x: np.ndarray, positive: np.ndarray, names: tuple[str, ...], *, 
             losses.append(float(loss.detach()))
     layers = [m for m in net if isinstance(m, torch.nn.Linear)]
     return Encoder(names, tuple(m.weight.detach().numpy().T.astype(np.float64) for m in layers),
-                   tuple(m.bias.detach().numpy().astype(np.float64) for m in layers), mean, std,
-                   Domain.fit(x, names)), losses
+                   tuple(m.bias.detach().numpy().astype(np.float64) for m in layers), mean, std), losses
+
+
+def fit_encoder(x: np.ndarray, positive: np.ndarray, names: tuple[str, ...], *, steps: int = 1500,
+                batch: int = 256, temperature: float = 0.2, seed: int = 0) -> tuple[Encoder, list[float]]:
+    """The node encoder, trained on node features ``x`` (n, f) with ``positive[i]`` a node near
+    node i on the same cell (itself if none); returns the encoder (with the domain of ``x``) and
+    the loss every 100 steps."""
+    torch = _torch()
+    pos = torch.tensor(np.asarray(positive, np.int64))
+
+    def draw(gen, n):
+        idx = torch.randint(0, len(pos), (n,), generator=gen)
+        return idx, pos[idx]
+
+    enc, losses = _fit_nt_xent(x, names, draw, steps=steps, batch=batch, noise=0.1,
+                               temperature=temperature, seed=seed)
+    return replace(enc, domain=Domain.fit(x, names)), losses
+
+
+def fit_cell_encoder(views: np.ndarray, names: tuple[str, ...], *, steps: int = 300, batch: int = 128,
+                     temperature: float = 0.2, seed: int = 0) -> tuple[Encoder, list[float]]:
+    """The cell encoder, trained on ``views`` (cells, pieces, f): the descriptors of random pieces
+    of each cell; the two views of a cell are two of its pieces, the batch's cells all differ."""
+    torch = _torch()
+    n_cells, n_views, f = views.shape
+    if n_views < 2:
+        raise ValueError("the cell encoder needs >= 2 pieces per cell")
+
+    def draw(gen, n):
+        cells = torch.randperm(n_cells, generator=gen)[:n]
+        va = torch.randint(0, n_views, (len(cells),), generator=gen)
+        vb = (va + torch.randint(1, n_views, (len(cells),), generator=gen)) % n_views
+        return cells * n_views + va, cells * n_views + vb
+
+    return _fit_nt_xent(views.reshape(-1, f), names, draw, steps=steps, batch=min(batch, n_cells), noise=0.05,
+                        temperature=temperature, seed=seed)

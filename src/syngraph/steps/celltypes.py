@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ STEP = "celltypes"
 TABLE = "celltypes"
 UNKNOWN = "unknown"
 STEP_NM = 500.0  # turning angles between consecutive steps of this length
+SOURCE = "source_cell_id"  # training rows: the cell a piece was cut from (the cell itself when whole)
 
 
 # ---------------------------------------------------------------------------- features
@@ -246,9 +248,33 @@ def _organelle_table(workdir: Path, voxel_nm: np.ndarray, nodes: pd.DataFrame) -
     return out.join(partners, how="left").fillna(0)
 
 
+@dataclass(frozen=True)
+class CellInputs:
+    """What :func:`cell_features` reads, per working directory: the node table, the cells
+    (volume_um3, astrocyte), the spines (cell_id, node_id), the organelle counts (None without
+    mi / vc / sj maps) and the features lacking for that reason."""
+
+    nodes: pd.DataFrame
+    cells: pd.DataFrame
+    spines: pd.DataFrame
+    organelles: pd.DataFrame | None
+    lacking: list[str]
+
+    def features(self) -> pd.DataFrame:
+        counts = self.spines.groupby("cell_id").size() if len(self.spines) else pd.Series(dtype=float)
+        counts.index = counts.index.to_numpy().astype(np.uint64)
+        return cell_features(self.nodes, self.cells, counts, self.organelles)
+
+
 def load_inputs(workdir: Path) -> tuple[pd.DataFrame, list[str]]:
     """The feature table of a working directory (cells with a skeleton) and the features it
     lacked (organelle features without mi / vc / sj maps)."""
+    inputs = load_cell_inputs(workdir)
+    return inputs.features(), inputs.lacking
+
+
+def load_cell_inputs(workdir: Path) -> CellInputs:
+    """The tables :func:`cell_features` reads, from a working directory."""
     for name, step in (("skeletons", "skeletons"), ("compartments_nodes", "compartments"),
                        ("cells", "cells")):
         if not (workdir / "tables" / f"{name}.parquet").exists():
@@ -271,12 +297,11 @@ def load_inputs(workdir: Path) -> tuple[pd.DataFrame, list[str]]:
                           "astrocyte": (ct["kind"] == "astrocyte").to_numpy() if "kind" in ct else False},
                          index=pd.Index(ct["cell_id"].to_numpy().astype(np.uint64), name="cell_id"))
     sp_path = workdir / "tables" / "spines.parquet"
-    spines = pq.read_table(sp_path, columns=["cell_id"]).to_pandas().groupby("cell_id").size() \
-        if sp_path.exists() else pd.Series(dtype=float)
-    spines.index = spines.index.astype(np.uint64)
+    spines = pq.read_table(sp_path).to_pandas() if sp_path.exists() else pd.DataFrame({"cell_id": []})
+    spines = spines.reindex(columns=["cell_id", "node_id"]).fillna({"node_id": -1})  # node_id: for pieces
+    spines["cell_id"] = spines["cell_id"].to_numpy().astype(np.uint64)
     orgs = _organelle_table(workdir, voxel, nodes) if has_organelles(workdir) else None
-    lacking = [] if orgs is not None else list(ORGANELLE_FEATURES)
-    return cell_features(nodes, cells, spines, orgs), lacking
+    return CellInputs(nodes, cells, spines, orgs, [] if orgs is not None else list(ORGANELLE_FEATURES))
 
 
 # ---------------------------------------------------------------------------- prediction
@@ -416,26 +441,38 @@ def fit_model(features: list[pd.DataFrame], labels: list[pd.Series], *, organell
     if few:
         raise InputError(f"labels: classes {few} have fewer than 2 labelled cells with a skeleton; "
                          f"label more cells of each type")
+    # a cell and its pieces (with_pieces' SOURCE column) share a fold
+    src = data[SOURCE].to_numpy() if SOURCE in data else data.index.to_numpy()
+    units = pd.factorize(pd.Series(list(zip(data["volume"].to_numpy(), src, strict=True))))[0]
     variants, acc = {}, {}
     for v in (("full", "shape") if organelles else ("shape",)):
         names = feature_names(v)
         variants[v], acc[v] = fit_classifier(data[list(names)].to_numpy(np.float64),
                                              data["type"].to_numpy(), names, classes,
                                              calibrate=data["cable_um"].to_numpy() >= min_cable_um,
-                                             groups=data["volume"].to_numpy())
+                                             groups=data["volume"].to_numpy(),
+                                             units=units)
     rec = {"n_cells": str(len(data)), **{f"cv_accuracy_{v}": f"{a:.4f}" for v, a in acc.items()}}
     return CelltypeModel(variants, (info or {}) | rec), acc["shape"]
 
 
 def train_celltypes(workdir: str | Path, labels_path: str | Path, out: str | Path | None = None,
-                    min_cable_um: float | None = None) -> tuple[Path, float]:
-    """``syngraph train celltypes``: fit from a label table on one working directory."""
+                    min_cable_um: float | None = None, pieces: int | None = None) -> tuple[Path, float]:
+    """``syngraph train celltypes``: fit from a label table on one working directory, each
+    labelled cell with ``pieces`` (default
+    :data:`~syngraph.steps.celltypes_pieces.PIECES_PER_CELL`) random pieces of itself (the cell
+    as a smaller volume would cut it)."""
     workdir = Path(workdir)
     p = load_config(workdir).celltypes
     minimum = p.min_cable_um if min_cable_um is None else min_cable_um
-    features, lacking = load_inputs(workdir)
+    from syngraph.steps.celltypes_pieces import PIECES_PER_CELL, with_pieces
+
+    inputs = load_cell_inputs(workdir)
     labels = read_labels(labels_path, workdir)
-    features = features[features["cable_um"] >= minimum]
-    model, acc = fit_model([features], [labels], organelles=not lacking,
-                           info={"labels": str(labels_path), "min_cable_um": str(minimum)})
+    pieces = PIECES_PER_CELL if pieces is None else pieces
+    features, labels = with_pieces(inputs.features(), labels, inputs, pieces, np.random.default_rng(0),
+                                   min_cable_um=minimum)
+    model, acc = fit_model([features], [labels], organelles=not inputs.lacking,
+                           info={"labels": str(labels_path), "min_cable_um": str(minimum),
+                                 "pieces_per_cell": str(pieces)})
     return model.save(Path(out) if out else workdir / "models" / "celltypes.npz"), acc

@@ -8,11 +8,14 @@ Top to bottom:
 2. the node encoder (:mod:`syngraph.models.embeddings`, numpy inference, no torch needed) and
    the shared domain check of its inputs (:mod:`syngraph.models.domain`; a warning past the
    threshold);
-3. the cell vector: the cable-weighted mean of its node vectors, normalised to unit length;
+3. the cell vector: the cell encoder on the celltypes step's cell features and the
+   cable-weighted mean of the cell's node vectors (that mean itself for a file without a
+   cell encoder), unit length;
 4. ``tables/embeddings_nodes.parquet`` (cell_id, node_id, x_nm, y_nm, z_nm, e0..e9) and
    ``tables/embeddings_cells.parquet`` (cell_id, n_nodes, e0..e9) (docs/celltypes.md).
 
-``syngraph train embeddings`` fits the node encoder without labels (needs PyTorch) and stores the
+``syngraph train embeddings`` fits the node encoder and then the cell encoder (two random
+connected pieces of a cell as the two views) without labels (needs PyTorch) and stores the
 reference bank: the cell vectors and types of the labelled cells of its working directories
 (a label table, or the typed cells of a celltypes run).
 """
@@ -46,6 +49,10 @@ from syngraph.models.files import load_model_file
 
 STEP = "embeddings"
 COLUMNS = tuple(f"e{i}" for i in range(DIM))
+VIEW_SHARE = (0.4, 0.9)  # the cell encoder's views: pieces with this share of the cell's cable
+VIEW_MIN_CABLE_UM = 2.0  # cells the cell encoder trains on
+VIEW_PIECES = 8
+CELL_STEPS = 300  # few cells per volume: longer training overfits them (docs/celltypes.md)
 
 
 
@@ -90,6 +97,68 @@ def cell_vectors(cell_id: np.ndarray, weight: np.ndarray, z: np.ndarray) -> tupl
     return ids, counts, acc / np.maximum(np.linalg.norm(acc, axis=1, keepdims=True), 1e-12)
 
 
+def cell_descriptor_names(variant: str) -> tuple[str, ...]:
+    """The cell encoder's inputs: the celltypes step's features and the pooled node vector."""
+    from syngraph.models.celltypes import feature_names
+
+    return feature_names(variant) + tuple(f"pooled_{c}" for c in COLUMNS)
+
+
+def cell_embedding(enc: Encoder, nodes: dict[str, np.ndarray], z: np.ndarray,
+                   features: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cell ids, node counts, unit vectors): the cell encoder on each cell's ``features`` (the
+    celltypes step's, index cell_id) and its pooled node vector; the pooled vector itself for
+    an encoder file without a cell encoder."""
+    ids, counts, pooled = cell_vectors(nodes["cell_id"], nodes["cable_nm"], z)
+    if enc.cell is None:
+        return ids, counts, pooled
+    names = list(enc.cell.feature_names[:-DIM])
+    missing = [] if features is None else [n for n in names if n not in features]
+    if features is None or missing:
+        raise InputError(f"embeddings: the cell encoder reads the celltypes step's features "
+                         f"{missing or names}; run `syngraph run celltypes` first")
+    f = features.reindex(ids)[names].to_numpy(np.float64)
+    return ids, counts, enc.cell.embed(np.c_[f, pooled])
+
+
+def _celltype_features(workdir: Path) -> pd.DataFrame | None:
+    path = workdir / "tables" / "celltypes.parquet"
+    if not path.exists():
+        return None
+    t = pq.read_table(path).to_pandas()
+    return t.set_index(t["cell_id"].to_numpy().astype(np.uint64))
+
+
+def cell_views(inputs, nodes: dict[str, np.ndarray], z: np.ndarray, names: tuple[str, ...], pieces: int,
+               rng: np.random.Generator, min_cable_um: float = VIEW_MIN_CABLE_UM) -> np.ndarray:
+    """(cells, pieces + 1, f): the cell encoder's inputs (``names``) for the whole cell and for
+    ``pieces`` random connected pieces (:data:`VIEW_SHARE` of its cable) of every cell of
+    ``inputs`` (:class:`syngraph.steps.celltypes.CellInputs`) with >= ``min_cable_um``; ``nodes``,
+    ``z``: the volume's node table and node vectors (whole-cell context)."""
+    from syngraph.steps.celltypes_pieces import SOURCE, piece_features, random_pieces
+
+    feats = inputs.features()
+    keep = feats.index[feats["cable_um"].to_numpy() >= min_cable_um].to_numpy()
+    if not len(keep):
+        return np.zeros((0, pieces + 1, len(names)))
+    cut = random_pieces(inputs.nodes, pieces, *VIEW_SHARE, rng, keep)
+    pf = piece_features(inputs, cut).sort_index()
+    row = pd.Series(np.arange(len(nodes["cell_id"])),
+                    index=pd.MultiIndex.from_arrays([nodes["cell_id"].astype(np.uint64), nodes["node_id"]]))
+    pn = cut.nodes
+    at = row.reindex(pd.MultiIndex.from_arrays([cut.source.reindex(pn["cell_id"].to_numpy()).to_numpy(),
+                                                pn["source_node_id"].to_numpy()])).to_numpy()
+    _, _, pooled = cell_vectors(pn["cell_id"].to_numpy(), nodes["cable_nm"][at], z[at])
+    piece_x = np.c_[pf[list(names[:-DIM])].to_numpy(np.float64), pooled]
+    ids, _, whole = cell_vectors(nodes["cell_id"], nodes["cable_nm"], z)
+    whole_x = np.c_[feats.reindex(keep)[list(names[:-DIM])].to_numpy(np.float64),
+                    whole[np.searchsorted(ids, keep)]]
+    order = np.searchsorted(keep, pf[SOURCE].to_numpy())
+    if not np.all(np.bincount(order, minlength=len(keep)) == pieces):
+        raise ValueError("every cell needs its pieces")
+    return np.concatenate([whole_x[:, None], piece_x[np.argsort(order, kind="stable")].reshape(len(keep), pieces, -1)], 1)
+
+
 def _encoder(path: str | None, organelles: bool) -> tuple[str, Encoder]:
     try:
         encoders, _ = load_model_file(load_encoders, path, "embeddings.model")
@@ -126,7 +195,7 @@ def run_embeddings(
     write_table_atomic(pa.table(node_cols | {c: z[:, i] for i, c in enumerate(COLUMNS)}),
                        workdir / "tables" / "embeddings_nodes.parquet",
                        metadata={"syngraph:units": "nm", "syngraph:model_variant": variant})
-    ids, counts, cz = cell_vectors(nodes["cell_id"], nodes["cable_nm"], z)
+    ids, counts, cz = cell_embedding(enc, nodes, z, _celltype_features(workdir) if enc.cell is not None else None)
     bank = 0 if enc.bank_z is None else len(enc.bank_z)
     write_table_atomic(pa.table({"cell_id": pa.array(ids.astype(np.uint64)), "n_nodes": pa.array(counts),
                                  **{c: cz[:, i].astype(np.float32) for i, c in enumerate(COLUMNS)}}),
@@ -172,18 +241,29 @@ def bank_labels(workdir: Path, labels: pd.Series | None = None) -> pd.Series:
     return labels
 
 
-def with_bank(encoders: dict[str, Encoder], volumes: list[tuple[dict[str, np.ndarray], np.ndarray]],
+Volume = tuple[dict[str, np.ndarray], np.ndarray, pd.DataFrame]  # node table, node features, cell features
+
+
+def load_volume(workdir: Path) -> Volume:
+    """A training volume: :func:`node_features` and the celltypes step's cell features."""
+    from syngraph.steps.celltypes import load_inputs
+
+    nodes, x, _ = node_features(workdir)
+    return nodes, x, load_inputs(workdir)[0]
+
+
+def with_bank(encoders: dict[str, Encoder], volumes: list[Volume],
               labels: list[pd.Series], min_cable_um: float) -> dict[str, Encoder]:
     """The encoders with their reference banks: the cell vectors (as the step computes them) and
-    types of every labelled cell with >= ``min_cable_um`` of cable in ``volumes`` ((node table,
-    node features) pairs from :func:`node_features`)."""
+    types of every labelled cell with >= ``min_cable_um`` of cable in ``volumes``
+    (:func:`load_volume`)."""
     out = {}
     for v, enc in encoders.items():
         zs, ys = [], []
-        for (nodes, x), lab in zip(volumes, labels, strict=True):
+        for (nodes, x, feats), lab in zip(volumes, labels, strict=True):
             if not len(lab) or not len(x):
                 continue
-            ids, _, cz = cell_vectors(nodes["cell_id"], nodes["cable_nm"], enc.embed(x[:, :len(enc.feature_names)]))
+            ids, _, cz = cell_embedding(enc, nodes, enc.embed(x[:, :len(enc.feature_names)]), feats)
             cable_um = np.bincount(np.searchsorted(ids, nodes["cell_id"]), nodes["cable_nm"], len(ids)) / 1000
             keep = (cable_um >= min_cable_um) & np.isin(ids, lab.index.to_numpy())
             zs.append(cz[keep])
@@ -192,7 +272,7 @@ def with_bank(encoders: dict[str, Encoder], volumes: list[tuple[dict[str, np.nda
     return out
 
 
-def bank_of_config(encoders: dict[str, Encoder], volumes: list[tuple[dict[str, np.ndarray], np.ndarray]],
+def bank_of_config(encoders: dict[str, Encoder], volumes: list[Volume],
                    labels: list[pd.Series], workdir: Path) -> tuple[dict[str, Encoder], dict[str, str]]:
     """:func:`with_bank` over ``celltypes.min_cable_um`` of ``workdir``'s syngraph.toml, and the
     training-record keys that describe the bank."""
@@ -202,19 +282,43 @@ def bank_of_config(encoders: dict[str, Encoder], volumes: list[tuple[dict[str, n
                       **{f"bank_cells_{v}": str(len(e.bank_type)) for v, e in encoders.items()}}
 
 
+def fit_cell_encoders(encoders: dict[str, Encoder], workdirs: list[Path], volumes: list[Volume],
+                      steps: int, pieces: int = VIEW_PIECES, seed: int = 0) -> dict[str, Encoder]:
+    """The node encoders with a cell encoder each, trained without labels on random pieces of
+    the cells of ``workdirs`` (:func:`cell_views`)."""
+    from syngraph.models.embeddings import fit_cell_encoder
+    from syngraph.steps.celltypes import load_cell_inputs
+
+    inputs = [load_cell_inputs(Path(wd)) for wd in workdirs]
+    out = {}
+    for v, enc in encoders.items():
+        names = cell_descriptor_names(v)
+        rng = np.random.default_rng(seed)
+        views = np.concatenate([cell_views(inp, nodes, enc.embed(x[:, :len(enc.feature_names)]), names, pieces, rng)
+                                for inp, (nodes, x, _) in zip(inputs, volumes, strict=True)])
+        if len(views) < 8:
+            raise InputError(f"training the cell encoder needs >= 8 cells with >= {VIEW_MIN_CABLE_UM} um of "
+                             f"cable in all; got {len(views)}")
+        cell, _ = fit_cell_encoder(views, names, steps=steps, seed=seed)
+        out[v] = dataclasses.replace(enc, cell=cell)
+    return out
+
+
 def train_embeddings(workdirs: list[Path], out: Path, steps: int = 1500,
-                     labels: list[pd.Series | None] | None = None) -> tuple[Path, dict[str, float], int]:
+                     labels: list[pd.Series | None] | None = None,
+                     cell_steps: int = CELL_STEPS) -> tuple[Path, dict[str, float], int]:
     """``syngraph train embeddings``: fit the node encoder (and its domain) on every node of
-    ``workdirs`` (no labels); ``full`` too when every working directory has organelles. The
-    reference bank holds the cells of ``labels`` (one per working directory; None: its typed
-    celltypes run, if any) over ``celltypes.min_cable_um``. Returns the path, the final losses and
-    the number of cells in the (``shape``) reference bank."""
+    ``workdirs`` (no labels), then the cell encoder on random pieces of their cells (no labels);
+    ``full`` too when every working directory has organelles. The reference bank holds the
+    cells of ``labels`` (one per working directory; None: its typed celltypes run, if any) over
+    ``celltypes.min_cable_um``. Returns the path, the final node losses and the number of cells
+    in the (``shape``) reference bank."""
     xs, ps, base, lacking_any, vols = [], [], 0, False, []
     for wd in workdirs:
-        nodes, x, lacking = node_features(Path(wd))
-        lacking_any |= bool(lacking)
+        nodes, x, feats = load_volume(Path(wd))
+        lacking_any |= x.shape[1] == len(SHAPE_FEATURES)  # no organelle features
         xs.append(x)
-        vols.append((nodes, x))
+        vols.append((nodes, x, feats))
         ps.append(positives(nodes["cell_id"], np.c_[nodes["x_nm"], nodes["y_nm"], nodes["z_nm"]]) + base)
         base += len(x)
     if base < 100:
@@ -229,8 +333,10 @@ def train_embeddings(workdirs: list[Path], out: Path, steps: int = 1500,
         except ImportError as e:
             raise InputError(str(e)) from None
         losses[v] = loss[-1]
+    encoders = fit_cell_encoders(encoders, workdirs, vols, cell_steps)
     labels = [bank_labels(Path(wd), lab) for wd, lab in zip(workdirs, labels or [None] * len(workdirs), strict=True)]
     encoders, bank_info = bank_of_config(encoders, vols, labels, workdirs[0])
     info = {"workdirs": " ".join(Path(w).name for w in workdirs), "nodes": str(base), "steps": str(steps),
+            "cell_steps": str(cell_steps),
             **{f"final_loss_{v}": f"{loss:.4f}" for v, loss in losses.items()}, **bank_info}
     return save_encoders(out, encoders, info), losses, len(encoders["shape"].bank_type)

@@ -3,11 +3,14 @@
 
     python -m syngraph.steps.embeddings_demo OUT.safetensors WORKDIR [WORKDIR ...] [--steps N]
     python -m syngraph.steps.embeddings_demo OUT.safetensors WORKDIR ... --weights FILE --bank-only
+    python -m syngraph.steps.embeddings_demo OUT.safetensors WORKDIR ... --weights FILE --cell-only
 
 Every working directory must have run ``compartments`` and have ``gt/`` (``syngraph synth``). The
 encoder trains without labels on every node; the bank holds every cell over
 ``celltypes.min_cable_um`` labelled with the type of the true cell holding most of its voxels.
 ``--bank-only`` keeps the weights of ``--weights`` and rebuilds the bank alone (docs/celltypes.md).
+The cell encoder trains without labels on random pieces of every cell; ``--cell-only`` keeps the
+node encoder of ``--weights`` and fits the cell encoder and the bank (docs/celltypes.md).
 """
 
 from __future__ import annotations
@@ -17,7 +20,12 @@ from pathlib import Path
 
 from syngraph.evaluate.celltypes import true_celltypes
 from syngraph.models.embeddings import load_encoders, save_encoders
-from syngraph.steps.embeddings import bank_of_config, node_features, train_embeddings
+from syngraph.steps.embeddings import (
+    bank_of_config,
+    fit_cell_encoders,
+    load_volume,
+    train_embeddings,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,16 +33,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("workdirs", type=Path, nargs="+")
     ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--cell-steps", type=int, default=300)
     ap.add_argument("--weights", type=Path, help="encoder file whose weights --bank-only keeps")
     ap.add_argument("--bank-only", action="store_true")
+    ap.add_argument("--cell-only", action="store_true",
+                    help="keep the node encoder of --weights, fit the cell encoder and the bank")
     a = ap.parse_args(argv)
     labels = [true_celltypes(wd) for wd in a.workdirs]
-    if not a.bank_only:
-        path, losses, _ = train_embeddings(a.workdirs, a.out, a.steps, labels)
+    if not (a.bank_only or a.cell_only):
+        path, losses, _ = train_embeddings(a.workdirs, a.out, a.steps, labels, a.cell_steps)
         print(f"wrote {path}: final losses {losses}")
         return
     encoders, info = load_encoders(a.weights)
-    vols = [node_features(wd)[:2] for wd in a.workdirs]
+    vols = [load_volume(wd) for wd in a.workdirs]
+    if a.cell_only:
+        encoders = fit_cell_encoders(encoders, a.workdirs, vols, a.cell_steps)
+        info |= {"cell_workdirs": " ".join(p.name for p in a.workdirs), "cell_steps": str(a.cell_steps)}
     encoders, bank_info = bank_of_config(encoders, vols, labels, a.workdirs[0])
     info |= {"bank_workdirs": " ".join(p.name for p in a.workdirs), **bank_info}
     print(f"wrote {save_encoders(a.out, encoders, info)}: bank of {len(encoders['shape'].bank_type)} cells")
