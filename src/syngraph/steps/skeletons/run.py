@@ -52,6 +52,7 @@ from syngraph.steps.skeletons.postprocess import (
     remove_ticks,
     retract_tips,
     smooth,
+    straighten,
     thin,
 )
 from syngraph.steps.skeletons.teasar import TeasarParams, skeletonize_block
@@ -244,8 +245,11 @@ def finish_cell(
         return exit_tips(f, on_volume_border(f.nodes_nm, spacing_nm, volume_shape_vx), max(spacing_nm))
 
     forest = retract_tips(forest, exits(forest), 1.5 * min(spacing_nm))
-    forest = smooth(forest, params.smooth_iterations, params.smooth_weight,
-                    max_edge_nm=1.01 * float(np.linalg.norm(spacing_nm)))  # voxel steps only
+    step_nm = 1.01 * float(np.linalg.norm(spacing_nm))  # voxel steps only
+    if params.taut_iterations > 0:
+        forest = straighten(forest, 0.5 * np.asarray(spacing_nm), params.taut_iterations, max_edge_nm=step_nm)
+    else:
+        forest = smooth(forest, params.smooth_iterations, params.smooth_weight, max_edge_nm=step_nm)
     forest = thin(forest, params.node_spacing_nm, params.node_max_deviation_nm)
     forest = remove_dust(forest, params.dust_nm,
                          fixed=on_volume_border(forest.nodes_nm, spacing_nm, volume_shape_vx))
