@@ -104,6 +104,13 @@ def block_regions(block: BBox, shape_vx: tuple[int, int, int], ds: tuple[int, in
     return trace, trace.grow(halo_ds, clip=BBox.from_shape(shape_ds))
 
 
+def own_shape(block: BBox, trace: BBox, ds: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The shape of a block's own part of its trace region (without the plane it shares with
+    the next block), at skeleton resolution, from the trace region's origin."""
+    return tuple(min(-(-b // d), t) - a  # type: ignore[return-value]
+                 for b, d, t, a in zip(block.stop, ds, trace.stop, trace.start, strict=True))
+
+
 def read_downsampled(layer: Layer, box_ds: BBox, ds: tuple[int, int, int], slab: int = 32) -> np.ndarray:
     """Read ``box_ds`` (skeleton resolution) from a full-resolution layer by striding, in z slabs."""
     dx, dy, dz = ds
@@ -187,7 +194,7 @@ def skeleton_block(
     by_label = {int(c): teasar_params(p, "astrocyte") for c in present[np.isin(present, astro)].tolist()}
     bs = skeletonize_block(
         cells, trace.local_slices(read), anisotropy_nm=aniso, teasar=teasar_params(p),  # type: ignore[arg-type]
-        teasar_by_label=by_label,
+        teasar_by_label=by_label, own_shape=own_shape(block.core, trace, ds),
     )
     del cells
     vx = bs.vertex_vx + np.asarray(trace.start, np.int64)
