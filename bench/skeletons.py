@@ -6,7 +6,8 @@
     python bench/skeletons.py demo --downsample 4,4,1 --baseline-downsample 2,2,1   # a coarser setting
     python bench/skeletons.py demo --settings 2,2,1 3,3,1 4,4,1 --no-baseline     # resolutions side by side
 
-Prints MVx/s per core (input voxels at full resolution / seconds / cores), peak RSS of the block
+Prints MVx/s per core (input voxels at full resolution / seconds / cores; with ``--workers 0`` also
+per CPU second, which a loaded machine does not change), peak RSS of the block
 tasks and of the baseline, and the ratio of our time to the baseline's. The baseline is
 ``kimimaro.skeletonize`` on the same cell-labelled, same-downsampled volume with the same TEASAR
 parameters and dust threshold, ``parallel=1``, in a subprocess (so its peak memory is its own);
@@ -45,11 +46,17 @@ def _baseline(labels_path: str, aniso: tuple[float, float, float], teasar: dict,
     except OSError:
         pass
     labels = np.load(labels_path)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_s()
     sk = kimimaro.skeletonize(labels, teasar_params=teasar, anisotropy=aniso, dust_threshold=dust,
                               fix_borders=True, fix_branching=True, progress=False, parallel=1)
-    q.put({"seconds": time.perf_counter() - t0, "skeletons": len(sk),
+    q.put({"seconds": time.perf_counter() - t0, "cpu_s": _cpu_s() - c0, "skeletons": len(sk),
            "peak_rss_mb": _vm_hwm_mb()})
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (robust to a loaded machine)."""
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
 def _vm_hwm_mb() -> float:
@@ -145,9 +152,9 @@ def main() -> None:
         nvx = int(np.prod(sv.shape))
         compute = Compute(scheduler="serial") if args.workers == 0 else Compute(workers=args.workers)
         cores = max(1, args.workers)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu_s()
         res = run_skeletons(wd, config=cfg, compute=compute, overwrite=True, progress=False)
-        ours = time.perf_counter() - t0
+        ours, ours_cpu = time.perf_counter() - t0, _cpu_s() - c0
         out = {
             "data": args.data, "shape": list(sv.shape), "block_size_vx": list(p.block_size_vx),
             "ours_s": round(ours, 2), "ours_mvx_s_per_core": round(nvx / ours / cores / 1e6, 3),
@@ -155,6 +162,8 @@ def main() -> None:
             "main_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "downsample": list(p.downsample_for(sv.info.voxel_size_nm)),
         }
+        if args.workers == 0:  # serial: every CPU second is in this process
+            out.update({"ours_cpu_s": round(ours_cpu, 2), "ours_mvx_per_cpu_s": round(nvx / ours_cpu / 1e6, 3)})
         if args.data == "demo":
             out.update(_scores(wd))
         user_downsample = p.downsample
@@ -200,7 +209,10 @@ def main() -> None:
                 "kimimaro_peak_rss_mb": round(base["peak_rss_mb"], 1),
                 "kimimaro_skeletons": base["skeletons"],
                 "ratio_ours_to_kimimaro_per_core": round((ours * cores) / base["seconds"], 2),
+                "kimimaro_cpu_s": round(base["cpu_s"], 2),
             })
+            if args.workers == 0:
+                out["ratio_ours_to_kimimaro_cpu"] = round(ours_cpu / base["cpu_s"], 2)
         print(json.dumps(out, indent=1))
     finally:
         shutil.rmtree(wd, ignore_errors=True)

@@ -74,8 +74,8 @@ def test_docs_config_md_is_generated_from_the_defaults():
 
 @pytest.mark.parametrize(
     ("voxel_nm", "downsample"),
-    [((4.0, 4.0, 40.0), (4, 4, 1)), ((6.0, 6.0, 30.0), (2, 2, 1)), ((8.0, 8.0, 40.0), (2, 2, 1)),
-     ((10.0, 10.0, 25.0), (2, 2, 1)), ((16.0, 16.0, 40.0), (1, 1, 1))],
+    [((4.0, 4.0, 40.0), (8, 8, 1)), ((6.0, 6.0, 30.0), (4, 4, 1)), ((8.0, 8.0, 40.0), (4, 4, 1)),
+     ((10.0, 10.0, 25.0), (2, 2, 1)), ((16.0, 16.0, 40.0), (2, 2, 1))],
 )
 def test_default_skeleton_downsample_divides_the_block(voxel_nm, downsample):
     from syngraph.checks import parameter_problems

@@ -115,10 +115,12 @@ def skeleton_of_real_neuron(tmp_path, neuron) -> tuple[float, int, float, int]:
 @pytest.mark.slow
 def test_real_fly_neurons_cable_and_branch_points(tmp_path):
     """Five proofread fly projection neurons, each in the 6 um box around its densest branching
-    (73-120 um of cable, 34-59 branch points in the box). Measured (docs/skeletons.md): cable
-    ratios 1.07-1.14, branch points 0.88-1.22 of the truth. The issue's target (cable within
-    5 %, branch points within 10 %) is not met: the excess cable is TEASAR paths in slivers of
-    neurites cut by the box faces and the voxel staircase at 40 nm in z."""
+    (73-120 um of cable, 34-59 branch points in the box). Measured (docs/skeletons.md, skeleton
+    voxels 32x32x40 nm since skeleton_voxel_nm = 32): cable ratios 1.03-1.10, branch points
+    0.98-1.32 of the truth (at 16x16x40: 1.07-1.14 and 0.88-1.22). The issue's target (cable
+    within 5 %, branch points within 10 %) is met for 3 of 5 cables and 2 of 5 branch counts:
+    the excess cable is TEASAR paths in slivers of neurites cut by the box faces and the voxel
+    staircase at 40 nm in z."""
     navis = pytest.importorskip("navis")
     rows = []
     for i, neuron in enumerate(navis.example_neurons()):
@@ -126,7 +128,7 @@ def test_real_fly_neurons_cable_and_branch_points(tmp_path):
     t_cable, t_bp, o_cable, o_bp = (np.array(c, float) for c in zip(*rows, strict=True))
     assert (t_cable > 50).all() and (t_bp >= 30).all()  # the boxes hold real arbors
     cable_ratio, bp_ratio = o_cable / t_cable, o_bp / t_bp
-    assert ((cable_ratio > 1.0) & (cable_ratio < 1.18)).all(), cable_ratio
-    assert np.median(cable_ratio) < 1.12, cable_ratio
-    assert ((bp_ratio > 0.8) & (bp_ratio < 1.3)).all(), bp_ratio
+    assert ((cable_ratio > 1.0) & (cable_ratio < 1.14)).all(), cable_ratio
+    assert np.median(cable_ratio) < 1.06, cable_ratio
+    assert ((bp_ratio > 0.9) & (bp_ratio < 1.4)).all(), bp_ratio
     assert abs(np.median(bp_ratio) - 1) < 0.12, bp_ratio

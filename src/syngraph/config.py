@@ -123,12 +123,13 @@ class SkeletonParams(_Model):
         None,
         description="XYZ downsampling (striding) before TEASAR; none = from the voxel size: per axis the "
         "largest divisor of block_size_vx that is at most floor(skeleton_voxel_nm / side), at least 1 "
-        "(4x4x1 at 4x4x40 nm, 2x2x1 at 6x6x30, 8x8x40 and 10x10x25 nm, 1x1x1 at 16x16x40)",
+        "(8x8x1 at 4x4x40 nm, 4x4x1 at 6x6x30 and 8x8x40 nm, 2x2x1 at 10x10x25 and 16x16x40 nm)",
     )
     skeleton_voxel_nm: float = Field(
-        20.0,
+        32.0,
         description="largest skeleton voxel side when downsample is none: the thinnest neurites "
-        "(radius ~50 nm) keep >= 2.5 voxels of radius (the reference: 2x2x1 at 10x10x25 nm)",
+        "(radius ~50 nm, 100 nm across) stay >= 3 voxels across; 20 costs 6x the CPU at 16x16x40 nm "
+        "for the same scores (docs/skeletons.md)",
     )
     block_size_vx: tuple[int, int, int] = Field(
         (256, 256, 256),
@@ -142,9 +143,9 @@ class SkeletonParams(_Model):
         ``block_size_vx`` that is at most ``floor(skeleton_voxel_nm / side)`` (at least 1).
 
         >>> SkeletonParams().downsample_for((8.0, 8.0, 40.0))
-        (2, 2, 1)
-        >>> SkeletonParams().downsample_for((4.0, 4.0, 40.0))  # 5 does not divide 256
         (4, 4, 1)
+        >>> SkeletonParams().downsample_for((10.0, 10.0, 25.0))  # 3 does not divide 256
+        (2, 2, 1)
         """
         if self.downsample is not None:
             return tuple(int(d) for d in self.downsample)  # type: ignore[return-value]
@@ -170,6 +171,12 @@ class SkeletonParams(_Model):
         description="weight w of each neighbour in a smoothing pass, (w, 1-2w, w): 0.25 flattens the "
         "staircase of a straight line but also cuts into bends (median cable -2.3 % on the demo's "
         "tortuous neurites, dev seeds); 0.15 keeps some staircase and cuts less (median -0.3 %)",
+    )
+    taut_iterations: int = Field(
+        0, description="if > 0, instead of the kernel smoothing: rounds of pulling each path taut inside "
+        "its skeleton voxels (a minimum-length polygon; 200 settles): real fly neurons' cable 0.99-1.06x "
+        "of the truth instead of 1.03-1.10x, but demo neurons -5 % (median) where TEASAR's paths "
+        "already cut the bends (docs/skeletons.md)",
     )
     myelin_box_vx: tuple[int, int, int] = Field(
         (44, 44, 20), description="XYZ box (full-resolution voxels) around a node for the myelin test"

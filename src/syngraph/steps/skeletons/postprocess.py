@@ -60,14 +60,20 @@ def smooth(forest: Forest, iterations: int, weight: float = 0.25, max_edge_nm: f
     >>> smooth(f, 1).nodes_nm[1].tolist()
     [1.0, 0.5, 0.0]
     """
-    n = len(forest)
-    if n < 3 or iterations <= 0:
+    if len(forest) < 3 or iterations <= 0:
         return forest
+    mid, a, b = _movable(forest, max_edge_nm)
+    pos = forest.nodes_nm.astype(np.float64, copy=True)
+    for _ in range(iterations):
+        pos[mid] = weight * pos[a] + (1.0 - 2.0 * weight) * pos[mid] + weight * pos[b]
+    return Forest(pos, forest.edges, forest.radius_nm, forest.attrs)
+
+
+def _movable(forest: Forest, max_edge_nm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nodes of degree two whose both edges are at most ``max_edge_nm`` long, and their two
+    neighbours."""
     e = forest.edges
-    deg = degrees(n, e)
-    mid = np.flatnonzero(deg == 2)
-    if len(mid) == 0:
-        return forest
+    mid = np.flatnonzero(degrees(len(forest), e) == 2)
     both = np.concatenate([e, e[:, ::-1]])
     both = both[np.argsort(both[:, 0], kind="stable")]
     start = np.searchsorted(both[:, 0], mid)
@@ -75,11 +81,33 @@ def smooth(forest: Forest, iterations: int, weight: float = 0.25, max_edge_nm: f
     pos = forest.nodes_nm
     short = ((np.linalg.norm(pos[a] - pos[mid], axis=1) <= max_edge_nm)
              & (np.linalg.norm(pos[b] - pos[mid], axis=1) <= max_edge_nm))
-    mid, a, b = mid[short], a[short], b[short]
+    return mid[short], a[short], b[short]
+
+
+def straighten(forest: Forest, half_box_nm: np.ndarray, iterations: int = 200,
+               max_edge_nm: float = np.inf) -> Forest:
+    """Pull each path taut inside its voxels: a discrete minimum-length polygon.
+
+    Every node of degree two moves to the midpoint of its neighbours, clipped to the box of
+    ``+- half_box_nm`` (XYZ, half a skeleton voxel) around where it started; ``iterations``
+    rounds (Jacobi, all paths at once) settle the string. The voxel staircase goes (a straight
+    neurite at any angle fits inside its voxels) but no node leaves its voxel, so a bend of the
+    axis wider than a voxel is kept: unlike a fixed kernel, it cannot cut corners. Tips, branch
+    points and nodes next to an edge longer than ``max_edge_nm`` stay put.
+
+    >>> f = Forest(np.array([[0.0, 0, 0], [1, 1, 0], [2, 0, 0]]), np.array([[0, 1], [1, 2]]),
+    ...            np.ones(3, np.float32), {})
+    >>> straighten(f, np.array([0.5, 0.5, 0.5])).nodes_nm[1].tolist()
+    [1.0, 0.5, 0.0]
+    """
+    if len(forest) < 3 or iterations <= 0:
+        return forest
+    mid, a, b = _movable(forest, max_edge_nm)
     pos = forest.nodes_nm.astype(np.float64, copy=True)
+    lo, hi = pos[mid] - half_box_nm, pos[mid] + half_box_nm
     for _ in range(iterations):
-        pos[mid] = weight * pos[a] + (1.0 - 2.0 * weight) * pos[mid] + weight * pos[b]
-    return Forest(pos, e, forest.radius_nm, forest.attrs)
+        pos[mid] = np.clip(0.5 * (pos[a] + pos[b]), lo, hi)
+    return Forest(pos, forest.edges, forest.radius_nm, forest.attrs)
 
 
 def _deviates(pts: list[list[float]], par: list[int], a: int, p: int, v: int, tol2: float) -> bool:

@@ -52,6 +52,7 @@ from syngraph.steps.skeletons.postprocess import (
     remove_ticks,
     retract_tips,
     smooth,
+    straighten,
     thin,
 )
 from syngraph.steps.skeletons.teasar import TeasarParams, skeletonize_block
@@ -101,6 +102,13 @@ def block_regions(block: BBox, shape_vx: tuple[int, int, int], ds: tuple[int, in
     stop = tuple(min(-(-b // d) + 1, s) for b, d, s in zip(block.stop, ds, shape_ds, strict=True))
     trace = BBox(start, stop)  # type: ignore[arg-type]
     return trace, trace.grow(halo_ds, clip=BBox.from_shape(shape_ds))
+
+
+def own_shape(block: BBox, trace: BBox, ds: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The shape of a block's own part of its trace region (without the plane it shares with
+    the next block), at skeleton resolution, from the trace region's origin."""
+    return tuple(min(-(-b // d), t) - a  # type: ignore[return-value]
+                 for b, d, t, a in zip(block.stop, ds, trace.stop, trace.start, strict=True))
 
 
 def read_downsampled(layer: Layer, box_ds: BBox, ds: tuple[int, int, int], slab: int = 32) -> np.ndarray:
@@ -186,7 +194,7 @@ def skeleton_block(
     by_label = {int(c): teasar_params(p, "astrocyte") for c in present[np.isin(present, astro)].tolist()}
     bs = skeletonize_block(
         cells, trace.local_slices(read), anisotropy_nm=aniso, teasar=teasar_params(p),  # type: ignore[arg-type]
-        teasar_by_label=by_label,
+        teasar_by_label=by_label, own_shape=own_shape(block.core, trace, ds),
     )
     del cells
     vx = bs.vertex_vx + np.asarray(trace.start, np.int64)
@@ -244,8 +252,11 @@ def finish_cell(
         return exit_tips(f, on_volume_border(f.nodes_nm, spacing_nm, volume_shape_vx), max(spacing_nm))
 
     forest = retract_tips(forest, exits(forest), 1.5 * min(spacing_nm))
-    forest = smooth(forest, params.smooth_iterations, params.smooth_weight,
-                    max_edge_nm=1.01 * float(np.linalg.norm(spacing_nm)))  # voxel steps only
+    step_nm = 1.01 * float(np.linalg.norm(spacing_nm))  # voxel steps only
+    if params.taut_iterations > 0:
+        forest = straighten(forest, 0.5 * np.asarray(spacing_nm), params.taut_iterations, max_edge_nm=step_nm)
+    else:
+        forest = smooth(forest, params.smooth_iterations, params.smooth_weight, max_edge_nm=step_nm)
     forest = thin(forest, params.node_spacing_nm, params.node_max_deviation_nm)
     forest = remove_dust(forest, params.dust_nm,
                          fixed=on_volume_border(forest.nodes_nm, spacing_nm, volume_shape_vx))

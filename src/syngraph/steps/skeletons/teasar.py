@@ -282,6 +282,7 @@ def skeletonize_block(
     anisotropy_nm: tuple[float, float, float],
     teasar: TeasarParams,
     teasar_by_label: dict[int, TeasarParams] | None = None,
+    own_shape: tuple[int, int, int] | None = None,
 ) -> BlockSkeletons:
     """Skeletonize every label in ``labels[trace_region]``; see the module docstring.
 
@@ -293,6 +294,9 @@ def skeletonize_block(
     anisotropy_nm : voxel size at skeleton resolution, in nm.
     teasar : TEASAR parameters (lengths in nm).
     teasar_by_label : other parameters for some labels (e.g. astrocytes), by label.
+    own_shape : the part of the trace region (from its origin) that is this block's own;
+        ``piece_vx`` counts only those voxels, so that the plane shared with the next block is
+        not counted twice when the caller sums over joined pieces (None: the whole region).
 
     Returns
     -------
@@ -317,6 +321,8 @@ def skeletonize_block(
                                                   dbf=dbf_all)
     del dbf_all
     segids, counts = fastremap.unique(cc_labels, return_counts=True)
+    own = cc_labels if own_shape is None else cc_labels[tuple(slice(0, int(n)) for n in own_shape)]
+    own_vx = np.bincount(own.reshape(-1), minlength=int(segids.max()) + 1)
     all_slices = ndimage.find_objects(cc_labels)
 
     out_cell, out_v, out_r, out_p, out_piece, out_pvx = [], [], [], [], [], []
@@ -403,7 +409,7 @@ def skeletonize_block(
         out_r.append(radii)
         out_p.append(parent)
         out_piece.append(np.full(len(verts), piece_no, np.int64))
-        out_pvx.append(np.full(len(verts), count, np.int64))
+        out_pvx.append(np.full(len(verts), own_vx[segid], np.int64))
         n_rows += len(verts)
         piece_no += 1
     if not out_cell:
