@@ -83,7 +83,11 @@ def make_dataset(name: str, wd: Path, args: argparse.Namespace) -> dict[str, flo
     wall, cpu, r = timed(syngraph_cmd("import", "sv", str(ckl), "--wd", str(wd), "--kind", "labels",
                                       *compute_args(args)))
     _check(r, "import")
-    return {"step": "import", "wall_s": wall, "cpu_s": cpu}  # import writes no DONE: no peak memory
+    from syngraph.engine.records import read_runs
+
+    last = read_runs(wd / "steps" / "import_sv")[-1]  # the import's own record, like the steps' rows
+    return {"step": "import", "wall_s": last["seconds"], "cpu_s": last["cpu_s"],
+            "peak_rss_mb": last["peak_rss_mb"], "cli_wall_s": wall, "cli_cpu_s": cpu}
 
 
 def _check(r: subprocess.CompletedProcess, what: str) -> None:
