@@ -49,19 +49,3 @@ def test_window_means_equal_the_dense_product():
     for out, win in zip(got, windows, strict=True):
         m = (d <= win * (1 + 1e-9)).astype(np.float64)
         np.testing.assert_allclose(out, (m @ values) / m.sum(1, keepdims=True), rtol=1e-12, atol=1e-12)
-
-
-def test_window_vote_equals_the_dense_vote(monkeypatch):
-    from syngraph.steps import path_windows
-    from syngraph.steps.skeletons.myelin import path_window_vote
-
-    monkeypatch.setattr(path_windows, "VOTE_SOURCES", 700)  # several batches of sources
-    n = 2000
-    edges, _ = _forest(n, 11)
-    rng = np.random.default_rng(2)
-    nodes = rng.uniform(0, 400, (n, 3))
-    codes = rng.integers(0, 3, n)
-    w = np.linalg.norm(nodes[edges[:, 0]] - nodes[edges[:, 1]], axis=1) + 1e-9
-    for window in (300.0, 2000.0):
-        got = path_windows.window_vote(edges, w, codes, window * (1 + 1e-9))
-        assert np.array_equal(got, path_window_vote(nodes, edges, codes, window))

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-VOTE_SOURCES = 4096  # sources per walk of window_vote: bounds the pairs held at once
-
 
 def _adjacency(edges: np.ndarray, weights: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(indptr, neighbour, weight) of the undirected graph, CSR by node."""
@@ -65,20 +63,3 @@ def window_means(pairs: tuple[np.ndarray, np.ndarray, np.ndarray], values: np.nd
         outs.append(np.stack([np.bincount(si, values[vi, j], n) / count for j in range(values.shape[1])], 1)
                     .reshape(n, values.shape[1]))
     return outs
-
-
-def window_vote(edges: np.ndarray, weights: np.ndarray, codes: np.ndarray, limit: float) -> np.ndarray:
-    """Per node: the most frequent of ``codes`` (small ints >= 0) among the nodes within ``limit``
-    path length (itself included); ties go to the smallest code.
-
-    >>> window_vote(np.array([[1, 0], [2, 1], [3, 2]]), np.ones(3), np.array([1, 1, 0, 0]), 1.0).tolist()
-    [1, 1, 0, 0]
-    """
-    codes = np.asarray(codes, np.int64)
-    n, k = len(codes), int(codes.max(initial=0)) + 1
-    out = np.empty(n, np.int64)
-    for a in range(0, n, VOTE_SOURCES):
-        rows = min(n - a, VOTE_SOURCES)
-        s, v, _ = window_pairs(edges, weights, n, np.arange(a, a + rows), limit)
-        out[a:a + rows] = np.argmax(np.bincount((s - a) * k + codes[v], minlength=rows * k).reshape(rows, k), axis=1)
-    return out

@@ -19,7 +19,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from syngraph import compartments as cp
-from syngraph.steps.path_windows import window_vote
+from syngraph.steps.skeletons import path_window_vote
 
 _DEND, _AXON, _SOMA = 0, 1, 2  # the reference's axoness codes
 _COARSE = np.array([_DEND, _SOMA, _DEND, _DEND, _DEND, _AXON, _AXON, _AXON, _DEND], np.int64)
@@ -59,9 +59,8 @@ def smooth_labels(nodes_nm: np.ndarray, edges: np.ndarray, raw: np.ndarray, *, w
     if window_nm > 0 and len(c):
         e = np.asarray(edges, np.int64).reshape(-1, 2)
         e = e[(c[e[:, 0]] != _SOMA) & (c[e[:, 1]] != _SOMA)]  # the soma neither votes nor is voted
-        nodes_nm = np.asarray(nodes_nm, np.float64)
-        w = np.linalg.norm(nodes_nm[e[:, 0]] - nodes_nm[e[:, 1]], axis=1) + 1e-9  # as skeletons' path_window_vote
-        c = np.where(c == _SOMA, _SOMA, window_vote(e, w, np.where(c == _SOMA, _DEND, c), window_nm * (1 + 1e-9)))
+        c = np.where(c == _SOMA, _SOMA, path_window_vote(np.asarray(nodes_nm, np.float64), e,
+                                                         np.where(c == _SOMA, _DEND, c), window_nm))
     if component and len(c):
         c = component_majority(edges, c, axon_min_fraction)
     keep_fine = (coarse(raw) == c) & ~np.isin(raw, (cp.SHAFT, cp.AXON, cp.SOMA))
