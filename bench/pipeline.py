@@ -83,7 +83,11 @@ def make_dataset(name: str, wd: Path, args: argparse.Namespace) -> dict[str, flo
     wall, cpu, r = timed(syngraph_cmd("import", "sv", str(ckl), "--wd", str(wd), "--kind", "labels",
                                       *compute_args(args)))
     _check(r, "import")
-    return {"step": "import", "wall_s": wall, "cpu_s": cpu}  # import writes no DONE: no peak memory
+    from syngraph.engine.records import read_runs
+
+    last = read_runs(wd / "steps" / "import_sv")[-1]  # the import's own record, like the steps' rows
+    return {"step": "import", "wall_s": last["seconds"], "cpu_s": last["cpu_s"],
+            "peak_rss_mb": last["peak_rss_mb"], "cli_wall_s": wall, "cli_cpu_s": cpu}
 
 
 def _check(r: subprocess.CompletedProcess, what: str) -> None:
@@ -222,12 +226,29 @@ def run_all(wd: Path, args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def set_config(wd: Path, assignments: list[str]) -> None:
+    """Apply ``section.key=value`` (value as TOML) to ``wd``'s syngraph.toml before the run."""
+    import tomllib
+
+    from syngraph.config import load_config, write_config
+
+    cfg = load_config(wd)
+    for a in assignments:
+        key, value = a.split("=", 1)
+        section, field = key.split(".")
+        part = getattr(cfg, section)
+        setattr(cfg, section, part.model_validate({**part.model_dump(), field: tomllib.loads(f"v = {value}")["v"]}))
+    if assignments:
+        write_config(wd, cfg)
+
+
 def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
     from syngraph.io.volume import open_layer
 
     wd = root / name
     t0 = time.perf_counter()
     setup = make_dataset(name, wd, args)
+    set_config(wd, args.set)
     nvx = int(np.prod(open_layer(wd, "sv").shape))
     print(f"# {name}: {nvx / 1e6:.1f} MVx, set up in {time.perf_counter() - t0:.0f} s", flush=True)
     rows = [setup] if "step" in setup else []
@@ -347,6 +368,8 @@ def main() -> None:
     ap.add_argument("--scheduler", default="local", help='"local" (Dask LocalCluster) or "serial"')
     ap.add_argument("--workers", type=int, default=2, help="worker processes of a local cluster")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="a config value for every dataset's run, e.g. skeletons.skeleton_voxel_nm=32 (repeatable)")
     ap.add_argument("--per-step", action="store_true",
                     help="run each step as its own `syngraph run <step>` (default: one `syngraph run all`)")
     ap.add_argument("--keep", action="store_true", help="keep the working directories (printed)")

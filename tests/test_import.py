@@ -14,6 +14,7 @@ import zarr
 
 from syngraph.config import default_config, write_config
 from syngraph.engine import Compute
+from syngraph.engine.records import read_runs
 from syngraph.io.importers import import_layer, stored_dtype
 from syngraph.io.sources import SourceError, SourceNotFoundError, open_source
 from syngraph.io.volume import create_layer, open_layer
@@ -340,6 +341,9 @@ def test_resumed_import_after_failure_equals_clean_import(tmp_path):
     resumed = import_layer(wd, "mi", tmp_path / "mi.npy", **opts)
     stats = json.loads((wd / "steps" / "import_mi" / "stats.json").read_text())
     assert (stats["n_done"], stats["n_skipped"]) == (1, 11)
+    runs = read_runs(wd / "steps" / "import_mi")  # each attempt recorded, as the steps do
+    assert [(r["kind"], r["status"]) for r in runs] == [("full", "failed"), ("resume", "ok")]
+    assert all(r["seconds"] > 0 and r["cpu_s"] > 0 and r["peak_rss_mb"] > 50 for r in runs)
     clean = import_layer(tmp_path / "clean", "mi", tmp_path / "clean.npy", **opts)
     np.testing.assert_array_equal(resumed.read(), clean.read())
     np.testing.assert_array_equal(resumed.read(), prob)

@@ -10,13 +10,16 @@ The pipeline, top to bottom:
    :func:`syngraph.engine.run_tasks`, so an interrupted import resumes where it stopped and
    memory is bounded by one block per worker. Each task opens the source itself.
 
-State of a run: ``<workdir>/steps/import_<layer>/`` (done markers, see syngraph.engine.run).
+State of a run: ``<workdir>/steps/import_<layer>/`` (done markers, see syngraph.engine.run), and
+``runs.json`` there: wall seconds, ``cpu_s`` and peak memory of each attempt, as the steps record them
+(:mod:`syngraph.engine.records`).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import shutil
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -36,6 +39,7 @@ from syngraph.engine import (
     is_done,
     run_tasks,
 )
+from syngraph.engine.records import StepRun
 from syngraph.io.sources import SPATIAL, Source, SourceError, open_source
 from syngraph.io.volume import DEFAULT_CHUNKS_XYZ, Layer, create_layer, list_layers, open_layer
 
@@ -327,9 +331,12 @@ def import_layer(
         "source_dtype": src.dtype, **{k: v for k, v in asdict(plan).items()},
     }
     fn = functools.partial(copy_block, source=src, layer=layer, plan=plan)
+    if restart and step_dir.exists():
+        shutil.rmtree(step_dir)  # here rather than in run_tasks: runs.json records this attempt
     try:
-        run_tasks(fn, blocks, step_dir, params=params, compute=compute,
-                  desc=f"import {name}", progress=progress, overwrite=restart)
+        with StepRun(step_dir, overwrite=restart):  # steps/import_<name>/runs.json: seconds, cpu_s, peak memory
+            run_tasks(fn, blocks, step_dir, params=params, compute=compute,
+                      desc=f"import {name}", progress=progress)
     except TaskFailure as exc:
         cause = exc.__cause__
         if isinstance(cause, SourceError):

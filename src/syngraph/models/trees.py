@@ -36,24 +36,31 @@ class Trees:
                    np.asarray(value, np.float64), np.asarray(roots, np.int64))
 
     def leaf_sum(self, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
-        """``(n,)``: the sum over the trees of the value of the leaf each row of ``x`` reaches."""
+        """``(n,)``: the sum over the trees of the value of the leaf each row of ``x`` reaches.
+
+        Each step moves only the (row, tree) pairs not yet at a leaf, so the work is the sum of
+        the depths reached, not rows x trees x the deepest path."""
         x = np.asarray(x, np.float64)
         n, m = x.shape
-        left, right, depth = self._steps
         nan = bool(np.isnan(x).any())
+        inner = self.left >= 0
         out = np.empty(n, np.float64)
         for a in range(0, n, chunk):
-            xs = x[a:a + chunk]
-            flat = xs.ravel()
-            base = (np.arange(xs.shape[0]) * m)[:, None]
-            node = np.broadcast_to(self.roots, (xs.shape[0], self.roots.size))
-            for _ in range(depth):
-                v = flat[base + self.feature[node]]
-                go_left = v <= self.threshold[node]
+            flat = x[a:a + chunk].ravel()
+            rows = min(chunk, n - a)
+            node = np.tile(self.roots, rows)  # (row, tree) pairs, row-major
+            base = np.repeat(np.arange(rows) * m, self.roots.size)
+            live = np.flatnonzero(inner[node])
+            while live.size:
+                at = node[live]
+                v = flat[base[live] + self.feature[at]]
+                go_left = v <= self.threshold[at]
                 if nan:
-                    go_left |= np.isnan(v) & self.missing_left[node]
-                node = np.where(go_left, left[node], right[node])
-            out[a:a + chunk] = self.value[node].sum(axis=1)
+                    go_left |= np.isnan(v) & self.missing_left[at]
+                at = np.where(go_left, self.left[at], self.right[at])
+                node[live] = at
+                live = live[inner[at]]
+            out[a:a + chunk] = self.value[node].reshape(rows, self.roots.size).sum(axis=1)
         return out
 
     @property

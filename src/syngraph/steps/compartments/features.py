@@ -7,6 +7,7 @@ The feature columns are :data:`syngraph.models.compartments.SHAPE_FEATURES`,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy.sparse import coo_matrix, csr_matrix
@@ -14,9 +15,12 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
 from syngraph.models.compartments import CONTEXT_WINDOWS_NM
+from syngraph.steps import path_windows
 
 THICK_NM = 250.0  # radius of a "thick trunk" node (dendritic shafts and somata are thicker)
 RADIUS_WINDOW_NM = 150.0  # path window of the node radius (against voxel steps)
+SHAPE_WINDOWS_NM = (1000.0, 5000.0)  # path windows of the radius statistics
+PAIRS_WINDOW_NM = max(RADIUS_WINDOW_NM, *SHAPE_WINDOWS_NM, *CONTEXT_WINDOWS_NM)  # every path window used here
 
 
 @dataclass(frozen=True)
@@ -45,35 +49,32 @@ class Tree:
         e = self.edges
         return np.bincount(e.ravel(), minlength=len(self.parent))
 
+    @cached_property
+    def window_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(node, node, path nm) of every pair within :data:`PAIRS_WINDOW_NM` (edges as :meth:`graph`
+        weighs them), walked once per cell for all of its path windows."""
+        n = len(self.parent)
+        return path_windows.window_pairs(self.edges, self.edge_nm + 1e-6, n, np.arange(n),
+                                         PAIRS_WINDOW_NM * (1 + 1e-9))
+
     def node_cable_nm(self) -> np.ndarray:
         """Half the length of each incident edge: the cable a node stands for."""
         e, w = self.edges, self.edge_nm / 2
         return np.bincount(e[:, 0], w, len(self.parent)) + np.bincount(e[:, 1], w, len(self.parent))
 
 
-def window_means(tree: Tree, values: np.ndarray, windows_nm: tuple[float, ...],
-                 max_block_elements: int = 20_000_000) -> list[np.ndarray]:
-    """Mean of ``values`` (n, k) over all nodes within each path window of every node.
+def window_means(tree: Tree, values: np.ndarray, windows_nm: tuple[float, ...]) -> list[np.ndarray]:
+    """Mean of ``values`` (n, k) over all nodes within each path window of every node
+    (:func:`syngraph.steps.path_windows.window_means` on :attr:`Tree.window_pairs`).
 
     >>> t = Tree(np.c_[np.arange(4.0) * 100, np.zeros(4), np.zeros(4)], np.array([-1, 0, 1, 2]), np.ones(4))
     >>> window_means(t, np.array([[0.0], [0], [0], [4]]), (150.0,))[0].ravel().tolist()
     [0.0, 0.0, 1.3333333333333333, 2.0]
     """
+    if max(windows_nm) > PAIRS_WINDOW_NM:
+        raise ValueError(f"path window {max(windows_nm)} nm exceeds PAIRS_WINDOW_NM {PAIRS_WINDOW_NM}")
     values = np.asarray(values, np.float64).reshape(len(tree.parent), -1)
-    n = len(values)
-    outs = [np.empty_like(values) for _ in windows_nm]
-    if n == 0:
-        return outs
-    g = tree.graph()
-    chunk = max(1, max_block_elements // n)
-    top = max(windows_nm) * (1 + 1e-9)
-    for a in range(0, n, chunk):
-        idx = np.arange(a, min(n, a + chunk))
-        d = dijkstra(g, directed=False, indices=idx, limit=top)
-        for out, w in zip(outs, windows_nm, strict=True):
-            m = (d <= w * (1 + 1e-9)).astype(np.float64)
-            out[idx] = (m @ values) / m.sum(1, keepdims=True)
-    return outs
+    return path_windows.window_means(tree.window_pairs, values, windows_nm)
 
 
 def path_to(tree: Tree, sources: np.ndarray) -> np.ndarray:
@@ -144,7 +145,7 @@ def shape_features(tree: Tree, myelin: np.ndarray | None = None) -> np.ndarray:
     r0 = np.maximum(np.asarray(tree.radius_nm, np.float64), 1.0)
     my = np.zeros(len(r0)) if myelin is None else np.asarray(myelin, np.float64)
     r = window_means(tree, r0, (RADIUS_WINDOW_NM,))[0][:, 0]
-    w1, w5 = window_means(tree, np.c_[r, r * r, my], (1000.0, 5000.0))
+    w1, w5 = window_means(tree, np.c_[r, r * r, my], SHAPE_WINDOWS_NM)
     r1, r5 = w1[:, 0], w5[:, 0]
     cv5 = np.sqrt(np.maximum(w5[:, 1] - r5 ** 2, 0.0)) / r5
     roots = tree.parent < 0
