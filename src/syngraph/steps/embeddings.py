@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,9 @@ from syngraph.models.embeddings import (
     save_encoders,
 )
 from syngraph.models.files import load_model_file
+
+if TYPE_CHECKING:
+    from syngraph.steps.celltypes import CellInputs
 
 STEP = "embeddings"
 COLUMNS = tuple(f"e{i}" for i in range(DIM))
@@ -129,15 +132,14 @@ def _celltype_features(workdir: Path) -> pd.DataFrame | None:
     return t.set_index(t["cell_id"].to_numpy().astype(np.uint64))
 
 
-def cell_views(inputs, nodes: dict[str, np.ndarray], z: np.ndarray, names: tuple[str, ...], pieces: int,
-               rng: np.random.Generator, min_cable_um: float = VIEW_MIN_CABLE_UM) -> np.ndarray:
+def cell_views(inputs: CellInputs, feats: pd.DataFrame, nodes: dict[str, np.ndarray], z: np.ndarray, names: tuple[str, ...],
+               pieces: int, rng: np.random.Generator, min_cable_um: float = VIEW_MIN_CABLE_UM) -> np.ndarray:
     """(cells, pieces + 1, f): the cell encoder's inputs (``names``) for the whole cell and for
     ``pieces`` random connected pieces (:data:`VIEW_SHARE` of its cable) of every cell of
-    ``inputs`` (:class:`syngraph.steps.celltypes.CellInputs`) with >= ``min_cable_um``; ``nodes``,
-    ``z``: the volume's node table and node vectors (whole-cell context)."""
+    ``inputs`` (:class:`syngraph.steps.celltypes.CellInputs`, its features ``feats``) with >=
+    ``min_cable_um``; ``nodes``, ``z``: the volume's node table and node vectors (whole-cell context)."""
     from syngraph.steps.celltypes_pieces import SOURCE, piece_features, random_pieces
 
-    feats = inputs.features()
     keep = feats.index[feats["cable_um"].to_numpy() >= min_cable_um].to_numpy()
     if not len(keep):
         return np.zeros((0, pieces + 1, len(names)))
@@ -241,15 +243,23 @@ def bank_labels(workdir: Path, labels: pd.Series | None = None) -> pd.Series:
     return labels
 
 
-Volume = tuple[dict[str, np.ndarray], np.ndarray, pd.DataFrame]  # node table, node features, cell features
+class Volume(NamedTuple):
+    """A training volume: :func:`node_features`'s node table and features, the celltypes step's
+    inputs (:class:`syngraph.steps.celltypes.CellInputs`) and its cell features."""
+
+    nodes: dict[str, np.ndarray]
+    x: np.ndarray
+    inputs: CellInputs
+    features: pd.DataFrame
 
 
 def load_volume(workdir: Path) -> Volume:
-    """A training volume: :func:`node_features` and the celltypes step's cell features."""
-    from syngraph.steps.celltypes import load_inputs
+    """The :class:`Volume` of a working directory (its cell inputs read once)."""
+    from syngraph.steps.celltypes import load_cell_inputs
 
     nodes, x, _ = node_features(workdir)
-    return nodes, x, load_inputs(workdir)[0]
+    inputs = load_cell_inputs(workdir)
+    return Volume(nodes, x, inputs, inputs.features())
 
 
 def with_bank(encoders: dict[str, Encoder], volumes: list[Volume],
@@ -260,7 +270,7 @@ def with_bank(encoders: dict[str, Encoder], volumes: list[Volume],
     out = {}
     for v, enc in encoders.items():
         zs, ys = [], []
-        for (nodes, x, feats), lab in zip(volumes, labels, strict=True):
+        for (nodes, x, _, feats), lab in zip(volumes, labels, strict=True):
             if not len(lab) or not len(x):
                 continue
             ids, _, cz = cell_embedding(enc, nodes, enc.embed(x[:, :len(enc.feature_names)]), feats)
@@ -282,20 +292,19 @@ def bank_of_config(encoders: dict[str, Encoder], volumes: list[Volume],
                       **{f"bank_cells_{v}": str(len(e.bank_type)) for v, e in encoders.items()}}
 
 
-def fit_cell_encoders(encoders: dict[str, Encoder], workdirs: list[Path], volumes: list[Volume],
-                      steps: int, pieces: int = VIEW_PIECES, seed: int = 0) -> dict[str, Encoder]:
+def fit_cell_encoders(encoders: dict[str, Encoder], volumes: list[Volume], steps: int,
+                      pieces: int = VIEW_PIECES, seed: int = 0) -> dict[str, Encoder]:
     """The node encoders with a cell encoder each, trained without labels on random pieces of
-    the cells of ``workdirs`` (:func:`cell_views`)."""
+    the cells of ``volumes`` (:func:`cell_views`)."""
     from syngraph.models.embeddings import fit_cell_encoder
-    from syngraph.steps.celltypes import load_cell_inputs
 
-    inputs = [load_cell_inputs(Path(wd)) for wd in workdirs]
     out = {}
     for v, enc in encoders.items():
         names = cell_descriptor_names(v)
         rng = np.random.default_rng(seed)
-        views = np.concatenate([cell_views(inp, nodes, enc.embed(x[:, :len(enc.feature_names)]), names, pieces, rng)
-                                for inp, (nodes, x, _) in zip(inputs, volumes, strict=True)])
+        views = np.concatenate([cell_views(vol.inputs, vol.features, vol.nodes,
+                                           enc.embed(vol.x[:, :len(enc.feature_names)]), names, pieces, rng)
+                                for vol in volumes])
         if len(views) < 8:
             raise InputError(f"training the cell encoder needs >= 8 cells with >= {VIEW_MIN_CABLE_UM} um of "
                              f"cable in all; got {len(views)}")
@@ -315,10 +324,11 @@ def train_embeddings(workdirs: list[Path], out: Path, steps: int = 1500,
     in the (``shape``) reference bank."""
     xs, ps, base, lacking_any, vols = [], [], 0, False, []
     for wd in workdirs:
-        nodes, x, feats = load_volume(Path(wd))
+        vol = load_volume(Path(wd))
+        nodes, x = vol.nodes, vol.x
         lacking_any |= x.shape[1] == len(SHAPE_FEATURES)  # no organelle features
         xs.append(x)
-        vols.append((nodes, x, feats))
+        vols.append(vol)
         ps.append(positives(nodes["cell_id"], np.c_[nodes["x_nm"], nodes["y_nm"], nodes["z_nm"]]) + base)
         base += len(x)
     if base < 100:
@@ -333,7 +343,7 @@ def train_embeddings(workdirs: list[Path], out: Path, steps: int = 1500,
         except ImportError as e:
             raise InputError(str(e)) from None
         losses[v] = loss[-1]
-    encoders = fit_cell_encoders(encoders, workdirs, vols, cell_steps)
+    encoders = fit_cell_encoders(encoders, vols, cell_steps)
     labels = [bank_labels(Path(wd), lab) for wd, lab in zip(workdirs, labels or [None] * len(workdirs), strict=True)]
     encoders, bank_info = bank_of_config(encoders, vols, labels, workdirs[0])
     info = {"workdirs": " ".join(Path(w).name for w in workdirs), "nodes": str(base), "steps": str(steps),

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     encoders, info = load_encoders(a.weights)
     vols = [load_volume(wd) for wd in a.workdirs]
     if a.cell_only:
-        encoders = fit_cell_encoders(encoders, a.workdirs, vols, a.cell_steps)
+        encoders = fit_cell_encoders(encoders, vols, a.cell_steps)
         info |= {"cell_workdirs": " ".join(p.name for p in a.workdirs), "cell_steps": str(a.cell_steps)}
     encoders, bank_info = bank_of_config(encoders, vols, labels, a.workdirs[0])
     info |= {"bank_workdirs": " ".join(p.name for p in a.workdirs), **bank_info}
