@@ -139,8 +139,9 @@ def test_train_encoder_without_labels(tmp_path):
     # pieces (40-90 % of the cable) of b's cells land next to whole cells of their own type
     from syngraph.steps.embeddings import cell_descriptor_names, cell_views
 
-    nodes, x, inputs, feats = load_volume(tmp_path / "b")
-    views = cell_views(inputs, feats, nodes, trained.embed(x), cell_descriptor_names("shape"), 4,
+    vol = load_volume(tmp_path / "b")
+    nodes = vol.nodes
+    views = cell_views(vol.inputs, vol.features, nodes, trained.embed(vol.x), cell_descriptor_names("shape"), 4,
                        np.random.default_rng(0))
     z = trained.cell.embed(views.reshape(-1, views.shape[2]))
     y = np.repeat([truth[int(c)] for c in np.unique(nodes["cell_id"])], views.shape[1])

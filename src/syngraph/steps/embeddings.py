@@ -244,11 +244,12 @@ def bank_labels(workdir: Path, labels: pd.Series | None = None) -> pd.Series:
 
 
 class Volume(NamedTuple):
-    """A training volume: :func:`node_features`'s node table and features, the celltypes step's
-    inputs (:class:`syngraph.steps.celltypes.CellInputs`) and its cell features."""
+    """A training volume: :func:`node_features`'s node table, features and features lacking, the
+    celltypes step's inputs (:class:`syngraph.steps.celltypes.CellInputs`) and its cell features."""
 
     nodes: dict[str, np.ndarray]
     x: np.ndarray
+    lacking: list[str]
     inputs: CellInputs
     features: pd.DataFrame
 
@@ -257,9 +258,9 @@ def load_volume(workdir: Path) -> Volume:
     """The :class:`Volume` of a working directory (its cell inputs read once)."""
     from syngraph.steps.celltypes import load_cell_inputs
 
-    nodes, x, _ = node_features(workdir)
+    nodes, x, lacking = node_features(workdir)
     inputs = load_cell_inputs(workdir)
-    return Volume(nodes, x, inputs, inputs.features())
+    return Volume(nodes, x, lacking, inputs, inputs.features())
 
 
 def with_bank(encoders: dict[str, Encoder], volumes: list[Volume],
@@ -270,7 +271,7 @@ def with_bank(encoders: dict[str, Encoder], volumes: list[Volume],
     out = {}
     for v, enc in encoders.items():
         zs, ys = [], []
-        for (nodes, x, _, feats), lab in zip(volumes, labels, strict=True):
+        for (nodes, x, _, _, feats), lab in zip(volumes, labels, strict=True):
             if not len(lab) or not len(x):
                 continue
             ids, _, cz = cell_embedding(enc, nodes, enc.embed(x[:, :len(enc.feature_names)]), feats)
@@ -326,7 +327,7 @@ def train_embeddings(workdirs: list[Path], out: Path, steps: int = 1500,
     for wd in workdirs:
         vol = load_volume(Path(wd))
         nodes, x = vol.nodes, vol.x
-        lacking_any |= x.shape[1] == len(SHAPE_FEATURES)  # no organelle features
+        lacking_any |= bool(vol.lacking)
         xs.append(x)
         vols.append(vol)
         ps.append(positives(nodes["cell_id"], np.c_[nodes["x_nm"], nodes["y_nm"], nodes["z_nm"]]) + base)
