@@ -21,6 +21,7 @@ from pathlib import Path
 from syngraph.evaluate.celltypes import true_celltypes
 from syngraph.models.embeddings import load_encoders, save_encoders
 from syngraph.steps.embeddings import (
+    CELL_STEPS,
     bank_of_config,
     fit_cell_encoders,
     load_volume,
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("workdirs", type=Path, nargs="+")
     ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--cell-steps", type=int, default=300)
+    ap.add_argument("--cell-steps", type=int, default=CELL_STEPS)
     ap.add_argument("--weights", type=Path, help="encoder file whose weights --bank-only keeps")
     ap.add_argument("--bank-only", action="store_true")
     ap.add_argument("--cell-only", action="store_true",
