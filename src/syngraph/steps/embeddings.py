@@ -132,17 +132,32 @@ def _celltype_features(workdir: Path) -> pd.DataFrame | None:
     return t.set_index(t["cell_id"].to_numpy().astype(np.uint64))
 
 
-def cell_views(inputs: CellInputs, feats: pd.DataFrame, nodes: dict[str, np.ndarray], z: np.ndarray, names: tuple[str, ...],
-               pieces: int, rng: np.random.Generator, min_cable_um: float = VIEW_MIN_CABLE_UM) -> np.ndarray:
-    """(cells, pieces + 1, f): the cell encoder's inputs (``names``) for the whole cell and for
-    ``pieces`` random connected pieces (:data:`VIEW_SHARE` of its cable) of every cell of
+class ViewCut(NamedTuple):
+    """What :func:`cell_views` draws once for every encoder variant: the cells cut (ids, sorted),
+    ``per_cell`` random pieces of each, the whole cells' and the pieces' features (piece id
+    order), the piece order that groups them by cell, each piece node's piece id and its row in
+    the volume's node table."""
+
+    keep: np.ndarray
+    per_cell: int
+    whole: pd.DataFrame
+    pieces: pd.DataFrame
+    by_cell: np.ndarray
+    piece_id: np.ndarray
+    at: np.ndarray
+
+
+def cut_views(inputs: CellInputs, feats: pd.DataFrame, nodes: dict[str, np.ndarray], pieces: int,
+              rng: np.random.Generator, min_cable_um: float = VIEW_MIN_CABLE_UM) -> ViewCut:
+    """``pieces`` random connected pieces (:data:`VIEW_SHARE` of its cable) of every cell of
     ``inputs`` (:class:`syngraph.steps.celltypes.CellInputs`, its features ``feats``) with >=
-    ``min_cable_um``; ``nodes``, ``z``: the volume's node table and node vectors (whole-cell context)."""
+    ``min_cable_um``, located in ``nodes`` (the volume's node table)."""
     from syngraph.steps.celltypes_pieces import SOURCE, piece_features, random_pieces
 
     keep = feats.index[feats["cable_um"].to_numpy() >= min_cable_um].to_numpy()
     if not len(keep):
-        return np.zeros((0, pieces + 1, len(names)))
+        none = np.zeros(0, np.int64)
+        return ViewCut(keep, pieces, feats.iloc[:0], feats.iloc[:0], none, none.astype(np.uint64), none)
     cut = random_pieces(inputs.nodes, pieces, *VIEW_SHARE, rng, keep)
     pf = piece_features(inputs, cut).sort_index()
     row = pd.Series(np.arange(len(nodes["cell_id"])),
@@ -150,15 +165,30 @@ def cell_views(inputs: CellInputs, feats: pd.DataFrame, nodes: dict[str, np.ndar
     pn = cut.nodes
     at = row.reindex(pd.MultiIndex.from_arrays([cut.source.reindex(pn["cell_id"].to_numpy()).to_numpy(),
                                                 pn["source_node_id"].to_numpy()])).to_numpy()
-    _, _, pooled = cell_vectors(pn["cell_id"].to_numpy(), nodes["cable_nm"][at], z[at])
-    piece_x = np.c_[pf[list(names[:-DIM])].to_numpy(np.float64), pooled]
-    ids, _, whole = cell_vectors(nodes["cell_id"], nodes["cable_nm"], z)
-    whole_x = np.c_[feats.reindex(keep)[list(names[:-DIM])].to_numpy(np.float64),
-                    whole[np.searchsorted(ids, keep)]]
     order = np.searchsorted(keep, pf[SOURCE].to_numpy())
     if not np.all(np.bincount(order, minlength=len(keep)) == pieces):
         raise ValueError("every cell needs its pieces")
-    return np.concatenate([whole_x[:, None], piece_x[np.argsort(order, kind="stable")].reshape(len(keep), pieces, -1)], 1)
+    return ViewCut(keep, pieces, feats.reindex(keep), pf, np.argsort(order, kind="stable"), pn["cell_id"].to_numpy(), at)
+
+
+def views_of(cut: ViewCut, nodes: dict[str, np.ndarray], z: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """(cells, pieces + 1, f): the cell encoder's inputs (``names``) for the whole cells and the
+    pieces of ``cut``; ``nodes``, ``z``: the volume's node table and node vectors."""
+    if not len(cut.keep):
+        return np.zeros((0, cut.per_cell + 1, len(names)))
+    cols = list(names[:-DIM])
+    _, _, pooled = cell_vectors(cut.piece_id, nodes["cable_nm"][cut.at], z[cut.at])
+    piece_x = np.c_[cut.pieces[cols].to_numpy(np.float64), pooled]
+    ids, _, whole = cell_vectors(nodes["cell_id"], nodes["cable_nm"], z)
+    whole_x = np.c_[cut.whole[cols].to_numpy(np.float64), whole[np.searchsorted(ids, cut.keep)]]
+    return np.concatenate([whole_x[:, None], piece_x[cut.by_cell].reshape(len(cut.keep), cut.per_cell, -1)], 1)
+
+
+def cell_views(inputs: CellInputs, feats: pd.DataFrame, nodes: dict[str, np.ndarray], z: np.ndarray,
+               names: tuple[str, ...], pieces: int, rng: np.random.Generator,
+               min_cable_um: float = VIEW_MIN_CABLE_UM) -> np.ndarray:
+    """(cells, pieces + 1, f): :func:`views_of` the pieces :func:`cut_views` draws."""
+    return views_of(cut_views(inputs, feats, nodes, pieces, rng, min_cable_um), nodes, z, names)
 
 
 def _encoder(path: str | None, organelles: bool) -> tuple[str, Encoder]:
@@ -296,16 +326,16 @@ def bank_of_config(encoders: dict[str, Encoder], volumes: list[Volume],
 def fit_cell_encoders(encoders: dict[str, Encoder], volumes: list[Volume], steps: int,
                       pieces: int = VIEW_PIECES, seed: int = 0) -> dict[str, Encoder]:
     """The node encoders with a cell encoder each, trained without labels on random pieces of
-    the cells of ``volumes`` (:func:`cell_views`)."""
+    the cells of ``volumes`` (:func:`cell_views`; the same pieces for every variant)."""
     from syngraph.models.embeddings import fit_cell_encoder
 
+    rng = np.random.default_rng(seed)
+    cuts = [cut_views(vol.inputs, vol.features, vol.nodes, pieces, rng) for vol in volumes]  # for every variant
     out = {}
     for v, enc in encoders.items():
         names = cell_descriptor_names(v)
-        rng = np.random.default_rng(seed)
-        views = np.concatenate([cell_views(vol.inputs, vol.features, vol.nodes,
-                                           enc.embed(vol.x[:, :len(enc.feature_names)]), names, pieces, rng)
-                                for vol in volumes])
+        views = np.concatenate([views_of(cut, vol.nodes, enc.embed(vol.x[:, :len(enc.feature_names)]), names)
+                                for cut, vol in zip(cuts, volumes, strict=True)])
         if len(views) < 8:
             raise InputError(f"training the cell encoder needs >= 8 cells with >= {VIEW_MIN_CABLE_UM} um of "
                              f"cable in all; got {len(views)}")
