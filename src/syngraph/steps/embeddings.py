@@ -107,21 +107,28 @@ def cell_descriptor_names(variant: str) -> tuple[str, ...]:
     return feature_names(variant) + tuple(f"pooled_{c}" for c in COLUMNS)
 
 
+def cell_descriptors(nodes: dict[str, np.ndarray], z: np.ndarray, features: pd.DataFrame,
+                     names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cell ids, node counts, (cells, len(names) + DIM)): the cell encoder's input, each cell's
+    ``features`` (index cell_id) ``names`` and its pooled node vector (:func:`cell_vectors`)."""
+    ids, counts, pooled = cell_vectors(nodes["cell_id"], nodes["cable_nm"], z)
+    return ids, counts, np.c_[features.reindex(ids)[names].to_numpy(np.float64), pooled]
+
+
 def cell_embedding(enc: Encoder, nodes: dict[str, np.ndarray], z: np.ndarray,
                    features: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(cell ids, node counts, unit vectors): the cell encoder on each cell's ``features`` (the
     celltypes step's, index cell_id) and its pooled node vector; the pooled vector itself for
     an encoder file without a cell encoder."""
-    ids, counts, pooled = cell_vectors(nodes["cell_id"], nodes["cable_nm"], z)
     if enc.cell is None:
-        return ids, counts, pooled
+        return cell_vectors(nodes["cell_id"], nodes["cable_nm"], z)
     names = list(enc.cell.feature_names[:-DIM])
     missing = [] if features is None else [n for n in names if n not in features]
     if features is None or missing:
         raise InputError(f"embeddings: the cell encoder reads the celltypes step's features "
                          f"{missing or names}; run `syngraph run celltypes` first")
-    f = features.reindex(ids)[names].to_numpy(np.float64)
-    return ids, counts, enc.cell.embed(np.c_[f, pooled])
+    ids, counts, x = cell_descriptors(nodes, z, features, names)
+    return ids, counts, enc.cell.embed(x)
 
 
 def _celltype_features(workdir: Path) -> pd.DataFrame | None:
@@ -134,7 +141,7 @@ def _celltype_features(workdir: Path) -> pd.DataFrame | None:
 
 class ViewCut(NamedTuple):
     """What :func:`cell_views` draws once for every encoder variant: the cells cut (ids, sorted),
-    ``per_cell`` random pieces of each, the whole cells' and the pieces' features (piece id
+    ``per_cell`` random pieces of each, the volume's cell features and the pieces' (piece id
     order), the piece order that groups them by cell, each piece node's piece id and its row in
     the volume's node table."""
 
@@ -168,7 +175,7 @@ def cut_views(inputs: CellInputs, feats: pd.DataFrame, nodes: dict[str, np.ndarr
     order = np.searchsorted(keep, pf[SOURCE].to_numpy())
     if not np.all(np.bincount(order, minlength=len(keep)) == pieces):
         raise ValueError("every cell needs its pieces")
-    return ViewCut(keep, pieces, feats.reindex(keep), pf, np.argsort(order, kind="stable"), pn["cell_id"].to_numpy(), at)
+    return ViewCut(keep, pieces, feats, pf, np.argsort(order, kind="stable"), pn["cell_id"].to_numpy(), at)
 
 
 def views_of(cut: ViewCut, nodes: dict[str, np.ndarray], z: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
@@ -177,10 +184,10 @@ def views_of(cut: ViewCut, nodes: dict[str, np.ndarray], z: np.ndarray, names: t
     if not len(cut.keep):
         return np.zeros((0, cut.per_cell + 1, len(names)))
     cols = list(names[:-DIM])
-    _, _, pooled = cell_vectors(cut.piece_id, nodes["cable_nm"][cut.at], z[cut.at])
-    piece_x = np.c_[cut.pieces[cols].to_numpy(np.float64), pooled]
-    ids, _, whole = cell_vectors(nodes["cell_id"], nodes["cable_nm"], z)
-    whole_x = np.c_[cut.whole[cols].to_numpy(np.float64), whole[np.searchsorted(ids, cut.keep)]]
+    piece_nodes = {"cell_id": cut.piece_id, "cable_nm": nodes["cable_nm"][cut.at]}
+    _, _, piece_x = cell_descriptors(piece_nodes, z[cut.at], cut.pieces, cols)
+    ids, _, whole_x = cell_descriptors(nodes, z, cut.whole, cols)
+    whole_x = whole_x[np.searchsorted(ids, cut.keep)]
     return np.concatenate([whole_x[:, None], piece_x[cut.by_cell].reshape(len(cut.keep), cut.per_cell, -1)], 1)
 
 
