@@ -93,7 +93,7 @@ def main() -> None:
 
         names = cell_descriptor_names("full" if not lacking else "shape")
         t = time.perf_counter()
-        views = cell_views(inputs, nodes, z, names, VIEW_PIECES, np.random.default_rng(0))
+        views = cell_views(inputs, feats, nodes, z, names, VIEW_PIECES, np.random.default_rng(0))
         tv = time.perf_counter() - t
         fit_cell_encoder(views, names, steps=a.train_steps)
         tc = time.perf_counter() - t - tv

@@ -297,7 +297,10 @@ def load_cell_inputs(workdir: Path) -> CellInputs:
                           "astrocyte": (ct["kind"] == "astrocyte").to_numpy() if "kind" in ct else False},
                          index=pd.Index(ct["cell_id"].to_numpy().astype(np.uint64), name="cell_id"))
     sp_path = workdir / "tables" / "spines.parquet"
-    spines = pq.read_table(sp_path).to_pandas() if sp_path.exists() else pd.DataFrame({"cell_id": []})
+    spines = pd.DataFrame({"cell_id": []})
+    if sp_path.exists():  # the two columns used (a hand-written table may lack node_id)
+        spines = pq.read_table(sp_path, columns=[c for c in ("cell_id", "node_id")
+                                                 if c in pq.read_schema(sp_path).names]).to_pandas()
     spines = spines.reindex(columns=["cell_id", "node_id"]).fillna({"node_id": -1})  # node_id: for pieces
     spines["cell_id"] = spines["cell_id"].to_numpy().astype(np.uint64)
     orgs = _organelle_table(workdir, voxel, nodes) if has_organelles(workdir) else None

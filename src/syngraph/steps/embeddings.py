@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,9 @@ from syngraph.models.embeddings import (
     save_encoders,
 )
 from syngraph.models.files import load_model_file
+
+if TYPE_CHECKING:
+    from syngraph.steps.celltypes import CellInputs
 
 STEP = "embeddings"
 COLUMNS = tuple(f"e{i}" for i in range(DIM))
@@ -104,21 +107,28 @@ def cell_descriptor_names(variant: str) -> tuple[str, ...]:
     return feature_names(variant) + tuple(f"pooled_{c}" for c in COLUMNS)
 
 
+def cell_descriptors(nodes: dict[str, np.ndarray], z: np.ndarray, features: pd.DataFrame,
+                     names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cell ids, node counts, (cells, len(names) + DIM)): the cell encoder's input, each cell's
+    ``features`` (index cell_id) ``names`` and its pooled node vector (:func:`cell_vectors`)."""
+    ids, counts, pooled = cell_vectors(nodes["cell_id"], nodes["cable_nm"], z)
+    return ids, counts, np.c_[features.reindex(ids)[names].to_numpy(np.float64), pooled]
+
+
 def cell_embedding(enc: Encoder, nodes: dict[str, np.ndarray], z: np.ndarray,
                    features: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(cell ids, node counts, unit vectors): the cell encoder on each cell's ``features`` (the
     celltypes step's, index cell_id) and its pooled node vector; the pooled vector itself for
     an encoder file without a cell encoder."""
-    ids, counts, pooled = cell_vectors(nodes["cell_id"], nodes["cable_nm"], z)
     if enc.cell is None:
-        return ids, counts, pooled
+        return cell_vectors(nodes["cell_id"], nodes["cable_nm"], z)
     names = list(enc.cell.feature_names[:-DIM])
     missing = [] if features is None else [n for n in names if n not in features]
     if features is None or missing:
         raise InputError(f"embeddings: the cell encoder reads the celltypes step's features "
                          f"{missing or names}; run `syngraph run celltypes` first")
-    f = features.reindex(ids)[names].to_numpy(np.float64)
-    return ids, counts, enc.cell.embed(np.c_[f, pooled])
+    ids, counts, x = cell_descriptors(nodes, z, features, names)
+    return ids, counts, enc.cell.embed(x)
 
 
 def _celltype_features(workdir: Path) -> pd.DataFrame | None:
@@ -129,18 +139,32 @@ def _celltype_features(workdir: Path) -> pd.DataFrame | None:
     return t.set_index(t["cell_id"].to_numpy().astype(np.uint64))
 
 
-def cell_views(inputs, nodes: dict[str, np.ndarray], z: np.ndarray, names: tuple[str, ...], pieces: int,
-               rng: np.random.Generator, min_cable_um: float = VIEW_MIN_CABLE_UM) -> np.ndarray:
-    """(cells, pieces + 1, f): the cell encoder's inputs (``names``) for the whole cell and for
-    ``pieces`` random connected pieces (:data:`VIEW_SHARE` of its cable) of every cell of
-    ``inputs`` (:class:`syngraph.steps.celltypes.CellInputs`) with >= ``min_cable_um``; ``nodes``,
-    ``z``: the volume's node table and node vectors (whole-cell context)."""
+class ViewCut(NamedTuple):
+    """What :func:`cell_views` draws once for every encoder variant: the cells cut (ids, sorted),
+    ``per_cell`` random pieces of each, the volume's cell features and the pieces' (piece id
+    order), the piece order that groups them by cell, each piece node's piece id and its row in
+    the volume's node table."""
+
+    keep: np.ndarray
+    per_cell: int
+    whole: pd.DataFrame
+    pieces: pd.DataFrame
+    by_cell: np.ndarray
+    piece_id: np.ndarray
+    at: np.ndarray
+
+
+def cut_views(inputs: CellInputs, feats: pd.DataFrame, nodes: dict[str, np.ndarray], pieces: int,
+              rng: np.random.Generator, min_cable_um: float = VIEW_MIN_CABLE_UM) -> ViewCut:
+    """``pieces`` random connected pieces (:data:`VIEW_SHARE` of its cable) of every cell of
+    ``inputs`` (:class:`syngraph.steps.celltypes.CellInputs`, its features ``feats``) with >=
+    ``min_cable_um``, located in ``nodes`` (the volume's node table)."""
     from syngraph.steps.celltypes_pieces import SOURCE, piece_features, random_pieces
 
-    feats = inputs.features()
     keep = feats.index[feats["cable_um"].to_numpy() >= min_cable_um].to_numpy()
     if not len(keep):
-        return np.zeros((0, pieces + 1, len(names)))
+        none = np.zeros(0, np.int64)
+        return ViewCut(keep, pieces, feats.iloc[:0], feats.iloc[:0], none, none.astype(np.uint64), none)
     cut = random_pieces(inputs.nodes, pieces, *VIEW_SHARE, rng, keep)
     pf = piece_features(inputs, cut).sort_index()
     row = pd.Series(np.arange(len(nodes["cell_id"])),
@@ -148,15 +172,30 @@ def cell_views(inputs, nodes: dict[str, np.ndarray], z: np.ndarray, names: tuple
     pn = cut.nodes
     at = row.reindex(pd.MultiIndex.from_arrays([cut.source.reindex(pn["cell_id"].to_numpy()).to_numpy(),
                                                 pn["source_node_id"].to_numpy()])).to_numpy()
-    _, _, pooled = cell_vectors(pn["cell_id"].to_numpy(), nodes["cable_nm"][at], z[at])
-    piece_x = np.c_[pf[list(names[:-DIM])].to_numpy(np.float64), pooled]
-    ids, _, whole = cell_vectors(nodes["cell_id"], nodes["cable_nm"], z)
-    whole_x = np.c_[feats.reindex(keep)[list(names[:-DIM])].to_numpy(np.float64),
-                    whole[np.searchsorted(ids, keep)]]
     order = np.searchsorted(keep, pf[SOURCE].to_numpy())
     if not np.all(np.bincount(order, minlength=len(keep)) == pieces):
         raise ValueError("every cell needs its pieces")
-    return np.concatenate([whole_x[:, None], piece_x[np.argsort(order, kind="stable")].reshape(len(keep), pieces, -1)], 1)
+    return ViewCut(keep, pieces, feats, pf, np.argsort(order, kind="stable"), pn["cell_id"].to_numpy(), at)
+
+
+def views_of(cut: ViewCut, nodes: dict[str, np.ndarray], z: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """(cells, pieces + 1, f): the cell encoder's inputs (``names``) for the whole cells and the
+    pieces of ``cut``; ``nodes``, ``z``: the volume's node table and node vectors."""
+    if not len(cut.keep):
+        return np.zeros((0, cut.per_cell + 1, len(names)))
+    cols = list(names[:-DIM])
+    piece_nodes = {"cell_id": cut.piece_id, "cable_nm": nodes["cable_nm"][cut.at]}
+    _, _, piece_x = cell_descriptors(piece_nodes, z[cut.at], cut.pieces, cols)
+    ids, _, whole_x = cell_descriptors(nodes, z, cut.whole, cols)
+    whole_x = whole_x[np.searchsorted(ids, cut.keep)]
+    return np.concatenate([whole_x[:, None], piece_x[cut.by_cell].reshape(len(cut.keep), cut.per_cell, -1)], 1)
+
+
+def cell_views(inputs: CellInputs, feats: pd.DataFrame, nodes: dict[str, np.ndarray], z: np.ndarray,
+               names: tuple[str, ...], pieces: int, rng: np.random.Generator,
+               min_cable_um: float = VIEW_MIN_CABLE_UM) -> np.ndarray:
+    """(cells, pieces + 1, f): :func:`views_of` the pieces :func:`cut_views` draws."""
+    return views_of(cut_views(inputs, feats, nodes, pieces, rng, min_cable_um), nodes, z, names)
 
 
 def _encoder(path: str | None, organelles: bool) -> tuple[str, Encoder]:
@@ -241,15 +280,24 @@ def bank_labels(workdir: Path, labels: pd.Series | None = None) -> pd.Series:
     return labels
 
 
-Volume = tuple[dict[str, np.ndarray], np.ndarray, pd.DataFrame]  # node table, node features, cell features
+class Volume(NamedTuple):
+    """A training volume: :func:`node_features`'s node table, features and features lacking, the
+    celltypes step's inputs (:class:`syngraph.steps.celltypes.CellInputs`) and its cell features."""
+
+    nodes: dict[str, np.ndarray]
+    x: np.ndarray
+    lacking: list[str]
+    inputs: CellInputs
+    features: pd.DataFrame
 
 
 def load_volume(workdir: Path) -> Volume:
-    """A training volume: :func:`node_features` and the celltypes step's cell features."""
-    from syngraph.steps.celltypes import load_inputs
+    """The :class:`Volume` of a working directory (its cell inputs read once)."""
+    from syngraph.steps.celltypes import load_cell_inputs
 
-    nodes, x, _ = node_features(workdir)
-    return nodes, x, load_inputs(workdir)[0]
+    nodes, x, lacking = node_features(workdir)
+    inputs = load_cell_inputs(workdir)
+    return Volume(nodes, x, lacking, inputs, inputs.features())
 
 
 def with_bank(encoders: dict[str, Encoder], volumes: list[Volume],
@@ -260,7 +308,7 @@ def with_bank(encoders: dict[str, Encoder], volumes: list[Volume],
     out = {}
     for v, enc in encoders.items():
         zs, ys = [], []
-        for (nodes, x, feats), lab in zip(volumes, labels, strict=True):
+        for (nodes, x, _, _, feats), lab in zip(volumes, labels, strict=True):
             if not len(lab) or not len(x):
                 continue
             ids, _, cz = cell_embedding(enc, nodes, enc.embed(x[:, :len(enc.feature_names)]), feats)
@@ -282,20 +330,19 @@ def bank_of_config(encoders: dict[str, Encoder], volumes: list[Volume],
                       **{f"bank_cells_{v}": str(len(e.bank_type)) for v, e in encoders.items()}}
 
 
-def fit_cell_encoders(encoders: dict[str, Encoder], workdirs: list[Path], volumes: list[Volume],
-                      steps: int, pieces: int = VIEW_PIECES, seed: int = 0) -> dict[str, Encoder]:
+def fit_cell_encoders(encoders: dict[str, Encoder], volumes: list[Volume], steps: int,
+                      pieces: int = VIEW_PIECES, seed: int = 0) -> dict[str, Encoder]:
     """The node encoders with a cell encoder each, trained without labels on random pieces of
-    the cells of ``workdirs`` (:func:`cell_views`)."""
+    the cells of ``volumes`` (:func:`cell_views`; the same pieces for every variant)."""
     from syngraph.models.embeddings import fit_cell_encoder
-    from syngraph.steps.celltypes import load_cell_inputs
 
-    inputs = [load_cell_inputs(Path(wd)) for wd in workdirs]
+    rng = np.random.default_rng(seed)
+    cuts = [cut_views(vol.inputs, vol.features, vol.nodes, pieces, rng) for vol in volumes]  # for every variant
     out = {}
     for v, enc in encoders.items():
         names = cell_descriptor_names(v)
-        rng = np.random.default_rng(seed)
-        views = np.concatenate([cell_views(inp, nodes, enc.embed(x[:, :len(enc.feature_names)]), names, pieces, rng)
-                                for inp, (nodes, x, _) in zip(inputs, volumes, strict=True)])
+        views = np.concatenate([views_of(cut, vol.nodes, enc.embed(vol.x[:, :len(enc.feature_names)]), names)
+                                for cut, vol in zip(cuts, volumes, strict=True)])
         if len(views) < 8:
             raise InputError(f"training the cell encoder needs >= 8 cells with >= {VIEW_MIN_CABLE_UM} um of "
                              f"cable in all; got {len(views)}")
@@ -315,10 +362,11 @@ def train_embeddings(workdirs: list[Path], out: Path, steps: int = 1500,
     in the (``shape``) reference bank."""
     xs, ps, base, lacking_any, vols = [], [], 0, False, []
     for wd in workdirs:
-        nodes, x, feats = load_volume(Path(wd))
-        lacking_any |= x.shape[1] == len(SHAPE_FEATURES)  # no organelle features
+        vol = load_volume(Path(wd))
+        nodes, x = vol.nodes, vol.x
+        lacking_any |= bool(vol.lacking)
         xs.append(x)
-        vols.append((nodes, x, feats))
+        vols.append(vol)
         ps.append(positives(nodes["cell_id"], np.c_[nodes["x_nm"], nodes["y_nm"], nodes["z_nm"]]) + base)
         base += len(x)
     if base < 100:
@@ -333,7 +381,7 @@ def train_embeddings(workdirs: list[Path], out: Path, steps: int = 1500,
         except ImportError as e:
             raise InputError(str(e)) from None
         losses[v] = loss[-1]
-    encoders = fit_cell_encoders(encoders, workdirs, vols, cell_steps)
+    encoders = fit_cell_encoders(encoders, vols, cell_steps)
     labels = [bank_labels(Path(wd), lab) for wd, lab in zip(workdirs, labels or [None] * len(workdirs), strict=True)]
     encoders, bank_info = bank_of_config(encoders, vols, labels, workdirs[0])
     info = {"workdirs": " ".join(Path(w).name for w in workdirs), "nodes": str(base), "steps": str(steps),

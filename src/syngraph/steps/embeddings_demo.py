@@ -21,6 +21,7 @@ from pathlib import Path
 from syngraph.evaluate.celltypes import true_celltypes
 from syngraph.models.embeddings import load_encoders, save_encoders
 from syngraph.steps.embeddings import (
+    CELL_STEPS,
     bank_of_config,
     fit_cell_encoders,
     load_volume,
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("workdirs", type=Path, nargs="+")
     ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--cell-steps", type=int, default=300)
+    ap.add_argument("--cell-steps", type=int, default=CELL_STEPS)
     ap.add_argument("--weights", type=Path, help="encoder file whose weights --bank-only keeps")
     ap.add_argument("--bank-only", action="store_true")
     ap.add_argument("--cell-only", action="store_true",
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     encoders, info = load_encoders(a.weights)
     vols = [load_volume(wd) for wd in a.workdirs]
     if a.cell_only:
-        encoders = fit_cell_encoders(encoders, a.workdirs, vols, a.cell_steps)
+        encoders = fit_cell_encoders(encoders, vols, a.cell_steps)
         info |= {"cell_workdirs": " ".join(p.name for p in a.workdirs), "cell_steps": str(a.cell_steps)}
     encoders, bank_info = bank_of_config(encoders, vols, labels, a.workdirs[0])
     info |= {"bank_workdirs": " ".join(p.name for p in a.workdirs), **bank_info}
