@@ -235,6 +235,11 @@ def test_run_astrocytes_end_to_end(tmp_path):
         train_astrocytes(wd, labels, compute=SERIAL, learner="forest")
     with pytest.raises(CellsError, match="--base .*no such file"):
         train_astrocytes(wd, labels, compute=SERIAL, base=tmp_path / "missing.npz")
+    truncated = tmp_path / "truncated.npz"
+    np.savez(truncated, kind=np.array(["logistic"]))
+    truncated.write_bytes(truncated.read_bytes()[:40])
+    with pytest.raises(CellsError, match="--base .*not a usable astrocyte model file .*BadZipFile"):
+        train_astrocytes(wd, lbl1, compute=SERIAL, base=truncated)
     adapted, _ = train_astrocytes(wd, lbl1, compute=SERIAL, out=tmp_path / "adapted.npz")  # auto: few -> adapt
     with np.load(adapted, allow_pickle=False) as z:
         assert str(z["kind"][0]) == "adapted" and str(z["context_kind"][0]) == "adapted"

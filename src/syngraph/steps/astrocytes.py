@@ -64,6 +64,7 @@ from syngraph.models.domain import (
     DomainWarning,
     held_back,
 )
+from syngraph.models.files import load_model_file
 from syngraph.project import Project
 from syngraph.steps.cells import CellsError, SvData
 from syngraph.steps.domain import write_domain_json
@@ -577,13 +578,8 @@ def train_astrocytes(
         learner = "adapt" if few else "boosted"
     prior = None
     if learner == "adapt":
-        if base is not None and not Path(base).is_file():
-            raise CellsError(f"--base {base}: no such file; give a two-stage astrocyte model file or leave --base out")
-        try:
-            prior = load_model(base)
-        except (ValueError, KeyError, OSError) as exc:
-            raise CellsError(f"--base {base or DEFAULT_MODEL_PATH}: not a usable astrocyte model ({exc}); "
-                             f"give another with --base, or --learner logistic to fit a fresh one") from exc
+        prior = load_model_file(load_model, base, "--base", error=CellsError, what="astrocyte model",
+                                fix="give a two-stage astrocyte model file, or leave --base out to adapt the shipped one")
         if not isinstance(prior, ContextModel):
             raise CellsError(f"--base {base}: adapting needs a two-stage astrocyte model; this one has one stage")
     data = graph_data(workdir, ids, y, cfg, compute, progress, source=str(labels_table_path))
@@ -631,7 +627,6 @@ def graph_data(
 def astrocyte_model(workdir: str | Path, cfg: ProjectConfig) -> AstrocyteClassifier:
     """The classifier ``cells.astrocyte_model`` names (relative to the working directory), or the default."""
     from syngraph.config import project_path
-    from syngraph.models.files import load_model_file
 
     name = cfg.cells.astrocyte_model
     return load_model_file(load_model, project_path(workdir, name) if name else None, "cells.astrocyte_model")
