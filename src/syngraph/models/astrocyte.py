@@ -404,6 +404,12 @@ def fit_boosted(x: np.ndarray, y: np.ndarray, names: tuple[str, ...] = FEATURES)
 STAGE_L2 = 0.1
 
 
+def can_fit(learner: str, y: np.ndarray) -> bool:
+    """Whether :func:`fit_stage` can fit ``learner`` on labels ``y``: adapting needs one labelled
+    row, fitting afresh both classes."""
+    return y.size > 0 and (learner == "adapt" or np.unique(y).size == 2)
+
+
 def fit_stage(x: np.ndarray, y: np.ndarray, learner: str = "logistic",
               names: tuple[str, ...] = FEATURES, base: Stage | None = None) -> Stage:
     """One stage with ``learner`` (one of :data:`LEARNERS`; ``adapt`` adapts ``base``)."""
@@ -494,7 +500,7 @@ def _oof_local(data: list[GraphData], folds: int, seed: int = 0, learner: str = 
     parts = np.array_split(np.random.default_rng(seed).permutation(d.labelled.size), folds)
     for f in parts:
         tr = np.setdiff1d(np.arange(d.labelled.size), f)
-        if np.unique(d.y[tr]).size == 2 or (learner == "adapt" and tr.size):
+        if can_fit(learner, d.y[tr]):
             prob[d.labelled[f]] = fit_stage(d.features[d.labelled[tr]], d.y[tr], learner, base=base).predict(
                 d.features[d.labelled[f]])
     return [prob]
@@ -540,7 +546,7 @@ def cross_validate_context(data: list[GraphData], folds: int = 5, seed: int = 0,
     correct = 0
     for f in np.array_split(np.random.default_rng(seed).permutation(d.labelled.size), folds):
         tr = np.setdiff1d(np.arange(d.labelled.size), f)
-        if np.unique(d.y[tr]).size < 2 and learner != "adapt":
+        if not can_fit(learner, d.y[tr]):
             correct += int(((d.y[tr][0] > 0.5) == (d.y[f] > 0.5)).sum()) if tr.size else 0
             continue
         sub = GraphData(d.ids, d.features, d.edges, d.contacts, d.contact_area, d.labelled[tr], d.y[tr])
