@@ -353,9 +353,9 @@ def train_astrocytes_cmd(
     out: Annotated[Path | None, typer.Option(help="model path (default <wd>/models/astrocyte.npz)")] = None,
     learner: Annotated[str, typer.Option(
         help="adapt (the --base model adapted to the labels), boosted (gradient-boosted trees), "
-             "logistic, or auto: boosted with >= 50 labelled supervoxels of each class, else adapt")] = "auto",
+             "logistic, or auto: boosted with >= 50 labelled supervoxels of each class and no --base, else adapt")] = "auto",
     base: Annotated[Path | None, typer.Option(
-        help="two-stage model that --learner adapt adapts (default: the shipped model)")] = None,
+        help="two-stage model that --learner adapt (or auto) adapts (default: the shipped model)")] = None,
 ) -> None:
     """Fit the astrocyte classifier on labelled supervoxels; prints cross-validated accuracy."""
     from syngraph.steps.astrocytes import train_astrocytes

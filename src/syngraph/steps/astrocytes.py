@@ -48,6 +48,7 @@ from syngraph.models.astrocyte import (
     DEFAULT_MODEL_PATH,
     FEATURES,
     LEARNERS,
+    AdaptedStage,
     AstrocyteClassifier,
     ContextModel,
     GraphData,
@@ -562,8 +563,8 @@ def train_astrocytes(
     with ``gt/cells`` gives it). Features come from ``tables/sv_features.parquet`` (computed if
     missing). ``learner``: ``adapt`` (each stage of the two-stage model ``base``, default the
     shipped one, adapted to the labels: :func:`~syngraph.models.astrocyte.fit_adapter`),
-    ``boosted`` (gradient-boosted trees), ``logistic``, or ``auto`` (boosted when both classes
-    have at least :data:`MIN_BOOSTED_PER_CLASS` labelled rows, else adapt).
+    ``boosted`` (gradient-boosted trees), ``logistic``, or ``auto`` (adapt when ``base`` is
+    given or a class has fewer than :data:`MIN_BOOSTED_PER_CLASS` labelled rows, else boosted).
     Writes ``out`` (default ``<wd>/models/astrocyte.npz``) with the domain of every supervoxel of
     the working directory (:mod:`syngraph.models.domain`); returns ``(path, cv_acc)``.
     """
@@ -572,16 +573,21 @@ def train_astrocytes(
     compute = compute or Compute.from_config(cfg.compute)
     if learner not in LEARNERS + ("auto",):
         raise CellsError(f"--learner {learner!r}: use one of auto, {', '.join(LEARNERS)}")
+    if base is not None and learner not in ("adapt", "auto"):
+        raise CellsError(f"--base {base} with --learner {learner}: only adapt uses a base model; "
+                         f"leave --base out to fit a fresh one, or use --learner adapt")
     ids, y = read_labels(labels_table_path)
     if learner == "auto":
         few = min(int((y > 0.5).sum()), int((y <= 0.5).sum())) < MIN_BOOSTED_PER_CLASS
-        learner = "adapt" if few else "boosted"
+        learner = "adapt" if few or base is not None else "boosted"
     prior = None
     if learner == "adapt":
         prior = load_model_file(load_model, base, "--base", error=CellsError, what="astrocyte model",
                                 fix="give a two-stage astrocyte model file, or leave --base out to adapt the shipped one")
         if not isinstance(prior, ContextModel):
             raise CellsError(f"--base {base}: adapting needs a two-stage astrocyte model; this one has one stage")
+        if isinstance(prior.local, AdaptedStage):
+            raise CellsError(f"--base {base}: an adapted model; adapt the model it was adapted from instead")
     data = graph_data(workdir, ids, y, cfg, compute, progress, source=str(labels_table_path))
     model = fit_context_model([data], folds, learner, base=prior)
     acc = cross_validate_context([data], folds, learner=learner, base=prior)[0]
