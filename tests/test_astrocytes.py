@@ -219,6 +219,15 @@ def toy_tissue() -> tuple[np.ndarray, dict[int, bool]]:
     return lab, truth
 
 
+def test_one_label_cross_validates_to_zero_with_every_learner():
+    """One labelled row leaves nothing to fit on when it is held out: accuracy 0 for adapt as for logistic."""
+    rng = np.random.default_rng(5)
+    base = fit_context_model([_graph_tissue(rng)], learner="logistic")
+    one = _labelled(_graph_tissue(rng), np.array([0]))
+    assert cross_validate_context([one], learner="adapt", base=base) == [0.0]
+    assert cross_validate_context([one], learner="logistic") == [0.0]
+
+
 def test_run_astrocytes_end_to_end(tmp_path):
     lab, truth = toy_tissue()
     wd = make_project(tmp_path, lab, voxel_size_nm=(20.0, 20.0, 40.0), chunks=(32, 32, 24),
@@ -235,7 +244,15 @@ def test_run_astrocytes_end_to_end(tmp_path):
         train_astrocytes(wd, labels, compute=SERIAL, learner="forest")
     with pytest.raises(CellsError, match="--base .*no such file"):
         train_astrocytes(wd, labels, compute=SERIAL, base=tmp_path / "missing.npz")
+    truncated = tmp_path / "truncated.npz"
+    np.savez(truncated, kind=np.array(["logistic"]))
+    truncated.write_bytes(truncated.read_bytes()[:40])
+    with pytest.raises(CellsError, match="--base .*not a usable astrocyte model file .*BadZipFile"):
+        train_astrocytes(wd, lbl1, compute=SERIAL, base=truncated)
     adapted, _ = train_astrocytes(wd, lbl1, compute=SERIAL, out=tmp_path / "adapted.npz")  # auto: few -> adapt
+    one_row = tmp_path / "one_row.csv"
+    one_row.write_text("sv_id,is_astrocyte\n100,0\n")
+    assert train_astrocytes(wd, one_row, compute=SERIAL, out=tmp_path / "one_row.npz")[1] == 0.0
     with np.load(adapted, allow_pickle=False) as z:
         assert str(z["kind"][0]) == "adapted" and str(z["context_kind"][0]) == "adapted"
     path, acc = train_astrocytes(wd, labels, compute=SERIAL, folds=2, learner="logistic")

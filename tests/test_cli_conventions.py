@@ -39,6 +39,21 @@ def test_synth_and_demo_share_one_default_seed():
         assert f"[default: {DEMO_SEED}]" in syngraph(command, "--help").stdout, command
 
 
+def test_train_options_left_out_keep_the_library_defaults(monkeypatch, tmp_path):
+    """--pieces and --cell-steps left out pass nothing of their own (the defaults live in the steps)."""
+    import syngraph.steps.celltypes as celltypes
+    import syngraph.steps.embeddings as embeddings
+
+    seen: list[dict] = []
+    monkeypatch.setattr(celltypes, "train_celltypes", lambda *a, **k: (seen.append(k), ("m.npz", 0.5))[1])
+    monkeypatch.setattr(embeddings, "train_embeddings", lambda *a, **k: (seen.append(k), ("m", {}, 0))[1])
+    for args in (["celltypes", "--labels", "l.csv"], ["celltypes", "--labels", "l.csv", "--pieces", "2"],
+                 ["embeddings"], ["embeddings", "--cell-steps", "7"]):
+        assert syngraph("train", *args, "--wd", str(tmp_path)).exit_code == 0
+    assert [k.get("pieces", k.get("cell_steps")) for k in seen] == [None, 2, None, 7]
+    assert "cell_steps" not in seen[2]
+
+
 def test_wd_option_and_old_positional_form(tmp_path):
     r = syngraph("report", "--wd", str(tmp_path))
     assert r.exit_code == 0 and (tmp_path / "report.html").exists(), r.output

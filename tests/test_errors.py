@@ -616,6 +616,30 @@ def test_bad_base_model_for_adapting(proj, capsys, monkeypatch, content, words):
     assert not (proj / "models").exists()
 
 
+@pytest.mark.parametrize("learner, words", [("auto", ["--base", "base.npz", "an adapted model"]),
+                                            ("logistic", ["--base", "base.npz", "--learner logistic"])])
+def test_base_model_that_cannot_be_adapted(proj, capsys, monkeypatch, learner, words):
+    """An adapted --base, or --base with a learner that fits afresh: one line, before any feature is read."""
+    from syngraph.models.astrocyte import (
+        CONTEXT_FEATURES,
+        FEATURES,
+        ContextModel,
+        default_model,
+        fit_adapter,
+    )
+    from syngraph.steps import astrocytes
+
+    m = default_model()
+    x, y = np.random.default_rng(0).normal(size=(4, len(FEATURES) + len(CONTEXT_FEATURES))), np.r_[0.0, 1, 0, 1]
+    ContextModel(fit_adapter(m.local, x[:, :len(FEATURES)], y), fit_adapter(m.context, x, y)).save(proj / "base.npz")
+    (proj / "lab.csv").write_text("sv_id,is_astrocyte\n1,0\n2,1\n")
+    monkeypatch.setattr(astrocytes, "graph_data", lambda *a, **k: pytest.fail("features read before --base was checked"))
+    code, err = cli(capsys, monkeypatch, "train", "astrocytes", "--labels", str(proj / "lab.csv"),
+                    "--base", str(proj / "base.npz"), "--learner", learner, "--wd", str(proj))
+    assert code == 2
+    one_line_error(err, *words)
+
+
 def test_internal_errors_say_so_in_one_line(capsys, monkeypatch):
     """A bug (not bad input) is exit 1, one line, pointing at --debug."""
     from syngraph.errors import explain

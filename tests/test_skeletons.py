@@ -15,7 +15,7 @@ from syngraph.skeleton import Forest, stats
 from syngraph.steps.skeletons.join import join_pieces
 from syngraph.steps.skeletons.myelin import path_window_vote
 from syngraph.steps.skeletons.postprocess import exit_tips, extend_exits, remove_ticks, thin
-from syngraph.steps.skeletons.run import block_regions, finish_cell, own_shape, teasar_params
+from syngraph.steps.skeletons.run import block_regions, finish_cell, teasar_params
 from syngraph.steps.skeletons.teasar import skeletonize_block
 
 ANISO = (20.0, 20.0, 25.0)  # skeleton resolution of 10x10x25 nm data at 2x2x1
@@ -28,9 +28,9 @@ def skeletonize_in_blocks(labels: np.ndarray, block_ds, params: SkeletonParams |
     shape = labels.shape
     rows = []
     for b in block_grid(BBox.from_shape(shape), block_ds):
-        trace, read = block_regions(b.core, shape, (1, 1, 1), (halo,) * 3)
+        trace, read, own = block_regions(b.core, shape, (1, 1, 1), (halo,) * 3)
         bs = skeletonize_block(labels[read.slices], trace.local_slices(read), anisotropy_nm=ANISO,
-                               teasar=teasar_params(p), own_shape=own_shape(b.core, trace, (1, 1, 1)))
+                               teasar=teasar_params(p), own_shape=own.shape)
         rows.append((b.id, np.asarray(trace.start), bs))
     out = {}
     cells = np.unique(np.concatenate([r[2].cell_id for r in rows]))

@@ -353,9 +353,9 @@ def train_astrocytes_cmd(
     out: Annotated[Path | None, typer.Option(help="model path (default <wd>/models/astrocyte.npz)")] = None,
     learner: Annotated[str, typer.Option(
         help="adapt (the --base model adapted to the labels), boosted (gradient-boosted trees), "
-             "logistic, or auto: boosted with >= 50 labelled supervoxels of each class, else adapt")] = "auto",
+             "logistic, or auto: boosted with >= 50 labelled supervoxels of each class and no --base, else adapt")] = "auto",
     base: Annotated[Path | None, typer.Option(
-        help="two-stage model that --learner adapt adapts (default: the shipped model)")] = None,
+        help="two-stage model that --learner adapt (or auto) adapts (default: the shipped model)")] = None,
 ) -> None:
     """Fit the astrocyte classifier on labelled supervoxels; prints cross-validated accuracy."""
     from syngraph.steps.astrocytes import train_astrocytes
@@ -398,7 +398,9 @@ def train_celltypes_cmd(
     labels: Annotated[Path, typer.Option(help="table with type and cell_id (or x_nm, y_nm, z_nm: a point in the cell)")],
     wd: WorkDir = Path("."),
     out: Annotated[Path | None, typer.Option(help="model path (default <wd>/models/celltypes.npz)")] = None,
-    pieces: Annotated[int, typer.Option(help="random connected pieces of each labelled cell added to the training set")] = 0,
+    pieces: Annotated[int | None, typer.Option(
+        help="random connected pieces of each labelled cell added to the training set (default: docs/celltypes.md)",
+        show_default=False)] = None,
 ) -> None:
     """Fit the cell-type classifier on labelled cells; prints cross-validated accuracy."""
     from rich.markup import escape
@@ -417,7 +419,9 @@ def train_embeddings_cmd(
     out: Annotated[Path | None, typer.Option(help="weights path (default <wd>/models/embeddings.safetensors)")] = None,
     steps: Annotated[int, typer.Option(help="optimizer steps (batches of 256 nodes)")] = 1500,
     labels: Annotated[Path | None, typer.Option(help="cell types of --wd for the reference bank (table with type and cell_id or x_nm, y_nm, z_nm); default: each working directory's typed celltypes run")] = None,
-    cell_steps: Annotated[int, typer.Option(help="optimizer steps of the cell encoder (batches of 128 cells)")] = 300,
+    cell_steps: Annotated[int | None, typer.Option(
+        help="optimizer steps of the cell encoder (batches of 128 cells; default: docs/celltypes.md)",
+        show_default=False)] = None,
 ) -> None:
     """Fit the node encoder without labels (contrastive; needs PyTorch) on every skeleton node, the
     cell encoder without labels on random pieces of every cell (needs `syngraph run celltypes`'s
@@ -430,7 +434,7 @@ def train_embeddings_cmd(
     dirs = [wd, *(more or [])]
     lab = [read_labels(labels, wd) if labels else None] + [None] * len(more or [])
     path, losses, bank = train_embeddings(dirs, out or wd / "models" / "embeddings.safetensors", steps, lab,
-                                         cell_steps)
+                                         **({} if cell_steps is None else {"cell_steps": cell_steps}))
     console.print(f"[green]wrote[/] {escape(str(path))}; final loss "
                   + ", ".join(f"{v} {x:.3f}" for v, x in losses.items()) + f"; reference bank {bank} labelled cells"
                   + ("" if bank else " (none: pass --labels or run celltypes first)") + "; use it with "

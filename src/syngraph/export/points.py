@@ -47,23 +47,20 @@ def partner_points_vx(sv: Layer, centre_vx: np.ndarray, pre_sv: np.ndarray, post
     if len(centre_vx) == 0:
         return pre, post
     tile = centre_vx // np.asarray(tile_vx, np.int64)
-    _, group = np.unique(tile, axis=0, return_inverse=True)
-    order = np.argsort(group.ravel(), kind="stable")
-    bounds = np.flatnonzero(np.diff(group.ravel()[order])) + 1
-    for members in np.split(order, bounds):
+    _, group, counts = np.unique(tile, axis=0, return_inverse=True, return_counts=True)
+    for members in np.split(np.argsort(group.ravel(), kind="stable"), np.cumsum(counts)[:-1]):
         c = centre_vx[members]
         box = BBox(tuple(int(v) for v in c.min(0) - r), tuple(int(v) for v in c.max(0) + r + 1)).intersect(sv.bbox)
         if box.empty:
             continue
-        win, origin = sv.read(box), np.asarray(box.start, np.int64)
+        win = sv.read(box)
         for i in members:
-            lo = np.maximum(centre_vx[i] - r, origin)
-            hi = np.minimum(centre_vx[i] + r + 1, origin + np.asarray(win.shape))
-            if np.any(hi <= lo):
+            b = BBox.from_shape(2 * r + 1, offset=centre_vx[i] - r).intersect(box)  # the synapse's window
+            if b.empty:
                 continue
-            sub = win[tuple(slice(int(a), int(b)) for a, b in zip(lo - origin, hi - origin))]
+            sub = win[b.local_slices(box)]
             for out, label in ((pre, pre_sv[i]), (post, post_sv[i])):
-                p = nearest_voxel(sub, lo, centre_vx[i], int(label), vs)
+                p = nearest_voxel(sub, np.asarray(b.start, np.int64), centre_vx[i], int(label), vs)
                 if p is not None:
                     out[i] = p
     return pre, post

@@ -144,6 +144,11 @@ BASE_LOG_ODDS = "base_log_odds"
 BASE_LOG_ODDS_CLIP = 15.0  # |log-odds| of the base stage passed to the adapter (p 3e-7 .. 1 - 3e-7)
 
 
+def _base_z(base: LogisticModel | BoostedModel, x: np.ndarray) -> np.ndarray:
+    """The base stage's log-odds of ``x`` as its adapter sees them (clipped to :data:`BASE_LOG_ODDS_CLIP`)."""
+    return np.clip(base.log_odds(x), -BASE_LOG_ODDS_CLIP, BASE_LOG_ODDS_CLIP)
+
+
 @dataclass(frozen=True)
 class AdaptedStage:
     """A trained stage adapted to new labels: ``p = sigmoid(adapter([base log-odds, x]))``, the
@@ -160,8 +165,7 @@ class AdaptedStage:
         return self.base.feature_names
 
     def log_odds(self, features: np.ndarray) -> np.ndarray:
-        z = np.clip(self.base.log_odds(features), -BASE_LOG_ODDS_CLIP, BASE_LOG_ODDS_CLIP)
-        return self.adapter.log_odds(np.c_[z, np.asarray(features, np.float64)])
+        return self.adapter.log_odds(np.c_[_base_z(self.base, features), np.asarray(features, np.float64)])
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         return _sigmoid(self.log_odds(features))
@@ -304,6 +308,14 @@ def context_features(
     return np.stack([np.log10(1 + deg), mx, mean, n_astro, cmean], 1)
 
 
+def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mean, scale, (x - mean) / scale)`` per column; a constant column keeps scale 1."""
+    mean = x.mean(0)
+    scale = x.std(0)
+    scale[scale == 0] = 1.0
+    return mean, scale, (x - mean) / scale
+
+
 def fit_logistic(
     x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 100, names: tuple[str, ...] = FEATURES
 ) -> LogisticModel:
@@ -311,10 +323,8 @@ def fit_logistic(
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
     _check_training(x, y)
-    mean = x.mean(0)
-    scale = x.std(0)
-    scale[scale == 0] = 1.0
-    xs = np.c_[(x - mean) / scale, np.ones(x.shape[0])]
+    mean, scale, xs = _standardise(x)
+    xs = np.c_[xs, np.ones(x.shape[0])]
     reg = np.full(xs.shape[1], l2 * x.shape[0])
     reg[-1] = 0.0
     w = _irls(xs, y, reg, np.zeros(xs.shape[1]), iters)
@@ -366,11 +376,9 @@ def fit_adapter(base: LogisticModel | BoostedModel, x: np.ndarray, y: np.ndarray
     y = np.asarray(y, np.float64)
     if x.shape[0] != y.shape[0] or x.shape[0] < 1:
         raise ValueError(f"adapting needs labelled supervoxels, got {x.shape[0]} rows")
-    z = np.clip(base.log_odds(x), -BASE_LOG_ODDS_CLIP, BASE_LOG_ODDS_CLIP)
-    mean = np.r_[0.0, x.mean(0)]
-    scale = np.r_[1.0, x.std(0)]
-    scale[scale == 0] = 1.0
-    xs = np.c_[(np.c_[z, x] - mean) / scale, np.ones(x.shape[0])]
+    mean, scale, xs = _standardise(x)
+    xs = np.c_[_base_z(base, x), xs, np.ones(x.shape[0])]  # the base log-odds as they are: weight 1 is the base
+    mean, scale = np.r_[0.0, mean], np.r_[1.0, scale]
     w0 = np.zeros(xs.shape[1])
     w0[0] = 1.0
     w = _irls(xs, y, np.full(xs.shape[1], prior), w0, iters)
@@ -402,6 +410,12 @@ def fit_boosted(x: np.ndarray, y: np.ndarray, names: tuple[str, ...] = FEATURES)
 # L2 penalty of logistic stages (per row, on standardised features): chosen on 50 labels of one
 # astrocyte-rich demo seed scored on another (docs/models.md); 0.01 overfits 50 rows
 STAGE_L2 = 0.1
+
+
+def can_fit(learner: str, y: np.ndarray) -> bool:
+    """Whether :func:`fit_stage` can fit ``learner`` on labels ``y``: adapting needs one labelled
+    row, fitting afresh both classes."""
+    return y.size > 0 and (learner == "adapt" or np.unique(y).size == 2)
 
 
 def fit_stage(x: np.ndarray, y: np.ndarray, learner: str = "logistic",
@@ -494,7 +508,7 @@ def _oof_local(data: list[GraphData], folds: int, seed: int = 0, learner: str = 
     parts = np.array_split(np.random.default_rng(seed).permutation(d.labelled.size), folds)
     for f in parts:
         tr = np.setdiff1d(np.arange(d.labelled.size), f)
-        if np.unique(d.y[tr]).size == 2 or (learner == "adapt" and tr.size):
+        if can_fit(learner, d.y[tr]):
             prob[d.labelled[f]] = fit_stage(d.features[d.labelled[tr]], d.y[tr], learner, base=base).predict(
                 d.features[d.labelled[f]])
     return [prob]
@@ -540,7 +554,7 @@ def cross_validate_context(data: list[GraphData], folds: int = 5, seed: int = 0,
     correct = 0
     for f in np.array_split(np.random.default_rng(seed).permutation(d.labelled.size), folds):
         tr = np.setdiff1d(np.arange(d.labelled.size), f)
-        if np.unique(d.y[tr]).size < 2 and learner != "adapt":
+        if not can_fit(learner, d.y[tr]):
             correct += int(((d.y[tr][0] > 0.5) == (d.y[f] > 0.5)).sum()) if tr.size else 0
             continue
         sub = GraphData(d.ids, d.features, d.edges, d.contacts, d.contact_area, d.labelled[tr], d.y[tr])

@@ -21,17 +21,25 @@ TRAIN_COMMANDS = {
 }
 
 
-def load_model_file(load: Callable[[Path | None], T], path: str | Path | None, key: str) -> T:
-    """``load(path)``, or ``load(None)`` (the shipped default) when ``path`` is None."""
+def load_model_file(
+    load: Callable[[Path | None], T], path: str | Path | None, key: str, *,
+    fix: str | None = None, error: type[InputError] = InputError, what: str = "model",
+) -> T:
+    """``load(path)``, or ``load(None)`` (the shipped default) when ``path`` is None.
+
+    A failure raises ``error`` naming ``key`` (a config key or an option), saying the file is not
+    a usable ``what`` file and ending in ``fix`` (default: retrain with the command of
+    :data:`TRAIN_COMMANDS`, or use the shipped model)."""
     if path is None:
         return load(None)
     path = Path(path)
-    fix = f"retrain it with `{TRAIN_COMMANDS[key]}`, or remove {key} from syngraph.toml to use the shipped model"
+    if fix is None:
+        fix = f"retrain it with `{TRAIN_COMMANDS[key]}`, or remove {key} from syngraph.toml to use the shipped model"
     if not path.is_file():
-        raise InputError(f'{key} = "{path}": no such file; {fix}')
+        raise error(f'{key} = "{path}": no such file; {fix}')
     try:
         return load(path)
     except (ValueError, KeyError, IndexError, TypeError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputError(
-            f'{key} = "{path}": not a usable model file ({type(exc).__name__}: {exc}); {fix}'
+        raise error(
+            f'{key} = "{path}": not a usable {what} file ({type(exc).__name__}: {exc}); {fix}'
         ) from exc

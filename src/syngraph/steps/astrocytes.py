@@ -48,6 +48,7 @@ from syngraph.models.astrocyte import (
     DEFAULT_MODEL_PATH,
     FEATURES,
     LEARNERS,
+    AdaptedStage,
     AstrocyteClassifier,
     ContextModel,
     GraphData,
@@ -64,6 +65,7 @@ from syngraph.models.domain import (
     DomainWarning,
     held_back,
 )
+from syngraph.models.files import load_model_file
 from syngraph.project import Project
 from syngraph.steps.cells import CellsError, SvData
 from syngraph.steps.domain import write_domain_json
@@ -561,8 +563,8 @@ def train_astrocytes(
     with ``gt/cells`` gives it). Features come from ``tables/sv_features.parquet`` (computed if
     missing). ``learner``: ``adapt`` (each stage of the two-stage model ``base``, default the
     shipped one, adapted to the labels: :func:`~syngraph.models.astrocyte.fit_adapter`),
-    ``boosted`` (gradient-boosted trees), ``logistic``, or ``auto`` (boosted when both classes
-    have at least :data:`MIN_BOOSTED_PER_CLASS` labelled rows, else adapt).
+    ``boosted`` (gradient-boosted trees), ``logistic``, or ``auto`` (adapt when ``base`` is
+    given or a class has fewer than :data:`MIN_BOOSTED_PER_CLASS` labelled rows, else boosted).
     Writes ``out`` (default ``<wd>/models/astrocyte.npz``) with the domain of every supervoxel of
     the working directory (:mod:`syngraph.models.domain`); returns ``(path, cv_acc)``.
     """
@@ -571,21 +573,21 @@ def train_astrocytes(
     compute = compute or Compute.from_config(cfg.compute)
     if learner not in LEARNERS + ("auto",):
         raise CellsError(f"--learner {learner!r}: use one of auto, {', '.join(LEARNERS)}")
+    if base is not None and learner not in ("adapt", "auto"):
+        raise CellsError(f"--base {base} with --learner {learner}: only adapt uses a base model; "
+                         f"leave --base out to fit a fresh one, or use --learner adapt")
     ids, y = read_labels(labels_table_path)
     if learner == "auto":
         few = min(int((y > 0.5).sum()), int((y <= 0.5).sum())) < MIN_BOOSTED_PER_CLASS
-        learner = "adapt" if few else "boosted"
+        learner = "adapt" if few or base is not None else "boosted"
     prior = None
     if learner == "adapt":
-        if base is not None and not Path(base).is_file():
-            raise CellsError(f"--base {base}: no such file; give a two-stage astrocyte model file or leave --base out")
-        try:
-            prior = load_model(base)
-        except (ValueError, KeyError, OSError) as exc:
-            raise CellsError(f"--base {base or DEFAULT_MODEL_PATH}: not a usable astrocyte model ({exc}); "
-                             f"give another with --base, or --learner logistic to fit a fresh one") from exc
+        prior = load_model_file(load_model, base, "--base", error=CellsError, what="astrocyte model",
+                                fix="give a two-stage astrocyte model file, or leave --base out to adapt the shipped one")
         if not isinstance(prior, ContextModel):
             raise CellsError(f"--base {base}: adapting needs a two-stage astrocyte model; this one has one stage")
+        if isinstance(prior.local, AdaptedStage):
+            raise CellsError(f"--base {base}: an adapted model; adapt the model it was adapted from instead")
     data = graph_data(workdir, ids, y, cfg, compute, progress, source=str(labels_table_path))
     model = fit_context_model([data], folds, learner, base=prior)
     acc = cross_validate_context([data], folds, learner=learner, base=prior)[0]
@@ -631,7 +633,6 @@ def graph_data(
 def astrocyte_model(workdir: str | Path, cfg: ProjectConfig) -> AstrocyteClassifier:
     """The classifier ``cells.astrocyte_model`` names (relative to the working directory), or the default."""
     from syngraph.config import project_path
-    from syngraph.models.files import load_model_file
 
     name = cfg.cells.astrocyte_model
     return load_model_file(load_model, project_path(workdir, name) if name else None, "cells.astrocyte_model")

@@ -91,24 +91,17 @@ def astrocyte_ids(workdir: str | Path) -> np.ndarray:
 
 
 def block_regions(block: BBox, shape_vx: tuple[int, int, int], ds: tuple[int, int, int],
-                  halo_ds: tuple[int, int, int]) -> tuple[BBox, BBox]:
-    """(trace, read) boxes at skeleton resolution for a full-resolution block ``block``.
+                  halo_ds: tuple[int, int, int]) -> tuple[BBox, BBox, BBox]:
+    """(trace, read, own) boxes at skeleton resolution for a full-resolution block ``block``.
 
-    The trace region is the block's core plus one voxel plane on each high side that has a
-    neighbour (the plane both blocks share); the read region adds the EDT halo.
+    ``own`` is the block's core; the trace region adds one voxel plane on each high side that
+    has a neighbour (the plane both blocks share); the read region adds the EDT halo.
     """
     shape_ds = tuple(-(-s // d) for s, d in zip(shape_vx, ds, strict=True))
     start = tuple(a // d for a, d in zip(block.start, ds, strict=True))
-    stop = tuple(min(-(-b // d) + 1, s) for b, d, s in zip(block.stop, ds, shape_ds, strict=True))
-    trace = BBox(start, stop)  # type: ignore[arg-type]
-    return trace, trace.grow(halo_ds, clip=BBox.from_shape(shape_ds))
-
-
-def own_shape(block: BBox, trace: BBox, ds: tuple[int, int, int]) -> tuple[int, int, int]:
-    """The shape of a block's own part of its trace region (without the plane it shares with
-    the next block), at skeleton resolution, from the trace region's origin."""
-    return tuple(min(-(-b // d), t) - a  # type: ignore[return-value]
-                 for b, d, t, a in zip(block.stop, ds, trace.stop, trace.start, strict=True))
+    stop = tuple(-(-b // d) for b, d in zip(block.stop, ds, strict=True))
+    trace = BBox(start, tuple(min(b + 1, s) for b, s in zip(stop, shape_ds, strict=True)))  # type: ignore[arg-type]
+    return trace, trace.grow(halo_ds, clip=BBox.from_shape(shape_ds)), BBox(start, stop)  # type: ignore[arg-type]
 
 
 def read_downsampled(layer: Layer, box_ds: BBox, ds: tuple[int, int, int], slab: int = 32) -> np.ndarray:
@@ -182,7 +175,7 @@ def skeleton_block(
     layer = open_layer(workdir, "sv")
     aniso = tuple(float(v * d) for v, d in zip(voxel_size_nm, ds, strict=True))
     halo = tuple(int(math.ceil(p.edt_halo_nm / a)) for a in aniso)
-    trace, read = block_regions(block.core, layer.shape, ds, halo)  # type: ignore[arg-type]
+    trace, read, own = block_regions(block.core, layer.shape, ds, halo)  # type: ignore[arg-type]
     svs = read_downsampled(layer, read, ds)  # type: ignore[arg-type]
     mapping = pq.read_table(Path(workdir) / "tables" / "sv_to_cell.parquet", columns=["sv_id", "cell_id"])
     sv_ids = mapping.column("sv_id").to_numpy().astype(np.uint64)
@@ -194,7 +187,7 @@ def skeleton_block(
     by_label = {int(c): teasar_params(p, "astrocyte") for c in present[np.isin(present, astro)].tolist()}
     bs = skeletonize_block(
         cells, trace.local_slices(read), anisotropy_nm=aniso, teasar=teasar_params(p),  # type: ignore[arg-type]
-        teasar_by_label=by_label, own_shape=own_shape(block.core, trace, ds),
+        teasar_by_label=by_label, own_shape=own.shape,
     )
     del cells
     vx = bs.vertex_vx + np.asarray(trace.start, np.int64)

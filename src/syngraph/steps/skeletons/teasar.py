@@ -38,7 +38,6 @@ from typing import Any, TypedDict
 
 import cc3d
 import edt
-import fastremap
 import numpy as np
 from kimimaro.trace import trace
 from kimimaro.utility import compute_cc_labels
@@ -320,15 +319,19 @@ def skeletonize_block(
     volume_targets, shared_targets = face_targets(labels, trace_region, cc_labels, tuple(aniso.tolist()),
                                                   dbf=dbf_all)
     del dbf_all
-    segids, counts = fastremap.unique(cc_labels, return_counts=True)
-    own = cc_labels if own_shape is None else cc_labels[tuple(slice(0, int(n)) for n in own_shape)]
-    own_vx = np.bincount(own.reshape(-1), minlength=int(segids.max()) + 1)
+    all_vx = np.bincount(cc_labels.ravel(order="K"))  # voxels of each piece (cc3d's ids are consecutive)
+    segids = np.flatnonzero(all_vx)
+    if own_shape is None:
+        own_vx = all_vx
+    else:
+        own_cc = cc_labels[tuple(slice(0, int(n)) for n in own_shape)]
+        own_vx = np.bincount(own_cc.ravel(order="K"), minlength=all_vx.size)
     all_slices = ndimage.find_objects(cc_labels)
 
     out_cell, out_v, out_r, out_p, out_piece, out_pvx = [], [], [], [], [], []
     n_rows = 0
     piece_no = 0
-    for segid, count in zip(segids.tolist(), counts.tolist(), strict=True):
+    for segid, count in zip(segids.tolist(), all_vx[segids].tolist(), strict=True):
         if segid == 0:
             continue
         slices = all_slices[segid - 1]
