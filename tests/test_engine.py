@@ -163,3 +163,21 @@ def test_task_tables_are_parquet_with_block_rows(tmp_path):
     t = pq.read_table(tmp_path / "steps" / "label" / "tasks" / "00000000.parquet")
     assert set(t.column_names) == {"block", "id", "size_vx"}
     assert (t["block"].to_numpy() == 0).all()
+
+
+def _malloc_env(_item):
+    import os
+
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")
+
+
+def test_local_workers_keep_glibc_malloc_defaults(monkeypatch):
+    """distributed's nanny would start workers with MALLOC_TRIM_THRESHOLD_=65536, which makes every
+    numpy temporary above 128 KiB page-fault (bench/workers.py; docs/performance.md); ours do not
+    get it, and still get one BLAS/OpenMP thread each."""
+    from syngraph.engine.compute import session
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with session(Compute(scheduler="local", workers=2)) as runner:
+        got = {r for _, r, e in runner.map_unordered(_malloc_env, [0, 1, 2, 3], ["a", "b", "c", "d"]) if e is None}
+    assert got == {(None, "1")}

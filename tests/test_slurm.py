@@ -307,7 +307,8 @@ def test_slurm_settings_reach_the_job_script() -> None:
     with SLURMCluster(**cluster_options(params)) as cluster:
         script = cluster.job_script()
     for line in ("#SBATCH -p bigmem", "#SBATCH -A lab7", "#SBATCH --cpus-per-task=4", "#SBATCH --mem=",
-                 "#SBATCH -t 02:00:00", "#SBATCH --qos=long", "--nworkers 4", "--nthreads 1"):
+                 "#SBATCH -t 02:00:00", "#SBATCH --qos=long", "--nworkers 4", "--nthreads 1",
+                 "export MALLOC_MMAP_THRESHOLD_=33554432"):  # glibc's adaptive setting, not the nanny's
         assert line in script, (line, script)
 
 

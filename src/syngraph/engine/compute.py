@@ -80,6 +80,16 @@ class SchedulerUnreachable(ConnectionError):
     """Nothing answers at the scheduler address (an environment error, not bad input)."""
 
 
+# distributed's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536, which also switches off
+# glibc's adaptive mmap threshold: every array above 128 KiB is then mmapped and unmapped, and each
+# new temporary page-faults (2x the CPU of the same work in one process, mostly system time;
+# docs/performance.md). Workers keep glibc's defaults instead.
+WORKER_ENVIRON = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+# the same for SLURM jobs, whose nannies read their own config: an explicit setting that keeps what
+# glibc's adaptive threshold converges to (32 MiB), so that the nanny's value is not used
+SLURM_MALLOC_ENV = ("export MALLOC_MMAP_THRESHOLD_=33554432", "export MALLOC_TRIM_THRESHOLD_=134217728")
+
+
 SCHEDULER_SCHEMES = ("tcp", "tls", "inproc", "ws", "wss", "ucx")
 
 
@@ -147,10 +157,12 @@ def session(compute: Compute | None = None) -> Iterator[Runner]:
         finally:
             _ACTIVE.pop()
         return
+    import dask
     from distributed import Client, LocalCluster
 
     with contextlib.ExitStack() as stack:
         if compute.scheduler == "local":
+            stack.enter_context(dask.config.set(WORKER_ENVIRON))
             cluster = stack.enter_context(
                 LocalCluster(
                     n_workers=compute.n_workers,

@@ -10,7 +10,7 @@ import shutil
 import sys
 from typing import Any
 
-from syngraph.engine.compute import SchedulerAddressError
+from syngraph.engine.compute import SLURM_MALLOC_ENV, SchedulerAddressError
 
 INSTALL = 'pip install "syngraph[slurm]"'
 
@@ -56,6 +56,7 @@ def cluster_options(params: Any) -> dict[str, Any]:
         "memory": params.memory,
         "walltime": params.walltime,
         "job_extra_directives": list(params.job_extra),
+        "job_script_prologue": list(SLURM_MALLOC_ENV),
         "log_directory": params.log_directory or None,
         "interface": params.interface or None,
         "scheduler_options": {"dashboard_address": ":0"},  # any free port, never a clash
