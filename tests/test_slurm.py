@@ -184,9 +184,10 @@ def _outputs(wd: Path) -> dict[str, bytes]:
             and p.name != "report.html"}
 
 
-def _jobs() -> list[str]:
-    """Ids of the jobs in the queue (pending or running)."""
-    r = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=30, check=True)
+def _jobs(states: str = "PD,R") -> list[str]:
+    """Ids of the jobs in the queue in ``states`` (default: pending or running)."""
+    r = subprocess.run(["squeue", "-h", "-o", "%i", "-t", states], capture_output=True, text=True, timeout=30,
+                       check=True)
     return sorted(r.stdout.split(), key=int)
 
 
@@ -220,12 +221,13 @@ def test_run_all_on_slurm_gives_the_bytes_of_a_serial_run_also_when_a_job_is_can
     run = subprocess.Popen([sys.executable, "-m", "syngraph", "run", "all", "--wd", str(cluster)],
                            cwd=elsewhere, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        # cancel one job mid-step (as a walltime or a lost node would): its blocks run elsewhere
-        # and a new job replaces it
+        # cancel one running job mid-step (as a walltime or a lost node would): its blocks run
+        # elsewhere and adapt submits a job to replace it
         deadline = time.time() + 300
         while time.time() < deadline and run.poll() is None:
-            if len(list((cluster / "steps" / "init").rglob("*.done"))) >= 3:
-                subprocess.run(["scancel", _jobs()[0]], check=True, timeout=30)
+            running = _jobs("R")  # a running job: a pending one cancelled leaves no worker log
+            if running and len(list((cluster / "steps" / "init").rglob("*.done"))) >= 3:
+                subprocess.run(["scancel", running[0]], check=True, timeout=30)
                 break
             time.sleep(0.1)
         cancelled_mid_step = run.poll() is None
@@ -242,9 +244,11 @@ def test_run_all_on_slurm_gives_the_bytes_of_a_serial_run_also_when_a_job_is_can
     # workers' logs are where [compute.slurm] log_directory says
     pids = _task_pids(cluster)
     assert pids and run.pid not in pids
-    worker_logs = sorted((cluster / "slurm-logs").glob("*.err"))
-    assert len(worker_logs) >= 3, worker_logs  # two jobs, and the one that replaced the cancelled job
-    assert sum("Registered to" in p.read_text() for p in worker_logs) >= 3
+    # both jobs' workers registered and one was cancelled while running; the job that replaces it may
+    # start after the survivor has finished the remaining tasks (a fast run), so it is not required
+    logs = [p.read_text() for p in sorted((cluster / "slurm-logs").glob("*.err"))]
+    assert sum("Registered to" in t for t in logs) >= 2, logs
+    assert sum("CANCELLED AT" in t and "Registered to" in t for t in logs) >= 1, logs
     assert _jobs() == []  # the jobs end with the run
 
     a, b = _outputs(serial), _outputs(cluster)
