@@ -134,7 +134,7 @@ def block_morphology(labels: np.ndarray, core: BBox, read: BBox, voxel_size_nm: 
     area, contact = _face_areas(lab, cs_t, (vx, vy, vz), n, perm)
     runs = label_runs(lab[cs_t])
     count = np.bincount(runs.label, weights=runs.length, minlength=n).astype(np.int64)
-    d = np.ascontiguousarray(dist.transpose(perm)[cs_t], dtype=np.float64)  # one copy for sums and maxima
+    d = np.ascontiguousarray(dist.transpose(perm)[cs_t])  # one float32 copy for sums and maxima (float64 sums)
     edt_sum = run_sums(runs, d, n)
     edt_max = run_max(runs, d, n)
     inv = np.zeros(n, np.uint64)
@@ -618,7 +618,8 @@ def graph_data(
     project = Project(workdir)
     if not project.table_path("rag_pruned").exists():
         raise CellsError(f"{project.table_path('rag_pruned')} is missing; run `syngraph run rag` first")
-    x_ids, x = load_features(workdir, cfg, compute, progress)
+    table = _sv_contacts(project)
+    x_ids, x = load_features(workdir, cfg, compute, progress, contacts=table)
     pos = np.minimum(np.searchsorted(x_ids, ids), max(x_ids.size - 1, 0))
     ok = x_ids[pos] == ids if x_ids.size else np.zeros(ids.size, bool)
     if not ok.all():
@@ -626,7 +627,7 @@ def graph_data(
             f"{source}: {int((~ok).sum())} labelled sv ids are not in tables/sv.parquet "
             f"(e.g. {ids[~ok][:5].tolist()}); label supervoxels of this working directory"
         )
-    contacts, area = _contact_arrays(_sv_contacts(project))
+    contacts, area = _contact_arrays(table)
     return GraphData(x_ids, x, edge_array(project.objects("rag_pruned")), contacts, area, pos, np.asarray(y, np.float64))
 
 
@@ -646,11 +647,14 @@ def astrocyte_domain(workdir: str | Path, cfg: ProjectConfig):  # noqa: ANN201
     return load_domain(project_path(workdir, name) if name else None)
 
 
-def load_features(workdir: str | Path, cfg: ProjectConfig, compute: Compute | None, progress: bool | None) -> tuple[np.ndarray, np.ndarray]:
+def load_features(workdir: str | Path, cfg: ProjectConfig, compute: Compute | None, progress: bool | None,
+                  contacts: pa.Table | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted ``(sv_ids, features)``, computed first if missing (``contacts``: the ``sv_contacts``
+    table when the caller has read it already)."""
     project = Project(workdir)
     if not project.table_path("sv_features").exists():
-        compute_features(project, project.layer("sv"), _sv_contacts(project), config=cfg, compute=compute,
-                         progress=progress)
+        table = contacts if contacts is not None else _sv_contacts(project)
+        compute_features(project, project.layer("sv"), table, config=cfg, compute=compute, progress=progress)
     t = project.objects("sv_features").sort_by("sv_id")
     return t.column("sv_id").to_numpy().astype(np.uint64), np.stack([t.column(f).to_numpy() for f in FEATURES], 1)
 
