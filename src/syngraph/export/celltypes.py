@@ -38,23 +38,24 @@ def add_partner_columns(wd: Path, syn: pa.Table) -> pa.Table:
 
         nodes = pq.read_table(emb_path).to_pandas()
         cols = [f"e{i}" for i in range(N_LATENT)]
+        n = syn.num_rows
         xyz = np.stack([syn[f"{a}_nm"].to_numpy() for a in "xyz"], 1)
-        sides = ("pre", "post")
-        cid = {s: syn[f"{s}_cell_id"].to_numpy().astype(np.uint64) for s in sides}
-        vec: dict[str, list[list[float] | None]] = {s: [None] * syn.num_rows for s in sides}
-        for c, g in nodes.groupby("cell_id"):  # one tree per cell, queried for both sides
-            rows = {s: np.flatnonzero(cid[s] == np.uint64(c)) for s in sides}
-            if not any(r.size for r in rows.values()):
+        at = np.concatenate([xyz, xyz])  # rows 0..n-1: the pre side, n..2n-1: the post side
+        cid = np.concatenate([syn[f"{s}_cell_id"].to_numpy() for s in ("pre", "post")]).astype(np.uint64)
+        order = np.argsort(cid, kind="stable")
+        cid_sorted = cid[order]
+        vec: list[list[float] | None] = [None] * (2 * n)
+        for c, g in nodes.groupby("cell_id"):  # one tree per cell, queried for both sides at once
+            c = np.uint64(c)
+            rows = order[np.searchsorted(cid_sorted, c):np.searchsorted(cid_sorted, c, "right")]
+            if not rows.size:
                 continue
-            tree, z_cell = cKDTree(g[["x_nm", "y_nm", "z_nm"]].to_numpy()), g[cols].to_numpy(np.float32)
-            for s, r in rows.items():
-                if r.size:
-                    _, nn = tree.query(xyz[r])
-                    for i, v in zip(r.tolist(), z_cell[np.atleast_1d(nn)], strict=True):
-                        vec[s][i] = v.tolist()
-        for s in sides:
+            _, nn = cKDTree(g[["x_nm", "y_nm", "z_nm"]].to_numpy()).query(at[rows])
+            for i, v in zip(rows.tolist(), g[cols].to_numpy(np.float32)[np.atleast_1d(nn)], strict=True):
+                vec[i] = v.tolist()
+        for s, part in (("pre", vec[:n]), ("post", vec[n:])):
             syn = syn.set_column(syn.schema.get_field_index(f"{s}_embedding"), f"{s}_embedding",
-                                 pa.array(vec[s], pa.list_(pa.float32())))
+                                 pa.array(part, pa.list_(pa.float32())))
     return syn
 
 
