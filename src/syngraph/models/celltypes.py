@@ -207,7 +207,6 @@ def fit_classifier(x: np.ndarray, labels: np.ndarray, names: tuple[str, ...], cl
     x = np.asarray(x, np.float64)
     y = np.array([classes.index(str(c)) for c in labels], np.int64)
     rng = np.random.default_rng(0)
-    fold = np.empty(len(y), np.int64)
     if groups is not None and np.unique(groups).size >= folds:
         _, g = np.unique(np.asarray(groups), return_inverse=True)
         fold = rng.permutation(g.max() + 1)[g] % folds

@@ -325,11 +325,6 @@ def _check_inputs(workdir: Path) -> None:
         raise StepOrderError(f"no layer 'sv' in {workdir}; import the supervoxel segmentation first")
 
 
-def _check_blocks(p: SkeletonParams, voxel_size_nm: tuple[float, float, float]) -> None:
-    if problem := block_problem(p, voxel_size_nm):
-        raise InputError(problem)
-
-
 def run_skeletons(
     workdir: str | Path,
     *,
@@ -349,7 +344,8 @@ def run_skeletons(
     _check_inputs(workdir)
     sv = open_layer(workdir, "sv")
     voxel = tuple(float(v) for v in sv.info.voxel_size_nm)
-    _check_blocks(p, voxel)  # type: ignore[arg-type]
+    if problem := block_problem(p, voxel):  # type: ignore[arg-type]
+        raise InputError(problem)
     ds = p.downsample_for(voxel)  # type: ignore[arg-type]
     has_myelin = "myelin" in list_layers(workdir)
     if has_myelin:

@@ -74,7 +74,8 @@ class BlockSkeletons:
     ``vertex_vx`` are integer voxel coordinates at skeleton resolution, relative to the trace
     region's origin; ``parent`` is a row index into the same arrays (-1 for a piece's root), so
     every piece is a tree; ``piece`` numbers the pieces of the block and ``piece_vx`` is the
-    voxel count of the connected component a vertex was traced in.
+    voxel count of the connected component a vertex was traced in, counted inside the block's own
+    box only (the plane shared with the next block counts once, in one block).
     """
 
     cell_id: np.ndarray  # (n,) uint64
