@@ -63,23 +63,15 @@ class Trees:
             out[a:a + chunk] = self.value[node].reshape(rows, self.roots.size).sum(axis=1)
         return out
 
-    @property
+    @cached_property
     def depth(self) -> int:
         """The number of splits on the longest root-to-leaf path."""
-        return self._steps[2]
-
-    @cached_property
-    def _steps(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """Children with leaves pointing to themselves, and the depth: every row takes the same
-        number of steps."""
         depth, frontier = 0, self.roots[self.left[self.roots] >= 0]
         while frontier.size:
             depth += 1
             children = np.concatenate([self.left[frontier], self.right[frontier]])
             frontier = children[self.left[children] >= 0]
-        leaf = self.left < 0
-        own = np.arange(self.left.size)
-        return np.where(leaf, own, self.left), np.where(leaf, own, self.right), depth
+        return depth
 
     def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
         return {f"{prefix}{k}": getattr(self, k) for k in ARRAYS}

@@ -41,9 +41,14 @@ class Tree:
         e = self.edges
         return np.linalg.norm(self.nodes_nm[e[:, 0]] - self.nodes_nm[e[:, 1]], axis=1)
 
+    @cached_property
+    def edge_weight_nm(self) -> np.ndarray:
+        """Edge lengths as path searches weigh them (+1e-6 nm: no zero-length edge)."""
+        return self.edge_nm + 1e-6
+
     def graph(self) -> csr_matrix:
         e, n = self.edges, len(self.parent)
-        return coo_matrix((self.edge_nm + 1e-6, (e[:, 0], e[:, 1])), shape=(n, n)).tocsr()
+        return coo_matrix((self.edge_weight_nm, (e[:, 0], e[:, 1])), shape=(n, n)).tocsr()
 
     def degree(self) -> np.ndarray:
         e = self.edges
@@ -51,10 +56,10 @@ class Tree:
 
     @cached_property
     def window_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(node, node, path nm) of every pair within :data:`PAIRS_WINDOW_NM` (edges as :meth:`graph`
-        weighs them), walked once per cell for all of its path windows."""
+        """(node, node, path nm) of every pair within :data:`PAIRS_WINDOW_NM` (edges weighed by
+        :attr:`edge_weight_nm`, as :meth:`graph`), walked once per cell for all of its path windows."""
         n = len(self.parent)
-        return path_windows.window_pairs(self.edges, self.edge_nm + 1e-6, n, np.arange(n),
+        return path_windows.window_pairs(self.edges, self.edge_weight_nm, n, np.arange(n),
                                          PAIRS_WINDOW_NM * (1 + 1e-9))
 
     def node_cable_nm(self) -> np.ndarray:
