@@ -44,3 +44,21 @@ def test_presets_render_complete_truth(tmp_path, name):
     assert set(np.unique(sv[sv > 0]).tolist()) == set(s2c.column("sv_id").to_pylist())
     assert set(s2c.column("cell_id").to_pylist()) == set(cells.column("cell_id").to_pylist())
     assert len(types) > 0
+
+
+def test_no_astrocyte_tissue_scores_no_astrocyte_recall(tmp_path):
+    """With no astrocyte in the tissue the cells step splits nothing, and astrocyte recall is
+    NaN (nothing to find), not 0 (everything missed): the evaluation's target then says None."""
+    from syngraph.evaluate.cells import score_cells
+    from syngraph.pipeline import run_step
+
+    preset = PRESETS["no-astrocytes"]
+    wd = tmp_path / "wd"
+    synthesize(wd, (64, 64, 48), seed=5, voxel_size_nm=preset.voxel_size_nm, params=preset.params(),
+               organelle_maps=preset.organelle_maps, compute=SERIAL, progress=False)
+    for step in ("init", "rag", "astrocytes", "cells"):
+        run_step(wd, step, compute=SERIAL)
+    score = score_cells(wd)
+    assert score["n_true_neurons"] > 0 and score["n_split"] == 0
+    assert np.isnan(score["astrocyte_recall"])
+    assert score["astrocyte_accuracy"] == 1.0 or score["astrocyte_precision"] == 0.0

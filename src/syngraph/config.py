@@ -364,7 +364,7 @@ def _dump_model(model: BaseModel, prefix: str, out: list[str]) -> None:
         if value is None:
             if field.description:
                 out.append(f"# {field.description}")
-            out.append(f"# {name} = ")
+            out.append(f"# {name} = (unset by default)")
             continue
         if field.description:
             out.append(f"# {field.description}")

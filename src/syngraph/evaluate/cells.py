@@ -151,6 +151,11 @@ def score_cells(workdir: str | Path) -> CellScore:
         return float((flag[mask] == is_astro_true[mask]).mean()) if mask.any() else float("nan")
 
     tp = int((final & is_astro_true & scored).sum())
+
+    def share(count: int) -> float:
+        """``tp / count``; NaN when nothing was there to find (no astrocyte, or none called one)."""
+        return tp / count if count else float("nan")
+
     return CellScore(
         min_cc_size_nm=size_nm,
         n_true_neurons=n_true, n_recovered=n_rec, n_split=n_split, n_merge=int(n_merge),
@@ -159,8 +164,8 @@ def score_cells(workdir: str | Path) -> CellScore:
         astrocyte_accuracy=acc(scored, final),
         astrocyte_accuracy_all=acc(np.ones(gt_sv.size, bool), final),
         astrocyte_accuracy_classifier=acc(np.ones(gt_sv.size, bool), raw),
-        astrocyte_recall=tp / max(int((is_astro_true & scored).sum()), 1),
-        astrocyte_precision=tp / max(int((final & scored).sum()), 1),
+        astrocyte_recall=share(int((is_astro_true & scored).sum())),
+        astrocyte_precision=share(int((final & scored).sum())),
         **_domain(wd),
     )
 
