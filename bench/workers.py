@@ -40,19 +40,22 @@ def block_work(seed: int) -> float:
     return out
 
 
+def _times(p: psutil.Process) -> tuple[float, float, int]:
+    t = p.cpu_times()
+    try:
+        with open(f"/proc/{p.pid}/stat") as f:
+            faults = int(f.read().rsplit(")", 1)[1].split()[7])
+    except FileNotFoundError:
+        raise psutil.NoSuchProcess(p.pid) from None
+    return t.user + t.children_user, t.system + t.children_system, faults
+
+
 def _tree_times() -> tuple[float, float, int]:
-    user = sys_ = 0.0
-    faults = 0
-    for p in [psutil.Process(), *psutil.Process().children(recursive=True)]:
-        try:
-            t = p.cpu_times()
-            user += t.user + t.children_user
-            sys_ += t.system + t.children_system
-            with open(f"/proc/{p.pid}/stat") as f:
-                faults += int(f.read().rsplit(")", 1)[1].split()[7])
-        except (psutil.NoSuchProcess, FileNotFoundError):
-            continue
-    return user, sys_, faults
+    """User and system seconds and minor page faults of this process and its descendants."""
+    from syngraph.engine.cpu import process_tree
+
+    rows = list(process_tree(psutil.Process(), _times))
+    return tuple(sum(col) for col in zip(*rows, strict=True))  # type: ignore[return-value]
 
 
 def run(setting: str, tasks: int, workers: int) -> tuple[float, float, int]:
