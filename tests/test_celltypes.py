@@ -310,3 +310,24 @@ def test_volume_grouped_folds_calibrate_for_unseen_volumes():
         p = clf.predict_proba(xt)
         ece[name] = expected_calibration_error(p, np.array(clf.classes)[p.argmax(1)] == yt)
     assert ece["grouped"] < ece["mixed"]
+
+
+def test_spines_at_the_dataset_border_are_not_counted(tmp_path):
+    """A branch the border cuts leaves a spine-like stub: spines within 50 nm (and 2 voxels) of a
+    face of the volume do not count towards the spine density; the others do."""
+    from syngraph.io.volume import create_layer
+    from syngraph.steps.celltypes import load_cell_inputs, off_border
+
+    truth = _workdir(tmp_path, seed=5, n_per_type={"spiny": 1})
+    create_layer(tmp_path, "sv", (100, 100, 10), "uint64", (10.0, 10.0, 25.0))  # 1000 x 1000 x 250 nm
+    xyz = np.array([[500, 500, 125], [60, 940, 75], [30, 500, 125], [500, 500, 240], [500, 500, 40]], float)
+    np.testing.assert_array_equal(off_border(xyz, np.array([1000.0, 1000, 250]), np.array([50.0, 50, 50])),
+                                  [True, True, False, False, False])
+    write_table_atomic(pa.table({"cell_id": pa.array([1] * 5, pa.uint64()), "node_id": np.arange(5),
+                                 "x_nm": xyz[:, 0], "y_nm": xyz[:, 1], "z_nm": xyz[:, 2]}),
+                       tmp_path / "tables" / "spines.parquet")
+    inputs = load_cell_inputs(tmp_path)
+    assert len(inputs.spines) == 2 and list(truth) == [1]
+    f = inputs.features().loc[1]
+    den_um = (f["frac_shaft"] + f["frac_spine"]) * f["cable_um"]
+    assert f["spines_per_um_dendrite"] == pytest.approx(2 / den_um)

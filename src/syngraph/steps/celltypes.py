@@ -49,6 +49,8 @@ TABLE = "celltypes"
 UNKNOWN = "unknown"
 STEP_NM = 500.0  # turning angles between consecutive steps of this length
 SOURCE = "source_cell_id"  # training rows: the cell a piece was cut from (the cell itself when whole)
+XYZ = ("x_nm", "y_nm", "z_nm")
+BORDER_NM = 50.0  # spines this close to the dataset border (and >= 2 voxels) are not counted: cut branches
 
 
 # ---------------------------------------------------------------------------- features
@@ -248,6 +250,13 @@ def _organelle_table(workdir: Path, voxel_nm: np.ndarray, nodes: pd.DataFrame) -
     return out.join(partners, how="left").fillna(0)
 
 
+def off_border(xyz_nm: np.ndarray, extent_nm: np.ndarray, margin_nm: np.ndarray) -> np.ndarray:
+    """Per point: farther than ``margin_nm`` (per axis) from every face of the box
+    ``[0, extent_nm]``. A branch the border cuts leaves a short stub that looks like a spine."""
+    xyz = np.asarray(xyz_nm, np.float64).reshape(-1, 3)
+    return np.all((xyz >= margin_nm) & (xyz <= np.asarray(extent_nm) - margin_nm), axis=1)
+
+
 @dataclass(frozen=True)
 class CellInputs:
     """What :func:`cell_features` reads, per working directory: the node table, the cells
@@ -298,9 +307,12 @@ def load_cell_inputs(workdir: Path) -> CellInputs:
                          index=pd.Index(ct["cell_id"].to_numpy().astype(np.uint64), name="cell_id"))
     sp_path = workdir / "tables" / "spines.parquet"
     spines = pd.DataFrame({"cell_id": []})
-    if sp_path.exists():  # the two columns used (a hand-written table may lack node_id)
-        spines = pq.read_table(sp_path, columns=[c for c in ("cell_id", "node_id")
+    if sp_path.exists():  # the columns used (a hand-written table may lack node_id or the position)
+        spines = pq.read_table(sp_path, columns=[c for c in ("cell_id", "node_id", *XYZ)
                                                  if c in pq.read_schema(sp_path).names]).to_pandas()
+        if all(c in spines for c in XYZ):
+            extent_nm = np.asarray(open_layer(workdir, "sv").shape, np.float64) * voxel
+            spines = spines[off_border(spines[list(XYZ)].to_numpy(np.float64), extent_nm, np.maximum(BORDER_NM, 2 * voxel))]
     spines = spines.reindex(columns=["cell_id", "node_id"]).fillna({"node_id": -1})  # node_id: for pieces
     spines["cell_id"] = spines["cell_id"].to_numpy().astype(np.uint64)
     orgs = _organelle_table(workdir, voxel, nodes) if has_organelles(workdir) else None
