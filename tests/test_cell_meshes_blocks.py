@@ -15,14 +15,13 @@ from syngraph.steps.rag import run_rag
 
 
 def test_a_cell_across_blocks_is_one_fragment_per_block_each_inside_its_block(tmp_path):
-    lab = stripes()
-    wd = make_project(tmp_path, lab, block=(8, 8, 8), min_cc_size_nm=100.0, mesh=True)
-    cfg = load_config(wd)
+    wd = make_project(tmp_path, stripes(), block=(8, 8, 8), min_cc_size_nm=100.0, mesh=True)
     ds = (2, 2, 1)
-    write_config(wd, cfg.model_copy(update={"meshes": cfg.meshes.model_copy(update={"sv_downsample": ds})}))
-    p = tmp_path / "e.csv"
-    p.write_text("sv_a,sv_b\n1,2\n2,9\n3,4\n")
-    run_rag(wd, compute=SERIAL, rag=p)
+    cfg = load_config(wd)
+    cfg.meshes.sv_downsample = ds
+    write_config(wd, cfg)
+    (tmp_path / "graph.csv").write_text("sv_a,sv_b\n1,2\n3,4\n")  # cells across blocks
+    run_rag(wd, compute=SERIAL, rag=tmp_path / "graph.csv")
     run_cells(wd, compute=SERIAL)
     pr = Project(wd)
     vs = np.asarray(load_config(wd).voxel_size_nm)
