@@ -244,6 +244,7 @@ def set_config(wd: Path, assignments: list[str]) -> None:
 
 def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
     from syngraph.io.volume import open_layer
+    from syngraph.pipeline import volume_units
 
     wd = root / name
     t0 = time.perf_counter()
@@ -258,14 +259,16 @@ def bench_dataset(name: str, root: Path, args: argparse.Namespace) -> dict:
             if row["step"] in BASELINES and "error" not in row:
                 row.update(run_baseline(row["step"], wd))
                 row["ratio_cpu"] = row["cpu_s"] / row["base_cpu_s"]
-    result = summarise(name, nvx, rows, args, setup.get("synth_wall_s"))
+    result = summarise(name, nvx, rows, args, setup.get("synth_wall_s"), volume_units(wd)[1])
     if not args.keep:
         shutil.rmtree(wd, ignore_errors=True)
     return result
 
 
-def summarise(name: str, nvx: int, rows: list[dict], args: argparse.Namespace, synth_wall_s: float | None = None) -> dict:
-    """A dataset's result: its rows with MVx per CPU-second and share, and the total row."""
+def summarise(name: str, nvx: int, rows: list[dict], args: argparse.Namespace, synth_wall_s: float | None = None,
+              units: dict[str, float] | None = None) -> dict:
+    """A dataset's result: its rows with MVx per CPU-second and share, and the total row; ``units``:
+    its size in each cost unit (``syngraph.pipeline.volume_units``)."""
     total_cpu = sum(r["cpu_s"] for r in rows)
     for r in rows:
         r["mvx_per_cpu_s"] = nvx / 1e6 / r["cpu_s"] if r["cpu_s"] else None
@@ -276,7 +279,7 @@ def summarise(name: str, nvx: int, rows: list[dict], args: argparse.Namespace, s
     return {"dataset": name, "voxels": nvx, "cores": os.cpu_count(), "scheduler": args.scheduler,
             "workers": args.workers if args.scheduler == "local" else 1,
             "loadavg_1min_end": round(os.getloadavg()[0], 2), "synth_wall_s": synth_wall_s,
-            "steps": rows + [total]}
+            "units": units or {"mvx": nvx / 1e6}, "steps": rows + [total]}
 
 
 def scaling(results: list[dict]) -> list[dict]:
@@ -339,15 +342,19 @@ def write_costs(results: list[dict], path: Path) -> None:
     from dataclasses import asdict
     from datetime import UTC, datetime
 
-    from syngraph.engine.costs import fit_costs
+    from syngraph.engine.costs import fit_costs, unit_of
 
     if len(results) < 2:
         sys.exit("--write-costs needs two or more datasets (a line through the smallest and the largest)")
     points: dict[str, list[tuple[float, float, float]]] = {}
     for d in results:
+        units = d.get("units") or {"mvx": d["voxels"] / 1e6}
         for r in d["steps"]:
             if "error" not in r and r.get("peak_rss_mb") is not None and r["step"] not in ("total", "import", "overhead"):
-                points.setdefault(r["step"], []).append((d["voxels"] / 1e6, r["cpu_s"], r["peak_rss_mb"]))
+                if unit_of(r["step"]) not in units:
+                    sys.exit(f"dataset {d['dataset']}: no size in {unit_of(r['step'])!r} (the unit of step "
+                             f"{r['step']}); add it to its \"units\" or rerun the benchmark")
+                points.setdefault(r["step"], []).append((units[unit_of(r["step"])], r["cpu_s"], r["peak_rss_mb"]))
     n = len(results)
     costs = {k: asdict(v) for k, v in fit_costs({k: v for k, v in points.items() if len(v) == n}).items()}
     d0 = results[0]
@@ -393,9 +400,10 @@ def main() -> None:
         return
     if args.from_wd:
         from syngraph.io.volume import open_layer
+        from syngraph.pipeline import volume_units
 
-        results = [summarise(Path(d).name, int(np.prod(open_layer(d, "sv").shape)), recorded_rows(Path(d)), args)
-                   for d in args.from_wd]
+        results = [summarise(Path(d).name, int(np.prod(open_layer(d, "sv").shape)), recorded_rows(Path(d)), args,
+                             units=volume_units(d)[1]) for d in args.from_wd]
         print_tables(results, scaling(results))
         return
     names = []

@@ -511,3 +511,21 @@ def test_demo_tissue_precision_recall(tmp_path):
         assert scores[name]["n_true"] >= 3
         assert scores[name]["precision"] >= 0.9, (name, scores[name])
         assert scores[name]["recall"] >= 0.9, (name, scores[name])
+
+
+def test_supervoxels_are_not_meshed_by_default(tmp_path):
+    """Nothing reads supervoxel meshes (the viewer shows cells, meshed by the cells step): by default
+    init meshes the organelle layers only, and the sv table's mesh_area_um2 is NaN."""
+    shape = (48, 32, 16)
+    make_project(
+        tmp_path, {"vc": blobs(shape, 6, 5, 3)}, supervoxels(shape, 8, 4), block=(16, 16, 8),
+        exclude_meshes=default_config(VS).meshes.exclude,
+        organelles={"vc": OrganelleParams(threshold=0.2857, min_size_vx=20, ratio_min=0.5, assign_min_size_vx=1)},
+    )
+    summary = run_init(tmp_path, compute=SERIAL, progress=False)
+    p = syngraph.open(tmp_path)
+    assert not (tmp_path / "meshes" / "sv").exists() and "meshes" not in summary["layers"]["sv"]
+    assert np.isnan(p.objects("sv").column("mesh_area_um2").to_numpy()).all()
+    vc = p.objects("vc").to_pydict()
+    assert len(vc["id"]) > 1 and summary["layers"]["vc"]["meshes"] == len(vc["id"])
+    assert all(is_closed(p.mesh("vc", i)[1]) for i in vc["id"]) and min(vc["mesh_area_um2"]) > 0

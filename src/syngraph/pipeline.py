@@ -224,18 +224,29 @@ def estimate_run(workdir: str | Path, names: list[str] | None = None, workers: i
     ``workdir`` on ``workers`` processes; and the cost table's ``measured`` record."""
     from syngraph.config import load_config
     from syngraph.engine.costs import COSTS_PATH, estimate, load_costs, n_blocks
-    from syngraph.io.volume import open_layer
 
     cfg = config or load_config(workdir)
     costs, measured = load_costs(costs_path or COSTS_PATH)
-    sv = open_layer(workdir, (cfg.layers["sv"].path if "sv" in cfg.layers else None) or "sv")
-    shape = tuple(sv.info.shape_xyz)
-    mvx = math.prod(shape) / 1e6
+    shape, units = volume_units(workdir, cfg)
     rows = []
     for name in names or step_names():
         step = get_step(name)
         block = tuple(getattr(cfg, step.blocks).block_size_vx) if step.blocks else None
         count = n_blocks(shape, block) if block else None
         cost = costs.get(name)
-        rows.append((name, block, count, estimate(name, cost, mvx, workers, count) if cost else None))
-    return rows, {**measured, "shape_xyz": shape, "mvx": mvx}
+        rows.append((name, block, count, estimate(name, cost, units[cost.unit], workers, count) if cost else None))
+    return rows, {**measured, "shape_xyz": shape, "mvx": units["mvx"]}
+
+
+def volume_units(workdir: str | Path, config: Any = None) -> tuple[tuple[int, int, int], dict[str, float]]:
+    """The sv volume's XYZ shape and its size in each cost unit (``syngraph.engine.costs.work_units``)."""
+    from syngraph.config import load_config
+    from syngraph.engine.costs import work_units
+    from syngraph.io.volume import open_layer
+
+    cfg = config or load_config(workdir)
+    sv = open_layer(workdir, (cfg.layers["sv"].path if "sv" in cfg.layers else None) or "sv")
+    shape = tuple(sv.info.shape_xyz)
+    init_layers = 1 + sum(name in cfg.layers for name in cfg.organelles)  # as steps/init/run.py plans them
+    return shape, work_units(math.prod(shape) / 1e6, cfg.skeletons.downsample_for(sv.info.voxel_size_nm),  # type: ignore[return-value]
+                             init_layers)

@@ -3,9 +3,14 @@
 
 ``costs.json`` (next to this module, written by ``bench/pipeline.py --write-costs``) holds, per step,
 a straight line through the benchmark's smallest and largest dataset: CPU seconds and peak memory
-(MB, all processes) as ``fixed + per_mvx * MVx``, plus where and how it was measured. A step's
-expected wall time on ``workers`` processes is its fixed part (process start, reductions) plus its
-per-voxel part spread over ``min(workers, blocks)`` (steps that do not work in blocks get one).
+(MB, all processes) as ``fixed + per_mvx * MVx``, plus where and how it was measured. ``MVx`` counts
+the voxels the step's work scales with (its ``unit``, :data:`UNITS`): full-resolution voxels, except
+skeletons, which trace a volume downsampled to the skeleton resolution (``skeleton_mvx``: the
+same volume at 16 nm and at 8 nm has 4x fewer full-resolution voxels but as many skeleton voxels),
+and init, which segments and meshes every organelle layer besides the supervoxels (``layer_mvx``:
+MVx times the layers it reads; the demo has three organelle maps, pinky40 none).
+A step's expected wall time on ``workers`` processes is its fixed part (process start, reductions)
+plus its per-voxel part spread over ``min(workers, blocks)`` (steps that do not work in blocks get one).
 """
 
 from __future__ import annotations
@@ -17,16 +22,35 @@ from pathlib import Path
 from typing import Any
 
 COSTS_PATH = Path(__file__).with_name("costs.json")
+#: what each step's work scales with (default ``"mvx"``: full-resolution MVx)
+UNITS = {"skeletons": "skeleton_mvx", "init": "layer_mvx"}
+
+
+def unit_of(step: str) -> str:
+    return UNITS.get(step, "mvx")
+
+
+def work_units(mvx: float, skeleton_downsample: tuple[int, int, int], init_layers: int = 1) -> dict[str, float]:
+    """The volume in each unit of :data:`UNITS`: full-resolution MVx, MVx at the skeleton
+    resolution (``skeleton_downsample``: ``SkeletonParams.downsample_for`` the voxel size) and MVx
+    times the layers init reads (``init_layers``: sv and the organelle layers).
+
+    >>> work_units(64.0, (2, 2, 1), init_layers=4)
+    {'mvx': 64.0, 'skeleton_mvx': 16.0, 'layer_mvx': 256.0}
+    """
+    return {"mvx": mvx, "skeleton_mvx": mvx / math.prod(skeleton_downsample), "layer_mvx": mvx * init_layers}
 
 
 @dataclass(frozen=True)
 class StepCost:
-    """``cpu_s = cpu_s_fixed + cpu_s_per_mvx * MVx``; ``peak_mb = peak_mb_fixed + peak_mb_per_mvx * MVx``."""
+    """``cpu_s = cpu_s_fixed + cpu_s_per_mvx * MVx``; ``peak_mb = peak_mb_fixed + peak_mb_per_mvx * MVx``,
+    with MVx counted in ``unit`` (see :data:`UNITS`)."""
 
     cpu_s_fixed: float
     cpu_s_per_mvx: float
     peak_mb_fixed: float
     peak_mb_per_mvx: float
+    unit: str = "mvx"
 
 
 @dataclass(frozen=True)
@@ -54,14 +78,14 @@ def fit_line(x0: float, y0: float, x1: float, y1: float) -> tuple[float, float]:
 
 
 def fit_costs(points: dict[str, list[tuple[float, float, float]]]) -> dict[str, StepCost]:
-    """Per step, from ``[(mvx, cpu_s, peak_mb), ...]`` of two or more datasets: the lines through
-    the smallest and the largest."""
+    """Per step, from ``[(MVx in the step's unit, cpu_s, peak_mb), ...]`` of two or more datasets:
+    the lines through the smallest and the largest."""
     out = {}
     for step, pts in points.items():
         (x0, c0, m0), (x1, c1, m1) = min(pts), max(pts)
         cf, cp = fit_line(x0, c0, x1, c1)
         mf, mp = fit_line(x0, m0, x1, m1)
-        out[step] = StepCost(round(cf, 3), round(cp, 5), round(mf, 1), round(mp, 4))
+        out[step] = StepCost(round(cf, 3), round(cp, 5), round(mf, 1), round(mp, 4), unit_of(step))
     return out
 
 
@@ -72,8 +96,8 @@ def load_costs(path: str | Path = COSTS_PATH) -> tuple[dict[str, StepCost], dict
 
 
 def estimate(step: str, cost: StepCost, mvx: float, workers: int, blocks: int | None) -> Estimate:
-    """The expected CPU s, wall s and peak memory of ``step`` on ``mvx`` MVx with ``workers``
-    processes over ``blocks`` blocks (None: not blockwise)."""
+    """The expected CPU s, wall s and peak memory of ``step`` on ``mvx`` MVx (in ``cost.unit``) with
+    ``workers`` processes over ``blocks`` blocks (None: not blockwise)."""
     parallel = max(1, min(workers, blocks or 1))
     work = cost.cpu_s_per_mvx * mvx
     return Estimate(step, cost.cpu_s_fixed + work, cost.cpu_s_fixed + work / parallel,

@@ -263,20 +263,27 @@ def list_layers(workdir: str | Path) -> list[str]:
 class Layer:
     """One volume layer. ``read``/``write`` take and return XYZ arrays."""
 
-    def __init__(self, path: Path, info: LayerInfo):
+    def __init__(self, path: Path, info: LayerInfo, cache_mb: float = 0):
         self.path = Path(path)
         self.info = info
+        self.cache_mb = cache_mb
 
     def __repr__(self) -> str:
         i = self.info
         return f"Layer({i.name!r}, shape_xyz={i.shape_xyz}, dtype={i.dtype}, voxel_size_nm={i.voxel_size_nm})"
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "info": self.info}
+        return {"path": self.path, "info": self.info, "cache_mb": self.cache_mb}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.path = state["path"]
         self.info = state["info"]
+        self.cache_mb = state.get("cache_mb", 0)
+
+    def cached(self, cache_mb: float) -> Layer:
+        """The same layer, keeping up to ``cache_mb`` MB of decoded chunks between reads (for many
+        small overlapping reads, e.g. one box per synapse; the default layer keeps none)."""
+        return Layer(self.path, self.info, cache_mb)
 
     @property
     def shape(self) -> Vec3:
@@ -297,7 +304,7 @@ class Layer:
         spec = {
             "driver": "zarr3",
             "kvstore": {"driver": "file", "path": str(self.path / ARRAY_KEY)},
-            "context": {"cache_pool": {"total_bytes_limit": 0}},
+            "context": {"cache_pool": {"total_bytes_limit": int(self.cache_mb * 2**20)}},
         }
         return ts.open(spec, open=True).result()
 

@@ -5,15 +5,18 @@ of its ``ds`` voxels is, so thin processes survive), padded with one empty voxel
 zmesh's marching cubes. Pooling windows are aligned to the global grid (window ``j`` covers voxels
 ``[j * ds, (j + 1) * ds)``), so neighbouring cells' meshes line up.
 
-Two passes, both resumable tasks:
+Passes, all resumable tasks:
 
 1. ``steps/cells_occupancy``: per block of the ``sv`` layer (block size rounded up to a multiple of
    ``ds``), every pooled voxel each supervoxel occupies (``sv_id``, ``px``, ``py``, ``pz``; sorted).
    It does not depend on the supervoxel graph, so edits reuse it.
-2. ``steps/cells_mesh`` (``edit_mesh`` for edits): batches of cells; a cell's pooled mask is the
-   union of its supervoxels' occupancy read from the blocks its bounding box touches. A cell costs
-   its pooled bounding box (``prod(ds)`` times less than its voxels' box), not a read of the
-   full-resolution volume.
+2. ``steps/cells_mesh/measure`` and ``steps/cells_mesh`` (``edit_mesh`` for edits), per occupancy
+   block: each cell meeting the block is meshed over the marching-cubes cells the block owns (its
+   pooled core plus one voxel beyond the upper faces, as init's blocks), from the occupancy of the
+   block and its neighbours. The first pass sums each cell's area and volume polynomial over its
+   blocks, from which the driver finds the cell's inward shift (:func:`mesh_cells`); the second
+   writes one fragment per cell and block. A task holds one block's occupancy and one cell's pooled
+   block at a time, whatever the size of the cell.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from syngraph.bbox import BBox
@@ -36,12 +40,23 @@ from syngraph.engine import (
     ManifestMismatch,
     align_block_size,
     block_grid,
+    read_task_tables,
     run_tasks,
 )
 from syngraph.io.ids import ids_in
 from syngraph.io.volume import Layer, open_layer
-from syngraph.meshes import shrink_to_volume, write_info, write_mesh
+from syngraph.meshes import (
+    area,
+    shrink_distance,
+    shrink_to_volume,
+    vertex_normals,
+    volume_polynomial,
+    write_fragment,
+    write_info,
+    write_manifest,
+)
 from syngraph.project import Project
+from syngraph.steps.init.meshes import block_pieces, piece_of, to_nm
 
 OCCUPANCY_STEP = "cells_occupancy"
 Vec3 = tuple[int, int, int]
@@ -180,49 +195,131 @@ def remove_cell_mesh(mesh_dir: Path, obj_id: int) -> None:
 
 @dataclass(frozen=True)
 class MeshTask:
+    """One occupancy block and the cells (of those to mesh) whose bounding box meets it."""
+
     id: int
+    block: Block
     cell_ids: tuple[int, ...]
 
 
-def _read_occupancy(step_dir: Path, blocks: list[Block], sv_ids: np.ndarray) -> pa.Table:
-    parts = [pq.read_table(step_dir / "tasks" / f"{b.id:08d}.parquet", filters=ids_in("sv_id", sv_ids))
-             for b in blocks]
-    if not parts:
-        return pa.table({"sv_id": pa.array([], pa.uint64()),
-                         **{k: pa.array([], pa.int32()) for k in ("px", "py", "pz")}})
-    return pa.concat_tables(parts)
+def _crop_pieces(pts: np.ndarray, lo: np.ndarray, hi: np.ndarray, n_pooled: np.ndarray,
+                 close_hi: np.ndarray | bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Marching-cubes piece (integer half-voxel vertices, faces) of the pooled voxels ``pts`` in
+    ``[lo, hi)`` (global pooled indices), cut to the voxels' extent plus one empty voxel, closed by
+    one empty voxel where the range meets the volume border (as init's blocks; on the upper side
+    only where ``close_hi``: the closing cells there belong to the last block)."""
+    inside = np.all((pts >= lo) & (pts < hi), axis=1)
+    p = pts[inside]
+    if not len(p):
+        return np.zeros((0, 3), np.int32), np.zeros((0, 3), np.uint32)
+    a = np.maximum(lo, p.min(0) - 1)
+    b = np.minimum(hi, p.max(0) + 2)
+    mask = np.zeros(tuple(b - a), np.uint8)
+    q = p - a
+    mask[q[:, 0], q[:, 1], q[:, 2]] = 1
+    got = piece_of(block_pieces(mask, tuple(int(v) for v in a), tuple(a == 0), tuple((b == n_pooled) & close_hi)), 1)
+    return got if got is not None else (np.zeros((0, 3), np.int32), np.zeros((0, 3), np.uint32))
 
 
-def mesh_cells_task(task: MeshTask, workdir: str, config: ProjectConfig) -> None:
-    """Task: mesh a batch of cells from the occupancy of their supervoxels."""
+def _keys(q: np.ndarray) -> np.ndarray:
+    """One int64 per half-voxel vertex (coordinates >= -1 and < 2**20)."""
+    b = q.astype(np.int64) + 2
+    return (b[:, 0] << 42) | (b[:, 1] << 21) | b[:, 2]
+
+
+def _canonical_faces(q: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Faces rotated to start at their smallest vertex (orientation kept) and sorted by vertex keys,
+    so that two blocks sum a shared vertex's face normals in the same order (same float result)."""
+    k = _keys(q)[faces]
+    start = np.argmin(k, axis=1)
+    idx = (start[:, None] + np.arange(3)) % 3
+    f = np.take_along_axis(faces, idx, axis=1)
+    k = np.take_along_axis(k, idx, axis=1)
+    return f[np.lexsort((k[:, 2], k[:, 1], k[:, 0]))]
+
+
+def block_cell_piece(pts: np.ndarray, core_lo: np.ndarray, core_hi: np.ndarray, n_pooled: np.ndarray,
+                     res_nm: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One cell's surface in one block of the pooled grid: vertices (float64 nm), faces and unit
+    vertex normals of the marching-cubes cells the block owns (``[core_lo, core_hi)``, plus the
+    border-closing cells at the volume's lower faces). ``pts``: the cell's pooled voxels within one
+    voxel below and two above the core. Normals come from the faces of one more cell on every side,
+    so a vertex shared with a neighbouring block gets the same normal there, bit for bit."""
+    q, f = _crop_pieces(pts, core_lo, np.minimum(core_hi + 1, n_pooled), n_pooled, core_hi == n_pooled)
+    if not len(f):
+        return np.zeros((0, 3)), np.zeros((0, 3), np.uint32), np.zeros((0, 3))
+    if (pts.min(0) > core_lo).all() and (pts.max(0) < core_hi - 1).all():  # no face near a block face
+        return to_nm(q, res_nm).astype(np.float64), f, vertex_normals(to_nm(q, res_nm).astype(np.float64), f)
+    qe, fe = _crop_pieces(pts, np.maximum(core_lo - 1, 0), np.minimum(core_hi + 2, n_pooled), n_pooled)
+    ne = vertex_normals(to_nm(qe, res_nm).astype(np.float64), _canonical_faces(qe, fe))
+    ke = _keys(qe)
+    order = np.argsort(ke)
+    n = ne[order[np.searchsorted(ke, _keys(q), sorter=order)]]
+    return to_nm(q, res_nm).astype(np.float64), f, n
+
+
+def _task_cells(task: MeshTask, workdir: str, config: ProjectConfig) -> tuple[dict[int, np.ndarray], dict]:
+    """The pooled voxels of each of the task's cells near its block (one voxel below the core, two
+    above), and the geometry of the pooled grid."""
     project = Project(workdir)
     blocks, ds, layer = _occupancy_blocks(workdir, config)
-    vs = layer.info.voxel_size_nm
-    cells = pq.read_table(project.table_path("cells"), filters=ids_in("cell_id", task.cell_ids))
-    s2c = pq.read_table(project.table_path("sv_to_cell"), filters=ids_in("cell_id", task.cell_ids))
-    svs_all = s2c.column("sv_id").to_numpy()
-    cell_of = s2c.column("cell_id").to_numpy()
-    mesh_dir = project.workdir / "meshes" / "cells"
-    write_info(mesh_dir)
+    n_pooled = -(-np.asarray(layer.shape) // ds)
+    lo = np.asarray(task.block.core.start) // ds
+    hi = np.minimum(-(-np.asarray(task.block.core.stop) // ds), n_pooled)
+    s2c = pq.read_table(project.table_path("sv_to_cell"), filters=ids_in("cell_id", task.cell_ids)).sort_by("sv_id")
+    sv_ids = s2c.column("sv_id").to_numpy()
+    cell_of_sv = s2c.column("cell_id").to_numpy()
+    near = BBox(tuple(int(v) for v in (lo - 1) * ds), tuple(int(v) for v in (hi + 2) * ds))
+    rng = ids_in("sv_id", sv_ids)
+    for a, l0, h0 in zip(("px", "py", "pz"), lo - 1, hi + 2, strict=True):
+        rng = rng & (pc.field(a) >= int(l0)) & (pc.field(a) < int(h0))
     step_dir = project.step_dir(OCCUPANCY_STEP)
-    rows = cells.to_pylist()
-    boxes = [BBox(tuple(r[f"bbox_min_{a}_vx"] for a in "xyz"), tuple(r[f"bbox_max_{a}_vx"] for a in "xyz")) for r in rows]
-    touched = [b for b in blocks if any(not b.core.intersect(box).empty for box in boxes)]
-    occ = _read_occupancy(step_dir, touched, svs_all)
-    occ_sv = occ.column("sv_id").to_numpy()
-    pts = np.stack([occ.column(k).to_numpy() for k in ("px", "py", "pz")], 1) if occ.num_rows else np.zeros((0, 3), np.int32)
-    for row, box in zip(rows, boxes, strict=True):
-        cid = int(row["cell_id"])
-        p = pts[np.isin(occ_sv, svs_all[cell_of == cid])]
-        lo = np.asarray(box.start) // np.asarray(ds)
-        hi = -(-np.asarray(box.stop) // np.asarray(ds))
-        pooled = np.zeros(tuple(hi - lo), bool)
-        if len(p):
-            q = p - lo
-            pooled[q[:, 0], q[:, 1], q[:, 2]] = True
-        verts, faces = mesh_pooled(pooled, tuple(int(v) for v in lo * np.asarray(ds)), vs, ds,  # type: ignore[arg-type]
-                                   int(row["size_vx"]))
-        write_mesh(mesh_dir, cid, verts, faces)
+    parts = [pq.read_table(step_dir / "tasks" / f"{b.id:08d}.parquet", filters=rng)
+             for b in blocks if not b.core.intersect(near).empty] if len(sv_ids) else []
+    out: dict[int, np.ndarray] = {int(c): np.zeros((0, 3), np.int64) for c in task.cell_ids}
+    if parts:
+        occ = pa.concat_tables(parts)
+        cells = cell_of_sv[np.searchsorted(sv_ids, occ.column("sv_id").to_numpy())]
+        order = np.argsort(cells, kind="stable")
+        cells = cells[order]
+        pts = np.stack([occ.column(k).to_numpy()[order].astype(np.int64) for k in ("px", "py", "pz")], 1)
+        starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
+        for c, p in zip(cells[starts], np.split(pts, starts[1:]), strict=True):
+            out[int(c)] = p  # a pooled voxel may repeat (several supervoxels of the cell)
+    vs = layer.info.voxel_size_nm
+    res = tuple(float(v) * d for v, d in zip(vs, ds, strict=True))
+    return out, {"lo": lo, "hi": hi, "n_pooled": n_pooled, "res": res, "ds": ds, "vs": vs}
+
+
+def measure_task(task: MeshTask, workdir: str, config: ProjectConfig) -> pa.Table:
+    """Pass 1: per cell, its surface area and volume polynomial (see
+    :func:`syngraph.meshes.volume_polynomial`) over the faces this block owns."""
+    pts_of, g = _task_cells(task, workdir, config)
+    rows: dict[str, list] = {"cell_id": [], "area_nm2": [], **{f"v{k}": [] for k in range(4)}}
+    for cid, pts in pts_of.items():
+        v, f, n = block_cell_piece(pts, g["lo"], g["hi"], g["n_pooled"], g["res"])
+        if not len(f):
+            continue
+        rows["cell_id"].append(cid)
+        rows["area_nm2"].append(area(v, f))
+        for k, c in enumerate(volume_polynomial(v, f, n)):
+            rows[f"v{k}"].append(float(c))
+    return pa.table({"cell_id": pa.array(rows["cell_id"], pa.uint64()),
+                     **{k: pa.array(v, pa.float64()) for k, v in rows.items() if k != "cell_id"}})
+
+
+def write_task(task: MeshTask, workdir: str, config: ProjectConfig, shift_nm: dict[int, float]) -> pa.Table:
+    """Pass 2: each cell's piece in this block, moved inward by its cell's ``shift_nm`` along the
+    normals, as fragment ``<cell>:0:<block id + 1>``; returns the fragments written."""
+    pts_of, g = _task_cells(task, workdir, config)
+    mesh_dir = Path(workdir) / "meshes" / "cells"
+    written = []
+    for cid, pts in pts_of.items():
+        v, f, n = block_cell_piece(pts, g["lo"], g["hi"], g["n_pooled"], g["res"])
+        if len(f):
+            write_fragment(mesh_dir, f"{cid}:0:{task.block.id + 1}", (v - shift_nm.get(cid, 0.0) * n).astype(np.float32), f)
+            written.append(cid)
+    return pa.table({"cell_id": pa.array(written, pa.uint64()), "block": pa.array([task.block.id + 1] * len(written), pa.int64())})
 
 
 def mesh_cells(
@@ -236,17 +333,66 @@ def mesh_cells(
     overwrite: bool = True,
     overwrite_occupancy: bool = False,
 ) -> None:
-    """Mesh the given cells (the occupancy pass first, if it has not run), about 32 cells a task."""
+    """Mesh the given cells block by block (the occupancy pass first, if it has not run).
+
+    Memory is set by the block: a task meshes, for each cell meeting its block, the marching-cubes
+    cells the block owns (as init's blocks do), from the occupancy of its own and its neighbours'
+    blocks. Pass 1 (``<step>/measure``) sums each cell's area and volume polynomial over its blocks;
+    the driver turns them into the inward shift that gives the cell its voxels' volume (the same
+    chord steps as :func:`syngraph.meshes.shrink_to_volume` on the whole mesh); pass 2 (``<step>``)
+    writes one fragment per cell and block, shifted, and the driver lists them in the manifest.
+    Pieces of one cell share their border vertices exactly, so :func:`syngraph.meshes.read_mesh`
+    welds them into the closed whole-cell mesh."""
     compute_occupancy(workdir, config=config, compute=compute, progress=progress, overwrite=overwrite_occupancy)
-    ids = [int(c) for c in np.sort(np.asarray(cell_ids, np.uint64))]
-    tasks = [MeshTask(i, tuple(ids[k : k + 32])) for i, k in enumerate(range(0, len(ids), 32))]
-    run_tasks(
-        functools.partial(mesh_cells_task, workdir=str(workdir), config=config),
-        tasks,
-        Project(workdir).step_dir(step),
-        params={"downsample": list(config.meshes.sv_downsample), "n": len(ids)},
-        compute=compute,
-        desc=step,
-        progress=progress,
-        overwrite=overwrite,
-    )
+    project = Project(workdir)
+    ids = np.sort(np.asarray(cell_ids, np.uint64))
+    cells = pq.read_table(project.table_path("cells"), filters=ids_in("cell_id", ids)) if len(ids) else None
+    blocks, ds, layer = _occupancy_blocks(workdir, config)
+    tasks = []
+    if cells is not None and cells.num_rows:
+        bmin = np.stack([cells.column(f"bbox_min_{a}_vx").to_numpy() for a in "xyz"], 1)
+        bmax = np.stack([cells.column(f"bbox_max_{a}_vx").to_numpy() for a in "xyz"], 1)
+        cid = cells.column("cell_id").to_numpy()
+        for b in blocks:  # a cell meets a block's owned marching-cubes cells only near its core
+            lo, hi = np.asarray(b.core.start) - ds, np.asarray(b.core.stop) + ds
+            hit = np.all((bmin < hi) & (bmax > lo), axis=1)
+            if hit.any():
+                tasks.append(MeshTask(len(tasks), b, tuple(int(c) for c in cid[hit])))
+    params = {"downsample": list(config.meshes.sv_downsample), "n": len(ids),
+              "cells": hashlib.sha256(ids.tobytes()).hexdigest()[:16], "per_block": 1}
+    run = functools.partial(run_tasks, compute=compute, progress=progress, overwrite=overwrite)
+    step_dir = project.step_dir(step)
+    run(functools.partial(measure_task, workdir=str(workdir), config=config), tasks, step_dir / "measure",
+        params=params, desc=f"{step}: measure")
+    shift = _shifts(read_task_tables(step_dir / "measure"), cells, layer.info.voxel_size_nm, ds)
+    mesh_dir = project.workdir / "meshes" / "cells"
+    write_info(mesh_dir)
+    run(functools.partial(write_task, workdir=str(workdir), config=config, shift_nm=shift), tasks, step_dir,
+        params={**params, "shift": hashlib.sha256(json.dumps(sorted(shift.items())).encode()).hexdigest()[:16]},
+        desc=step)
+    frags = read_task_tables(step_dir)
+    by_cell: dict[int, list[int]] = {int(c): [] for c in ids}
+    if frags is not None:
+        for c, b in zip(frags.column("cell_id").to_numpy().tolist(), frags.column("block").to_numpy().tolist(), strict=True):
+            by_cell[int(c)].append(int(b))
+    for c, bl in by_cell.items():
+        write_manifest(mesh_dir, c, [f"{c}:0:{b}" for b in sorted(bl)])
+
+
+def _shifts(measured: pa.Table | None, cells: pa.Table | None, voxel_size_nm: tuple[float, float, float],
+            ds: Vec3) -> dict[int, float]:
+    """Per cell, the shift along the normals that brings its pooled surface to its voxels' volume
+    (0 without pooling: the surface is exact)."""
+    if measured is None or cells is None or tuple(ds) == (1, 1, 1):
+        return {}
+    ids = measured.column("cell_id").to_numpy()
+    order = np.argsort(ids, kind="stable")  # sum each cell's blocks in block order
+    ids = ids[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    sums = {k: np.add.reduceat(measured.column(k).to_numpy()[order], starts) for k in ("area_nm2", "v0", "v1", "v2", "v3")}
+    size = dict(zip(cells.column("cell_id").to_numpy().tolist(), cells.column("size_vx").to_numpy().tolist(), strict=True))
+    max_offset = min(float(v) * d for v, d in zip(voxel_size_nm, ds, strict=True)) / 2
+    vox_nm3 = float(np.prod(voxel_size_nm))
+    return {int(c): shrink_distance(np.array([sums[f"v{k}"][i] for k in range(4)]), float(sums["area_nm2"][i]),
+                                    size[int(c)] * vox_nm3, max_offset)
+            for i, c in enumerate(ids[starts])}

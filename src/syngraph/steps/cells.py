@@ -13,7 +13,7 @@ organelle layer in the config. Writes::
     tables/cells.parquet           cell_id, kind (neuron/astrocyte), n_sv, size_vx,
                                    bbox_min/max_x/y/z_vx (max exclusive), rep_x/y/z_vx
     tables/cell_organelles.parquet cell_id, organelle_layer, organelle_id, ratio
-    meshes/cells/<id>:0, <id>:0:1  one welded, closed mesh per cell (syngraph.meshes format), nm;
+    meshes/cells/<id>:0, <id>:0:<k>  one closed mesh per cell, a fragment per block (syngraph.meshes), nm;
                                    see syngraph.steps.cell_meshes
 
 Cell id = the smallest supervoxel id of the component. Components come from

@@ -95,7 +95,9 @@ def _weld_pieces(pieces: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.nd
     return weld(np.concatenate(vs), np.concatenate(fs))
 
 
-def _to_nm(q: np.ndarray, res_nm: Sequence[float]) -> np.ndarray:
+def to_nm(q: np.ndarray, res_nm: Sequence[float]) -> np.ndarray:
+    """Half-voxel vertex units of a grid with voxels of ``res_nm`` to nm (float32; voxel faces at
+    multiples of ``res_nm``)."""
     return ((q.astype(np.float64) / 2.0 + 0.5) * np.asarray(res_nm, np.float64)).astype(np.float32)
 
 
@@ -128,12 +130,12 @@ def assemble(
     if not pieces:
         return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint32), 0.0
     if simplify:
-        simple = [_simplify(_to_nm(q, res_nm), f, res_nm, reduction_factor, max_error_nm) for q, f in pieces]
+        simple = [_simplify(to_nm(q, res_nm), f, res_nm, reduction_factor, max_error_nm) for q, f in pieces]
         verts, faces = _weld_pieces(simple)
         if is_closed(faces):
             return verts, faces, area(verts, faces) / 1e6
     q, faces = _weld_pieces(pieces)
-    verts = _to_nm(q, res_nm)
+    verts = to_nm(q, res_nm)
     if simplify:
         verts, faces = _simplify(verts, faces, res_nm, reduction_factor, max_error_nm)
     return verts, faces, area(verts, faces) / 1e6

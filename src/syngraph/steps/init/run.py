@@ -60,7 +60,7 @@ from syngraph.steps.init.segment import (
     foreground,
     label_components,
     morph_halo,
-    watershed_components,
+    watershed_per_component,
 )
 from syngraph.steps.init.stitch import face_pairs, provisional, resolve
 from syngraph.steps.init.validate import (
@@ -432,7 +432,7 @@ def watershed_task(block: Block, ctx: Ctx) -> pa.Table:
             region = region.intersect(block.core.grow(ws_halo(p, ctx.block_size), clip=vol))
             cc = _scratch_read(ctx, f"{p.name}_cc", region, _load_mapping(ctx, p.name, "cc"))
             seeds = _scratch_read(ctx, f"{p.name}_seeds", region, _load_mapping(ctx, p.name, "seed"))
-            ws = watershed_components(cc != 0, seeds, ctx.voxel_size_nm)
+            ws = watershed_per_component(cc, seeds, ctx.voxel_size_nm)
             ns_src, ns_dst = _load_mapping(ctx, p.name, "noseed")
             if len(ns_src):  # seedless components: the whole component is one object
                 lut = np.zeros(len(comps) + 1, np.uint64)

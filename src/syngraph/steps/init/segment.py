@@ -156,6 +156,38 @@ def watershed_components(
     return out.astype(seeds.dtype, copy=False)
 
 
+def watershed_per_component(
+    comps: np.ndarray,
+    seeds: np.ndarray,
+    voxel_size_nm: tuple[float, float, float],
+) -> np.ndarray:
+    """The seeded watershed of each mask component on its own: :func:`watershed_components` run on
+    the component's bounding box grown by one voxel (clipped to the array), with only that
+    component as the mask and only its seeds.
+
+    ``comps`` are the 26-connected components of the mask (any ids, 0 = background). Flooding
+    never leaves a component, and the distance to the background of a component's voxel is decided
+    inside that box (along each axis the first voxel outside the component is background), so a
+    component's labels depend on nothing outside it: not on the other components in the array
+    (whose floods would otherwise break equal-distance ties differently) nor on where the array was
+    cut, as long as the box fits. The work is the components' boxes, not the array.
+    """
+    import fastremap
+
+    out = np.zeros(comps.shape, seeds.dtype)
+    if not seeds.any():
+        return out
+    local, _ = fastremap.renumber(comps, preserve_zero=True)
+    seeded = fastremap.unique(local[seeds != 0])
+    boxes = cc3d.statistics(local)["bounding_boxes"]
+    for k in seeded[seeded != 0]:
+        box = tuple(slice(max(b.start - 1, 0), min(b.stop + 1, n)) for b, n in zip(boxes[int(k)], comps.shape, strict=True))
+        m = local[box] == k
+        ws = watershed_components(m, np.where(m, seeds[box], 0), voxel_size_nm)
+        out[box][m] = ws[m]
+    return out
+
+
 def size_filter_relabel(labels: np.ndarray, min_size_vx: int) -> np.ndarray:
     """Drop ids with fewer than ``min_size_vx`` voxels; renumber the rest 1..n by first voxel in
     x-fastest raster order, as cc3d numbers components (uint64).
@@ -210,9 +242,10 @@ def segment_volume(
         small = ids[(counts < min_seed_vx) & (ids != 0)]
         if len(small):
             seeds = fastremap.mask(seeds, small)
-        labels = watershed_components(mask, seeds, voxel_size_nm)
-        # mask components (26-connected) without a surviving seed become one object each
+        # each mask component (26-connected) floods on its own; one without a surviving seed
+        # becomes one object
         comps = label_components(mask, 26)
+        labels = watershed_per_component(comps, seeds, voxel_size_nm)
         seeded = fastremap.unique(comps[seeds != 0])
         lut = np.arange(1, int(comps.max()) + 2, dtype=np.uint64) + np.uint64(labels.max())
         lut[0] = 0

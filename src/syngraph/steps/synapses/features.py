@@ -56,28 +56,54 @@ def side_counts(
     return out[0][0], out[1][0], out[0][1], out[1][1]
 
 
+#: decoded chunks a features task keeps per layer: the chunks of this many synapse neighbourhoods
+#: (tasks get spatially sorted synapses, so neighbours share most chunks; see ``chunk_order``)
+CACHE_CHUNKS = 32
+
+
+def chunk_order(centres_vx: np.ndarray, chunks_xyz: tuple[int, int, int]) -> np.ndarray:
+    """Synapse order by the storage chunk of the centre (z, then y, then x), so a task's synapses lie
+    near each other and their neighbourhoods decode the same chunks.
+
+    >>> chunk_order(np.array([[130, 0, 0], [5, 0, 70], [7, 3, 1]]), (128, 128, 64)).tolist()
+    [2, 0, 1]
+    """
+    key = np.asarray(centres_vx) // np.asarray(chunks_xyz)
+    return np.lexsort((key[:, 0], key[:, 1], key[:, 2]))
+
+
 def features_task(chunk: SynapseChunk, workdir: str, params: dict[str, Any]) -> pa.Table:
-    """vc and mi voxel counts per side for the synapses of one chunk."""
+    """vc and mi voxel counts per side for the synapses of one chunk. Each layer is opened once
+    with a cache of decoded chunks, and ``sv`` is read once per synapse (the larger neighbourhood)."""
     s2c = pq.read_table(f"{workdir}/tables/sv_to_cell.parquet").sort_by("sv_id")
     sv_ids = s2c["sv_id"].to_numpy()
     cell_ids = s2c["cell_id"].to_numpy()
     vs = np.asarray(params["voxel_size_nm"], np.float64)
-    sv_layer = open_layer(workdir, "sv")
+
+    def _open(name: str) -> Any:
+        lay = open_layer(workdir, name)
+        return lay.cached(CACHE_CHUNKS * np.prod(lay.info.chunks_xyz) * lay.dtype.itemsize / 2**20)
+
+    sv_layer = _open("sv")
     vol = sv_layer.bbox
+    probs = {n: _open(params[f"{n}_layer"]) for n in ("vc", "mi") if params.get(f"{n}_layer")}
+    r_vx = {n: np.ceil(params[f"{n}_distance_nm"] / vs).astype(int) for n in probs}
+    r_max = np.max(list(r_vx.values()), axis=0) if r_vx else None
     rows: dict[str, list[Any]] = {k: [] for k in ("synapse_index",)}
     results: dict[str, list[float]] = {}
     for si, c, cells in zip(chunk.synapse_index, chunk.centre_vx, chunk.cells, strict=True):
         rows["synapse_index"].append(int(si))
+        if r_max is not None:  # sv once, over the larger neighbourhood
+            outer = BBox(tuple(c - r_max), tuple(c + r_max + 1)).intersect(vol)
+            sv_outer = sv_layer.read(outer)
         for name in ("vc", "mi"):
-            layer = params.get(f"{name}_layer")
             radius = params[f"{name}_distance_nm"]
-            if not layer:
+            if name not in probs:
                 vals = (0, 0, float("inf"), float("inf"))
             else:
-                r_vx = np.ceil(radius / vs).astype(int)
-                box = BBox(tuple(c - r_vx), tuple(c + r_vx + 1)).intersect(vol)
-                sv = sv_layer.read(box)
-                prob = open_layer(workdir, layer).read(box)
+                box = BBox(tuple(c - r_vx[name]), tuple(c + r_vx[name] + 1)).intersect(vol)
+                sv = sv_outer[box.local_slices(outer)]
+                prob = probs[name].read(box)
                 vals = side_counts(sv, prob, params[f"{name}_threshold_raw"],
                                    c - np.asarray(box.start), vs, radius,
                                    (int(cells[0]), int(cells[1])), sv_ids, cell_ids)

@@ -33,7 +33,7 @@ from syngraph.steps.label_runs import first_of_runs
 from syngraph.steps.synapses.blocks import contacts_task
 from syngraph.steps.synapses.cluster import cluster_synapses, map_to_cells
 from syngraph.steps.synapses.contacts import unique_pairs
-from syngraph.steps.synapses.features import SynapseChunk, features_task
+from syngraph.steps.synapses.features import SynapseChunk, chunk_order, features_task
 
 STEP = "synapses"
 CHUNK_SYNAPSES = 64
@@ -163,14 +163,15 @@ def run_synapses(
     }
     centres = np.stack([syn[f"{a}_vx"].to_numpy() for a in "xyz"], axis=1)
     cells = np.stack([syn["cell_a"].to_numpy(), syn["cell_b"].to_numpy()], axis=1)
+    order = chunk_order(centres, sv.info.chunks_xyz)  # neighbours in one task share chunks
     chunks = [
-        SynapseChunk(k, np.arange(s, min(s + CHUNK_SYNAPSES, syn.num_rows)), centres[s:s + CHUNK_SYNAPSES],
-                     cells[s:s + CHUNK_SYNAPSES])
+        SynapseChunk(k, order[s:s + CHUNK_SYNAPSES], centres[order[s:s + CHUNK_SYNAPSES]],
+                     cells[order[s:s + CHUNK_SYNAPSES]])
         for k, s in enumerate(range(0, syn.num_rows, CHUNK_SYNAPSES))
     ]
     fdir = root / "features"
     run_tasks(functools.partial(features_task, workdir=str(wd), params=feat_params), chunks, fdir,
-              params={**feat_params, "synapses_hash": _hash_table(syn)}, compute=compute,
+              params={**feat_params, "synapses_hash": _hash_table(syn), "tasks": "by storage chunk"}, compute=compute,
               desc="synapses: features", progress=progress)
     feats = read_task_tables(fdir)
     syn = _finish(syn, feats, sp.sym_threshold if syn_type else None, vc is not None)
