@@ -513,13 +513,14 @@ def test_demo_tissue_precision_recall(tmp_path):
         assert scores[name]["recall"] >= 0.9, (name, scores[name])
 
 
-def test_supervoxels_are_not_meshed_by_default(tmp_path):
-    """Nothing reads supervoxel meshes (the viewer shows cells, meshed by the cells step): by default
-    init meshes the organelle layers only, and the sv table's mesh_area_um2 is NaN."""
+def test_excluded_layers_are_not_meshed(tmp_path):
+    """``meshes.exclude = ["sv"]``: init meshes the organelle layers only, and the sv table's
+    mesh_area_um2 is NaN (by default every layer is meshed)."""
+    assert default_config(VS).meshes.exclude == []
     shape = (48, 32, 16)
     make_project(
         tmp_path, {"vc": blobs(shape, 6, 5, 3)}, supervoxels(shape, 8, 4), block=(16, 16, 8),
-        exclude_meshes=default_config(VS).meshes.exclude,
+        exclude_meshes=["sv"],
         organelles={"vc": OrganelleParams(threshold=0.2857, min_size_vx=20, ratio_min=0.5, assign_min_size_vx=1)},
     )
     summary = run_init(tmp_path, compute=SERIAL, progress=False)

@@ -39,7 +39,6 @@ def pinky_project(pinky, tmp_path_factory):
     cfg.layers = {"sv": LayerSource(path="sv", kind="labels")}
     cfg.meshes.simplify = False  # closedness and volume are checked on the welded marching-cubes mesh
     cfg.meshes.sv_downsample = (1, 1, 1)
-    cfg.meshes.exclude = []  # supervoxel meshes (not made by default)
     write_config(wd, cfg)
     create_layer(wd, "sv", pinky.shape, "uint64", VS, chunks_xyz=(128, 128, 64)).write(pinky)
     run_init(wd, compute=Compute(workers=2), progress=False)
@@ -51,7 +50,6 @@ def _init_default_ds(pinky, wd, simplify: bool):
     cfg.layers = {"sv": LayerSource(path="sv", kind="labels")}
     cfg.meshes.simplify = simplify
     assert tuple(cfg.meshes.sv_downsample) == (4, 4, 2)
-    cfg.meshes.exclude = []  # supervoxel meshes (not made by default)
     write_config(wd, cfg)
     create_layer(wd, "sv", pinky.shape, "uint64", VS, chunks_xyz=(128, 128, 64)).write(pinky)
     return wd, run_init(wd, compute=Compute(workers=2), progress=False)
