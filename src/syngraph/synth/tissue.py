@@ -197,7 +197,7 @@ class _Builder:
                     # tree (a cable never folds back into its own lumen)
                     if all(scene.clear(a, q, ra + shell_nm, rb + shell_nm, cell.index, grow_from=node,
                                        gap=gap, max_overlap_frac=max_overlap_frac)
-                           for a, q, ra, rb in zip([p, *pts[:-1]], pts, radii[:-1], radii[1:])):
+                           for a, q, ra, rb in zip([p, *pts[:-1]], pts, radii[:-1], radii[1:], strict=True)):
                         ok = True
                         break
                 if not ok:
@@ -207,7 +207,7 @@ class _Builder:
                     sv, acc, target = self.scene.new_sv(cell), 0.0, self.u(self.p.sv_stretch_nm)
                 myelin = shell_nm > 0
                 a, child = p, node
-                for q, ra, rb in zip(self.inside_prefix(pts), radii[:-1], radii[1:]):
+                for q, ra, rb in zip(self.inside_prefix(pts), radii[:-1], radii[1:], strict=False):
                     parent, child = child, scene.add_node(q, rb, child, cell, comp, sv, myelin=myelin)
                     scene.add_prim(a, q, ra, rb, cell.index, sv, comp, parent, child, myelin=myelin)
                     if shell_nm > 0:
@@ -562,7 +562,7 @@ class _Builder:
                 nd = unit(base + rng.normal(0.0, sig, 3))
                 pts = self.arc(p, d, nd, seg_nm)
                 if all(scene.clear(a, q, r, r, cell.index, exempt=exempt, grow_from=node)
-                       for a, q in zip([p, *pts[:-1]], pts)):
+                       for a, q in zip([p, *pts[:-1]], pts, strict=True)):
                     ok = True
                     break
             if not ok:
