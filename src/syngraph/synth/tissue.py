@@ -574,7 +574,8 @@ class _Builder:
             acc += step
             if acc > target_len:
                 sv, acc, target_len = scene.new_sv(cell), 0.0, self.u(P.sv_stretch_nm)
-            if tgt is not None:  # stop where the site comes within reach (claimed next round)
+            # stop where the site comes within reach (claimed next round; the step still counts whole)
+            if tgt is not None:
                 near = [float(np.linalg.norm(self.sites[tgt["k"]]["center"] - q)) <= seg_nm * 1.3 for q in pts]
                 pts = pts[: near.index(True) + 1] if True in near else pts
             a = p
