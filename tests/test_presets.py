@@ -21,11 +21,12 @@ def test_preset_params():
     assert fly.dendrite_r_min_nm == 0.5 * base.dendrite_r_min_nm and fly.astrocyte_frac == 0.01
     assert fly.spiny_dendrite_frac == base.spiny_dendrite_frac  # same volume fractions: more, thinner cables
     assert PRESETS["no-astrocytes"].params().astrocyte_frac == 0.0
+    assert PRESETS["smooth-bends"].params() == SynthParams(bend_substeps=4)
     with pytest.raises(SynthError, match="unknown; presets are default"):
         get_preset("nope")
 
 
-@pytest.mark.parametrize("name", ["fly-fib", "no-astrocytes", "labels-only"])
+@pytest.mark.parametrize("name", ["fly-fib", "no-astrocytes", "labels-only", "smooth-bends"])
 def test_presets_render_complete_truth(tmp_path, name):
     preset = PRESETS[name]
     wd = tmp_path / name

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import cc3d
 import fastremap
 import numpy as np
@@ -371,6 +373,63 @@ def test_same_seed_same_geometry_other_seed_differs():
     assert a.keys() == b.keys()
     assert all(np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f") for k in a)
     assert not all(np.array_equal(a[k], c[k]) for k in a if a[k].shape == c[k].shape)
+
+
+def test_default_bytes_are_those_before_bend_substeps(demo):
+    """SynthParams.bend_substeps = 1 keeps the code path and random stream of the demo as it was:
+    sha256 of the fixture's layers as rendered by main before the field existed (95a0d22)."""
+    _, _, vols, _ = demo
+    want = {"sv": "c90e285ebed8ab5e2ed2c3618f8bf42e355d81ba4d12261356a3fc3fc4986137",
+            "gt_cells": "d32ef93118f3203d248aa91da625de7ba2be05e454e06e47b279d27a05e21b4d"}
+    for name, digest in want.items():
+        assert hashlib.sha256(np.ascontiguousarray(vols[name]).tobytes()).hexdigest() == digest, name
+
+
+def _neurite_turns_deg(tissue) -> np.ndarray:
+    """The turn (degrees) at every unbranched node inside a dendritic shaft or axon of the truth."""
+    pos, par, comp = tissue.nodes["pos"], tissue.nodes["parent"], tissue.nodes["comp"]
+    n_children = np.bincount(par[par >= 0], minlength=len(pos))
+    ch = np.flatnonzero(par >= 0)
+    pa = par[ch]
+    ch, pa = ch[(par[pa] >= 0) & (n_children[pa] == 1)], pa[(par[pa] >= 0) & (n_children[pa] == 1)]
+    gp = par[pa]
+    keep = np.isin(comp[ch], (cp.SHAFT, cp.AXON)) & (comp[ch] == comp[pa]) & (comp[pa] == comp[gp])
+    a, b = (pos[pa] - pos[gp])[keep], (pos[ch] - pos[pa])[keep]
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def test_smooth_bends_turn_gradually():
+    """With bend_substeps = 4 a step's turn is spread over 4 pieces (at most 180 / 4 = 45 degrees
+    each); what still turns more is a branch whose sibling could not grow. The demo (1 piece)
+    kinks by up to ~110 degrees."""
+    from syngraph.synth.presets import PRESETS
+
+    kinked = _neurite_turns_deg(build_tissue((192, 192, 96), VS, 4))
+    smooth = _neurite_turns_deg(build_tissue((192, 192, 96), VS, 4, PRESETS["smooth-bends"].params()))
+    assert len(kinked) > 100 and len(smooth) > 50
+    assert np.median(kinked) > 20.0 and np.mean(kinked > 45.0) > 0.2 and kinked.max() > 100.0
+    assert np.median(smooth) < 12.0 and np.mean(smooth > 45.0) < 0.02 and smooth.max() < 60.0
+
+
+@pytest.mark.parametrize("turn_deg", [0.0, 30.0, 110.0, 180.0])
+def test_arc_pieces_turn_in_equal_angles(turn_deg):
+    from syngraph.synth.params import SynthParams
+    from syngraph.synth.tissue import _Builder
+
+    b = _Builder((64, 64, 32), VS, 0, SynthParams(bend_substeps=4))
+    d, t = np.array([1.0, 0, 0]), np.radians(turn_deg)
+    nd = np.array([np.cos(t), np.sin(t), 0.0]) if turn_deg < 180 else -d
+    p = np.array([100.0, 200, 300])
+    pts = np.array(b.arc(p, d, nd, 250.0))
+    steps = np.diff(np.vstack([p, pts]), axis=0)
+    np.testing.assert_allclose(np.linalg.norm(steps, axis=1), 250.0)
+    dirs = np.vstack([d, steps / 250.0])
+    turns = np.degrees(np.arccos(np.clip((dirs[1:] * dirs[:-1]).sum(1), -1, 1)))
+    np.testing.assert_allclose(turns, turn_deg / 4, atol=1e-6)
+    np.testing.assert_allclose(dirs[-1], nd, atol=1e-9)
+    with pytest.raises(ValueError, match="bend_substeps"):
+        SynthParams(bend_substeps=0)
 
 
 def test_block_size_and_workers_do_not_change_the_bytes(tmp_path, demo):

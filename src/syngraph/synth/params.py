@@ -70,6 +70,10 @@ class SynthParams:
     # "geodesic": all free space within astrocyte_fill_nm of an astrocyte along paths through free
     # space, so lamellae reach into the gaps between neurites and touch them
     astrocyte_fill: str = "nearest"
+    # bends: every growth step of a cable lays this many pieces of its segment length whose
+    # direction turns gradually (radius of curvature substeps * segment / turn angle); 1: straight
+    # segments meeting at kinks (the demo's tissue)
+    bend_substeps: int = 1
     # supervoxels
     sv_stretch_nm: Range = (1000.0, 3000.0)
     spine_own_sv_p: float = 0.5
@@ -87,6 +91,8 @@ class SynthParams:
     def __post_init__(self) -> None:
         if self.astrocyte_fill not in ("nearest", "geodesic"):
             raise ValueError(f'astrocyte_fill must be "nearest" or "geodesic", got {self.astrocyte_fill!r}')
+        if int(self.bend_substeps) != self.bend_substeps or self.bend_substeps < 1:
+            raise ValueError(f"bend_substeps must be an integer >= 1, got {self.bend_substeps!r}")
 
     def speckle(self) -> dict[str, float]:
         return self.speckle_per_um3 or {"mi": 3.0, "vc": 3.0, "sj": 2.0}

@@ -28,6 +28,7 @@ class Preset:
     white_noise: float | None = None  # map noise (fraction of full scale); None: the default's
     edge_width_nm: float | None = None  # map blur (logistic edge width); None: the default's
     organelle_maps: bool = True  # mi and vc are project layers
+    bend_substeps: int = 1  # SynthParams.bend_substeps: > 1 bends cables smoothly
 
     def params(self, base: SynthParams | None = None) -> SynthParams:
         """``base`` (default :class:`SynthParams`) changed as this preset says."""
@@ -39,6 +40,8 @@ class Preset:
                 v = getattr(p, f.name)
                 if f.name.endswith("_r_nm") or f.name in _SCALED:
                     upd[f.name] = tuple(x * s for x in v) if isinstance(v, tuple) else v * s
+        if self.bend_substeps != 1:
+            upd["bend_substeps"] = self.bend_substeps
         for name in ("astrocyte_frac", "white_noise", "edge_width_nm"):
             if getattr(self, name) is not None:
                 upd[name] = getattr(self, name)
@@ -59,6 +62,9 @@ PRESETS: dict[str, Preset] = {
     "astrocyte-rich": Preset("the demo tissue with three times the astrocytes", astrocyte_frac=0.18),
     "labels-only": Preset("the demo tissue without organelle maps (mi, vc are not project layers)",
                           organelle_maps=False),
+    "smooth-bends": Preset("the demo tissue with cables that bend smoothly (radius of curvature >= 4 "
+                           "segments / turn angle) instead of kinking between straight segments",
+                           bend_substeps=4),
     "noisy": Preset("the demo tissue with noisier, blurrier maps", white_noise=0.12, edge_width_nm=30.0),
 }
 

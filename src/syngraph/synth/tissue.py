@@ -171,8 +171,12 @@ class _Builder:
         max_total_nm: float | None = None,
         on_node=None,
     ) -> float:
-        """Grow a cable (and its branches) from ``node``; returns the cable length added."""
+        """Grow a cable (and its branches) from ``node``; returns the cable length added.
+
+        Each step lays ``bend_substeps`` pieces of ``seg_nm`` (:meth:`arc`); ``taper_per_um``,
+        ``branch_per_um`` and the cable length count the whole step."""
         rng, scene, N = self.rng, self.scene, self.scene.nodes
+        step = seg_nm * self.p.bend_substeps
         stack = [(node, unit(direction), radius, sv, 0.0, self.u(self.p.sv_stretch_nm), 0.0)]
         total = 0.0
         while stack:
@@ -185,35 +189,41 @@ class _Builder:
                 for attempt in range(attempts):
                     sig = sigma * (1.0 + 0.8 * attempt)
                     nd = unit(d + rng.normal(0.0, sig, 3))
-                    r_new = max(r_min, r * (1.0 - taper_per_um * seg_nm / 1000.0))
+                    r_new = max(r_min, r * (1.0 - taper_per_um * step / 1000.0))
                     if jitter:
                         r_new = float(np.clip(r_new * (1.0 + jitter * rng.normal()), r_min, 2.5 * r_min))
-                    q = p + nd * seg_nm
+                    pts, radii = self.arc(p, d, nd, seg_nm), self.arc_radii(r, r_new)
                     # clear of other cells, and of its own cell wherever that is far along the
                     # tree (a cable never folds back into its own lumen)
-                    if scene.clear(p, q, r + shell_nm, r_new + shell_nm, cell.index, grow_from=node,
-                                   gap=gap, max_overlap_frac=max_overlap_frac):
+                    if all(scene.clear(a, q, ra + shell_nm, rb + shell_nm, cell.index, grow_from=node,
+                                       gap=gap, max_overlap_frac=max_overlap_frac)
+                           for a, q, ra, rb in zip([p, *pts[:-1]], pts, radii[:-1], radii[1:], strict=True)):
                         ok = True
                         break
                 if not ok:
                     break
-                acc += seg_nm
+                acc += step
                 if acc > target:
                     sv, acc, target = self.scene.new_sv(cell), 0.0, self.u(self.p.sv_stretch_nm)
                 myelin = shell_nm > 0
-                child = scene.add_node(q, r_new, node, cell, comp, sv, myelin=myelin)
-                scene.add_prim(p, q, r, r_new, cell.index, sv, comp, node, child, myelin=myelin)
-                if shell_nm > 0:
-                    scene.add_prim(p, q, r + shell_nm, r_new + shell_nm, cell.index, sv, cp.UNKNOWN,
-                                   node, child, myelin=True, kind=MYELIN_SHELL, rin=r)
-                total += seg_nm
-                length += seg_nm
+                a, child = p, node
+                for q, ra, rb in zip(self.inside_prefix(pts), radii[:-1], radii[1:], strict=False):
+                    parent, child = child, scene.add_node(q, rb, child, cell, comp, sv, myelin=myelin)
+                    scene.add_prim(a, q, ra, rb, cell.index, sv, comp, parent, child, myelin=myelin)
+                    if shell_nm > 0:
+                        scene.add_prim(a, q, ra + shell_nm, rb + shell_nm, cell.index, sv, cp.UNKNOWN,
+                                       parent, child, myelin=True, kind=MYELIN_SHELL, rin=ra)
+                    if on_node is not None and q is not pts[-1] and scene.inside(q):
+                        on_node(cell, child)
+                    a = q
+                total += step
+                length += step
                 node, d, r = child, nd, r_new
-                if not scene.inside(q):
+                if not scene.inside(a):
                     break
                 if on_node is not None:
                     on_node(cell, child)
-                if branch_per_um and rng.random() < branch_per_um * seg_nm / 1000.0:
+                if branch_per_um and rng.random() < branch_per_um * step / 1000.0:
                     ang = rng.uniform(0.6, 1.3)
                     bd = unit(np.cos(ang) * d + np.sin(ang) * perpendicular(d, rng))
                     # the branch starts in its parent's supervoxel (a branch point never splits
@@ -221,6 +231,35 @@ class _Builder:
                     stack.append((node, bd, max(r_min, r * branch_factor), sv, 0.0,
                                   self.u(self.p.sv_stretch_nm), length))
         return total
+
+    def arc(self, p: np.ndarray, d: np.ndarray, nd: np.ndarray, seg_nm: float) -> list[np.ndarray]:
+        """The ends of one growth step from ``p``: ``bend_substeps`` pieces of ``seg_nm`` whose
+        direction turns from ``d`` to ``nd`` in equal angles (slerp), so a turn by angle a bends
+        with radius ``bend_substeps * seg_nm / a``; one straight piece along ``nd`` by default."""
+        k = self.p.bend_substeps
+        if k == 1:
+            return [p + nd * seg_nm]
+        if d @ nd < -0.999999:  # a U-turn: bend through a fixed perpendicular
+            e = np.zeros(3)
+            e[int(np.argmin(np.abs(d)))] = 1.0
+            mid = unit(np.cross(d, e))
+            dirs = [_slerp(d, mid, 2 * i / k) if 2 * i <= k else _slerp(mid, nd, 2 * i / k - 1)
+                    for i in range(1, k + 1)]
+        else:
+            dirs = [_slerp(d, nd, i / k) for i in range(1, k + 1)]
+        return list(p + np.cumsum(np.array(dirs) * seg_nm, axis=0))
+
+    def arc_radii(self, r: float, r_new: float) -> list[float]:
+        """The radii at the ends of :meth:`arc`'s pieces (``r`` first), linear along the step."""
+        k = self.p.bend_substeps
+        return [r, *(r + (r_new - r) * i / k for i in range(1, k)), r_new]
+
+    def inside_prefix(self, pts: list[np.ndarray]) -> list[np.ndarray]:
+        """``pts`` up to and with the first one outside the volume (a cable stops where it leaves)."""
+        for i, q in enumerate(pts):
+            if not self.scene.inside(q):
+                return pts[: i + 1]
+        return pts
 
     def entering_cell(self, type_: str, r: float, *, comp: int, shell_nm: float = 0.0,
                       gap: float = 0.0, tries: int = 30, fragment: bool = False,
@@ -485,6 +524,7 @@ class _Builder:
         tgt: dict | None = None
         length, since = 0.0, 0
         d = unit(d)
+        step = seg_nm * P.bend_substeps
         while length < max_len_nm:
             p = N["pos"][node].copy()
             if tgt is None:
@@ -520,8 +560,9 @@ class _Builder:
                 sig = sigma * (1.0 + 0.8 * attempt)
                 base = d if bias is None else unit(0.35 * d + 0.65 * bias)
                 nd = unit(base + rng.normal(0.0, sig, 3))
-                q = p + nd * seg_nm
-                if scene.clear(p, q, r, r, cell.index, exempt=exempt, grow_from=node):
+                pts = self.arc(p, d, nd, seg_nm)
+                if all(scene.clear(a, q, r, r, cell.index, exempt=exempt, grow_from=node)
+                       for a, q in zip([p, *pts[:-1]], pts, strict=True)):
                     ok = True
                     break
             if not ok:
@@ -530,18 +571,27 @@ class _Builder:
                     tgt = None
                     continue
                 return
-            acc += seg_nm
+            acc += step
             if acc > target_len:
                 sv, acc, target_len = scene.new_sv(cell), 0.0, self.u(P.sv_stretch_nm)
-            child = scene.add_node(q, r, node, cell, cp.AXON, sv)
-            scene.add_prim(p, q, r, r, cell.index, sv, cp.AXON, node, child)
-            node, d = child, nd
-            length += seg_nm
-            if not scene.inside(q):
+            # stop where the site comes within reach (claimed next round; the step still counts whole)
+            if tgt is not None:
+                near = [float(np.linalg.norm(self.sites[tgt["k"]]["center"] - q)) <= seg_nm * 1.3 for q in pts]
+                pts = pts[: near.index(True) + 1] if True in near else pts
+            a = p
+            for q in self.inside_prefix(pts):
+                parent, node = node, scene.add_node(q, r, node, cell, cp.AXON, sv)
+                scene.add_prim(a, q, r, r, cell.index, sv, cp.AXON, parent, node)
+                if tgt is None and q is not pts[-1] and scene.inside(q):
+                    self.on_axon_node(cell, node)
+                a, b = q, a
+            d = nd if len(pts) == P.bend_substeps else unit(a - b)  # a cut arc goes on as it ends
+            length += step
+            if not scene.inside(a):
                 return
             if tgt is None:
-                self.on_axon_node(cell, child)
-            if rng.random() < P.axon_branch_per_um * seg_nm / 1000.0:
+                self.on_axon_node(cell, node)
+            if rng.random() < P.axon_branch_per_um * step / 1000.0:
                 ang = rng.uniform(0.6, 1.3)
                 bd = unit(np.cos(ang) * d + np.sin(ang) * perpendicular(d, rng))
                 self.grow(cell, node, bd, r * 0.9, sv, comp=cp.AXON, seg_nm=seg_nm, sigma=sigma,
@@ -1091,6 +1141,14 @@ class _Builder:
             "r": np.array(rad, np.float64),
             "peak": np.array(peak, np.float64),
         }
+
+
+def _slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """The unit vector a fraction ``t`` of the way from unit ``a`` to unit ``b`` (not opposite)."""
+    ang = float(np.arccos(np.clip(a @ b, -1.0, 1.0)))
+    if ang < 1e-9:
+        return b
+    return unit((np.sin((1 - t) * ang) * a + np.sin(t * ang) * b) / np.sin(ang))
 
 
 def point_segment_many(pts: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
