@@ -86,7 +86,7 @@ def set_key(wd: Path, key: str, value: str, section: str | None = None) -> None:
     for i, line in enumerate(lines):
         if line.startswith("["):
             inside = section is None or line.strip() == f"[{section}]"
-        if inside and (line.startswith(f"{key} =") or line == f"# {key} = "):
+        if inside and (line.startswith(f"{key} =") or line.startswith(f"# {key} = ")):
             lines[i] = f"{key} = {value}"
             break
     else:

@@ -343,7 +343,7 @@ def test_resumed_import_after_failure_equals_clean_import(tmp_path):
     assert (stats["n_done"], stats["n_skipped"]) == (1, 11)
     runs = read_runs(wd / "steps" / "import_mi")  # each attempt recorded, as the steps do
     assert [(r["kind"], r["status"]) for r in runs] == [("full", "failed"), ("resume", "ok")]
-    assert all(r["seconds"] > 0 and r["cpu_s"] > 0 and r["peak_rss_mb"] > 50 for r in runs)
+    assert all(r["seconds"] > 0 and r["cpu_s"] >= 0 and r["peak_rss_mb"] > 50 for r in runs)
     clean = import_layer(tmp_path / "clean", "mi", tmp_path / "clean.npy", **opts)
     np.testing.assert_array_equal(resumed.read(), clean.read())
     np.testing.assert_array_equal(resumed.read(), prob)
