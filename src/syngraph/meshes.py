@@ -106,8 +106,7 @@ def weld_fragments(vertices: list[np.ndarray], faces: list[np.ndarray]) -> tuple
     """
     v = np.concatenate(vertices)
     frag = np.repeat(np.arange(len(vertices)), [len(x) for x in vertices])
-    _, pos = np.unique(np.ascontiguousarray(v, np.float32).view(np.int32).reshape(-1, 3), axis=0, return_inverse=True)
-    pos = pos.reshape(-1)
+    _, pos = _unique_rows(np.ascontiguousarray(v, np.float32).view(np.int32).reshape(-1, 3))
     order = np.lexsort((np.arange(len(v)), frag, pos))
     same = np.r_[False, (pos[order][1:] == pos[order][:-1]) & (frag[order][1:] == frag[order][:-1])]
     run_start = np.maximum.accumulate(np.where(~same, np.arange(len(v)), 0))

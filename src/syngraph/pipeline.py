@@ -243,10 +243,11 @@ def volume_units(workdir: str | Path, config: Any = None) -> tuple[tuple[int, in
     from syngraph.config import load_config
     from syngraph.engine.costs import work_units
     from syngraph.io.volume import open_layer
+    from syngraph.steps.init.run import planned_organelles
 
     cfg = config or load_config(workdir)
     sv = open_layer(workdir, (cfg.layers["sv"].path if "sv" in cfg.layers else None) or "sv")
     shape = tuple(sv.info.shape_xyz)
-    init_layers = 1 + sum(name in cfg.layers for name in cfg.organelles)  # as steps/init/run.py plans them
+    init_layers = 1 + len(planned_organelles(cfg))
     return shape, work_units(math.prod(shape) / 1e6, cfg.skeletons.downsample_for(sv.info.voxel_size_nm),  # type: ignore[return-value]
                              init_layers)

@@ -295,7 +295,7 @@ def feature_matrix(
     voxel_size_nm: tuple[float, float, float],
 ) -> np.ndarray:
     """The ``(n_sv, len(FEATURES))`` matrix in ``sv.ids`` order (see FEATURES for definitions)."""
-    t = morph.group_by("sv_id").aggregate(
+    t = morph.group_by("sv_id", use_threads=False).aggregate(
         [("n_vx", "sum"), ("area_nm2", "sum"), ("contact_area_nm2", "sum"), ("edt_sum_nm", "sum"),
          ("edt_max_nm", "max"), *((m, "sum") for m in MOMENTS)]
     )

@@ -195,11 +195,26 @@ def remove_cell_mesh(mesh_dir: Path, obj_id: int) -> None:
 
 @dataclass(frozen=True)
 class MeshTask:
-    """One occupancy block and the cells (of those to mesh) whose bounding box meets it."""
+    """One occupancy block, the cells (of those to mesh) whose bounding box meets it, and the
+    occupancy blocks its cells' pooled voxels are read from (one pooled voxel below the core,
+    two above: :func:`_near_box`)."""
 
     id: int
     block: Block
     cell_ids: tuple[int, ...]
+    near_blocks: tuple[int, ...]
+
+
+def _pooled_range(core: BBox, ds: Vec3, shape: Vec3) -> tuple[np.ndarray, np.ndarray]:
+    """The pooled voxels ``[lo, hi)`` of a block core (pooled voxel ``j`` covers ``[j*ds, (j+1)*ds)``)."""
+    n_pooled = -(-np.asarray(shape) // ds)
+    return np.asarray(core.start) // ds, np.minimum(-(-np.asarray(core.stop) // ds), n_pooled)
+
+
+def _near_box(core: BBox, ds: Vec3, shape: Vec3) -> tuple[np.ndarray, np.ndarray]:
+    """Full-resolution box a task reads pooled voxels from: one pooled voxel below the core, two above."""
+    lo, hi = _pooled_range(core, ds, shape)
+    return (lo - 1) * ds, (hi + 2) * ds
 
 
 def _crop_pieces(pts: np.ndarray, lo: np.ndarray, hi: np.ndarray, n_pooled: np.ndarray,
@@ -262,20 +277,19 @@ def _task_cells(task: MeshTask, workdir: str, config: ProjectConfig) -> tuple[di
     """The pooled voxels of each of the task's cells near its block (one voxel below the core, two
     above), and the geometry of the pooled grid."""
     project = Project(workdir)
-    blocks, ds, layer = _occupancy_blocks(workdir, config)
+    ds = tuple(int(d) for d in config.meshes.sv_downsample)
+    layer = open_layer(workdir, "sv")
     n_pooled = -(-np.asarray(layer.shape) // ds)
-    lo = np.asarray(task.block.core.start) // ds
-    hi = np.minimum(-(-np.asarray(task.block.core.stop) // ds), n_pooled)
+    lo, hi = _pooled_range(task.block.core, ds, layer.shape)
     s2c = pq.read_table(project.table_path("sv_to_cell"), filters=ids_in("cell_id", task.cell_ids)).sort_by("sv_id")
     sv_ids = s2c.column("sv_id").to_numpy()
     cell_of_sv = s2c.column("cell_id").to_numpy()
-    near = BBox(tuple(int(v) for v in (lo - 1) * ds), tuple(int(v) for v in (hi + 2) * ds))
     rng = ids_in("sv_id", sv_ids)
     for a, l0, h0 in zip(("px", "py", "pz"), lo - 1, hi + 2, strict=True):
         rng = rng & (pc.field(a) >= int(l0)) & (pc.field(a) < int(h0))
     step_dir = project.step_dir(OCCUPANCY_STEP)
-    parts = [pq.read_table(step_dir / "tasks" / f"{b.id:08d}.parquet", filters=rng)
-             for b in blocks if not b.core.intersect(near).empty] if len(sv_ids) else []
+    parts = [pq.read_table(step_dir / "tasks" / f"{b:08d}.parquet", filters=rng)
+             for b in task.near_blocks] if len(sv_ids) else []
     out: dict[int, np.ndarray] = {int(c): np.zeros((0, 3), np.int64) for c in task.cell_ids}
     if parts:
         occ = pa.concat_tables(parts)
@@ -353,11 +367,16 @@ def mesh_cells(
         bmin = np.stack([cells.column(f"bbox_min_{a}_vx").to_numpy() for a in "xyz"], 1)
         bmax = np.stack([cells.column(f"bbox_max_{a}_vx").to_numpy() for a in "xyz"], 1)
         cid = cells.column("cell_id").to_numpy()
+        starts = np.array([b.core.start for b in blocks]).reshape(-1, 3)
+        stops = np.array([b.core.stop for b in blocks]).reshape(-1, 3)
+        block_ids = np.array([b.id for b in blocks], np.int64)
         for b in blocks:  # a cell meets a block's owned marching-cubes cells only near its core
             lo, hi = np.asarray(b.core.start) - ds, np.asarray(b.core.stop) + ds
             hit = np.all((bmin < hi) & (bmax > lo), axis=1)
             if hit.any():
-                tasks.append(MeshTask(len(tasks), b, tuple(int(c) for c in cid[hit])))
+                near_lo, near_hi = _near_box(b.core, ds, layer.shape)
+                near = block_ids[np.all((starts < near_hi) & (stops > near_lo), axis=1)]
+                tasks.append(MeshTask(len(tasks), b, tuple(int(c) for c in cid[hit]), tuple(int(i) for i in near)))
     params = {"downsample": list(config.meshes.sv_downsample), "n": len(ids),
               "cells": hashlib.sha256(ids.tobytes()).hexdigest()[:16], "per_block": 1}
     run = functools.partial(run_tasks, compute=compute, progress=progress, overwrite=overwrite)

@@ -218,7 +218,7 @@ def assign_organelles(
         if oid.size == 0:
             continue
         t = pa.table({"cell_id": cell, "organelle_id": oid, "ratio": ratio})
-        t = t.group_by(["cell_id", "organelle_id"]).aggregate([("ratio", "sum")])
+        t = t.group_by(["cell_id", "organelle_id"], use_threads=False).aggregate([("ratio", "sum")])
         cid = t.column("cell_id").to_numpy().astype(np.uint64)
         o = t.column("organelle_id").to_numpy().astype(np.uint64)
         r = t.column("ratio_sum").to_numpy()

@@ -169,7 +169,7 @@ def _empty_contacts() -> pa.Table:
 def _sum_pairs(table: pa.Table) -> pa.Table:
     if table.num_rows == 0:
         return _empty_contacts()
-    summed = table.group_by(["sv_a", "sv_b"]).aggregate(
+    summed = table.group_by(["sv_a", "sv_b"], use_threads=False).aggregate(  # threads: float sums in any order
         [("contact_faces", "sum"), ("contact_area_um2", "sum")]
     )
     summed = pa.table(

@@ -141,6 +141,11 @@ class Ctx:
         return [p for p in self.layers if p.mode != "sv"]
 
 
+def planned_organelles(config: ProjectConfig) -> list[str]:
+    """The organelle layers init reads: those configured under ``[organelles]`` that have a layer."""
+    return [name for name in config.organelles if name in config.layers]
+
+
 def plan(workdir: str | Path, config: ProjectConfig) -> Ctx:
     """Check the inputs named by ``config`` (before any block runs) and normalise them into a Ctx."""
     workdir = Path(workdir)
@@ -173,9 +178,8 @@ def plan(workdir: str | Path, config: ProjectConfig) -> Ctx:
             mesh_ds=None if "sv" in config.meshes.exclude else tuple(config.meshes.sv_downsample),
         )
     ]
-    for name, op in config.organelles.items():
-        if name not in config.layers:
-            continue
+    for name in planned_organelles(config):
+        op = config.organelles[name]
         lay = _open(name)
         check_layer_match(sv, lay, "organelle")
         kind = config.layers[name].kind

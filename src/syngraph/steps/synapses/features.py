@@ -56,8 +56,9 @@ def side_counts(
     return out[0][0], out[1][0], out[0][1], out[1][1]
 
 
-#: decoded chunks a features task keeps per layer: the chunks of this many synapse neighbourhoods
-#: (tasks get spatially sorted synapses, so neighbours share most chunks; see ``chunk_order``)
+#: decoded storage chunks a features task keeps per layer (256 MiB of uint64 sv at 128x128x64 chunks;
+#: an mi neighbourhood of 1000 nm spans up to ~18 chunks, so about two neighbourhoods); tasks get
+#: spatially sorted synapses, so neighbours share most chunks (``chunk_order``)
 CACHE_CHUNKS = 32
 
 
