@@ -166,9 +166,9 @@ def test_skeleton_cost_follows_the_skeleton_voxels_not_the_full_resolution_ones(
 
 
 # Measured, not fitted (the shipped costs.json is a line through demo 256^3 and pinky40_8nm): the
-# idle-machine runs of docs/performance.md ("On an idle machine", session 9, `--workers 2`,
-# steps/<step>/runs.json + bench/pipeline.py CPU-s), and pinky40 at 16 nm (skeletons, issue 20).
-DEMO_512_CPU_S = {"init": 102.1, "skeletons": 68.9, "synapses": 42.8}
+# idle-machine 512^3 demo run of docs/performance.md (session 10, `--workers 2`, bench/pipeline.py
+# CPU-s), and pinky40 at 16 nm (skeletons, issue 20).
+DEMO_512_CPU_S = {"init": 67.9, "skeletons": 67.9, "synapses": 26.0}
 PINKY40_16NM_SKELETONS_CPU_S = 146.0
 
 
