@@ -25,9 +25,7 @@ from typing import Any
 
 from syngraph.engine.cpu import StepCpu
 from syngraph.engine.memory import PeakMemory
-from syngraph.engine.run import write_text_atomic
-
-RUNS_NAME = "runs.json"
+from syngraph.engine.run import RUNS_NAME, write_text_atomic
 
 
 def read_runs(step_dir: str | Path) -> list[dict[str, Any]]:

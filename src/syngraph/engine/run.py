@@ -37,6 +37,8 @@ import pyarrow.parquet as pq
 
 from syngraph.engine.compute import Compute, session
 
+RUNS_NAME = "runs.json"  # the run records of a step (engine.records), kept by overwrite
+
 
 class HasId(Protocol):
     id: int
@@ -194,7 +196,9 @@ def run_tasks(
     step_dir = Path(step_dir)
     step = desc or step_dir.name
     if overwrite and step_dir.exists():
-        shutil.rmtree(step_dir)
+        for entry in step_dir.iterdir():  # all but the run records (engine.records) of this attempt
+            if entry.name != RUNS_NAME:
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     tasks_dir = step_dir / "tasks"
     tasks_dir.mkdir(parents=True, exist_ok=True)
     ids = [int(t.id) for t in tasks]

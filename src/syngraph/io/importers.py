@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -331,11 +330,9 @@ def import_layer(
         "source_dtype": src.dtype, **{k: v for k, v in asdict(plan).items()},
     }
     fn = functools.partial(copy_block, source=src, layer=layer, plan=plan)
-    if restart and step_dir.exists():
-        shutil.rmtree(step_dir)  # here rather than in run_tasks: runs.json records this attempt
     try:
         with StepRun(step_dir, overwrite=restart):  # steps/import_<name>/runs.json: seconds, cpu_s, peak memory
-            run_tasks(fn, blocks, step_dir, params=params, compute=compute,
+            run_tasks(fn, blocks, step_dir, params=params, compute=compute, overwrite=restart,
                       desc=f"import {name}", progress=progress)
     except TaskFailure as exc:
         cause = exc.__cause__

@@ -263,14 +263,15 @@ def block_cell_piece(pts: np.ndarray, core_lo: np.ndarray, core_hi: np.ndarray, 
     q, f = _crop_pieces(pts, core_lo, np.minimum(core_hi + 1, n_pooled), n_pooled, core_hi == n_pooled)
     if not len(f):
         return np.zeros((0, 3)), np.zeros((0, 3), np.uint32), np.zeros((0, 3))
+    v = to_nm(q, res_nm).astype(np.float64)
     if (pts.min(0) > core_lo).all() and (pts.max(0) < core_hi - 1).all():  # no face near a block face
-        return to_nm(q, res_nm).astype(np.float64), f, vertex_normals(to_nm(q, res_nm).astype(np.float64), f)
+        return v, f, vertex_normals(v, f)
     qe, fe = _crop_pieces(pts, np.maximum(core_lo - 1, 0), np.minimum(core_hi + 2, n_pooled), n_pooled)
     ne = vertex_normals(to_nm(qe, res_nm).astype(np.float64), _canonical_faces(qe, fe))
     ke = _keys(qe)
     order = np.argsort(ke)
     n = ne[order[np.searchsorted(ke, _keys(q), sorter=order)]]
-    return to_nm(q, res_nm).astype(np.float64), f, n
+    return v, f, n
 
 
 def _task_cells(task: MeshTask, workdir: str, config: ProjectConfig) -> tuple[dict[int, np.ndarray], dict]:
@@ -279,7 +280,6 @@ def _task_cells(task: MeshTask, workdir: str, config: ProjectConfig) -> tuple[di
     project = Project(workdir)
     ds = tuple(int(d) for d in config.meshes.sv_downsample)
     layer = open_layer(workdir, "sv")
-    n_pooled = -(-np.asarray(layer.shape) // ds)
     lo, hi = _pooled_range(task.block.core, ds, layer.shape)
     s2c = pq.read_table(project.table_path("sv_to_cell"), filters=ids_in("cell_id", task.cell_ids)).sort_by("sv_id")
     sv_ids = s2c.column("sv_id").to_numpy()
@@ -300,9 +300,8 @@ def _task_cells(task: MeshTask, workdir: str, config: ProjectConfig) -> tuple[di
         starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
         for c, p in zip(cells[starts], np.split(pts, starts[1:]), strict=True):
             out[int(c)] = p  # a pooled voxel may repeat (several supervoxels of the cell)
-    vs = layer.info.voxel_size_nm
-    res = tuple(float(v) * d for v, d in zip(vs, ds, strict=True))
-    return out, {"lo": lo, "hi": hi, "n_pooled": n_pooled, "res": res, "ds": ds, "vs": vs}
+    res = tuple(float(v) * d for v, d in zip(layer.info.voxel_size_nm, ds, strict=True))
+    return out, {"lo": lo, "hi": hi, "n_pooled": -(-np.asarray(layer.shape) // ds), "res": res}
 
 
 def measure_task(task: MeshTask, workdir: str, config: ProjectConfig) -> pa.Table:
@@ -381,9 +380,11 @@ def mesh_cells(
               "cells": hashlib.sha256(ids.tobytes()).hexdigest()[:16], "per_block": 1}
     run = functools.partial(run_tasks, compute=compute, progress=progress, overwrite=overwrite)
     step_dir = project.step_dir(step)
-    run(functools.partial(measure_task, workdir=str(workdir), config=config), tasks, step_dir / "measure",
-        params=params, desc=f"{step}: measure")
-    shift = _shifts(read_task_tables(step_dir / "measure"), cells, layer.info.voxel_size_nm, ds)
+    shift: dict[int, float] = {}
+    if tuple(ds) != (1, 1, 1):  # without pooling the surface is exact: nothing to measure
+        run(functools.partial(measure_task, workdir=str(workdir), config=config), tasks, step_dir / "measure",
+            params=params, desc=f"{step}: measure")
+        shift = _shifts(read_task_tables(step_dir / "measure"), cells, layer.info.voxel_size_nm, ds)
     mesh_dir = project.workdir / "meshes" / "cells"
     write_info(mesh_dir)
     run(functools.partial(write_task, workdir=str(workdir), config=config, shift_nm=shift), tasks, step_dir,
@@ -401,8 +402,8 @@ def mesh_cells(
 def _shifts(measured: pa.Table | None, cells: pa.Table | None, voxel_size_nm: tuple[float, float, float],
             ds: Vec3) -> dict[int, float]:
     """Per cell, the shift along the normals that brings its pooled surface to its voxels' volume
-    (0 without pooling: the surface is exact)."""
-    if measured is None or cells is None or tuple(ds) == (1, 1, 1):
+    (pooled by ``ds``; the caller skips it without pooling)."""
+    if measured is None or cells is None:
         return {}
     ids = measured.column("cell_id").to_numpy()
     order = np.argsort(ids, kind="stable")  # sum each cell's blocks in block order

@@ -308,8 +308,8 @@ def load_cell_inputs(workdir: Path) -> CellInputs:
     sp_path = workdir / "tables" / "spines.parquet"
     spines = pd.DataFrame({"cell_id": []})
     if sp_path.exists():  # the columns used (a hand-written table may lack node_id or the position)
-        spines = pq.read_table(sp_path, columns=[c for c in ("cell_id", "node_id", *XYZ)
-                                                 if c in pq.read_schema(sp_path).names]).to_pandas()
+        have = pq.read_schema(sp_path).names
+        spines = pq.read_table(sp_path, columns=[c for c in ("cell_id", "node_id", *XYZ) if c in have]).to_pandas()
         if all(c in spines for c in XYZ):
             extent_nm = np.asarray(open_layer(workdir, "sv").shape, np.float64) * voxel
             spines = spines[off_border(spines[list(XYZ)].to_numpy(np.float64), extent_nm, np.maximum(BORDER_NM, 2 * voxel))]
@@ -485,7 +485,7 @@ def train_celltypes(workdir: str | Path, labels_path: str | Path, out: str | Pat
     inputs = load_cell_inputs(workdir)
     labels = read_labels(labels_path, workdir)
     pieces = PIECES_PER_CELL if pieces is None else pieces
-    features, labels = with_pieces(inputs.features(), labels, inputs, pieces, np.random.default_rng(0),
+    features, labels = with_pieces(labels, inputs, pieces, np.random.default_rng(0),
                                    min_cable_um=minimum)
     model, acc = fit_model([features], [labels], organelles=not inputs.lacking,
                            info={"labels": str(labels_path), "min_cable_um": str(minimum),

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     feats, labels, organelles = [], [], True
     for i, wd in enumerate(a.workdirs):
         inputs = load_cell_inputs(wd)
-        f, lab = with_pieces(inputs.features(), true_celltypes(wd), inputs, a.pieces, np.random.default_rng(i),
+        f, lab = with_pieces(true_celltypes(wd), inputs, a.pieces, np.random.default_rng(i),
                              min_cable_um=a.min_cable_um)
         feats.append(f)
         labels.append(lab)

@@ -113,13 +113,14 @@ def piece_features(inputs: CellInputs, pieces: Pieces) -> pd.DataFrame:
     return out
 
 
-def with_pieces(features: pd.DataFrame, labels: pd.Series, inputs: CellInputs, per_cell: int,
+def with_pieces(labels: pd.Series, inputs: CellInputs, per_cell: int,
                 rng: np.random.Generator, share: tuple[float, float] = TRAIN_SHARE,
                 min_cable_um: float = 0.0) -> tuple[pd.DataFrame, pd.Series]:
-    """A training set of the labelled cells of ``features`` (index cell_id) with >=
+    """A training set of the labelled cells of ``inputs.features()`` (index cell_id) with >=
     ``min_cable_um`` and ``per_cell`` random pieces of each (``share`` of its cable), the pieces
     labelled as their cell; rows get new ids (0..), cells first, and the ``source_cell_id``
     column (the cell itself for whole cells) keeps a cell and its pieces in one fold."""
+    features = inputs.features()
     lab = labels[~labels.index.duplicated()]
     cells = features.index[features.index.isin(lab.index) & (features["cable_um"].to_numpy() >= min_cable_um)]
     whole = features.loc[cells].assign(**{SOURCE: cells.to_numpy().astype(np.uint64)})
