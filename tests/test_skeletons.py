@@ -35,7 +35,7 @@ def skeletonize_in_blocks(labels: np.ndarray, block_ds, params: SkeletonParams |
     out = {}
     cells = np.unique(np.concatenate([r[2].cell_id for r in rows]))
     for c in cells.tolist():
-        v, par, rad, key, pvx = [], [], [], [], []
+        v, par, rad, key, pvx, ridge = [], [], [], [], [], []
         off = 0
         for bid, start, bs in rows:
             m = bs.cell_id == c
@@ -48,10 +48,11 @@ def skeletonize_in_blocks(labels: np.ndarray, block_ds, params: SkeletonParams |
             rad.append(bs.radius_nm[m])
             key.append(bs.piece[m] + bid * 100000)
             pvx.append(bs.piece_vx[m])
+            ridge.append(bs.face_ridge[m])
             off += len(idx)
         out[c] = finish_cell(np.concatenate(v), np.concatenate(par), np.concatenate(rad),
                              np.concatenate(key), np.concatenate(pvx), spacing_nm=ANISO, params=p,
-                             volume_shape_vx=shape)
+                             volume_shape_vx=shape, face_ridge=np.concatenate(ridge))
     return out
 
 
@@ -204,7 +205,7 @@ def test_neurite_leaving_the_volume_ends_where_its_axis_crosses_the_border():
     assert s.cable_length_um == pytest.approx(np.linalg.norm(exit_nm - a) / 1000, rel=0.05)
 
 
-@pytest.mark.parametrize("depth_nm, rel", [(40.0, 0.05), (100.0, 0.02), (120.0, 0.02)])
+@pytest.mark.parametrize("depth_nm, rel", [(20.0, 0.06), (40.0, 0.05), (100.0, 0.02), (120.0, 0.02)])
 def test_neurite_grazing_the_volume_border_does_not_end_there(depth_nm, rel):
     """A capsule (r 150 nm) running along the y = 0 face with its axis ``depth_nm`` inside pokes
     out of the volume without leaving it: no end and no spur on the border (the true tree has
@@ -218,6 +219,25 @@ def test_neurite_grazing_the_volume_border_does_not_end_there(depth_nm, rel):
     if depth_nm >= 100:  # ends at the cap centres, not on the border
         assert sorted(_tips_nm(f)[:, 0].tolist()) == pytest.approx([300.0, 1700.0], abs=ANISO[0])
         assert (_tips_nm(f)[:, 1] > 0).all()
+
+
+@pytest.mark.parametrize("outside_nm", [20.0, 40.0, 80.0])
+def test_sliver_of_a_neurite_outside_the_volume_has_no_cable(outside_nm):
+    """A capsule (r 150 nm) along the y = 0 face with its axis ``outside_nm`` outside the volume
+    leaves a sliver 70-130 nm deep inside; its true tree lies outside. Before the sliver rule
+    (``teasar.face_ridge``) its skeleton ran along the face, 1.26-1.38 um; with a branch (r
+    150 nm) leaving it into the volume for 1 um, 2.26-2.48 um with a branch point on the face."""
+    seg = ((300, -outside_nm, 500), (1700, -outside_nm, 500))
+    sliver = stats(skeletonize_in_blocks(capsules((100, 80, 40), [seg], 150.0, label=4),
+                                         (1000, 1000, 1000))[4])
+    assert sliver.n_trees == 1 and sliver.cable_length_um <= 0.05
+    branch = ((1000, -outside_nm, 500), (1000, 1000, 500))
+    f = skeletonize_in_blocks(capsules((100, 80, 40), [seg, branch], 150.0, label=4), (1000, 1000, 1000))[4]
+    s = stats(f)
+    # the branch, from the face to its cap centre (1 um), and at most a stub of two voxels on
+    # each side of where it leaves the face (measured 1.08-1.12 um)
+    assert s.n_trees == 1 and 0.95 <= s.cable_length_um <= 1.15
+    assert (f.nodes_nm[:, 1] <= 0.5 * ANISO[1]).sum() <= 3
 
 
 def test_bouton_bulging_out_of_the_volume_is_not_an_end():
