@@ -238,16 +238,16 @@ def finish_cell(
     volume border is not known, every end is treated as a surface end); ``volume_hi_nm``, the
     volume's last voxel centre at full resolution: those ends then move along their axis onto
     the border plane (:func:`.postprocess.extend_exits`). ``face_ridge``
-    (:func:`.teasar.face_ridge`, per vertex): paths along a volume face on its ridge are peeled
-    (:func:`.postprocess.peel_face_ridges`).
+    (:func:`.teasar.face_ridge`, per vertex) with ``params.peel_face_slivers``: paths along a
+    volume face on a sliver's ridge are peeled (:func:`.postprocess.peel_face_ridges`).
     """
     attrs = {} if myelin_frac is None else {"myelin_frac": np.asarray(myelin_frac, np.float32)}
-    if face_ridge is not None:
+    if face_ridge is not None and params.peel_face_slivers:
         attrs["face_ridge"] = np.asarray(face_ridge, np.float32)
     forest, tree_vx = join_pieces(vertex_vx, parent, radius_nm, piece_key, piece_vx, spacing_nm, attrs)
     # dust by voxels first (the reference's per-object dust threshold), on the joined trees
     forest = remove_dust(forest, 0.0, tree_vx, params.dust_threshold_vx)
-    if face_ridge is not None:
+    if "face_ridge" in forest.attrs:
         ridge = forest.attrs.pop("face_ridge") > 0
         forest = peel_face_ridges(forest, ridge, on_volume_border(forest.nodes_nm, spacing_nm, volume_shape_vx, 2))
 
