@@ -621,13 +621,15 @@ def test_demo_tissue_meets_issue_targets(demo_scores):
 
 
 @pytest.mark.slow
-def test_pinky40_one_tree_per_piece(tmp_path, pinky40):
+@pytest.mark.parametrize("peel", [False, True])
+def test_pinky40_one_tree_per_piece(tmp_path, pinky40, peel):
     """Done-when: on the whole pinky40 volume (512^3, default config and blocks), every label
     above 10,000 voxels gets a skeleton, with one tree per 26-connected piece of the label;
     peak memory printed. Pieces are counted at skeleton resolution (2x2x1 striding, what the
     skeletonizer sees; it can split a thin piece or join two across a one-voxel gap), and only
     pieces of at least the dust threshold (the reference drops smaller ones). Every node lies in
-    its label or within one (full-resolution) voxel of it (measured: all 252,233 at 2x2x1)."""
+    its label or within one (full-resolution) voxel of it (measured: all 252,233 at 2x2x1).
+    ``peel``: with ``peel_face_slivers`` (it removes tips only)."""
     import cc3d
     import fastremap
 
@@ -636,6 +638,7 @@ def test_pinky40_one_tree_per_piece(tmp_path, pinky40):
 
     arr = pinky40
     cfg = default_config((16.0, 16.0, 40.0))
+    cfg.skeletons.peel_face_slivers = peel
     write_config(tmp_path, cfg)
     lay = create_layer(tmp_path, "sv", arr.shape, "uint64", (16.0, 16.0, 40.0))
     lay.write(np.asfortranarray(arr).astype(np.uint64))

@@ -9,7 +9,8 @@ Top to bottom:
    ``astrocyte_teasar_const_nm`` and ``astrocyte_max_paths``), and, if a ``myelin`` layer
    exists, the myelin fraction around every vertex (:mod:`.myelin`). Returns one row per vertex.
 2. per cell (:func:`finish_cell`): join the pieces where their vertices coincide
-   (:func:`.join.join_pieces`), remove dust (trees under ``dust_threshold_vx`` voxels), retract
+   (:func:`.join.join_pieces`), remove dust (trees under ``dust_threshold_vx`` voxels), with
+   ``peel_face_slivers`` peel paths along a volume face on a sliver's ridge, retract
    tips from the surface to the centre of their end cap (ends on the volume border stay),
    smooth the voxel staircase, thin to ``node_spacing_nm`` (keeping bends), remove trees under
    ``dust_nm`` of cable (unless they reach the volume border), tips that lie inside the lumen

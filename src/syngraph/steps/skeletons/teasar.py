@@ -15,7 +15,9 @@ spurs off the axis (:func:`_crosses`). On the volume border there is no block to
 targets are only where a neurite's axis leaves the volume (:func:`exit_targets`), not where a
 neurite grazes the border or a bouton or soma bulges out of it, which the true tree does not
 end at either; they are traced first, one of them being the root. Path vertices off the faces
-then move onto the medial axis (:mod:`.recentre`).
+then move onto the medial axis (:mod:`.recentre`). Vertices within a voxel of the volume
+border that lie on the ridge of a sliver (a neurite whose axis lies outside the volume) are
+flagged (:func:`face_ridge`) for the post-processing to peel.
 
 We call kimimaro's own building blocks (``compute_cc_labels``, ``trace``) instead of
 ``kimimaro.skeletonize`` for three reasons, each a case where the whole-volume entry point
