@@ -31,19 +31,21 @@ def _clip(a: np.ndarray, b: np.ndarray, hi: np.ndarray) -> tuple[float, float] |
     return t0, t1
 
 
-def rasterize(xyz: np.ndarray, parent: np.ndarray, radius: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """Voxels (centres at ``i * VOXEL_NM``) within the cone-capsule of every edge."""
+def rasterize(xyz: np.ndarray, parent: np.ndarray, radius: np.ndarray, shape: tuple[int, int, int],
+              voxel_nm: np.ndarray = VOXEL_NM) -> np.ndarray:
+    """Voxels (centres at ``i * voxel_nm``) within the cone-capsule of every edge."""
+    vox = np.asarray(voxel_nm, float)
     lab = np.zeros(shape, bool)
     top = np.asarray(shape) - 1
     for c in np.flatnonzero(parent >= 0).tolist():
         a, b, ra, rb = xyz[c], xyz[parent[c]], radius[c], radius[parent[c]]
         r = max(ra, rb)
-        lo = np.maximum(np.floor((np.minimum(a, b) - r) / VOXEL_NM).astype(int), 0)
-        hi = np.minimum(np.ceil((np.maximum(a, b) + r) / VOXEL_NM).astype(int), top)
+        lo = np.maximum(np.floor((np.minimum(a, b) - r) / vox).astype(int), 0)
+        hi = np.minimum(np.ceil((np.maximum(a, b) + r) / vox).astype(int), top)
         if np.any(lo > hi):
             continue
         g = np.stack(np.meshgrid(*[np.arange(p, q + 1) for p, q in zip(lo, hi, strict=True)],
-                                 indexing="ij"), -1) * VOXEL_NM
+                                 indexing="ij"), -1) * vox
         d = b - a
         t = np.clip(((g - a) @ d) / max(float(d @ d), 1e-9), 0, 1)
         inside = np.linalg.norm(g - (a + t[..., None] * d), axis=-1) <= ra + (rb - ra) * t
@@ -74,16 +76,23 @@ def truth_in_box(xyz: np.ndarray, parent: np.ndarray, hi: np.ndarray) -> tuple[f
     return cable / 1000, int(((deg >= 3) & inside).sum())
 
 
-def _densest_box(xyz: np.ndarray, parent: np.ndarray) -> np.ndarray:
-    """The origin of the box centred on the branch point with the most branch points in it."""
+def dense_box(xyz: np.ndarray, parent: np.ndarray, rank: int = 0) -> np.ndarray:
+    """The origin of the box centred on the branch point with the most branch points in it
+    (``rank`` 1: the branch point with the most among those outside that box, and so on)."""
     deg = np.bincount(np.r_[parent[parent >= 0], np.flatnonzero(parent >= 0)], minlength=len(xyz))
     bps = xyz[deg >= 3]
-    counts = [(np.abs(bps - q).max(1) <= BOX_NM / 2).sum() for q in bps]
+    counts = np.array([(np.abs(bps - q).max(1) <= BOX_NM / 2).sum() for q in bps])
+    for _ in range(rank):
+        centre = bps[int(np.argmax(counts))]
+        counts[np.abs(bps - centre).max(1) <= BOX_NM] = -1
     return bps[int(np.argmax(counts))] - BOX_NM / 2
 
 
-def skeleton_of_real_neuron(tmp_path, neuron) -> tuple[float, int, float, int]:
-    """(true cable um, true branch points, our cable um, our branch points) in the box."""
+def skeleton_of_real_neuron(tmp_path, neuron, voxel_nm: np.ndarray = VOXEL_NM, rank: int = 0,
+                            shift_nm: np.ndarray | None = None,
+                            params: dict | None = None) -> tuple[float, int, float, int]:
+    """(true cable um, true branch points, our cable um, our branch points) in the box (see
+    :func:`dense_box` for ``rank``; ``shift_nm`` moves the box; ``params``: ``[skeletons]``)."""
     from syngraph.config import default_config, write_config
     from syngraph.engine import Compute, write_table_atomic
     from syngraph.io.volume import create_layer
@@ -94,16 +103,19 @@ def skeleton_of_real_neuron(tmp_path, neuron) -> tuple[float, int, float, int]:
     xyz = nodes[["x", "y", "z"]].to_numpy(float) * scale
     pos = {int(v): k for k, v in enumerate(nodes.node_id)}
     parent = np.array([pos.get(int(p), -1) for p in nodes.parent_id])
-    radius = np.maximum(nodes.radius.to_numpy(float) * scale, 1.5 * VOXEL_NM[0])
-    xyz = xyz - _densest_box(xyz, parent)
-    shape = tuple(int(v) for v in np.round(BOX_NM / VOXEL_NM))
-    hi = (np.asarray(shape) - 1) * VOXEL_NM
-    lab = rasterize(xyz, parent, radius, shape)  # type: ignore[arg-type]
+    voxel_nm = np.asarray(voxel_nm, float)
+    radius = np.maximum(nodes.radius.to_numpy(float) * scale, 1.5 * voxel_nm[0])
+    xyz = xyz - dense_box(xyz, parent, rank) - (0 if shift_nm is None else np.asarray(shift_nm, float))
+    shape = tuple(int(v) for v in np.round(BOX_NM / voxel_nm))
+    hi = (np.asarray(shape) - 1) * voxel_nm
+    lab = rasterize(xyz, parent, radius, shape, voxel_nm)  # type: ignore[arg-type]
     cable_true, bp_true = truth_in_box(xyz, parent, hi)
-    cfg = default_config(tuple(VOXEL_NM))  # type: ignore[arg-type]
+    cfg = default_config(tuple(voxel_nm))  # type: ignore[arg-type]
     cfg.layers = {k: v for k, v in cfg.layers.items() if k == "sv"}
+    for k, v in (params or {}).items():
+        setattr(cfg.skeletons, k, v)
     write_config(tmp_path, cfg)
-    create_layer(tmp_path, "sv", shape, "uint64", tuple(VOXEL_NM), chunks_xyz=(128, 128, 64)).write(
+    create_layer(tmp_path, "sv", shape, "uint64", tuple(voxel_nm), chunks_xyz=(128, 128, 64)).write(
         lab.astype(np.uint64))
     one = np.array([1], np.uint64)
     write_table_atomic(pa.table({"sv_id": one, "cell_id": one}), tmp_path / "tables" / "sv_to_cell.parquet")
@@ -119,8 +131,8 @@ def test_real_fly_neurons_cable_and_branch_points(tmp_path):
     voxels 32x32x40 nm since skeleton_voxel_nm = 32): cable ratios 1.03-1.10, branch points
     0.98-1.32 of the truth (at 16x16x40: 1.07-1.14 and 0.88-1.22). The issue's target (cable
     within 5 %, branch points within 10 %) is met for 3 of 5 cables and 2 of 5 branch counts:
-    the excess cable is TEASAR paths in slivers of neurites cut by the box faces and the voxel
-    staircase at 40 nm in z."""
+    the excess cable is TEASAR paths in slivers of neurites cut by the box faces (peeled with
+    ``peel_face_slivers``: the next test) and the voxel staircase at 40 nm in z."""
     navis = pytest.importorskip("navis")
     rows = []
     for i, neuron in enumerate(navis.example_neurons()):
@@ -132,3 +144,23 @@ def test_real_fly_neurons_cable_and_branch_points(tmp_path):
     assert np.median(cable_ratio) < 1.06, cable_ratio
     assert ((bp_ratio > 0.9) & (bp_ratio < 1.4)).all(), bp_ratio
     assert abs(np.median(bp_ratio) - 1) < 0.12, bp_ratio
+
+
+@pytest.mark.slow
+def test_real_fly_neurons_with_the_sliver_rule(tmp_path):
+    """The same five neurons with ``peel_face_slivers`` in three 6 um boxes each: around the
+    densest branching (developed on), around the densest branching outside that box and the
+    first box shifted 3 um in x (held out). Measured (docs/skeletons.md, sixth round): cable
+    within 5 % for 11 of 15 (default: 5), median |error| 3.2 % (7.2 %), all within 0.95-1.11
+    (0.99-1.19); branch points within 10 % for 8 of 15 (5), 0.72-1.12 (0.88-1.31)."""
+    navis = pytest.importorskip("navis")
+    rows = []
+    for box, (rank, shift) in enumerate([(0, None), (1, None), (0, np.array([3000.0, 0, 0]))]):
+        for i, neuron in enumerate(navis.example_neurons()):
+            rows.append(skeleton_of_real_neuron(tmp_path / f"b{box}n{i}", neuron, VOXEL_NM, rank, shift,
+                                                {"peel_face_slivers": True}))
+    t_cable, t_bp, o_cable, o_bp = (np.array(c, float) for c in zip(*rows, strict=True))
+    assert (t_cable > 40).all() and (t_bp >= 15).all()  # the boxes hold real arbors
+    cable_err, bp_ratio = np.abs(o_cable / t_cable - 1), o_bp / t_bp
+    assert (cable_err <= 0.05).sum() >= 10 and np.median(cable_err) < 0.04 and cable_err.max() < 0.12, cable_err
+    assert (np.abs(bp_ratio - 1) <= 0.1).sum() >= 7 and ((bp_ratio > 0.65) & (bp_ratio < 1.2)).all(), bp_ratio

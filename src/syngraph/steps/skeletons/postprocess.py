@@ -184,12 +184,13 @@ def thin(forest: Forest, spacing_nm: float, max_deviation_nm: float = np.inf) ->
 
 
 def on_volume_border(nodes_nm: np.ndarray, spacing_nm: tuple[float, float, float],
-                     volume_shape_vx: tuple[int, int, int] | None) -> np.ndarray:
-    """True for nodes on the first or last voxel plane of the volume (skeleton resolution)."""
+                     volume_shape_vx: tuple[int, int, int] | None, planes: int = 1) -> np.ndarray:
+    """True for nodes on the first or last ``planes`` voxel planes of the volume (skeleton
+    resolution)."""
     if volume_shape_vx is None or len(nodes_nm) == 0:
         return np.zeros(len(nodes_nm), bool)
     v = np.rint(np.asarray(nodes_nm) / np.asarray(spacing_nm)).astype(np.int64)
-    return np.any((v <= 0) | (v >= np.asarray(volume_shape_vx) - 1), axis=1)
+    return np.any((v <= planes - 1) | (v >= np.asarray(volume_shape_vx) - planes), axis=1)
 
 
 def retract_tips(forest: Forest, fixed: np.ndarray, tol_nm: float) -> Forest:
@@ -248,6 +249,48 @@ def retract_tips(forest: Forest, fixed: np.ndarray, tol_nm: float) -> Forest:
         alive[drop] = False
         if deg[path[last]] >= 3:
             deg[path[last]] -= 1
+    return forest.subset(alive)
+
+
+def peel_face_ridges(forest: Forest, ridge: np.ndarray, on_face: np.ndarray) -> Forest:
+    """Peel the paths that run along a volume face on its distance ridge (sliver paths).
+
+    A tip where ``ridge`` is true (within a voxel of the volume border, on a sliver's ridge:
+    :func:`.teasar.face_ridge`) whose neighbour is also near a face (``on_face``) is removed, and so on from the tip it leaves. What runs along the face on the ridge is the
+    sliver of a neurite whose axis lies outside the volume (its true tree is outside); where
+    an axis crosses the face, the path leaves the face at once, so an exit (a ridge tip joined
+    to a node inside) stays, and a path that runs along the face past where its axis left
+    is cut back to the crossing. Paths joining two parts of the tree stay (no tree is split),
+    and a tree's last node is never removed.
+
+    >>> x = np.arange(5.0)
+    >>> f = Forest(np.c_[x, np.zeros(5), np.zeros(5)], np.c_[np.arange(4), np.arange(1, 5)],
+    ...            np.ones(5, np.float32), {})
+    >>> len(peel_face_ridges(f, x >= 2, x >= 1))
+    2
+    """
+    n = len(forest)
+    ridge = np.asarray(ridge, bool)
+    if n < 2 or not ridge.any():
+        return forest
+    on_face = np.asarray(on_face, bool)
+    adj = _adjacency(n, forest.edges)
+    deg = degrees(n, forest.edges)
+    alive = np.ones(n, bool)
+    stack = np.flatnonzero((deg == 1) & ridge).tolist()
+    left = n
+    while stack:
+        t = stack.pop()
+        if not alive[t] or deg[t] != 1 or left <= 1:
+            continue
+        w = next(v for v in adj[t] if alive[v])
+        if not on_face[w]:
+            continue
+        alive[t] = False
+        left -= 1
+        deg[w] -= 1
+        if deg[w] == 1 and ridge[w]:
+            stack.append(w)
     return forest.subset(alive)
 
 

@@ -9,7 +9,8 @@ Top to bottom:
    ``astrocyte_teasar_const_nm`` and ``astrocyte_max_paths``), and, if a ``myelin`` layer
    exists, the myelin fraction around every vertex (:mod:`.myelin`). Returns one row per vertex.
 2. per cell (:func:`finish_cell`): join the pieces where their vertices coincide
-   (:func:`.join.join_pieces`), remove dust (trees under ``dust_threshold_vx`` voxels), retract
+   (:func:`.join.join_pieces`), remove dust (trees under ``dust_threshold_vx`` voxels), with
+   ``peel_face_slivers`` peel paths along a volume face on a sliver's ridge, retract
    tips from the surface to the centre of their end cap (ends on the volume border stay),
    smooth the voxel staircase, thin to ``node_spacing_nm`` (keeping bends), remove trees under
    ``dust_nm`` of cable (unless they reach the volume border), tips that lie inside the lumen
@@ -47,6 +48,7 @@ from syngraph.steps.skeletons.postprocess import (
     exit_tips,
     extend_exits,
     on_volume_border,
+    peel_face_ridges,
     remove_dust,
     remove_redundant_branches,
     remove_ticks,
@@ -201,6 +203,7 @@ def skeleton_block(
         "parent": pa.array(bs.parent),
         "piece": pa.array(bs.piece),
         "piece_vx": pa.array(bs.piece_vx),
+        "face_ridge": pa.array(bs.face_ridge),
     }
     if myelin:
         mlayer = open_layer(workdir, "myelin")
@@ -225,6 +228,7 @@ def finish_cell(
     myelin_frac: np.ndarray | None = None,
     volume_shape_vx: tuple[int, int, int] | None = None,
     volume_hi_nm: np.ndarray | None = None,
+    face_ridge: np.ndarray | None = None,
 ) -> Forest:
     """Join, thin, clean and annotate one cell's block pieces (pure; see the module docstring).
 
@@ -234,12 +238,19 @@ def finish_cell(
     where a neurite leaves the volume and are neither retracted nor removed as ticks (None: the
     volume border is not known, every end is treated as a surface end); ``volume_hi_nm``, the
     volume's last voxel centre at full resolution: those ends then move along their axis onto
-    the border plane (:func:`.postprocess.extend_exits`).
+    the border plane (:func:`.postprocess.extend_exits`). ``face_ridge``
+    (:func:`.teasar.face_ridge`, per vertex) with ``params.peel_face_slivers``: paths along a
+    volume face on a sliver's ridge are peeled (:func:`.postprocess.peel_face_ridges`).
     """
     attrs = {} if myelin_frac is None else {"myelin_frac": np.asarray(myelin_frac, np.float32)}
+    if face_ridge is not None and params.peel_face_slivers:
+        attrs["face_ridge"] = np.asarray(face_ridge, np.float32)
     forest, tree_vx = join_pieces(vertex_vx, parent, radius_nm, piece_key, piece_vx, spacing_nm, attrs)
     # dust by voxels first (the reference's per-object dust threshold), on the joined trees
     forest = remove_dust(forest, 0.0, tree_vx, params.dust_threshold_vx)
+    if "face_ridge" in forest.attrs:
+        ridge = forest.attrs.pop("face_ridge") > 0
+        forest = peel_face_ridges(forest, ridge, on_volume_border(forest.nodes_nm, spacing_nm, volume_shape_vx, 2))
 
     def exits(f: Forest) -> np.ndarray:  # ends where a neurite leaves the volume
         return exit_tips(f, on_volume_border(f.nodes_nm, spacing_nm, volume_shape_vx), max(spacing_nm))
@@ -308,6 +319,7 @@ def build_skeletons(table: pa.Table, params: SkeletonParams,
             spacing_nm=spacing_nm, params=params,
             myelin_frac=cols["myelin_frac"][a:b] if has_myelin else None,
             volume_shape_vx=volume_shape_vx, volume_hi_nm=volume_hi_nm,
+            face_ridge=cols["face_ridge"][a:b] if "face_ridge" in cols else None,
         )
     return out
 

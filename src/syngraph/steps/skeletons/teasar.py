@@ -15,7 +15,9 @@ spurs off the axis (:func:`_crosses`). On the volume border there is no block to
 targets are only where a neurite's axis leaves the volume (:func:`exit_targets`), not where a
 neurite grazes the border or a bouton or soma bulges out of it, which the true tree does not
 end at either; they are traced first, one of them being the root. Path vertices off the faces
-then move onto the medial axis (:mod:`.recentre`).
+then move onto the medial axis (:mod:`.recentre`). Vertices within a voxel of the volume
+border that lie on the ridge of a sliver (a neurite whose axis lies outside the volume) are
+flagged (:func:`face_ridge`) for the post-processing to peel.
 
 We call kimimaro's own building blocks (``compute_cc_labels``, ``trace``) instead of
 ``kimimaro.skeletonize`` for three reasons, each a case where the whole-volume entry point
@@ -51,6 +53,7 @@ EXIT_TOL = 0.5  # voxels the distance to the boundary may rise inwards from an e
 EXIT_CONTINUE = 0.75  # an exit's neurite keeps this fraction of its radius one radius inwards
 EXIT_MIN_BALL = 2.0  # voxels: the exit tests look at least this far inwards
 RECENTRE_TOL = 0.25  # voxels: discretisation slack of the ball containment test (:mod:`.recentre`)
+SLIVER_FALL = 0.5  # steps the distance to the boundary falls one voxel in from a face on a sliver
 
 
 class TeasarParams(TypedDict):
@@ -84,11 +87,13 @@ class BlockSkeletons:
     parent: np.ndarray  # (n,) int64
     piece: np.ndarray  # (n,) int64
     piece_vx: np.ndarray  # (n,) int64
+    face_ridge: np.ndarray  # (n,) bool: on the volume border, the distance field not rising inwards
 
     @classmethod
     def empty(cls) -> BlockSkeletons:
         z = np.zeros(0, np.int64)
-        return cls(np.zeros(0, np.uint64), np.zeros((0, 3), np.int64), np.zeros(0, np.float32), z, z, z)
+        return cls(np.zeros(0, np.uint64), np.zeros((0, 3), np.int64), np.zeros(0, np.float32), z, z, z,
+                   np.zeros(0, bool))
 
     def __len__(self) -> int:
         return int(self.cell_id.shape[0])
@@ -246,6 +251,42 @@ def face_targets(
     return volume, shared
 
 
+def face_ridge(verts: np.ndarray, dbf: np.ndarray, pieces: np.ndarray, piece: int,
+               volume_faces: list[tuple[int, int]], aniso: np.ndarray) -> np.ndarray:
+    """True for the vertices within a voxel of a volume face that lie on the ridge of a sliver:
+    the part inside the volume of a neurite whose axis lies outside it.
+
+    The volume face is no boundary of ``dbf``. Where a tube's axis (radius ``r``) lies outside
+    the volume at ``d`` from the face, its wall curves back under the face: the distance to the
+    boundary is ``r - d`` on the face and falls by a full step ``s`` one voxel inwards (the
+    ridge of the field lies on the face). Where the axis lies inside, deeper than about half a
+    voxel, the distance on the face is the section's half-width ``sqrt(r^2 - a^2)`` and rises
+    or stays one voxel inwards, towards the axis (a neurite grazing the face). So a vertex on
+    the face plane or the next one is a sliver's when, at its position in the face, the
+    distance falls from the face plane to the next by more than ``SLIVER_FALL`` steps (a voxel
+    outside the piece counts as 0; paths on a sliver run on either plane). An axis within half
+    a voxel of the face plane, on either side, counts as a sliver's (the field cannot tell the
+    sides apart there). ``verts`` index ``dbf`` and ``pieces`` (the piece: the voxels equal to
+    ``piece``); ``volume_faces``: ``(axis, +1)`` for the face at index 0 (inwards is +1),
+    ``(axis, -1)`` for the last plane; ``aniso``: the voxel size.
+    """
+    out = np.zeros(len(verts), bool)
+    shape = np.asarray(dbf.shape)
+    for axis, sign in volume_faces:
+        face = 0 if sign > 0 else int(shape[axis]) - 1
+        at = (verts[:, axis] == face) | (verts[:, axis] == face + sign)
+        if not at.any() or not 0 <= face + sign < shape[axis]:
+            continue
+        p0 = verts[at].copy()
+        p0[:, axis] = face
+        p1 = p0.copy()
+        p1[:, axis] = face + sign
+        d0 = np.where(pieces[tuple(p0.T)] == piece, dbf[tuple(p0.T)], 0.0)
+        d1 = np.where(pieces[tuple(p1.T)] == piece, dbf[tuple(p1.T)], 0.0)
+        out[np.flatnonzero(at)] |= d1 < d0 - SLIVER_FALL * float(aniso[axis])
+    return out
+
+
 def _crosses(dbf_roi: np.ndarray, mask: np.ndarray, t_local: tuple[int, int, int],
              t_region: tuple[int, int, int], region_shape: tuple[int, ...], aniso: np.ndarray) -> bool:
     """Whether the neurite's axis crosses the face at a face target (rather than running along
@@ -329,7 +370,9 @@ def skeletonize_block(
         own_vx = np.bincount(own_cc.ravel(order="K"), minlength=all_vx.size)
     all_slices = ndimage.find_objects(cc_labels)
 
-    out_cell, out_v, out_r, out_p, out_piece, out_pvx = [], [], [], [], [], []
+    volume_faces = [(a, 1) for a in range(3) if trace_region[a].start == 0]
+    volume_faces += [(a, -1) for a in range(3) if trace_region[a].stop == labels.shape[a]]
+    out_cell, out_v, out_r, out_p, out_piece, out_pvx, out_ridge = [], [], [], [], [], [], []
     n_rows = 0
     piece_no = 0
     for segid, count in zip(segids.tolist(), all_vx[segids].tolist(), strict=True):
@@ -414,6 +457,7 @@ def skeletonize_block(
         out_p.append(parent)
         out_piece.append(np.full(len(verts), piece_no, np.int64))
         out_pvx.append(np.full(len(verts), own_vx[segid], np.int64))
+        out_ridge.append(face_ridge(verts, dbf, cc_labels, segid, volume_faces, aniso))
         n_rows += len(verts)
         piece_no += 1
     if not out_cell:
@@ -425,4 +469,5 @@ def skeletonize_block(
         np.concatenate(out_p),
         np.concatenate(out_piece),
         np.concatenate(out_pvx),
+        np.concatenate(out_ridge),
     )
