@@ -127,7 +127,7 @@ def skeleton_of_real_neuron(tmp_path, neuron, voxel_nm: np.ndarray = VOXEL_NM, r
 @pytest.mark.slow
 def test_real_fly_neurons_cable_and_branch_points(tmp_path):
     """Five proofread fly projection neurons, each in the 6 um box around its densest branching
-    (73-120 um of cable, 34-59 branch points in the box). Measured (docs/skeletons.md, skeleton
+    (73-120 um of cable, 34-59 branch points in the box), without the sliver rule. Measured (docs/skeletons.md, skeleton
     voxels 32x32x40 nm since skeleton_voxel_nm = 32): cable ratios 1.03-1.10, branch points
     0.98-1.32 of the truth (at 16x16x40: 1.07-1.14 and 0.88-1.22). The issue's target (cable
     within 5 %, branch points within 10 %) is met for 3 of 5 cables and 2 of 5 branch counts:
@@ -136,7 +136,7 @@ def test_real_fly_neurons_cable_and_branch_points(tmp_path):
     navis = pytest.importorskip("navis")
     rows = []
     for i, neuron in enumerate(navis.example_neurons()):
-        rows.append(skeleton_of_real_neuron(tmp_path / f"n{i}", neuron))
+        rows.append(skeleton_of_real_neuron(tmp_path / f"n{i}", neuron, params={"peel_face_slivers": False}))
     t_cable, t_bp, o_cable, o_bp = (np.array(c, float) for c in zip(*rows, strict=True))
     assert (t_cable > 50).all() and (t_bp >= 30).all()  # the boxes hold real arbors
     cable_ratio, bp_ratio = o_cable / t_cable, o_bp / t_bp

@@ -180,9 +180,10 @@ class SkeletonParams(_Model):
         "already cut the bends (docs/skeletons.md)",
     )
     peel_face_slivers: bool = Field(
-        False, description="peel paths that run along a volume face on the distance ridge of a sliver (a "
+        True, description="peel paths that run along a volume face on the distance ridge of a sliver (a "
         "neurite whose axis lies outside the volume; docs/skeletons.md, sixth round): real fly neurons in "
-        "held-out boxes 11 of 15 cables within 5 % instead of 5, but demo neuron recall -0.007 to -0.015",
+        "held-out boxes 11 of 15 cables within 5 % instead of 5; demo neuron recall -0.007 to -0.015 where "
+        "an axis runs within half a voxel of a face",
     )
     myelin_box_vx: tuple[int, int, int] = Field(
         (44, 44, 20), description="XYZ box (full-resolution voxels) around a node for the myelin test"
