@@ -314,7 +314,9 @@ def test_volume_grouped_folds_calibrate_for_unseen_volumes():
 
 def test_spines_at_the_dataset_border_are_not_counted(tmp_path):
     """A branch the border cuts leaves a spine-like stub: spines within 50 nm (and 2 voxels) of a
-    face of the volume do not count towards the spine density; the others do."""
+    face of the volume do not count towards the spine density; the others do. The far faces are
+    the last voxels' centres (990, 990, 225 nm here), not shape * voxel: a spine at x = 945 nm is
+    within 50 nm of the far x face."""
     from syngraph.io.volume import create_layer
     from syngraph.steps.celltypes import load_cell_inputs, off_border
 
@@ -323,7 +325,8 @@ def test_spines_at_the_dataset_border_are_not_counted(tmp_path):
     xyz = np.array([[500, 500, 125], [60, 940, 75], [30, 500, 125], [500, 500, 240], [500, 500, 40]], float)
     np.testing.assert_array_equal(off_border(xyz, np.array([1000.0, 1000, 250]), np.array([50.0, 50, 50])),
                                   [True, True, False, False, False])
-    write_table_atomic(pa.table({"cell_id": pa.array([1] * 5, pa.uint64()), "node_id": np.arange(5),
+    xyz = np.r_[xyz, [[945, 500, 125]]]
+    write_table_atomic(pa.table({"cell_id": pa.array([1] * 6, pa.uint64()), "node_id": np.arange(6),
                                  "x_nm": xyz[:, 0], "y_nm": xyz[:, 1], "z_nm": xyz[:, 2]}),
                        tmp_path / "tables" / "spines.parquet")
     inputs = load_cell_inputs(tmp_path)

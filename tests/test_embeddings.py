@@ -111,9 +111,10 @@ def test_shipped_encoder_on_drawn_cells(tmp_path):
     assert cell_acc >= 0.9
 
 
-def test_train_encoder_without_labels(tmp_path):
+def test_train_encoder_without_labels(tmp_path, monkeypatch):
     pytest.importorskip("torch")
     from syngraph.models.compartments import SHAPE_FEATURES
+    from syngraph.models.embeddings import Encoder
     from syngraph.steps.embeddings import (
         load_volume,
         node_features,
@@ -154,6 +155,15 @@ def test_train_encoder_without_labels(tmp_path):
     write_config(tmp_path / "c", cfg)
     with pytest.raises(InputError, match="run `syngraph run celltypes` first"):
         run_embeddings(tmp_path / "c")
+    # with labels, the cell encoder and the bank read the same node vectors: computed once
+    node_calls, embed = [], Encoder.embed
+    monkeypatch.setattr(Encoder, "embed", lambda self, x: (node_calls.append(len(x))
+                                                           if self.feature_names == SHAPE_FEATURES else None,
+                                                           embed(self, x))[1])
+    labels = pd.Series(list(truth.values()), index=list(truth))
+    *_, bank = train_embeddings([tmp_path / "b"], tmp_path / "enc2.safetensors", steps=20, cell_steps=20,
+                                labels=[labels])
+    assert bank == len(truth) and node_calls == [len(vol.x)]
 
 
 def test_train_embeddings_with_labels_builds_the_reference_bank(tmp_path):

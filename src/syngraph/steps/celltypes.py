@@ -42,6 +42,7 @@ from syngraph.models.celltypes import (
 )
 from syngraph.models.domain import DomainReport, DomainWarning, held_back
 from syngraph.models.files import load_model_file
+from syngraph.skeleton import volume_hi_nm
 from syngraph.steps.compartments.run import ORGANELLE_LAYERS, has_organelles
 
 STEP = "celltypes"
@@ -250,11 +251,12 @@ def _organelle_table(workdir: Path, voxel_nm: np.ndarray, nodes: pd.DataFrame) -
     return out.join(partners, how="left").fillna(0)
 
 
-def off_border(xyz_nm: np.ndarray, extent_nm: np.ndarray, margin_nm: np.ndarray) -> np.ndarray:
-    """Per point: farther than ``margin_nm`` (per axis) from every face of the box
-    ``[0, extent_nm]``. A branch the border cuts leaves a short stub that looks like a spine."""
+def off_border(xyz_nm: np.ndarray, hi_nm: np.ndarray, margin_nm: np.ndarray) -> np.ndarray:
+    """Per point: farther than ``margin_nm`` (per axis) from every face of the box ``[0, hi_nm]``
+    (voxel centres: the first's and the last's, :func:`syngraph.skeleton.volume_hi_nm`). A branch
+    the border cuts leaves a short stub that looks like a spine."""
     xyz = np.asarray(xyz_nm, np.float64).reshape(-1, 3)
-    return np.all((xyz >= margin_nm) & (xyz <= np.asarray(extent_nm) - margin_nm), axis=1)
+    return np.all((xyz >= margin_nm) & (xyz <= np.asarray(hi_nm) - margin_nm), axis=1)
 
 
 @dataclass(frozen=True)
@@ -311,8 +313,8 @@ def load_cell_inputs(workdir: Path) -> CellInputs:
         have = pq.read_schema(sp_path).names
         spines = pq.read_table(sp_path, columns=[c for c in ("cell_id", "node_id", *XYZ) if c in have]).to_pandas()
         if all(c in spines for c in XYZ):
-            extent_nm = np.asarray(open_layer(workdir, "sv").shape, np.float64) * voxel
-            spines = spines[off_border(spines[list(XYZ)].to_numpy(np.float64), extent_nm, np.maximum(BORDER_NM, 2 * voxel))]
+            hi_nm = volume_hi_nm(open_layer(workdir, "sv").shape, voxel)  # the last voxel's centre
+            spines = spines[off_border(spines[list(XYZ)].to_numpy(np.float64), hi_nm, np.maximum(BORDER_NM, 2 * voxel))]
     spines = spines.reindex(columns=["cell_id", "node_id"]).fillna({"node_id": -1})  # node_id: for pieces
     spines["cell_id"] = spines["cell_id"].to_numpy().astype(np.uint64)
     orgs = _organelle_table(workdir, voxel, nodes) if has_organelles(workdir) else None

@@ -300,18 +300,24 @@ def load_volume(workdir: Path) -> Volume:
     return Volume(nodes, x, lacking, inputs, inputs.features())
 
 
-def with_bank(encoders: dict[str, Encoder], volumes: list[Volume],
-              labels: list[pd.Series], min_cable_um: float) -> dict[str, Encoder]:
+def node_vectors(encoders: dict[str, Encoder], volumes: list[Volume]) -> dict[str, list[np.ndarray]]:
+    """Variant -> the node vectors of every volume (:func:`load_volume`) under its node encoder."""
+    return {v: [enc.embed(vol.x[:, :len(enc.feature_names)]) for vol in volumes] for v, enc in encoders.items()}
+
+
+def with_bank(encoders: dict[str, Encoder], volumes: list[Volume], labels: list[pd.Series],
+              min_cable_um: float, node_z: dict[str, list[np.ndarray]] | None = None) -> dict[str, Encoder]:
     """The encoders with their reference banks: the cell vectors (as the step computes them) and
     types of every labelled cell with >= ``min_cable_um`` of cable in ``volumes``
-    (:func:`load_volume`)."""
+    (:func:`load_volume`); ``node_z``: their :func:`node_vectors`, if already computed."""
+    node_z = node_z or node_vectors(encoders, volumes)
     out = {}
     for v, enc in encoders.items():
         zs, ys = [], []
-        for (nodes, x, _, _, feats), lab in zip(volumes, labels, strict=True):
+        for (nodes, x, _, _, feats), lab, z in zip(volumes, labels, node_z[v], strict=True):
             if not len(lab) or not len(x):
                 continue
-            ids, _, cz = cell_embedding(enc, nodes, enc.embed(x[:, :len(enc.feature_names)]), feats)
+            ids, _, cz = cell_embedding(enc, nodes, z, feats)
             cable_um = np.bincount(np.searchsorted(ids, nodes["cell_id"]), nodes["cable_nm"], len(ids)) / 1000
             keep = (cable_um >= min_cable_um) & np.isin(ids, lab.index.to_numpy())
             zs.append(cz[keep])
@@ -320,29 +326,32 @@ def with_bank(encoders: dict[str, Encoder], volumes: list[Volume],
     return out
 
 
-def bank_of_config(encoders: dict[str, Encoder], volumes: list[Volume],
-                   labels: list[pd.Series], workdir: Path) -> tuple[dict[str, Encoder], dict[str, str]]:
+def bank_of_config(encoders: dict[str, Encoder], volumes: list[Volume], labels: list[pd.Series], workdir: Path,
+                   node_z: dict[str, list[np.ndarray]] | None = None) -> tuple[dict[str, Encoder], dict[str, str]]:
     """:func:`with_bank` over ``celltypes.min_cable_um`` of ``workdir``'s syngraph.toml, and the
     training-record keys that describe the bank."""
     minimum = load_config(Path(workdir)).celltypes.min_cable_um
-    encoders = with_bank(encoders, volumes, labels, minimum)
+    encoders = with_bank(encoders, volumes, labels, minimum, node_z)
     return encoders, {"bank_min_cable_um": str(minimum),
                       **{f"bank_cells_{v}": str(len(e.bank_type)) for v, e in encoders.items()}}
 
 
 def fit_cell_encoders(encoders: dict[str, Encoder], volumes: list[Volume], steps: int,
-                      pieces: int = VIEW_PIECES, seed: int = 0) -> dict[str, Encoder]:
+                      pieces: int = VIEW_PIECES, seed: int = 0,
+                      node_z: dict[str, list[np.ndarray]] | None = None) -> dict[str, Encoder]:
     """The node encoders with a cell encoder each, trained without labels on random pieces of
-    the cells of ``volumes`` (:func:`cell_views`; the same pieces for every variant)."""
+    the cells of ``volumes`` (:func:`cell_views`; the same pieces for every variant);
+    ``node_z``: their :func:`node_vectors`, if already computed."""
     from syngraph.models.embeddings import fit_cell_encoder
 
+    node_z = node_z or node_vectors(encoders, volumes)
     rng = np.random.default_rng(seed)
     cuts = [cut_views(vol.inputs, vol.features, vol.nodes, pieces, rng) for vol in volumes]  # for every variant
     out = {}
     for v, enc in encoders.items():
         names = cell_descriptor_names(v)
-        views = np.concatenate([views_of(cut, vol.nodes, enc.embed(vol.x[:, :len(enc.feature_names)]), names)
-                                for cut, vol in zip(cuts, volumes, strict=True)])
+        views = np.concatenate([views_of(cut, vol.nodes, z, names)
+                                for cut, vol, z in zip(cuts, volumes, node_z[v], strict=True)])
         if len(views) < 8:
             raise InputError(f"training the cell encoder needs >= 8 cells with >= {VIEW_MIN_CABLE_UM} um of "
                              f"cable in all; got {len(views)}")
@@ -381,9 +390,10 @@ def train_embeddings(workdirs: list[Path], out: Path, steps: int = 1500,
         except ImportError as e:
             raise InputError(str(e)) from None
         losses[v] = loss[-1]
-    encoders = fit_cell_encoders(encoders, vols, cell_steps)
+    node_z = node_vectors(encoders, vols)  # once: the cell encoder and the bank read the same vectors
+    encoders = fit_cell_encoders(encoders, vols, cell_steps, node_z=node_z)
     labels = [bank_labels(Path(wd), lab) for wd, lab in zip(workdirs, labels or [None] * len(workdirs), strict=True)]
-    encoders, bank_info = bank_of_config(encoders, vols, labels, workdirs[0])
+    encoders, bank_info = bank_of_config(encoders, vols, labels, workdirs[0], node_z)
     info = {"workdirs": " ".join(Path(w).name for w in workdirs), "nodes": str(base), "steps": str(steps),
             "cell_steps": str(cell_steps),
             **{f"final_loss_{v}": f"{loss:.4f}" for v, loss in losses.items()}, **bank_info}

@@ -25,6 +25,7 @@ from syngraph.steps.embeddings import (
     bank_of_config,
     fit_cell_encoders,
     load_volume,
+    node_vectors,
     train_embeddings,
 )
 
@@ -47,10 +48,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     encoders, info = load_encoders(a.weights)
     vols = [load_volume(wd) for wd in a.workdirs]
+    node_z = node_vectors(encoders, vols)
     if a.cell_only:
-        encoders = fit_cell_encoders(encoders, vols, a.cell_steps)
+        encoders = fit_cell_encoders(encoders, vols, a.cell_steps, node_z=node_z)
         info |= {"cell_workdirs": " ".join(p.name for p in a.workdirs), "cell_steps": str(a.cell_steps)}
-    encoders, bank_info = bank_of_config(encoders, vols, labels, a.workdirs[0])
+    encoders, bank_info = bank_of_config(encoders, vols, labels, a.workdirs[0], node_z)
     info |= {"bank_workdirs": " ".join(p.name for p in a.workdirs), **bank_info}
     print(f"wrote {save_encoders(a.out, encoders, info)}: bank of {len(encoders['shape'].bank_type)} cells")
 
