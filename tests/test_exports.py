@@ -19,10 +19,9 @@ SERIAL = Compute(scheduler="serial")
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """A 160x160x64 demo tissue through every step."""
+    from syngraph.config import load_config, write_config
     from syngraph.pipeline import run_step, step_names
     from syngraph.synth import synthesize
-
-    from syngraph.config import load_config, write_config
 
     wd = tmp_path_factory.mktemp("exports") / "wd"
     synthesize(wd, shape_xyz=(160, 160, 64), seed=11, compute=SERIAL)
