@@ -118,7 +118,8 @@ class SkeletonParams(_Model):
         300, description="TEASAR paths per piece per block for cells of kind astrocyte (see astrocyte_teasar_const_nm)"
     )
     dust_threshold_vx: int = Field(
-        1000, description="trees of fewer voxels (at skeleton resolution, summed over blocks) are dropped"
+        1000, description="trees of fewer voxels (at skeleton resolution, summed over blocks) are dropped, "
+        "unless they reach the volume border"
     )
     downsample: tuple[int, int, int] | None = Field(
         None,

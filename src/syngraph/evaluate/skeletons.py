@@ -22,7 +22,8 @@ kinds are never pooled.
   the true cell (a supervoxel merged into the cell counts as outside);
   ``astrocyte_cells_one_tree_per_piece``: fraction of those cells with exactly one tree per
   26-connected piece of the segment (pieces as the step sees them: strided by
-  ``skeletons.downsample``, at least ``skeletons.dust_threshold_vx`` voxels).
+  ``skeletons.downsample``, at least ``skeletons.dust_threshold_vx`` voxels; smaller pieces on
+  the volume border may have a tree too).
 * ``myelin_accuracy``: fraction of our nodes (all cells) whose ``myelin`` equals that of the
   nearest true edge of the same cell.
 * ``per_type``: centre-line precision, recall and cable per true cell type.
@@ -218,13 +219,22 @@ def _true_cells(workdir: Path, at_vx: np.ndarray | None = None) -> tuple[np.ndar
     return fastremap.remap(sv, table, in_place=True), step
 
 
-def _pieces(cell_mask: np.ndarray, downsample: tuple[int, int, int], min_vx: int) -> int:
-    """26-connected pieces of a mask as the step sees them (strided), of at least ``min_vx`` voxels."""
+def _pieces(cell_mask: np.ndarray, downsample: tuple[int, int, int], min_vx: int,
+            faces: np.ndarray) -> tuple[int, int]:
+    """26-connected pieces of a mask as the step sees them (strided): those of at least ``min_vx``
+    voxels, and the smaller ones on a face where ``faces`` (3 x 2: low, high per axis) is true
+    (the volume border: the step keeps them when their skeleton reaches it)."""
     import cc3d
 
     ds = np.ascontiguousarray(cell_mask[:: downsample[0], :: downsample[1], :: downsample[2]])
     cc, n = cc3d.connected_components(ds, connectivity=26, return_N=True)
-    return int((np.bincount(cc.reshape(-1), minlength=n + 1)[1:] >= min_vx).sum())
+    large = np.bincount(cc.reshape(-1), minlength=n + 1) >= min_vx
+    border = np.zeros(n + 1, bool)
+    for ax in range(3):
+        for side, on in zip((0, -1), faces[ax], strict=True):
+            if on:
+                border[np.take(cc, side, axis=ax).reshape(-1)] = True
+    return int(large[1:].sum()), int((border & ~large)[1:].sum())
 
 
 def score_skeletons(
@@ -326,8 +336,9 @@ def _score_non_tubular(workdir: Path, cfg: Any, ids: list[int], ours: dict[int, 
         # strided on the volume's grid, as the step strides it
         ds = cfg.skeletons.downsample_for(cfg.voxel_size_nm)
         off = [(-int(a)) % int(d) for a, d in zip(lo, ds, strict=True)]
-        s["pieces"] = _pieces(crop[off[0]:, off[1]:, off[2]:], ds, cfg.skeletons.dust_threshold_vx)
-        one_tree.append(s["n_trees"] == s["pieces"])
+        faces = np.stack([lo == 0, hi == shape], 1)
+        s["pieces"], small = _pieces(crop[off[0]:, off[1]:, off[2]:], ds, cfg.skeletons.dust_threshold_vx, faces)
+        one_tree.append(s["pieces"] <= s["n_trees"] <= s["pieces"] + small)
         per_cell[cid].update(s)
         for k in tot:
             tot[k] += s[k]

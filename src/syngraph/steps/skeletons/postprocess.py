@@ -384,8 +384,8 @@ def remove_dust(forest: Forest, dust_nm: float, tree_vx: np.ndarray | None = Non
     """Drop trees with cable length < ``dust_nm`` or (if given) fewer than ``dust_vx`` voxels.
 
     Trees with a node where ``fixed`` is true (on the volume border: the stub of a neurite that
-    leaves the volume, whose in-volume skeleton can be short however large it is) are not
-    dropped for their cable, only for their voxels. If that would drop every tree, the largest
+    leaves the volume, whose in-volume part can be small however large it is) are never
+    dropped. If that would drop every tree, the largest
     tree (by voxels, then cable) is kept, so every non-empty cell keeps a skeleton (a piece of
     one voxel keeps its single node).
     """
@@ -400,13 +400,9 @@ def remove_dust(forest: Forest, dust_nm: float, tree_vx: np.ndarray | None = Non
     vx = np.zeros(ncomp, np.int64)
     if tree_vx is not None:
         vx[comp] = tree_vx
-    ok = cable >= dust_nm
+    ok = (cable >= dust_nm) & (vx >= dust_vx)
     if fixed is not None:
-        on_border = np.zeros(ncomp, bool)
-        on_border[comp[np.asarray(fixed, bool)]] = True
-        ok |= on_border
-    if tree_vx is not None:
-        ok &= vx >= dust_vx
+        ok[comp[np.asarray(fixed, bool)]] = True
     if not ok.any():
         ok[np.lexsort((-cable, -vx))[0]] = True
     return forest.subset(ok[comp])

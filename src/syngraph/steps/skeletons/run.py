@@ -9,7 +9,8 @@ Top to bottom:
    ``astrocyte_teasar_const_nm`` and ``astrocyte_max_paths``), and, if a ``myelin`` layer
    exists, the myelin fraction around every vertex (:mod:`.myelin`). Returns one row per vertex.
 2. per cell (:func:`finish_cell`): join the pieces where their vertices coincide
-   (:func:`.join.join_pieces`), remove dust (trees under ``dust_threshold_vx`` voxels), with
+   (:func:`.join.join_pieces`), remove dust (trees under ``dust_threshold_vx`` voxels unless
+   they reach the volume border), with
    ``peel_face_slivers`` peel paths along a volume face on a sliver's ridge, retract
    tips from the surface to the centre of their end cap (ends on the volume border stay),
    smooth the voxel staircase, thin to ``node_spacing_nm`` (keeping bends), remove trees under
@@ -246,8 +247,10 @@ def finish_cell(
     if face_ridge is not None and params.peel_face_slivers:
         attrs["face_ridge"] = np.asarray(face_ridge, np.float32)
     forest, tree_vx = join_pieces(vertex_vx, parent, radius_nm, piece_key, piece_vx, spacing_nm, attrs)
-    # dust by voxels first (the reference's per-object dust threshold), on the joined trees
-    forest = remove_dust(forest, 0.0, tree_vx, params.dust_threshold_vx)
+    # dust by voxels first (the reference's per-object dust threshold), on the joined trees; a
+    # tree on the volume border is the stub of a neurite leaving the volume, however small
+    forest = remove_dust(forest, 0.0, tree_vx, params.dust_threshold_vx,
+                         fixed=on_volume_border(forest.nodes_nm, spacing_nm, volume_shape_vx))
     if "face_ridge" in forest.attrs:
         ridge = forest.attrs.pop("face_ridge") > 0
         forest = peel_face_ridges(forest, ridge, on_volume_border(forest.nodes_nm, spacing_nm, volume_shape_vx, 2))
