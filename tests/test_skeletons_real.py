@@ -181,8 +181,8 @@ def test_real_fly_neurons_with_the_sliver_rule(tmp_path):
     """The same five neurons with ``peel_face_slivers`` in three 6 um boxes each: around the
     densest branching (developed on), around the densest branching outside that box and the
     first box shifted 3 um in x (held out). Measured (docs/skeletons.md, seventh round): cable
-    within 5 % for 9 of 15 (without the rule: 5), all within 0.97-1.12; branch points within
-    10 % for 8 of 15 (5), 0.72-1.21; true cable missed 20.1 um in all (32.3 while stubs that
+    within 5 % for 9 of 15 (main 05a61a7: 10), all within 0.97-1.12; branch points within
+    10 % for 8 of 15 (8), 0.72-1.21; true cable missed 20.1 um in all (32.3 while stubs that
     leave the box under ``dust_threshold_vx`` voxels were dust), at most 2.8 um per crop."""
     navis = pytest.importorskip("navis")
     rows = []
