@@ -339,8 +339,9 @@ def extend_exits(forest: Forest, fixed: np.ndarray, volume_hi_nm: np.ndarray, ba
     leaves obliquely is cut by it before its axis reaches the face. The axis direction is the
     line from the node ``max(back_nm, radius)`` of path back to the tip; the tip moves along it
     onto the plane of each volume face (voxel centres ``0`` and ``volume_hi_nm``) that it lies
-    within ``face_nm`` of and points out of, by at most the tip's radius (a path grazing the
-    face would otherwise run along it).
+    within ``face_nm`` of and points out of, if that plane lies within the tip's radius along
+    it (else the path grazes the face, and moving it would run it along the face, out of its
+    cell).
 
     >>> f = Forest(np.array([[50.0, 50, 50], [30, 40, 50], [10, 30, 50]]), np.array([[0, 1], [1, 2]]),
     ...            np.full(3, 100, np.float32), {})
@@ -349,6 +350,9 @@ def extend_exits(forest: Forest, fixed: np.ndarray, volume_hi_nm: np.ndarray, ba
     [0.0, 25.0, 50.0]
     >>> extend_exits(f, np.array([False, False, True]), hi, 60.0, np.full(3, 5.0)).nodes_nm[2].tolist()
     [10.0, 30.0, 50.0]
+    >>> g = Forest(np.array([[190.0, 0, 50], [191, 40, 50], [192, 80, 50]]), f.edges, f.radius_nm, {})
+    >>> extend_exits(g, np.array([False, False, True]), hi, 60.0, np.full(3, 10.0)).nodes_nm[2].tolist()
+    [192.0, 80.0, 50.0]
     """
     n = len(forest)
     fixed = np.asarray(fixed, bool)
@@ -375,8 +379,8 @@ def extend_exits(forest: Forest, fixed: np.ndarray, volume_hi_nm: np.ndarray, ba
         with np.errstate(divide="ignore", invalid="ignore"):
             steps = np.where(out_lo, -x / d, np.where(out_hi, (hi - x) / d, np.inf))
         step = float(np.min(np.maximum(steps, 0.0)))
-        if np.isfinite(step):
-            nodes[t] = x + d * min(step, float(forest.radius_nm[t]))
+        if step <= float(forest.radius_nm[t]):  # farther: a path grazing the face, not an exit
+            nodes[t] = x + d * step
     return Forest(nodes, forest.edges, forest.radius_nm, forest.attrs)
 
 def remove_dust(forest: Forest, dust_nm: float, tree_vx: np.ndarray | None = None,
