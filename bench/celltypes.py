@@ -69,7 +69,7 @@ def main() -> None:
     labels = true_celltypes(wd).reindex(feats.index).dropna()
     labels = labels[labels.map(labels.value_counts()) >= 2]  # classes with too few cells here
     t = time.perf_counter()
-    f, y = with_pieces(feats, labels, inputs, a.pieces, np.random.default_rng(0))
+    f, y = with_pieces(labels, inputs, a.pieces, np.random.default_rng(0))
     fit_model([f], [y], organelles=not lacking)
     tt = time.perf_counter() - t
     print(f"celltypes training ({len(labels)} cells + {len(f) - len(labels)} pieces, both variants, "
