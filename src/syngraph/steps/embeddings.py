@@ -306,11 +306,10 @@ def node_vectors(encoders: dict[str, Encoder], volumes: list[Volume]) -> dict[st
 
 
 def with_bank(encoders: dict[str, Encoder], volumes: list[Volume], labels: list[pd.Series],
-              min_cable_um: float, node_z: dict[str, list[np.ndarray]] | None = None) -> dict[str, Encoder]:
+              min_cable_um: float, node_z: dict[str, list[np.ndarray]]) -> dict[str, Encoder]:
     """The encoders with their reference banks: the cell vectors (as the step computes them) and
     types of every labelled cell with >= ``min_cable_um`` of cable in ``volumes``
-    (:func:`load_volume`); ``node_z``: their :func:`node_vectors`, if already computed."""
-    node_z = node_z or node_vectors(encoders, volumes)
+    (:func:`load_volume`); ``node_z``: their :func:`node_vectors`."""
     out = {}
     for v, enc in encoders.items():
         zs, ys = [], []
@@ -327,7 +326,7 @@ def with_bank(encoders: dict[str, Encoder], volumes: list[Volume], labels: list[
 
 
 def bank_of_config(encoders: dict[str, Encoder], volumes: list[Volume], labels: list[pd.Series], workdir: Path,
-                   node_z: dict[str, list[np.ndarray]] | None = None) -> tuple[dict[str, Encoder], dict[str, str]]:
+                   node_z: dict[str, list[np.ndarray]]) -> tuple[dict[str, Encoder], dict[str, str]]:
     """:func:`with_bank` over ``celltypes.min_cable_um`` of ``workdir``'s syngraph.toml, and the
     training-record keys that describe the bank."""
     minimum = load_config(Path(workdir)).celltypes.min_cable_um
@@ -338,13 +337,12 @@ def bank_of_config(encoders: dict[str, Encoder], volumes: list[Volume], labels: 
 
 def fit_cell_encoders(encoders: dict[str, Encoder], volumes: list[Volume], steps: int,
                       pieces: int = VIEW_PIECES, seed: int = 0,
-                      node_z: dict[str, list[np.ndarray]] | None = None) -> dict[str, Encoder]:
+                      *, node_z: dict[str, list[np.ndarray]]) -> dict[str, Encoder]:
     """The node encoders with a cell encoder each, trained without labels on random pieces of
     the cells of ``volumes`` (:func:`cell_views`; the same pieces for every variant);
-    ``node_z``: their :func:`node_vectors`, if already computed."""
+    ``node_z``: their :func:`node_vectors`."""
     from syngraph.models.embeddings import fit_cell_encoder
 
-    node_z = node_z or node_vectors(encoders, volumes)
     rng = np.random.default_rng(seed)
     cuts = [cut_views(vol.inputs, vol.features, vol.nodes, pieces, rng) for vol in volumes]  # for every variant
     out = {}

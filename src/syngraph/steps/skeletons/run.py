@@ -245,14 +245,14 @@ def finish_cell(
     """
     attrs = {} if myelin_frac is None else {"myelin_frac": np.asarray(myelin_frac, np.float32)}
     if face_ridge is not None and params.peel_face_slivers:
-        attrs["face_ridge"] = np.asarray(face_ridge, np.float32)
+        attrs["face_ridge"] = np.asarray(face_ridge, bool)  # joined by OR
     forest, tree_vx = join_pieces(vertex_vx, parent, radius_nm, piece_key, piece_vx, spacing_nm, attrs)
     # dust by voxels first (the reference's per-object dust threshold), on the joined trees; a
     # tree on the volume border is the stub of a neurite leaving the volume, however small
     forest = remove_dust(forest, 0.0, tree_vx, params.dust_threshold_vx,
                          fixed=on_volume_border(forest.nodes_nm, spacing_nm, volume_shape_vx))
     if "face_ridge" in forest.attrs:
-        ridge = forest.attrs.pop("face_ridge") > 0
+        ridge = forest.attrs.pop("face_ridge")
         forest = peel_face_ridges(forest, ridge, on_volume_border(forest.nodes_nm, spacing_nm, volume_shape_vx, 2))
 
     def exits(f: Forest) -> np.ndarray:  # ends where a neurite leaves the volume
