@@ -288,8 +288,8 @@ def _task_cells(task: MeshTask, workdir: str, config: ProjectConfig) -> tuple[di
     for a, l0, h0 in zip(("px", "py", "pz"), lo - 1, hi + 2, strict=True):
         rng = rng & (pc.field(a) >= int(l0)) & (pc.field(a) < int(h0))
     step_dir = project.step_dir(OCCUPANCY_STEP)
-    parts = [pq.read_table(step_dir / "tasks" / f"{b:08d}.parquet", filters=rng)
-             for b in task.near_blocks] if len(sv_ids) else []
+    parts = [pq.read_table([str(step_dir / "tasks" / f"{b:08d}.parquet") for b in task.near_blocks],
+                           filters=rng)] if len(sv_ids) and task.near_blocks else []
     out: dict[int, np.ndarray] = {int(c): np.zeros((0, 3), np.int64) for c in task.cell_ids}
     if parts:
         occ = pa.concat_tables(parts)

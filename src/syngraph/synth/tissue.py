@@ -213,7 +213,7 @@ class _Builder:
                     if shell_nm > 0:
                         scene.add_prim(a, q, ra + shell_nm, rb + shell_nm, cell.index, sv, cp.UNKNOWN,
                                        parent, child, myelin=True, kind=MYELIN_SHELL, rin=ra)
-                    if on_node is not None and q is not pts[-1] and scene.inside(q):
+                    if on_node is not None and scene.inside(q):
                         on_node(cell, child)
                     a = q
                 total += step
@@ -221,8 +221,6 @@ class _Builder:
                 node, d, r = child, nd, r_new
                 if not scene.inside(a):
                     break
-                if on_node is not None:
-                    on_node(cell, child)
                 if branch_per_um and rng.random() < branch_per_um * step / 1000.0:
                     ang = rng.uniform(0.6, 1.3)
                     bd = unit(np.cos(ang) * d + np.sin(ang) * perpendicular(d, rng))
@@ -582,15 +580,13 @@ class _Builder:
             for q in self.inside_prefix(pts):
                 parent, node = node, scene.add_node(q, r, node, cell, cp.AXON, sv)
                 scene.add_prim(a, q, r, r, cell.index, sv, cp.AXON, parent, node)
-                if tgt is None and q is not pts[-1] and scene.inside(q):
+                if tgt is None and scene.inside(q):
                     self.on_axon_node(cell, node)
                 a, b = q, a
             d = nd if len(pts) == P.bend_substeps else unit(a - b)  # a cut arc goes on as it ends
             length += step
             if not scene.inside(a):
                 return
-            if tgt is None:
-                self.on_axon_node(cell, node)
             if rng.random() < P.axon_branch_per_um * step / 1000.0:
                 ang = rng.uniform(0.6, 1.3)
                 bd = unit(np.cos(ang) * d + np.sin(ang) * perpendicular(d, rng))

@@ -435,6 +435,8 @@ def watershed_task(block: Block, ctx: Ctx) -> pa.Table:
             region = BBox(tuple(int(v) for v in lo), tuple(int(v) for v in hi))  # type: ignore[arg-type]
             region = region.intersect(block.core.grow(ws_halo(p, ctx.block_size), clip=vol))
             cc = _scratch_read(ctx, f"{p.name}_cc", region, _load_mapping(ctx, p.name, "cc"))
+            # components only in the halo have no voxel in the core: not flooded
+            cc = fastremap.mask_except(cc, comps.column("id").to_numpy()[hit].tolist())
             seeds = _scratch_read(ctx, f"{p.name}_seeds", region, _load_mapping(ctx, p.name, "seed"))
             ws = watershed_per_component(cc, seeds, ctx.voxel_size_nm)
             ns_src, ns_dst = _load_mapping(ctx, p.name, "noseed")
